@@ -1,0 +1,126 @@
+/* AVX2+FMA kernels. Every function carries its own target attribute, so this file compiles without
+ * -mavx2 and the dispatcher only calls it on CPUs that report AVX2 and FMA. */
+#include "knn_kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx2,fma")))
+
+TARGET static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+TARGET static inline float l2sq_one(const float *q, const float *x, size_t d) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 16 <= d; j += 16) {
+        __m256 t0 = _mm256_sub_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(x + j));
+        __m256 t1 = _mm256_sub_ps(_mm256_loadu_ps(q + j + 8), _mm256_loadu_ps(x + j + 8));
+        a0 = _mm256_fmadd_ps(t0, t0, a0);
+        a1 = _mm256_fmadd_ps(t1, t1, a1);
+    }
+    for (; j + 8 <= d; j += 8) {
+        __m256 t = _mm256_sub_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(x + j));
+        a0 = _mm256_fmadd_ps(t, t, a0);
+    }
+    float acc = hsum256(_mm256_add_ps(a0, a1));
+    for (; j < d; j++) {
+        float t = q[j] - x[j];
+        acc += t * t;
+    }
+    return acc;
+}
+
+TARGET static inline float dot_one(const float *q, const float *x, size_t d) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 16 <= d; j += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(x + j), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j + 8), _mm256_loadu_ps(x + j + 8), a1);
+    }
+    for (; j + 8 <= d; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(x + j), a0);
+    float acc = hsum256(_mm256_add_ps(a0, a1));
+    for (; j < d; j++) acc += q[j] * x[j];
+    return acc;
+}
+
+TARGET static void l2sq_rows_avx2(const float *q, const float *X, size_t n, size_t d, float *out) {
+    for (size_t i = 0; i < n; i++) out[i] = l2sq_one(q, X + i * d, d);
+}
+
+TARGET static void dot_rows_avx2(const float *q, const float *X, size_t n, size_t d, float *out) {
+    for (size_t i = 0; i < n; i++) out[i] = dot_one(q, X + i * d, d);
+}
+
+TARGET static void dot_norm_rows_avx2(const float *q, const float *X, size_t n, size_t d, float *dot,
+                                      float *norm2) {
+    for (size_t i = 0; i < n; i++) {
+        const float *x = X + i * d;
+        __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+        size_t j = 0;
+        for (; j + 8 <= d; j += 8) {
+            __m256 xv = _mm256_loadu_ps(x + j);
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), xv, a);
+            b = _mm256_fmadd_ps(xv, xv, b);
+        }
+        float sa = hsum256(a), sb = hsum256(b);
+        for (; j < d; j++) {
+            sa += q[j] * x[j];
+            sb += x[j] * x[j];
+        }
+        dot[i] = sa;
+        norm2[i] = sb;
+    }
+}
+
+/* 4 queries x 16 packed rows (two ymm halves): two panel loads, four broadcasts, eight FMAs. */
+TARGET static void dot_panel_avx2(const float *Q, size_t nq, const float *panel, size_t d, float *out) {
+    size_t i = 0;
+    for (; i + 4 <= nq; i += 4) {
+        const float *q0 = Q + i * d, *q1 = q0 + d, *q2 = q1 + d, *q3 = q2 + d;
+        __m256 a0 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps();
+        __m256 a1 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+        __m256 a2 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps();
+        __m256 a3 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+        for (size_t j = 0; j < d; j++) {
+            __m256 lo = _mm256_loadu_ps(panel + j * KNN_PANEL_ROWS);
+            __m256 hi = _mm256_loadu_ps(panel + j * KNN_PANEL_ROWS + 8);
+            __m256 s0 = _mm256_broadcast_ss(q0 + j), s1 = _mm256_broadcast_ss(q1 + j);
+            __m256 s2 = _mm256_broadcast_ss(q2 + j), s3 = _mm256_broadcast_ss(q3 + j);
+            a0 = _mm256_fmadd_ps(s0, lo, a0); b0 = _mm256_fmadd_ps(s0, hi, b0);
+            a1 = _mm256_fmadd_ps(s1, lo, a1); b1 = _mm256_fmadd_ps(s1, hi, b1);
+            a2 = _mm256_fmadd_ps(s2, lo, a2); b2 = _mm256_fmadd_ps(s2, hi, b2);
+            a3 = _mm256_fmadd_ps(s3, lo, a3); b3 = _mm256_fmadd_ps(s3, hi, b3);
+        }
+        float *o = out + i * KNN_PANEL_ROWS;
+        _mm256_storeu_ps(o, a0); _mm256_storeu_ps(o + 8, b0);
+        _mm256_storeu_ps(o + 16, a1); _mm256_storeu_ps(o + 24, b1);
+        _mm256_storeu_ps(o + 32, a2); _mm256_storeu_ps(o + 40, b2);
+        _mm256_storeu_ps(o + 48, a3); _mm256_storeu_ps(o + 56, b3);
+    }
+    for (; i < nq; i++) {
+        const float *q = Q + i * d;
+        __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+        for (size_t j = 0; j < d; j++) {
+            __m256 s = _mm256_broadcast_ss(q + j);
+            a = _mm256_fmadd_ps(s, _mm256_loadu_ps(panel + j * KNN_PANEL_ROWS), a);
+            b = _mm256_fmadd_ps(s, _mm256_loadu_ps(panel + j * KNN_PANEL_ROWS + 8), b);
+        }
+        _mm256_storeu_ps(out + i * KNN_PANEL_ROWS, a);
+        _mm256_storeu_ps(out + i * KNN_PANEL_ROWS + 8, b);
+    }
+}
+
+const knn_kernels knn_kernels_avx2 = {
+    KNN_ISA_AVX2, "avx2", l2sq_rows_avx2, dot_rows_avx2, dot_norm_rows_avx2, dot_panel_avx2,
+};
+
+#else
+const knn_kernels knn_kernels_avx2 = {
+    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0,
+};
+#endif

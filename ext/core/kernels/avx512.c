@@ -1,0 +1,120 @@
+/* AVX-512F kernels. Every function carries its own target attribute, so this file compiles without
+ * -mavx512f and the dispatcher only calls it on CPUs that report AVX-512F. */
+#include "knn_kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx512f,avx2,fma")))
+
+/* Lanes valid in the tail of a row: the low (d % 16) bits set. */
+TARGET static inline __mmask16 tail_mask(size_t rem) { return (__mmask16)((1u << rem) - 1u); }
+
+TARGET static inline float l2sq_one(const float *q, const float *x, size_t d) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    size_t j = 0;
+    for (; j + 32 <= d; j += 32) {
+        __m512 t0 = _mm512_sub_ps(_mm512_loadu_ps(q + j), _mm512_loadu_ps(x + j));
+        __m512 t1 = _mm512_sub_ps(_mm512_loadu_ps(q + j + 16), _mm512_loadu_ps(x + j + 16));
+        a0 = _mm512_fmadd_ps(t0, t0, a0);
+        a1 = _mm512_fmadd_ps(t1, t1, a1);
+    }
+    for (; j + 16 <= d; j += 16) {
+        __m512 t = _mm512_sub_ps(_mm512_loadu_ps(q + j), _mm512_loadu_ps(x + j));
+        a0 = _mm512_fmadd_ps(t, t, a0);
+    }
+    if (j < d) {
+        __mmask16 m = tail_mask(d - j);
+        __m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, q + j), _mm512_maskz_loadu_ps(m, x + j));
+        a1 = _mm512_fmadd_ps(t, t, a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+TARGET static inline float dot_one(const float *q, const float *x, size_t d) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    size_t j = 0;
+    for (; j + 32 <= d; j += 32) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), _mm512_loadu_ps(x + j), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + j + 16), _mm512_loadu_ps(x + j + 16), a1);
+    }
+    for (; j + 16 <= d; j += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), _mm512_loadu_ps(x + j), a0);
+    if (j < d) {
+        __mmask16 m = tail_mask(d - j);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + j), _mm512_maskz_loadu_ps(m, x + j), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+TARGET static void l2sq_rows_avx512(const float *q, const float *X, size_t n, size_t d, float *out) {
+    for (size_t i = 0; i < n; i++) out[i] = l2sq_one(q, X + i * d, d);
+}
+
+TARGET static void dot_rows_avx512(const float *q, const float *X, size_t n, size_t d, float *out) {
+    for (size_t i = 0; i < n; i++) out[i] = dot_one(q, X + i * d, d);
+}
+
+TARGET static void dot_norm_rows_avx512(const float *q, const float *X, size_t n, size_t d, float *dot,
+                                        float *norm2) {
+    for (size_t i = 0; i < n; i++) {
+        const float *x = X + i * d;
+        __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+        size_t j = 0;
+        for (; j + 16 <= d; j += 16) {
+            __m512 xv = _mm512_loadu_ps(x + j);
+            a = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), xv, a);
+            b = _mm512_fmadd_ps(xv, xv, b);
+        }
+        if (j < d) {
+            __mmask16 m = tail_mask(d - j);
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + j);
+            a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + j), xv, a);
+            b = _mm512_fmadd_ps(xv, xv, b);
+        }
+        dot[i] = _mm512_reduce_add_ps(a);
+        norm2[i] = _mm512_reduce_add_ps(b);
+    }
+}
+
+/* 4 queries x 16 packed rows: per dimension one panel load, four broadcasts, four FMAs. */
+TARGET static void dot_panel_avx512(const float *Q, size_t nq, const float *panel, size_t d, float *out) {
+    if (nq == KNN_TILE_QUERIES) {
+        const float *q0 = Q, *q1 = Q + d, *q2 = Q + 2 * d, *q3 = Q + 3 * d;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+        for (size_t j = 0; j < d; j++) {
+            __m512 p = _mm512_loadu_ps(panel + j * KNN_PANEL_ROWS);
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(q0[j]), p, a0);
+            a1 = _mm512_fmadd_ps(_mm512_set1_ps(q1[j]), p, a1);
+            a2 = _mm512_fmadd_ps(_mm512_set1_ps(q2[j]), p, a2);
+            a3 = _mm512_fmadd_ps(_mm512_set1_ps(q3[j]), p, a3);
+        }
+        _mm512_storeu_ps(out, a0);
+        _mm512_storeu_ps(out + 16, a1);
+        _mm512_storeu_ps(out + 32, a2);
+        _mm512_storeu_ps(out + 48, a3);
+        return;
+    }
+    for (size_t i = 0; i < nq; i++) {
+        const float *q = Q + i * d;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        size_t j = 0;
+        for (; j + 2 <= d; j += 2) {
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(q[j]), _mm512_loadu_ps(panel + j * KNN_PANEL_ROWS), a0);
+            a1 = _mm512_fmadd_ps(_mm512_set1_ps(q[j + 1]), _mm512_loadu_ps(panel + (j + 1) * KNN_PANEL_ROWS), a1);
+        }
+        if (j < d) a0 = _mm512_fmadd_ps(_mm512_set1_ps(q[j]), _mm512_loadu_ps(panel + j * KNN_PANEL_ROWS), a0);
+        _mm512_storeu_ps(out + i * KNN_PANEL_ROWS, _mm512_add_ps(a0, a1));
+    }
+}
+
+const knn_kernels knn_kernels_avx512 = {
+    KNN_ISA_AVX512, "avx512", l2sq_rows_avx512, dot_rows_avx512, dot_norm_rows_avx512, dot_panel_avx512,
+};
+
+#else
+/* Not an x86-64 GCC/Clang build: the dispatcher never selects this table; it aliases scalar. */
+const knn_kernels knn_kernels_avx512 = {
+    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0,
+};
+#endif

@@ -1,0 +1,47 @@
+/* Float32 distance kernels and their runtime dispatch.
+ *
+ * Each ISA file (scalar.c, avx2.c, avx512.c) fills one knn_kernels table; its functions carry
+ * per-function target attributes, so one binary runs on any x86-64 CPU and picks the best table
+ * the CPU supports at run time. KNNSQL_SIMD=scalar|avx2|avx512 caps the level (for tests). */
+#ifndef KNN_KERNELS_H
+#define KNN_KERNELS_H
+
+#include <stddef.h>
+
+/* Rows per packed panel in the batch (GEMM-style) kernel, for every ISA. */
+#define KNN_PANEL_ROWS 16
+/* Queries per micro-tile of the batch kernel. */
+#define KNN_TILE_QUERIES 4
+
+typedef enum knn_isa { KNN_ISA_SCALAR = 0, KNN_ISA_AVX2 = 1, KNN_ISA_AVX512 = 2 } knn_isa;
+
+typedef struct knn_kernels {
+    knn_isa isa;
+    const char *name;
+    /* out[i] = ||q - X[i]||^2 for n contiguous rows of dimension d. */
+    void (*l2sq_rows)(const float *q, const float *X, size_t n, size_t d, float *out);
+    /* out[i] = <q, X[i]>. */
+    void (*dot_rows)(const float *q, const float *X, size_t n, size_t d, float *out);
+    /* dot[i] = <q, X[i]>, norm2[i] = ||X[i]||^2, in one pass over X. */
+    void (*dot_norm_rows)(const float *q, const float *X, size_t n, size_t d, float *dot, float *norm2);
+    /* One micro-tile of the batch kernel: nq <= KNN_TILE_QUERIES queries (rows of Q, stride d)
+     * against one panel of KNN_PANEL_ROWS rows packed dimension-major (panel[j*16 + r] = X[r][j]).
+     * out[i*KNN_PANEL_ROWS + r] = <Q[i], X[r]>. */
+    void (*dot_panel)(const float *Q, size_t nq, const float *panel, size_t d, float *out);
+} knn_kernels;
+
+extern const knn_kernels knn_kernels_scalar;
+extern const knn_kernels knn_kernels_avx2;
+extern const knn_kernels knn_kernels_avx512;
+
+/* Highest ISA this CPU supports. */
+knn_isa knn_cpu_detect(void);
+
+/* The kernels to use: the best the CPU supports, capped by KNNSQL_SIMD if set.
+ * Reads the CPU and environment on every call; callers resolve once and keep the pointer. */
+const knn_kernels *knn_kernels_best(void);
+
+/* The kernels of one ISA, or NULL when this CPU cannot run them. */
+const knn_kernels *knn_kernels_for(knn_isa isa);
+
+#endif

@@ -1,0 +1,278 @@
+#include "knn_flat.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/knn_kernels.h"
+#include "knn_error.h"
+#include "knn_idmap.h"
+#include "knn_metric.h"
+#include "knn_parallel.h"
+#include "knn_scan.h"
+
+/* Below this many floats per thread a search runs on one thread (thread start-up would dominate). */
+#define MIN_FLOATS_PER_THREAD (1u << 18)
+/* From this many queries per thread, threads split the queries; below it, they split the rows. */
+#define MIN_QUERIES_PER_THREAD 8
+
+struct knn_flat {
+    size_t dim;
+    knn_metric metric;
+    const knn_kernels *kern;
+    float *vecs;    /* cap x dim, 64-byte aligned */
+    float *norm2;   /* squared norm of each row */
+    int64_t *ids;
+    size_t count;
+    size_t cap;
+    knn_idmap slots; /* id -> row */
+};
+
+static int finish(const knn_error *e, char *errmsg, size_t len) {
+    if (errmsg && len) {
+        size_t n = strlen(e->msg);
+        if (n >= len) n = len - 1;
+        memcpy(errmsg, e->msg, n);
+        errmsg[n] = '\0';
+    }
+    return (int)e->status;
+}
+
+int knn_flat_new(size_t dim, const char *metric, knn_flat **out, char *errmsg, size_t errmsg_len) {
+    knn_error err;
+    knn_error_clear(&err);
+    knn_metric m;
+    *out = NULL;
+    if (dim == 0 || dim > 65536) {
+        knn_error_set(&err, KNN_EINVAL, "dim must be between 1 and 65536, got %zu", dim);
+        return finish(&err, errmsg, errmsg_len);
+    }
+    if (knn_metric_parse(metric, metric ? strlen(metric) : 0, &m, &err) != KNN_OK) {
+        return finish(&err, errmsg, errmsg_len);
+    }
+    knn_flat *ix = calloc(1, sizeof *ix);
+    if (ix == NULL) {
+        knn_error_set(&err, KNN_ENOMEM, "out of memory creating a flat index");
+        return finish(&err, errmsg, errmsg_len);
+    }
+    ix->dim = dim;
+    ix->metric = m;
+    ix->kern = knn_kernels_best();
+    *out = ix;
+    return KNN_OK;
+}
+
+void knn_flat_destroy(knn_flat *ix) {
+    if (ix == NULL) return;
+    free(ix->vecs);
+    free(ix->norm2);
+    free(ix->ids);
+    knn_idmap_free(&ix->slots);
+    free(ix);
+}
+
+size_t knn_flat_count(const knn_flat *ix) { return ix->count; }
+size_t knn_flat_dim(const knn_flat *ix) { return ix->dim; }
+const char *knn_flat_metric(const knn_flat *ix) { return knn_metric_name(ix->metric); }
+const char *knn_flat_simd(const knn_flat *ix) { return ix->kern->name; }
+
+static knn_status reserve(knn_flat *ix, size_t need, knn_error *err) {
+    if (need <= ix->cap) return KNN_OK;
+    if (need >= KNN_IDMAP_EMPTY) {
+        return knn_error_set(err, KNN_EINVAL, "a flat index holds at most %u rows", KNN_IDMAP_EMPTY - 1u);
+    }
+    size_t cap = ix->cap ? ix->cap : 1024;
+    while (cap < need) cap *= 2;
+    size_t bytes = (cap * ix->dim * sizeof(float) + 63) / 64 * 64;
+    float *vecs = aligned_alloc(64, bytes);
+    float *norm2 = malloc(cap * sizeof *norm2);
+    int64_t *ids = malloc(cap * sizeof *ids);
+    if (vecs == NULL || norm2 == NULL || ids == NULL) {
+        free(vecs);
+        free(norm2);
+        free(ids);
+        return knn_error_set(err, KNN_ENOMEM, "out of memory growing a flat index to %zu rows", cap);
+    }
+    if (ix->count) {
+        memcpy(vecs, ix->vecs, ix->count * ix->dim * sizeof(float));
+        memcpy(norm2, ix->norm2, ix->count * sizeof *norm2);
+        memcpy(ids, ix->ids, ix->count * sizeof *ids);
+    }
+    free(ix->vecs);
+    free(ix->norm2);
+    free(ix->ids);
+    ix->vecs = vecs;
+    ix->norm2 = norm2;
+    ix->ids = ids;
+    ix->cap = cap;
+    return KNN_OK;
+}
+
+int knn_flat_add(knn_flat *ix, const float *vecs, const int64_t *ids, size_t n, char *errmsg, size_t errmsg_len) {
+    knn_error err;
+    knn_error_clear(&err);
+    float *norms = NULL;
+    const size_t d = ix->dim;
+    if (n == 0) return KNN_OK;
+    norms = malloc(n * sizeof *norms);
+    if (norms == NULL) {
+        knn_error_set(&err, KNN_ENOMEM, "out of memory adding %zu rows", n);
+        goto cleanup;
+    }
+    /* Validate everything before changing anything: a NaN/Inf row makes its squared norm non-finite. */
+    for (size_t i = 0; i < n; i++) {
+        float dot;
+        ix->kern->dot_norm_rows(vecs + i * d, vecs + i * d, 1, d, &dot, &norms[i]);
+        if (!isfinite(norms[i])) {
+            knn_error_set(&err, KNN_EDATA,
+                          "vector with id %lld (row %zu of this batch) has a NaN or Inf component, or values too "
+                          "large for float32 distances; nothing was added",
+                          (long long)ids[i], i);
+            goto cleanup;
+        }
+    }
+    if (reserve(ix, ix->count + n, &err) != KNN_OK) goto cleanup;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t slot;
+        if (!knn_idmap_get(&ix->slots, ids[i], &slot)) {
+            slot = (uint32_t)ix->count;
+            if (knn_idmap_put(&ix->slots, ids[i], slot, &err) != KNN_OK) goto cleanup;
+            ix->ids[slot] = ids[i];
+            ix->count++;
+        }
+        memcpy(ix->vecs + (size_t)slot * d, vecs + i * d, d * sizeof(float));
+        ix->norm2[slot] = norms[i];
+    }
+cleanup:
+    free(norms);
+    return finish(&err, errmsg, errmsg_len);
+}
+
+/* One thread's share of a search: queries [q_lo, q_hi) against rows [r_lo, r_hi). */
+typedef struct search_task {
+    const knn_flat *ix;
+    const float *queries;
+    const float *q_norm2;
+    size_t q_lo, q_hi, r_lo, r_hi;
+    knn_topk *heaps; /* one per query of the whole search, owned by this task */
+    knn_error err;
+} search_task;
+
+typedef struct search_job {
+    search_task *tasks;
+} search_job;
+
+static void run_task(void *arg, size_t t) {
+    search_task *task = &((search_job *)arg)->tasks[t];
+    const knn_flat *ix = task->ix;
+    const size_t d = ix->dim;
+    knn_rows rows = {ix->vecs + task->r_lo * d, ix->norm2 + task->r_lo, ix->ids + task->r_lo, 0,
+                     task->r_hi - task->r_lo, d};
+    size_t nq = task->q_hi - task->q_lo;
+    if (nq == 0 || rows.n == 0) return;
+    if (nq == 1) {
+        knn_scan_one(ix->kern, ix->metric, task->queries + task->q_lo * d, task->q_norm2[task->q_lo], &rows,
+                     &task->heaps[task->q_lo], &task->err);
+        return;
+    }
+    knn_scan_ws ws = {0};
+    knn_scan_many(ix->kern, ix->metric, task->queries + task->q_lo * d, task->q_norm2 + task->q_lo, nq, &rows,
+                  &task->heaps[task->q_lo], &ws, &task->err);
+    knn_scan_ws_free(&ws);
+}
+
+int knn_flat_search(const knn_flat *ix, const float *queries, size_t nq, size_t k, size_t threads, int64_t *out_ids,
+                    float *out_dists, char *errmsg, size_t errmsg_len) {
+    knn_error err;
+    knn_error_clear(&err);
+    const size_t d = ix->dim;
+    float *q_norm2 = NULL;
+    search_task *tasks = NULL;
+    size_t nthreads = 0;
+
+    if (k == 0) {
+        knn_error_set(&err, KNN_EINVAL, "k must be >= 1, got 0");
+        goto cleanup;
+    }
+    if (nq == 0 || ix->count == 0) goto cleanup;
+    q_norm2 = malloc(nq * sizeof *q_norm2);
+    if (q_norm2 == NULL) {
+        knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu queries", nq);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < nq; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "query %zu", i);
+        if (knn_query_check(queries + i * d, d, ix->metric, what, &q_norm2[i], &err) != KNN_OK) goto cleanup;
+    }
+
+    nthreads = threads ? threads : knn_cpu_count();
+    size_t work = ix->count * d * nq;
+    if (nthreads > work / MIN_FLOATS_PER_THREAD) nthreads = work / MIN_FLOATS_PER_THREAD;
+    if (nthreads < 1) nthreads = 1;
+    int split_queries = nq >= nthreads * MIN_QUERIES_PER_THREAD;
+
+    tasks = calloc(nthreads, sizeof *tasks);
+    if (tasks == NULL) {
+        knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu search tasks", nthreads);
+        goto cleanup;
+    }
+    for (size_t t = 0; t < nthreads; t++) {
+        search_task *task = &tasks[t];
+        task->ix = ix;
+        task->queries = queries;
+        task->q_norm2 = q_norm2;
+        if (split_queries) {
+            task->q_lo = nq * t / nthreads;
+            task->q_hi = nq * (t + 1) / nthreads;
+            task->r_lo = 0;
+            task->r_hi = ix->count;
+        } else {
+            task->q_lo = 0;
+            task->q_hi = nq;
+            task->r_lo = ix->count * t / nthreads;
+            task->r_hi = ix->count * (t + 1) / nthreads;
+        }
+        knn_error_clear(&task->err);
+        task->heaps = calloc(nq, sizeof *task->heaps);
+        if (task->heaps == NULL) {
+            knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu result lists", nq);
+            goto cleanup;
+        }
+        for (size_t q = 0; q < nq; q++) knn_topk_init(&task->heaps[q], k, NULL);
+    }
+    search_job job = {tasks};
+    knn_parallel_run(nthreads, run_task, &job);
+    for (size_t t = 0; t < nthreads; t++) {
+        if (tasks[t].err.status != KNN_OK) {
+            err = tasks[t].err;
+            goto cleanup;
+        }
+    }
+    /* Merge per-thread lists into task 0's, then emit. */
+    size_t kk = k < ix->count ? k : ix->count;
+    for (size_t q = 0; q < nq; q++) {
+        knn_topk *dst = &tasks[0].heaps[q];
+        for (size_t t = 1; t < nthreads; t++) {
+            if (knn_topk_merge(dst, &tasks[t].heaps[q], &err) != KNN_OK) goto cleanup;
+        }
+        knn_topk_sort(dst);
+        for (size_t i = 0; i < kk; i++) {
+            out_ids[q * kk + i] = dst->heap[i].id;
+            out_dists[q * kk + i] = dst->heap[i].dist;
+        }
+    }
+cleanup:
+    if (tasks) {
+        for (size_t t = 0; t < nthreads; t++) {
+            if (tasks[t].heaps) {
+                for (size_t q = 0; q < nq; q++) knn_topk_free(&tasks[t].heaps[q]);
+                free(tasks[t].heaps);
+            }
+        }
+        free(tasks);
+    }
+    free(q_norm2);
+    return finish(&err, errmsg, errmsg_len);
+}

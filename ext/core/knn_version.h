@@ -1,0 +1,4 @@
+#ifndef KNN_VERSION_H
+#define KNN_VERSION_H
+#define KNN_VERSION "0.1.0"
+#endif

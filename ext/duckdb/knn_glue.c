@@ -1,0 +1,185 @@
+#include "knn_glue.h"
+
+#include <stdio.h>
+#include <string.h>
+
+DUCKDB_EXTENSION_EXTERN
+
+static const char *type_id_name(duckdb_type id) {
+    switch (id) {
+    case DUCKDB_TYPE_BOOLEAN: return "BOOLEAN";
+    case DUCKDB_TYPE_TINYINT: return "TINYINT";
+    case DUCKDB_TYPE_SMALLINT: return "SMALLINT";
+    case DUCKDB_TYPE_INTEGER: return "INTEGER";
+    case DUCKDB_TYPE_BIGINT: return "BIGINT";
+    case DUCKDB_TYPE_UTINYINT: return "UTINYINT";
+    case DUCKDB_TYPE_USMALLINT: return "USMALLINT";
+    case DUCKDB_TYPE_UINTEGER: return "UINTEGER";
+    case DUCKDB_TYPE_UBIGINT: return "UBIGINT";
+    case DUCKDB_TYPE_HUGEINT: return "HUGEINT";
+    case DUCKDB_TYPE_FLOAT: return "FLOAT";
+    case DUCKDB_TYPE_DOUBLE: return "DOUBLE";
+    case DUCKDB_TYPE_DECIMAL: return "DECIMAL";
+    case DUCKDB_TYPE_VARCHAR: return "VARCHAR";
+    case DUCKDB_TYPE_BLOB: return "BLOB";
+    case DUCKDB_TYPE_DATE: return "DATE";
+    case DUCKDB_TYPE_TIMESTAMP: return "TIMESTAMP";
+    case DUCKDB_TYPE_STRUCT: return "STRUCT";
+    case DUCKDB_TYPE_MAP: return "MAP";
+    case DUCKDB_TYPE_SQLNULL: return "NULL";
+    default: return "an unsupported type";
+    }
+}
+
+void knn_type_name(duckdb_logical_type t, char *buf, size_t len) {
+    duckdb_type id = duckdb_get_type_id(t);
+    if (id == DUCKDB_TYPE_ARRAY || id == DUCKDB_TYPE_LIST) {
+        duckdb_logical_type child =
+            id == DUCKDB_TYPE_ARRAY ? duckdb_array_type_child_type(t) : duckdb_list_type_child_type(t);
+        char inner[64];
+        knn_type_name(child, inner, sizeof inner);
+        duckdb_destroy_logical_type(&child);
+        if (id == DUCKDB_TYPE_ARRAY) {
+            snprintf(buf, len, "%s[%llu]", inner, (unsigned long long)duckdb_array_type_array_size(t));
+        } else {
+            snprintf(buf, len, "%s[]", inner);
+        }
+        return;
+    }
+    snprintf(buf, len, "%s", type_id_name(id));
+}
+
+knn_status knn_vreader_init(knn_vreader *r, duckdb_vector v, const char *fn, const char *arg, knn_error *err) {
+    memset(r, 0, sizeof *r);
+    duckdb_logical_type t = duckdb_vector_get_column_type(v);
+    duckdb_type id = duckdb_get_type_id(t);
+    duckdb_logical_type child = NULL;
+    knn_status status = KNN_OK;
+    if (id == DUCKDB_TYPE_ARRAY) {
+        child = duckdb_array_type_child_type(t);
+        r->is_array = true;
+        r->array_dim = (size_t)duckdb_array_type_array_size(t);
+    } else if (id == DUCKDB_TYPE_LIST) {
+        child = duckdb_list_type_child_type(t);
+    }
+    duckdb_type cid = child ? duckdb_get_type_id(child) : DUCKDB_TYPE_INVALID;
+    switch (cid) {
+    case DUCKDB_TYPE_FLOAT: r->elem = KNN_ELEM_F32; break;
+    case DUCKDB_TYPE_DOUBLE: r->elem = KNN_ELEM_F64; break;
+    case DUCKDB_TYPE_TINYINT: r->elem = KNN_ELEM_I8; break;
+    case DUCKDB_TYPE_SMALLINT: r->elem = KNN_ELEM_I16; break;
+    case DUCKDB_TYPE_INTEGER: r->elem = KNN_ELEM_I32; break;
+    case DUCKDB_TYPE_BIGINT: r->elem = KNN_ELEM_I64; break;
+    case DUCKDB_TYPE_UTINYINT: r->elem = KNN_ELEM_U8; break;
+    case DUCKDB_TYPE_USMALLINT: r->elem = KNN_ELEM_U16; break;
+    case DUCKDB_TYPE_UINTEGER: r->elem = KNN_ELEM_U32; break;
+    default: {
+        char name[96];
+        knn_type_name(t, name, sizeof name);
+        status = knn_error_set(err, KNN_EINVAL, "%s: '%s' must be a vector: " KNN_VECTOR_TYPES "; got %s; cast it, "
+                               "e.g. %s::FLOAT[d]", fn, arg, name, arg);
+        goto cleanup;
+    }
+    }
+    r->validity = duckdb_vector_get_validity(v);
+    duckdb_vector cv;
+    if (r->is_array) {
+        cv = duckdb_array_vector_get_child(v);
+    } else {
+        r->entries = (duckdb_list_entry *)duckdb_vector_get_data(v);
+        cv = duckdb_list_vector_get_child(v);
+    }
+    r->elems = duckdb_vector_get_data(cv);
+    r->elem_validity = duckdb_vector_get_validity(cv);
+cleanup:
+    if (child) duckdb_destroy_logical_type(&child);
+    duckdb_destroy_logical_type(&t);
+    return status;
+}
+
+static inline void row_span(const knn_vreader *r, idx_t row, size_t *start, size_t *len) {
+    if (r->is_array) {
+        *start = (size_t)row * r->array_dim;
+        *len = r->array_dim;
+    } else {
+        *start = (size_t)r->entries[row].offset;
+        *len = (size_t)r->entries[row].length;
+    }
+}
+
+size_t knn_vreader_len(const knn_vreader *r, idx_t row) {
+    if (!knn_valid(r->validity, row)) return 0;
+    size_t start, len;
+    row_span(r, row, &start, &len);
+    return len;
+}
+
+knn_row_state knn_vreader_get(const knn_vreader *r, idx_t row, size_t dim, float *buf, const float **out,
+                              size_t *got_dim) {
+    if (!knn_valid(r->validity, row)) return KNN_ROW_NULL;
+    size_t start, len;
+    row_span(r, row, &start, &len);
+    *got_dim = len;
+    if (len != dim) return KNN_ROW_DIM_MISMATCH;
+    if (r->elem_validity) {
+        for (size_t j = 0; j < len; j++) {
+            if (!knn_valid(r->elem_validity, start + j)) return KNN_ROW_NULL_ELEMENT;
+        }
+    }
+    if (r->elem == KNN_ELEM_F32) {
+        *out = (const float *)r->elems + start;
+        return KNN_ROW_OK;
+    }
+#define CONVERT(T)                                                        \
+    do {                                                                  \
+        const T *src = (const T *)r->elems + start;                       \
+        for (size_t j = 0; j < len; j++) buf[j] = (float)src[j];          \
+    } while (0)
+    switch (r->elem) {
+    case KNN_ELEM_F64: CONVERT(double); break;
+    case KNN_ELEM_I8: CONVERT(int8_t); break;
+    case KNN_ELEM_I16: CONVERT(int16_t); break;
+    case KNN_ELEM_I32: CONVERT(int32_t); break;
+    case KNN_ELEM_I64: CONVERT(int64_t); break;
+    case KNN_ELEM_U8: CONVERT(uint8_t); break;
+    case KNN_ELEM_U16: CONVERT(uint16_t); break;
+    case KNN_ELEM_U32: CONVERT(uint32_t); break;
+    case KNN_ELEM_F32: break;
+    }
+#undef CONVERT
+    *out = buf;
+    return KNN_ROW_OK;
+}
+
+bool knn_vreader_contiguous(const knn_vreader *r, idx_t lo, idx_t hi, size_t dim, const float **base) {
+    if (r->elem != KNN_ELEM_F32 || r->elem_validity) return false;
+    for (idx_t i = lo; i < hi; i++) {
+        if (!knn_valid(r->validity, i)) return false;
+    }
+    if (r->is_array) {
+        if (r->array_dim != dim) return false;
+        *base = (const float *)r->elems + (size_t)lo * dim;
+        return true;
+    }
+    size_t expect = (size_t)r->entries[lo].offset;
+    for (idx_t i = lo; i < hi; i++) {
+        if (r->entries[i].length != dim || r->entries[i].offset != expect) return false;
+        expect += dim;
+    }
+    *base = (const float *)r->elems + (size_t)r->entries[lo].offset;
+    return true;
+}
+
+bool knn_get_bigint(duckdb_vector v, idx_t row, int64_t *out) {
+    if (!knn_valid(duckdb_vector_get_validity(v), row)) return false;
+    *out = ((const int64_t *)duckdb_vector_get_data(v))[row];
+    return true;
+}
+
+bool knn_get_varchar(duckdb_vector v, idx_t row, const char **s, size_t *len) {
+    if (!knn_valid(duckdb_vector_get_validity(v), row)) return false;
+    duckdb_string_t *str = (duckdb_string_t *)duckdb_vector_get_data(v) + row;
+    *len = duckdb_string_t_length(*str);
+    *s = duckdb_string_t_data(str);
+    return true;
+}

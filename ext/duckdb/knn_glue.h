@@ -1,0 +1,66 @@
+/* Shared translation helpers between DuckDB vectors and the core. The only headers that see
+ * duckdb_extension.h are in ext/duckdb. */
+#ifndef KNN_GLUE_H
+#define KNN_GLUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "duckdb_extension.h"
+#include "knn_error.h"
+
+/* Element types a vector may have; anything but FLOAT is converted to float32 on read. */
+typedef enum knn_elem {
+    KNN_ELEM_F32 = 0, KNN_ELEM_F64, KNN_ELEM_I8, KNN_ELEM_I16, KNN_ELEM_I32, KNN_ELEM_I64,
+    KNN_ELEM_U8, KNN_ELEM_U16, KNN_ELEM_U32
+} knn_elem;
+
+#define KNN_VECTOR_TYPES "FLOAT[d] (best), FLOAT[], or DOUBLE / integer arrays and lists (converted)"
+
+/* Reads vectors (ARRAY or LIST of FLOAT, DOUBLE or integers) out of one DuckDB vector, row by row. */
+typedef struct knn_vreader {
+    bool is_array;          /* ARRAY (fixed size) rather than LIST */
+    knn_elem elem;          /* element type */
+    size_t array_dim;       /* ARRAY size */
+    uint64_t *validity;     /* row validity, NULL when every row is valid */
+    duckdb_list_entry *entries; /* LIST only */
+    const void *elems;      /* element data */
+    uint64_t *elem_validity;/* element validity, NULL when no element is NULL */
+} knn_vreader;
+
+typedef enum knn_row_state {
+    KNN_ROW_OK = 0,
+    KNN_ROW_NULL = 1,         /* the vector itself is NULL */
+    KNN_ROW_NULL_ELEMENT = 2, /* one element inside it is NULL */
+    KNN_ROW_DIM_MISMATCH = 3  /* its length differs from the expected dimension */
+} knn_row_state;
+
+/* Inspects the vector's type; on an unsupported type writes an error naming fn and arg. */
+knn_status knn_vreader_init(knn_vreader *r, duckdb_vector v, const char *fn, const char *arg, knn_error *err);
+
+/* Length of row's vector (0 for a NULL row). */
+size_t knn_vreader_len(const knn_vreader *r, idx_t row);
+
+/* Row's vector as float32: points *out into the vector's memory (FLOAT) or converts into buf, which
+ * must hold dim floats (other element types). Checks NULLs and that the length equals dim (*got_dim says what it was). */
+knn_row_state knn_vreader_get(const knn_vreader *r, idx_t row, size_t dim, float *buf, const float **out,
+                              size_t *got_dim);
+
+/* True when rows [lo, hi) are dim-long FLOAT arrays with no NULLs, laid out back to back. */
+bool knn_vreader_contiguous(const knn_vreader *r, idx_t lo, idx_t hi, size_t dim, const float **base);
+
+static inline bool knn_valid(const uint64_t *mask, idx_t row) {
+    return mask == NULL || ((mask[row >> 6] >> (row & 63)) & 1);
+}
+
+/* Reads a BIGINT argument of row (false when NULL). */
+bool knn_get_bigint(duckdb_vector v, idx_t row, int64_t *out);
+
+/* Reads a VARCHAR argument of row (false when NULL); *s is not NUL-terminated. */
+bool knn_get_varchar(duckdb_vector v, idx_t row, const char **s, size_t *len);
+
+/* Readable name of a DuckDB type for messages, e.g. "INTEGER[3]". */
+void knn_type_name(duckdb_logical_type t, char *buf, size_t len);
+
+#endif

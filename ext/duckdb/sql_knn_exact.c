@@ -1,0 +1,660 @@
+/* knn_exact and knn_exact_join: exact kNN as aggregates over any relation.
+ *
+ *   knn_exact(id, vec, query, k [, metric])      -> LIST(STRUCT(id BIGINT, distance FLOAT))
+ *   knn_exact_join(id, vec, queries, k [, metric])
+ *       -> LIST(STRUCT(query_id BIGINT, id BIGINT, distance FLOAT, rank INTEGER))
+ *
+ * Each aggregate state keeps the query (or queries), k, the metric and one bounded heap per query.
+ * DuckDB feeds chunks from parallel scans into per-thread states and merges them with combine.
+ * NULL policy: rows whose id or vector is NULL are skipped; rows whose query is NULL are skipped, and
+ * a group that never saw a non-NULL query (or no rows at all) yields NULL. A NULL element inside a
+ * vector, a NaN/Inf, or a length that differs from the query's is an error. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duckdb_extension.h"
+#include "kernels/knn_kernels.h"
+#include "knn_glue.h"
+#include "knn_metric.h"
+#include "knn_scan.h"
+#include "knn_topk.h"
+#include "sql_register.h"
+
+DUCKDB_EXTENSION_EXTERN
+
+typedef struct exact_acc {
+    const knn_kernels *kern;
+    knn_metric metric;
+    size_t dim;
+    size_t k;
+    size_t nq;
+    float *queries;  /* nq x dim */
+    float *q_norm2;  /* nq */
+    int64_t *qids;   /* nq; query ids for knn_exact_join */
+    knn_topk *heaps; /* nq */
+    knn_scan_ws ws;
+    float *buf;      /* gather buffer: buf_rows x dim */
+    int64_t *idbuf;  /* buf_rows */
+    size_t buf_rows;
+    float *qtmp;     /* dim; converts one DOUBLE query for comparison */
+} exact_acc;
+
+typedef struct exact_state {
+    exact_acc *acc;
+} exact_state;
+
+static void acc_free(exact_acc *a) {
+    if (a == NULL) return;
+    if (a->heaps) {
+        for (size_t q = 0; q < a->nq; q++) knn_topk_free(&a->heaps[q]);
+    }
+    free(a->heaps);
+    free(a->queries);
+    free(a->q_norm2);
+    free(a->qids);
+    knn_scan_ws_free(&a->ws);
+    free(a->buf);
+    free(a->idbuf);
+    free(a->qtmp);
+    free(a);
+}
+
+/* Allocates an accumulator for nq queries of dimension dim (queries left for the caller to fill). */
+static exact_acc *acc_new(size_t nq, size_t dim, size_t k, knn_metric metric, knn_error *err) {
+    exact_acc *a = calloc(1, sizeof *a);
+    if (a == NULL) goto oom;
+    a->kern = knn_kernels_best();
+    a->metric = metric;
+    a->dim = dim;
+    a->k = k;
+    a->nq = nq;
+    a->queries = malloc(nq * dim * sizeof(float));
+    a->q_norm2 = malloc(nq * sizeof(float));
+    a->qids = malloc(nq * sizeof(int64_t));
+    a->heaps = calloc(nq, sizeof(knn_topk));
+    a->qtmp = malloc(dim * sizeof(float));
+    if (!a->queries || !a->q_norm2 || !a->qids || !a->heaps || !a->qtmp) goto oom;
+    for (size_t q = 0; q < nq; q++) knn_topk_init(&a->heaps[q], k, NULL);
+    return a;
+oom:
+    acc_free(a);
+    knn_error_set(err, KNN_ENOMEM, "out of memory for %zu queries of dimension %zu", nq, dim);
+    return NULL;
+}
+
+static knn_status acc_reserve_buf(exact_acc *a, size_t rows, knn_error *err) {
+    if (a->buf_rows >= rows) return KNN_OK;
+    float *buf = realloc(a->buf, rows * a->dim * sizeof(float));
+    if (buf) a->buf = buf;
+    int64_t *ids = realloc(a->idbuf, rows * sizeof(int64_t));
+    if (ids) a->idbuf = ids;
+    if (!buf || !ids) return knn_error_set(err, KNN_ENOMEM, "out of memory for a %zu-row gather buffer", rows);
+    a->buf_rows = rows;
+    return KNN_OK;
+}
+
+static idx_t exact_state_size(duckdb_function_info info) {
+    (void)info;
+    return sizeof(exact_state);
+}
+
+static void exact_init(duckdb_function_info info, duckdb_aggregate_state state) {
+    (void)info;
+    ((exact_state *)state)->acc = NULL;
+}
+
+static void exact_destroy(duckdb_aggregate_state *states, idx_t count) {
+    for (idx_t i = 0; i < count; i++) {
+        exact_state *s = (exact_state *)states[i];
+        acc_free(s->acc);
+        s->acc = NULL;
+    }
+}
+
+/* Arguments shared by both aggregates, read once per chunk. */
+typedef struct exact_args {
+    const char *fn;
+    idx_t n;
+    duckdb_vector ids, vecs, queries, k, metric;
+    knn_vreader vr;
+    const int64_t *id_data;
+    const uint64_t *id_valid;
+} exact_args;
+
+static knn_status args_read(exact_args *a, const char *fn, duckdb_data_chunk input, knn_error *err) {
+    a->fn = fn;
+    a->n = duckdb_data_chunk_get_size(input);
+    a->ids = duckdb_data_chunk_get_vector(input, 0);
+    a->vecs = duckdb_data_chunk_get_vector(input, 1);
+    a->queries = duckdb_data_chunk_get_vector(input, 2);
+    a->k = duckdb_data_chunk_get_vector(input, 3);
+    a->metric = duckdb_data_chunk_get_column_count(input) > 4 ? duckdb_data_chunk_get_vector(input, 4) : NULL;
+    a->id_data = (const int64_t *)duckdb_vector_get_data(a->ids);
+    a->id_valid = duckdb_vector_get_validity(a->ids);
+    return knn_vreader_init(&a->vr, a->vecs, fn, "vec", err);
+}
+
+/* k and metric of one row, validated. */
+static knn_status row_params(const exact_args *a, idx_t row, size_t *k, knn_metric *metric, knn_error *err) {
+    int64_t kv;
+    if (!knn_get_bigint(a->k, row, &kv)) {
+        return knn_error_set(err, KNN_EINVAL, "%s: k must not be NULL; pass a positive integer such as 10", a->fn);
+    }
+    if (kv <= 0) return knn_error_set(err, KNN_EINVAL, "%s: k must be >= 1, got %lld", a->fn, (long long)kv);
+    *k = (size_t)kv;
+    *metric = KNN_METRIC_L2;
+    if (a->metric) {
+        const char *s;
+        size_t len;
+        if (!knn_get_varchar(a->metric, row, &s, &len)) {
+            return knn_error_set(err, KNN_EINVAL, "%s: metric must not be NULL; use one of " KNN_METRIC_NAMES,
+                                 a->fn);
+        }
+        if (knn_metric_parse(s, len, metric, err) != KNN_OK) {
+            char msg[KNN_ERROR_MSG_LEN];
+            memcpy(msg, err->msg, sizeof msg);
+            return knn_error_set(err, KNN_EINVAL, "%s: %s", a->fn, msg);
+        }
+    }
+    return KNN_OK;
+}
+
+static knn_status params_changed(const exact_args *a, knn_error *err) {
+    return knn_error_set(err, KNN_EINVAL,
+                         "%s: k, metric and the query must be the same for every row of a group; to search "
+                         "several queries at once use knn_exact_join or GROUP BY the query",
+                         a->fn);
+}
+
+static knn_status check_same_params(const exact_args *a, const exact_acc *acc, idx_t row, knn_error *err) {
+    size_t k;
+    knn_metric metric;
+    knn_status s = row_params(a, row, &k, &metric, err);
+    if (s != KNN_OK) return s;
+    if (k != acc->k || metric != acc->metric) return params_changed(a, err);
+    return KNN_OK;
+}
+
+static knn_status row_error(const exact_args *a, const char *arg, knn_row_state st, int64_t id, size_t want,
+                            size_t got, knn_error *err) {
+    if (st == KNN_ROW_NULL_ELEMENT) {
+        return knn_error_set(err, KNN_EDATA, "%s: '%s' of row id %lld contains a NULL element; vectors must be "
+                             "complete (filter the row out or fill the gap)", a->fn, arg, (long long)id);
+    }
+    return knn_error_set(err, KNN_EDATA,
+                         "%s: dimension mismatch: '%s' of row id %lld has %zu elements but the query has %zu; "
+                         "every vector must have the query's dimension", a->fn, arg, (long long)id, got, want);
+}
+
+/* Scans the rows [lo, hi) of one run that shares an initialised accumulator; skip[i] marks rows whose
+ * query was NULL. */
+static knn_status scan_run(const exact_args *a, exact_acc *acc, idx_t lo, idx_t hi, const unsigned char *skip,
+                           bool any_skip, knn_error *err) {
+    const size_t d = acc->dim;
+    bool ids_valid = true;
+    for (idx_t i = lo; i < hi && ids_valid; i++) ids_valid = knn_valid(a->id_valid, i);
+    const float *base = NULL;
+    knn_rows rows = {0};
+    rows.d = d;
+    if (ids_valid && !any_skip && knn_vreader_contiguous(&a->vr, lo, hi, d, &base)) {
+        rows.vecs = base;
+        rows.ids = a->id_data + lo;
+        rows.n = hi - lo;
+    } else {
+        knn_status s = acc_reserve_buf(acc, hi - lo, err);
+        if (s != KNN_OK) return s;
+        size_t m = 0;
+        for (idx_t i = lo; i < hi; i++) {
+            if (skip[i - lo] || !knn_valid(a->id_valid, i)) continue;
+            const float *v;
+            size_t got = 0;
+            knn_row_state st = knn_vreader_get(&a->vr, i, d, acc->buf + m * d, &v, &got);
+            if (st == KNN_ROW_NULL) continue;
+            if (st != KNN_ROW_OK) return row_error(a, "vec", st, a->id_data[i], d, got, err);
+            if (v != acc->buf + m * d) memcpy(acc->buf + m * d, v, d * sizeof(float));
+            acc->idbuf[m++] = a->id_data[i];
+        }
+        rows.vecs = acc->buf;
+        rows.ids = acc->idbuf;
+        rows.n = m;
+    }
+    if (rows.n == 0) return KNN_OK;
+    if (acc->nq == 1) return knn_scan_one(acc->kern, acc->metric, acc->queries, acc->q_norm2[0], &rows, acc->heaps, err);
+    return knn_scan_many(acc->kern, acc->metric, acc->queries, acc->q_norm2, acc->nq, &rows, acc->heaps, &acc->ws, err);
+}
+
+static void prefix_error(const char *fn, knn_error *err) {
+    if (strncmp(err->msg, fn, strlen(fn)) == 0) return;
+    char msg[KNN_ERROR_MSG_LEN];
+    memcpy(msg, err->msg, sizeof msg);
+    knn_error_set(err, err->status, "%s: %s", fn, msg);
+}
+
+/* ---- knn_exact ---------------------------------------------------------------------------------- */
+
+static void exact_update(duckdb_function_info info, duckdb_data_chunk input, duckdb_aggregate_state *states) {
+    knn_error err;
+    knn_error_clear(&err);
+    exact_args a;
+    knn_vreader qr;
+    unsigned char *skip = NULL;
+    if (args_read(&a, "knn_exact", input, &err) != KNN_OK) goto done;
+    if (knn_vreader_init(&qr, a.queries, a.fn, "query", &err) != KNN_OK) goto done;
+    skip = malloc(a.n ? a.n : 1);
+    if (skip == NULL) {
+        knn_error_set(&err, KNN_ENOMEM, "knn_exact: out of memory");
+        goto done;
+    }
+    for (idx_t lo = 0; lo < a.n;) {
+        exact_state *st = (exact_state *)states[lo];
+        idx_t hi = lo + 1;
+        while (hi < a.n && states[hi] == states[lo]) hi++;
+        bool any_skip = false;
+        for (idx_t i = lo; i < hi; i++) {
+            skip[i - lo] = 0;
+            size_t qdim = knn_vreader_len(&qr, i);
+            if (qdim == 0 && !knn_valid(qr.validity, i)) {
+                skip[i - lo] = 1;
+                any_skip = true;
+                continue;
+            }
+            const float *q;
+            size_t got = 0;
+            if (st->acc == NULL) {
+                size_t k;
+                knn_metric metric;
+                if (row_params(&a, i, &k, &metric, &err) != KNN_OK) goto done;
+                if (qdim == 0) {
+                    knn_error_set(&err, KNN_EINVAL, "knn_exact: query is an empty list; give a vector");
+                    goto done;
+                }
+                exact_acc *acc = acc_new(1, qdim, k, metric, &err);
+                if (acc == NULL) goto done;
+                knn_row_state rs = knn_vreader_get(&qr, i, qdim, acc->qtmp, &q, &got);
+                if (rs != KNN_ROW_OK) {
+                    acc_free(acc);
+                    knn_error_set(&err, KNN_EDATA, "knn_exact: query contains a NULL element");
+                    goto done;
+                }
+                memcpy(acc->queries, q, qdim * sizeof(float));
+                acc->qids[0] = 1;
+                if (knn_query_check(acc->queries, qdim, metric, "knn_exact: query", &acc->q_norm2[0], &err) != KNN_OK) {
+                    acc_free(acc);
+                    goto done;
+                }
+                st->acc = acc;
+                continue;
+            }
+            exact_acc *acc = st->acc;
+            knn_row_state rs = knn_vreader_get(&qr, i, acc->dim, acc->qtmp, &q, &got);
+            if (rs == KNN_ROW_DIM_MISMATCH || rs == KNN_ROW_NULL_ELEMENT ||
+                memcmp(q, acc->queries, acc->dim * sizeof(float)) != 0) {
+                params_changed(&a, &err);
+                goto done;
+            }
+            if (i == lo && check_same_params(&a, acc, i, &err) != KNN_OK) goto done;
+        }
+        if (st->acc && scan_run(&a, st->acc, lo, hi, skip, any_skip, &err) != KNN_OK) goto done;
+        lo = hi;
+    }
+done:
+    free(skip);
+    if (err.status != KNN_OK) {
+        prefix_error("knn_exact", &err);
+        duckdb_aggregate_function_set_error(info, err.msg);
+    }
+}
+
+/* ---- knn_exact_join ----------------------------------------------------------------------------- */
+
+/* Where the queries of one row live: a LIST of vectors, or a LIST of STRUCT(query id, vector). */
+typedef struct query_list {
+    duckdb_list_entry *entries;
+    const uint64_t *validity;
+    knn_vreader vecs;
+    const void *qid_data; /* NULL: query ids are 1-based positions */
+    bool qid_is_int32;
+    const uint64_t *qid_valid;
+} query_list;
+
+static knn_status query_list_init(query_list *ql, duckdb_vector v, knn_error *err) {
+    memset(ql, 0, sizeof *ql);
+    duckdb_logical_type t = duckdb_vector_get_column_type(v);
+    duckdb_type id = duckdb_get_type_id(t);
+    knn_status s = KNN_OK;
+    const char *usage = "knn_exact_join: 'queries' must be a LIST of query vectors, e.g. (SELECT list(emb) FROM q), "
+                        "or a LIST of STRUCT(query id, vector), e.g. (SELECT list({'qid': qid, 'emb': emb}) FROM q)";
+    if (id != DUCKDB_TYPE_LIST) {
+        char name[96];
+        knn_type_name(t, name, sizeof name);
+        s = knn_error_set(err, KNN_EINVAL, "%s; got %s", usage, name);
+        goto cleanup;
+    }
+    ql->entries = (duckdb_list_entry *)duckdb_vector_get_data(v);
+    ql->validity = duckdb_vector_get_validity(v);
+    duckdb_vector child = duckdb_list_vector_get_child(v);
+    duckdb_logical_type ct = duckdb_list_type_child_type(t);
+    if (duckdb_get_type_id(ct) == DUCKDB_TYPE_STRUCT) {
+        bool ok = duckdb_struct_type_child_count(ct) == 2;
+        duckdb_type qid_type = DUCKDB_TYPE_INVALID;
+        if (ok) {
+            duckdb_logical_type it = duckdb_struct_type_child_type(ct, 0);
+            qid_type = duckdb_get_type_id(it);
+            duckdb_destroy_logical_type(&it);
+            ok = qid_type == DUCKDB_TYPE_BIGINT || qid_type == DUCKDB_TYPE_INTEGER;
+        }
+        if (!ok) {
+            s = knn_error_set(err, KNN_EINVAL, "%s; the STRUCT must have two fields: an INTEGER or BIGINT query id, "
+                              "then the vector", usage);
+        } else {
+            duckdb_vector idv = duckdb_struct_vector_get_child(child, 0);
+            ql->qid_data = duckdb_vector_get_data(idv);
+            ql->qid_valid = duckdb_vector_get_validity(idv);
+            ql->qid_is_int32 = qid_type == DUCKDB_TYPE_INTEGER;
+            s = knn_vreader_init(&ql->vecs, duckdb_struct_vector_get_child(child, 1), "knn_exact_join",
+                                 "queries", err);
+        }
+    } else {
+        s = knn_vreader_init(&ql->vecs, child, "knn_exact_join", "queries", err);
+    }
+    duckdb_destroy_logical_type(&ct);
+cleanup:
+    duckdb_destroy_logical_type(&t);
+    return s;
+}
+
+/* Builds an accumulator from the query list of one row. */
+static knn_status join_acc_new(const exact_args *a, const query_list *ql, idx_t row, exact_acc **out,
+                               knn_error *err) {
+    size_t k;
+    knn_metric metric;
+    knn_status s = row_params(a, row, &k, &metric, err);
+    if (s != KNN_OK) return s;
+    duckdb_list_entry e = ql->entries[row];
+    if (e.length == 0) {
+        return knn_error_set(err, KNN_EINVAL, "knn_exact_join: 'queries' is an empty list; give at least one query");
+    }
+    size_t dim = knn_vreader_len(&ql->vecs, e.offset);
+    if (dim == 0) {
+        return knn_error_set(err, KNN_EDATA, "knn_exact_join: query 1 is NULL or empty; every query needs a vector");
+    }
+    exact_acc *acc = acc_new((size_t)e.length, dim, k, metric, err);
+    if (acc == NULL) return err->status;
+    for (size_t q = 0; q < acc->nq; q++) {
+        idx_t pos = e.offset + q;
+        const float *v;
+        size_t got = 0;
+        knn_row_state st = knn_vreader_get(&ql->vecs, pos, dim, acc->queries + q * dim, &v, &got);
+        if (st != KNN_ROW_OK) {
+            acc_free(acc);
+            if (st == KNN_ROW_DIM_MISMATCH) {
+                return knn_error_set(err, KNN_EDATA, "knn_exact_join: dimension mismatch: query %zu has %zu "
+                                     "elements but query 1 has %zu", q + 1, got, dim);
+            }
+            return knn_error_set(err, KNN_EDATA, "knn_exact_join: query %zu is NULL or contains a NULL element", q + 1);
+        }
+        if (v != acc->queries + q * dim) memcpy(acc->queries + q * dim, v, dim * sizeof(float));
+        if (ql->qid_data) {
+            if (!knn_valid(ql->qid_valid, pos)) {
+                acc_free(acc);
+                return knn_error_set(err, KNN_EDATA, "knn_exact_join: the id of query %zu is NULL", q + 1);
+            }
+            acc->qids[q] = ql->qid_is_int32 ? ((const int32_t *)ql->qid_data)[pos] : ((const int64_t *)ql->qid_data)[pos];
+        } else {
+            acc->qids[q] = (int64_t)q + 1;
+        }
+        char what[64];
+        snprintf(what, sizeof what, "knn_exact_join: query %zu", q + 1);
+        if (knn_query_check(acc->queries + q * dim, dim, metric, what, &acc->q_norm2[q], err) != KNN_OK) {
+            acc_free(acc);
+            return err->status;
+        }
+    }
+    *out = acc;
+    return KNN_OK;
+}
+
+/* True when row's query list equals the accumulator's. */
+static bool join_same_queries(const query_list *ql, idx_t row, exact_acc *acc) {
+    duckdb_list_entry e = ql->entries[row];
+    if (e.length != acc->nq) return false;
+    for (size_t q = 0; q < acc->nq; q++) {
+        const float *v;
+        size_t got;
+        if (knn_vreader_get(&ql->vecs, e.offset + q, acc->dim, acc->qtmp, &v, &got) != KNN_ROW_OK) return false;
+        if (memcmp(v, acc->queries + q * acc->dim, acc->dim * sizeof(float)) != 0) return false;
+    }
+    return true;
+}
+
+static void join_update(duckdb_function_info info, duckdb_data_chunk input, duckdb_aggregate_state *states) {
+    knn_error err;
+    knn_error_clear(&err);
+    exact_args a;
+    query_list ql;
+    unsigned char *skip = NULL;
+    if (args_read(&a, "knn_exact_join", input, &err) != KNN_OK) goto done;
+    if (query_list_init(&ql, a.queries, &err) != KNN_OK) goto done;
+    skip = malloc(a.n ? a.n : 1);
+    if (skip == NULL) {
+        knn_error_set(&err, KNN_ENOMEM, "knn_exact_join: out of memory");
+        goto done;
+    }
+    for (idx_t lo = 0; lo < a.n;) {
+        exact_state *st = (exact_state *)states[lo];
+        idx_t hi = lo + 1;
+        while (hi < a.n && states[hi] == states[lo]) hi++;
+        bool any_skip = false;
+        /* A constant query list gives every row the same list entry: compare contents once per entry. */
+        duckdb_list_entry checked = {UINT64_MAX, 0};
+        for (idx_t i = lo; i < hi; i++) {
+            skip[i - lo] = 0;
+            if (!knn_valid(ql.validity, i)) {
+                skip[i - lo] = 1;
+                any_skip = true;
+                continue;
+            }
+            if (st->acc == NULL) {
+                if (join_acc_new(&a, &ql, i, &st->acc, &err) != KNN_OK) goto done;
+                checked = ql.entries[i];
+                continue;
+            }
+            duckdb_list_entry e = ql.entries[i];
+            if (e.offset == checked.offset && e.length == checked.length) continue;
+            if (!join_same_queries(&ql, i, st->acc) || check_same_params(&a, st->acc, i, &err) != KNN_OK) {
+                params_changed(&a, &err);
+                goto done;
+            }
+            checked = e;
+        }
+        if (st->acc && scan_run(&a, st->acc, lo, hi, skip, any_skip, &err) != KNN_OK) goto done;
+        lo = hi;
+    }
+done:
+    free(skip);
+    if (err.status != KNN_OK) {
+        prefix_error("knn_exact_join", &err);
+        duckdb_aggregate_function_set_error(info, err.msg);
+    }
+}
+
+/* ---- combine and finalize (shared) -------------------------------------------------------------- */
+
+static exact_acc *acc_clone(const exact_acc *src, knn_error *err) {
+    exact_acc *a = acc_new(src->nq, src->dim, src->k, src->metric, err);
+    if (a == NULL) return NULL;
+    memcpy(a->queries, src->queries, src->nq * src->dim * sizeof(float));
+    memcpy(a->q_norm2, src->q_norm2, src->nq * sizeof(float));
+    memcpy(a->qids, src->qids, src->nq * sizeof(int64_t));
+    for (size_t q = 0; q < src->nq; q++) {
+        if (knn_topk_merge(&a->heaps[q], &src->heaps[q], err) != KNN_OK) {
+            acc_free(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static void exact_combine(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_aggregate_state *target,
+                          idx_t count) {
+    knn_error err;
+    knn_error_clear(&err);
+    for (idx_t i = 0; i < count; i++) {
+        const exact_acc *src = ((exact_state *)source[i])->acc;
+        exact_state *dst = (exact_state *)target[i];
+        if (src == NULL) continue;
+        if (dst->acc == NULL) {
+            dst->acc = acc_clone(src, &err);
+            if (dst->acc == NULL) break;
+            continue;
+        }
+        exact_acc *d = dst->acc;
+        if (d->nq != src->nq || d->dim != src->dim || d->k != src->k || d->metric != src->metric ||
+            memcmp(d->queries, src->queries, d->nq * d->dim * sizeof(float)) != 0) {
+            knn_error_set(&err, KNN_EINVAL, "k, metric and the query must be the same for every row of a group");
+            break;
+        }
+        for (size_t q = 0; q < d->nq; q++) {
+            if (knn_topk_merge(&d->heaps[q], &src->heaps[q], &err) != KNN_OK) break;
+        }
+        if (err.status != KNN_OK) break;
+    }
+    if (err.status != KNN_OK) duckdb_aggregate_function_set_error(info, err.msg);
+}
+
+static int cmp_pairs(const void *x, const void *y) {
+    const knn_pair *a = x, *b = y;
+    if (a->dist != b->dist) return a->dist < b->dist ? -1 : 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Writes each state's sorted results as one list; join=true adds query_id and rank fields. */
+static void finalize_lists(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_vector result,
+                           idx_t count, idx_t offset, bool join) {
+    idx_t total = 0, widest = 0;
+    for (idx_t i = 0; i < count; i++) {
+        const exact_acc *a = ((exact_state *)source[i])->acc;
+        if (a == NULL) continue;
+        for (size_t q = 0; q < a->nq; q++) {
+            total += a->heaps[q].size;
+            if (a->heaps[q].size > widest) widest = a->heaps[q].size;
+        }
+    }
+    knn_pair *sorted = malloc((widest ? widest : 1) * sizeof *sorted);
+    if (sorted == NULL) {
+        duckdb_aggregate_function_set_error(info, "out of memory sorting kNN results");
+        return;
+    }
+    idx_t base = duckdb_list_vector_get_size(result);
+    if (duckdb_list_vector_reserve(result, base + total) != DuckDBSuccess) {
+        free(sorted);
+        duckdb_aggregate_function_set_error(info, "could not reserve the kNN result list");
+        return;
+    }
+    duckdb_vector child = duckdb_list_vector_get_child(result);
+    int field = 0;
+    int64_t *qid_out = join ? (int64_t *)duckdb_vector_get_data(duckdb_struct_vector_get_child(child, field++)) : NULL;
+    int64_t *id_out = (int64_t *)duckdb_vector_get_data(duckdb_struct_vector_get_child(child, field++));
+    float *dist_out = (float *)duckdb_vector_get_data(duckdb_struct_vector_get_child(child, field++));
+    int32_t *rank_out = join ? (int32_t *)duckdb_vector_get_data(duckdb_struct_vector_get_child(child, field++)) : NULL;
+    duckdb_list_entry *entries = (duckdb_list_entry *)duckdb_vector_get_data(result);
+    idx_t pos = base;
+    for (idx_t i = 0; i < count; i++) {
+        const exact_acc *a = ((exact_state *)source[i])->acc;
+        if (a == NULL) {
+            duckdb_vector_ensure_validity_writable(result);
+            duckdb_validity_set_row_invalid(duckdb_vector_get_validity(result), offset + i);
+            entries[offset + i].offset = pos;
+            entries[offset + i].length = 0;
+            continue;
+        }
+        entries[offset + i].offset = pos;
+        for (size_t q = 0; q < a->nq; q++) {
+            const knn_topk *h = &a->heaps[q];
+            memcpy(sorted, h->heap, h->size * sizeof *sorted);
+            qsort(sorted, h->size, sizeof *sorted, cmp_pairs);
+            for (size_t r = 0; r < h->size; r++, pos++) {
+                if (qid_out) qid_out[pos] = a->qids[q];
+                id_out[pos] = sorted[r].id;
+                dist_out[pos] = sorted[r].dist;
+                if (rank_out) rank_out[pos] = (int32_t)r + 1;
+            }
+        }
+        entries[offset + i].length = pos - entries[offset + i].offset;
+    }
+    duckdb_list_vector_set_size(result, pos);
+    free(sorted);
+}
+
+static void exact_finalize(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_vector result,
+                           idx_t count, idx_t offset) {
+    finalize_lists(info, source, result, count, offset, false);
+}
+
+static void join_finalize(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_vector result,
+                          idx_t count, idx_t offset) {
+    finalize_lists(info, source, result, count, offset, true);
+}
+
+/* ---- registration ------------------------------------------------------------------------------- */
+
+static duckdb_logical_type result_type(bool join) {
+    duckdb_logical_type bigint = duckdb_create_logical_type(DUCKDB_TYPE_BIGINT);
+    duckdb_logical_type flt = duckdb_create_logical_type(DUCKDB_TYPE_FLOAT);
+    duckdb_logical_type integer = duckdb_create_logical_type(DUCKDB_TYPE_INTEGER);
+    duckdb_logical_type types[4];
+    const char *names[4];
+    idx_t n = 0;
+    if (join) { types[n] = bigint; names[n++] = "query_id"; }
+    types[n] = bigint; names[n++] = "id";
+    types[n] = flt; names[n++] = "distance";
+    if (join) { types[n] = integer; names[n++] = "rank"; }
+    duckdb_logical_type st = duckdb_create_struct_type(types, names, n);
+    duckdb_logical_type list = duckdb_create_list_type(st);
+    duckdb_destroy_logical_type(&st);
+    duckdb_destroy_logical_type(&bigint);
+    duckdb_destroy_logical_type(&flt);
+    duckdb_destroy_logical_type(&integer);
+    return list;
+}
+
+static bool register_one(duckdb_connection con, const char *name, duckdb_aggregate_update_t update,
+                         duckdb_aggregate_finalize_t finalize, bool join) {
+    duckdb_aggregate_function_set set = duckdb_create_aggregate_function_set(name);
+    bool ok = set != NULL;
+    for (int with_metric = 0; ok && with_metric <= 1; with_metric++) {
+        duckdb_aggregate_function f = duckdb_create_aggregate_function();
+        duckdb_aggregate_function_set_name(f, name);
+        duckdb_type params[5] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT,
+                                 DUCKDB_TYPE_VARCHAR};
+        for (int p = 0; p < 4 + with_metric; p++) {
+            duckdb_logical_type t = duckdb_create_logical_type(params[p]);
+            duckdb_aggregate_function_add_parameter(f, t);
+            duckdb_destroy_logical_type(&t);
+        }
+        duckdb_logical_type rt = result_type(join);
+        duckdb_aggregate_function_set_return_type(f, rt);
+        duckdb_destroy_logical_type(&rt);
+        duckdb_aggregate_function_set_functions(f, exact_state_size, exact_init, update, exact_combine, finalize);
+        duckdb_aggregate_function_set_destructor(f, exact_destroy);
+        duckdb_aggregate_function_set_special_handling(f);
+        ok = duckdb_add_aggregate_function_to_set(set, f) == DuckDBSuccess;
+        duckdb_destroy_aggregate_function(&f);
+    }
+    if (ok) ok = duckdb_register_aggregate_function_set(con, set) == DuckDBSuccess;
+    if (set) duckdb_destroy_aggregate_function_set(&set);
+    return ok;
+}
+
+bool knn_register_exact(duckdb_connection con, knn_error *err) {
+    if (!register_one(con, "knn_exact", exact_update, exact_finalize, false)) {
+        knn_error_set(err, KNN_ESTATE, "Error creating function knn_exact");
+        return false;
+    }
+    if (!register_one(con, "knn_exact_join", join_update, join_finalize, true)) {
+        knn_error_set(err, KNN_ESTATE, "Error creating function knn_exact_join");
+        return false;
+    }
+    return true;
+}

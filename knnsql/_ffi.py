@@ -1,0 +1,54 @@
+"""cffi binding to the core: ABI-mode dlopen of the extension file itself.
+
+DuckDB loads ``knnsql.duckdb_extension`` as an extension; Python opens the very same shared object
+with cffi, so SQL and numpy callers run one compiled core. The declarations come from the
+cffi-parsable block of ext/core/knn_api.h, copied into the package at build time as ``_cdef.h``.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cffi
+
+_PACKAGE = Path(__file__).resolve().parent
+_lock = threading.Lock()
+_lib = None
+ffi = cffi.FFI()
+
+ERRMSG_LEN = 512
+
+
+class KnnError(ValueError):
+    """A core call rejected its input (bad dimension, NaN, unknown metric...)."""
+
+
+def extension_file() -> Path:
+    path = _PACKAGE / "knnsql.duckdb_extension"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: the C extension was not built. Reinstall with `pip install .` "
+            "(or `pip install -e .`) from the repository root.")
+    return path
+
+
+def lib():
+    """The loaded core library (loaded once per process)."""
+    global _lib
+    if _lib is None:
+        with _lock:
+            if _lib is None:
+                ffi.cdef((_PACKAGE / "_cdef.h").read_text())
+                _lib = ffi.dlopen(str(extension_file()))
+    return _lib
+
+
+def errbuf():
+    return ffi.new("char[]", ERRMSG_LEN)
+
+
+def check(status: int, buf) -> None:
+    """Raises KnnError with the core's message when status is non-zero."""
+    if status != 0:
+        raise KnnError(ffi.string(buf).decode("utf-8", "replace"))
