@@ -5,6 +5,7 @@
 >>> db.sql("SELECT knn_debug()").fetchone()     # doctest: +SKIP
 """
 
+from ._arrow import vectors_table
 from ._extension import Database, connect, extension_path, load
 from ._ffi import KnnError
 from ._version import __version__
@@ -21,4 +22,4 @@ def debug() -> dict:
             "simd_best": s(lib.knn_simd_best()).decode()}
 
 
-__all__ = ["Database", "Index", "KnnError", "connect", "debug", "extension_path", "load", "__version__"]
+__all__ = ["Database", "Index", "KnnError", "connect", "debug", "extension_path", "load", "vectors_table", "__version__"]

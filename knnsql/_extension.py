@@ -57,13 +57,18 @@ class Database:
     def __init__(self, con: duckdb.DuckDBPyConnection):
         self.con = con
 
-    def sql(self, query: str, params: Any = None):
-        """Runs a query and returns a DuckDB relation (as ``duckdb.sql`` does)."""
-        return self.con.sql(query, params=params)
+    # sql/execute are DuckDB's own bound methods, not wrappers: DuckDB resolves Python variables named
+    # in a query (numpy arrays, Arrow tables, DataFrames) from the caller's frame, which a wrapper
+    # function would hide.
+    @property
+    def sql(self):
+        """DuckDB's ``connection.sql``: runs a query, returns a relation."""
+        return self.con.sql
 
-    def execute(self, query: str, params: Any = None):
-        """Runs a statement with optional parameters; returns the DuckDB connection for fetching."""
-        return self.con.execute(query, params) if params is not None else self.con.execute(query)
+    @property
+    def execute(self):
+        """DuckDB's ``connection.execute``: runs a statement with optional parameters."""
+        return self.con.execute
 
     def close(self) -> None:
         self.con.close()

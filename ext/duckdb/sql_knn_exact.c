@@ -120,6 +120,8 @@ typedef struct exact_args {
     knn_vreader vr;
     const int64_t *id_data;
     const uint64_t *id_valid;
+    const char *seen_metric; /* last metric text already checked against the state, to skip re-parsing */
+    size_t seen_metric_len;
 } exact_args;
 
 static knn_status args_read(exact_args *a, const char *fn, duckdb_data_chunk input, knn_error *err) {
@@ -132,6 +134,8 @@ static knn_status args_read(exact_args *a, const char *fn, duckdb_data_chunk inp
     a->metric = duckdb_data_chunk_get_column_count(input) > 4 ? duckdb_data_chunk_get_vector(input, 4) : NULL;
     a->id_data = (const int64_t *)duckdb_vector_get_data(a->ids);
     a->id_valid = duckdb_vector_get_validity(a->ids);
+    a->seen_metric = NULL;
+    a->seen_metric_len = 0;
     return knn_vreader_init(&a->vr, a->vecs, fn, "vec", err);
 }
 
@@ -167,12 +171,23 @@ static knn_status params_changed(const exact_args *a, knn_error *err) {
                          a->fn);
 }
 
-static knn_status check_same_params(const exact_args *a, const exact_acc *acc, idx_t row, knn_error *err) {
+/* Checks that a row's k and metric equal the state's; the common constant case costs two compares. */
+static knn_status check_same_params(exact_args *a, const exact_acc *acc, idx_t row, knn_error *err) {
+    int64_t kv;
+    const char *ms = NULL;
+    size_t mlen = 0;
+    if (knn_get_bigint(a->k, row, &kv) && kv > 0 && (size_t)kv == acc->k &&
+        (a->metric == NULL || (knn_get_varchar(a->metric, row, &ms, &mlen) && a->seen_metric &&
+                               mlen == a->seen_metric_len && memcmp(ms, a->seen_metric, mlen) == 0))) {
+        return KNN_OK;
+    }
     size_t k;
     knn_metric metric;
     knn_status s = row_params(a, row, &k, &metric, err);
     if (s != KNN_OK) return s;
     if (k != acc->k || metric != acc->metric) return params_changed(a, err);
+    a->seen_metric = ms;
+    a->seen_metric_len = mlen;
     return KNN_OK;
 }
 
@@ -293,7 +308,7 @@ static void exact_update(duckdb_function_info info, duckdb_data_chunk input, duc
                 params_changed(&a, &err);
                 goto done;
             }
-            if (i == lo && check_same_params(&a, acc, i, &err) != KNN_OK) goto done;
+            if (check_same_params(&a, acc, i, &err) != KNN_OK) goto done;
         }
         if (st->acc && scan_run(&a, st->acc, lo, hi, skip, any_skip, &err) != KNN_OK) goto done;
         lo = hi;
@@ -460,9 +475,10 @@ static void join_update(duckdb_function_info info, duckdb_data_chunk input, duck
                 checked = ql.entries[i];
                 continue;
             }
+            if (check_same_params(&a, st->acc, i, &err) != KNN_OK) goto done;
             duckdb_list_entry e = ql.entries[i];
             if (e.offset == checked.offset && e.length == checked.length) continue;
-            if (!join_same_queries(&ql, i, st->acc) || check_same_params(&a, st->acc, i, &err) != KNN_OK) {
+            if (!join_same_queries(&ql, i, st->acc)) {
                 params_changed(&a, &err);
                 goto done;
             }

@@ -1,0 +1,67 @@
+"""Loading paths: knnsql.connect, knnsql.load into a user's connection, extension_path, versions."""
+
+import os
+
+import duckdb
+import pytest
+
+import knnsql
+
+
+def test_connect_loads_extension_and_exposes_duckdb():
+    with knnsql.connect() as db:
+        assert isinstance(db.con, duckdb.DuckDBPyConnection)
+        text = db.execute("SELECT knn_debug()").fetchall()[0][0]
+        assert text.startswith(f"knnsql {knnsql.__version__}; duckdb_c_api v1.2.0; simd ")
+        # unknown attributes pass through to the DuckDB connection
+        assert db.execute("SELECT 42").fetchall()[0] == (42,)
+        assert db.sql("SELECT 1 AS x").fetchall() == [(1,)]
+
+
+def test_connect_file_with_config(tmp_path):
+    path = tmp_path / "a.duckdb"
+    with knnsql.connect(path, threads=1) as db:
+        assert db.execute("SELECT current_setting('threads')").fetchall()[0][0] == 1
+        db.execute("CREATE TABLE t AS SELECT 1 AS id, [1, 2]::FLOAT[2] AS v")
+    with knnsql.connect(str(path)) as db:
+        res = db.execute("SELECT knn_exact(id, v, [1, 2]::FLOAT[2], 1) FROM t").fetchall()[0][0]
+        assert res == [{"id": 1, "distance": 0.0}]
+
+
+def test_load_into_user_connection():
+    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    assert knnsql.load(con) is con
+    assert con.execute("SELECT knn_debug()").fetchall()[0][0].startswith("knnsql")
+
+
+def test_load_without_unsigned_permission_explains_the_fix():
+    con = duckdb.connect()
+    with pytest.raises(RuntimeError, match="allow_unsigned_extensions"):
+        knnsql.load(con)
+
+
+def test_extension_path_is_loadable_file():
+    path = knnsql.extension_path()
+    assert os.path.isfile(path) and path.endswith("knnsql.duckdb_extension")
+    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    con.execute(f"LOAD '{path}'")
+    assert con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name LIKE 'knn%'").fetchall()[0][0] >= 3
+
+
+def test_api_surface():
+    """Every SQL function knnsql registers, listed once (a new function must be added here and documented)."""
+    with knnsql.connect() as db:
+        names = {r[0] for r in db.execute(
+            "SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_name LIKE 'knn%'").fetchall()}
+    assert names == {"knn_debug", "knn_exact", "knn_exact_join"}
+
+
+def test_versions_agree():
+    assert knnsql.debug()["version"] == knnsql.__version__
+
+
+def test_simd_env_caps_level(monkeypatch):
+    monkeypatch.setenv("KNNSQL_SIMD", "scalar")
+    assert knnsql.debug()["simd"] == "scalar"
+    with knnsql.connect() as db:
+        assert "simd scalar" in db.execute("SELECT knn_debug()").fetchall()[0][0]

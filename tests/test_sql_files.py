@@ -1,0 +1,94 @@
+"""The SQL docs execute: sql/test/*.test (sqllogictest subset) and every example in sql/reference/*.md."""
+
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import knnsql
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+
+def render(con, sql):
+    """Runs a query and renders rows as tab-separated text, values as DuckDB casts them to VARCHAR."""
+    sql = sql.strip().rstrip(";")
+    rel = con.execute(f"SELECT COLUMNS(*)::VARCHAR FROM ({sql})").fetchall()
+    return ["\t".join("NULL" if v is None else v for v in row) for row in rel]
+
+
+def parse_test(path):
+    """Yields (kind, sql, expected_lines, line_no) records of a sqllogictest file."""
+    lines = path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if not line or line.startswith("#") or line.startswith("require"):
+            i += 1
+            continue
+        start = i + 1
+        head = line.split()
+        i += 1
+        body = []
+        while i < len(lines) and lines[i].strip() and lines[i].strip() != "----":
+            body.append(lines[i])
+            i += 1
+        expected = []
+        if i < len(lines) and lines[i].strip() == "----":
+            i += 1
+            while i < len(lines) and lines[i].strip():
+                expected.append(lines[i])
+                i += 1
+        yield head, "\n".join(body), expected, start
+
+
+TEST_FILES = sorted((SQL_DIR / "test").glob("*.test"))
+
+
+@pytest.mark.parametrize("path", TEST_FILES, ids=[p.name for p in TEST_FILES])
+def test_sqllogictest_file(path):
+    assert TEST_FILES, "no sql/test files found"
+    with knnsql.connect() as db:
+        for head, sql, expected, line in parse_test(path):
+            where = f"{path.name}:{line}"
+            if head[:2] == ["statement", "ok"]:
+                db.execute(sql).fetchall()
+            elif head[:2] == ["statement", "error"]:
+                with pytest.raises(duckdb.Error) as err:
+                    db.execute(sql).fetchall()
+                assert "\n".join(expected) in str(err.value), where
+            elif head[0] == "query":
+                got = render(db.con, sql)
+                if "rowsort" in head:
+                    got, expected = sorted(got), sorted(expected)
+                assert got == expected, where
+            else:
+                raise AssertionError(f"{where}: unknown record {head}")
+
+
+DOC_FILES = sorted((SQL_DIR / "reference").glob("*.md"))
+BLOCK = re.compile(r"```(sql|text)\n(.*?)```", re.S)
+
+
+def split_statements(sql):
+    return [s.strip() for s in sql.split(";\n") if s.strip()]
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=[p.name for p in DOC_FILES])
+def test_reference_examples_run(path):
+    blocks = BLOCK.findall(path.read_text())
+    assert any(kind == "sql" for kind, _ in blocks), f"{path.name} has no runnable example"
+    with knnsql.connect() as db:
+        last_query = None
+        for kind, text in blocks:
+            if kind == "sql":
+                statements = split_statements(text)
+                for stmt in statements[:-1]:
+                    db.execute(stmt).fetchall()
+                last_query = statements[-1]
+                db.execute(last_query).fetchall()
+            else:
+                assert last_query is not None, f"{path.name}: a text block must follow an sql block"
+                assert render(db.con, last_query) == text.strip("\n").splitlines(), path.name
+                last_query = None
