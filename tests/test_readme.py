@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_ci_runs_readme_commands():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    for command in ["pip install . && python examples/quickstart.py", "pip install '.[test]' && python -m pytest -q"]:
+    for command in ["pip install . && python examples/quickstart.py", "pip install '.[test]' && pytest -q"]:
         assert command in readme, command
         assert command in ci, command
 

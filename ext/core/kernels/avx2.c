@@ -48,12 +48,70 @@ TARGET static inline float dot_one(const float *q, const float *x, size_t d) {
     return acc;
 }
 
+/* Horizontal sums of four accumulators at once: [sum(a), sum(b), sum(c), sum(d)]. */
+TARGET static inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+/* Rows go four at a time (shared query loads, four FMA chains, one reduction); see avx512.c. */
 TARGET static void l2sq_rows_avx2(const float *q, const float *X, size_t n, size_t d, float *out) {
-    for (size_t i = 0; i < n; i++) out[i] = l2sq_one(q, X + i * d, d);
+    size_t i = 0;
+    const size_t d8 = d & ~(size_t)7;
+    for (; d8 && i + 4 <= n; i += 4) {
+        const float *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (size_t j = 0; j < d8; j += 8) {
+            __m256 qv = _mm256_loadu_ps(q + j);
+            __m256 t0 = _mm256_sub_ps(qv, _mm256_loadu_ps(x0 + j));
+            __m256 t1 = _mm256_sub_ps(qv, _mm256_loadu_ps(x1 + j));
+            __m256 t2 = _mm256_sub_ps(qv, _mm256_loadu_ps(x2 + j));
+            __m256 t3 = _mm256_sub_ps(qv, _mm256_loadu_ps(x3 + j));
+            a0 = _mm256_fmadd_ps(t0, t0, a0);
+            a1 = _mm256_fmadd_ps(t1, t1, a1);
+            a2 = _mm256_fmadd_ps(t2, t2, a2);
+            a3 = _mm256_fmadd_ps(t3, t3, a3);
+        }
+        __m128 r = reduce4(a0, a1, a2, a3);
+        float tail[4] = {0, 0, 0, 0};
+        for (size_t j = d8; j < d; j++) {
+            float t;
+            t = q[j] - x0[j]; tail[0] += t * t;
+            t = q[j] - x1[j]; tail[1] += t * t;
+            t = q[j] - x2[j]; tail[2] += t * t;
+            t = q[j] - x3[j]; tail[3] += t * t;
+        }
+        _mm_storeu_ps(out + i, _mm_add_ps(r, _mm_loadu_ps(tail)));
+    }
+    for (; i < n; i++) out[i] = l2sq_one(q, X + i * d, d);
 }
 
 TARGET static void dot_rows_avx2(const float *q, const float *X, size_t n, size_t d, float *out) {
-    for (size_t i = 0; i < n; i++) out[i] = dot_one(q, X + i * d, d);
+    size_t i = 0;
+    const size_t d8 = d & ~(size_t)7;
+    for (; d8 && i + 4 <= n; i += 4) {
+        const float *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (size_t j = 0; j < d8; j += 8) {
+            __m256 qv = _mm256_loadu_ps(q + j);
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x0 + j), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x1 + j), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x2 + j), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x3 + j), a3);
+        }
+        __m128 r = reduce4(a0, a1, a2, a3);
+        float tail[4] = {0, 0, 0, 0};
+        for (size_t j = d8; j < d; j++) {
+            tail[0] += q[j] * x0[j];
+            tail[1] += q[j] * x1[j];
+            tail[2] += q[j] * x2[j];
+            tail[3] += q[j] * x3[j];
+        }
+        _mm_storeu_ps(out + i, _mm_add_ps(r, _mm_loadu_ps(tail)));
+    }
+    for (; i < n; i++) out[i] = dot_one(q, X + i * d, d);
 }
 
 TARGET static void dot_norm_rows_avx2(const float *q, const float *X, size_t n, size_t d, float *dot,

@@ -46,12 +46,79 @@ TARGET static inline float dot_one(const float *q, const float *x, size_t d) {
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
+/* Horizontal sums of four accumulators at once: [sum(a), sum(b), sum(c), sum(d)]. */
+TARGET static inline __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+#define HALF_SUM(v) _mm256_add_ps(_mm512_castps512_ps256(v), \
+                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
+    __m256 ab = _mm256_hadd_ps(HALF_SUM(a), HALF_SUM(b));
+    __m256 cd = _mm256_hadd_ps(HALF_SUM(c), HALF_SUM(d));
+#undef HALF_SUM
+    __m256 abcd = _mm256_hadd_ps(ab, cd);
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+/* Rows go four at a time: the query chunk is loaded once for four rows, four independent FMA chains
+ * hide latency, and one shuffle tree reduces all four (it matters for small d such as 50). */
 TARGET static void l2sq_rows_avx512(const float *q, const float *X, size_t n, size_t d, float *out) {
-    for (size_t i = 0; i < n; i++) out[i] = l2sq_one(q, X + i * d, d);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+        size_t j = 0;
+        for (; j + 16 <= d; j += 16) {
+            __m512 qv = _mm512_loadu_ps(q + j);
+            __m512 t0 = _mm512_sub_ps(qv, _mm512_loadu_ps(x0 + j));
+            __m512 t1 = _mm512_sub_ps(qv, _mm512_loadu_ps(x1 + j));
+            __m512 t2 = _mm512_sub_ps(qv, _mm512_loadu_ps(x2 + j));
+            __m512 t3 = _mm512_sub_ps(qv, _mm512_loadu_ps(x3 + j));
+            a0 = _mm512_fmadd_ps(t0, t0, a0);
+            a1 = _mm512_fmadd_ps(t1, t1, a1);
+            a2 = _mm512_fmadd_ps(t2, t2, a2);
+            a3 = _mm512_fmadd_ps(t3, t3, a3);
+        }
+        if (j < d) {
+            __mmask16 m = tail_mask(d - j);
+            __m512 qv = _mm512_maskz_loadu_ps(m, q + j);
+            __m512 t0 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x0 + j));
+            __m512 t1 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x1 + j));
+            __m512 t2 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x2 + j));
+            __m512 t3 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x3 + j));
+            a0 = _mm512_fmadd_ps(t0, t0, a0);
+            a1 = _mm512_fmadd_ps(t1, t1, a1);
+            a2 = _mm512_fmadd_ps(t2, t2, a2);
+            a3 = _mm512_fmadd_ps(t3, t3, a3);
+        }
+        _mm_storeu_ps(out + i, reduce4(a0, a1, a2, a3));
+    }
+    for (; i < n; i++) out[i] = l2sq_one(q, X + i * d, d);
 }
 
 TARGET static void dot_rows_avx512(const float *q, const float *X, size_t n, size_t d, float *out) {
-    for (size_t i = 0; i < n; i++) out[i] = dot_one(q, X + i * d, d);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+        size_t j = 0;
+        for (; j + 16 <= d; j += 16) {
+            __m512 qv = _mm512_loadu_ps(q + j);
+            a0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x0 + j), a0);
+            a1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x1 + j), a1);
+            a2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x2 + j), a2);
+            a3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x3 + j), a3);
+        }
+        if (j < d) {
+            __mmask16 m = tail_mask(d - j);
+            __m512 qv = _mm512_maskz_loadu_ps(m, q + j);
+            a0 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x0 + j), a0);
+            a1 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x1 + j), a1);
+            a2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x2 + j), a2);
+            a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x3 + j), a3);
+        }
+        _mm_storeu_ps(out + i, reduce4(a0, a1, a2, a3));
+    }
+    for (; i < n; i++) out[i] = dot_one(q, X + i * d, d);
 }
 
 TARGET static void dot_norm_rows_avx512(const float *q, const float *X, size_t n, size_t d, float *dot,
