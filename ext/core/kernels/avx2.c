@@ -2,10 +2,18 @@
  * -mavx2 and the dispatcher only calls it on CPUs that report AVX2 and FMA. */
 #include "knn_kernels.h"
 
+#include <stdint.h>
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
 #define TARGET __attribute__((target("avx2,fma")))
+
+/* Lane mask with the low rem (< 8) lanes set, for maskload of a row's tail. */
+TARGET static inline __m256i tail_mask(size_t rem) {
+    static const int32_t lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(lanes + 8 - rem));
+}
 
 TARGET static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -58,7 +66,7 @@ TARGET static inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
 TARGET static void l2sq_rows_avx2(const float *q, const float *X, size_t n, size_t d, float *out) {
     size_t i = 0;
     const size_t d8 = d & ~(size_t)7;
-    for (; d8 && i + 4 <= n; i += 4) {
+    for (; i + 4 <= n; i += 4) {
         const float *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
         __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
@@ -73,16 +81,19 @@ TARGET static void l2sq_rows_avx2(const float *q, const float *X, size_t n, size
             a2 = _mm256_fmadd_ps(t2, t2, a2);
             a3 = _mm256_fmadd_ps(t3, t3, a3);
         }
-        __m128 r = reduce4(a0, a1, a2, a3);
-        float tail[4] = {0, 0, 0, 0};
-        for (size_t j = d8; j < d; j++) {
-            float t;
-            t = q[j] - x0[j]; tail[0] += t * t;
-            t = q[j] - x1[j]; tail[1] += t * t;
-            t = q[j] - x2[j]; tail[2] += t * t;
-            t = q[j] - x3[j]; tail[3] += t * t;
+        if (d8 < d) {
+            __m256i m = tail_mask(d - d8);
+            __m256 qv = _mm256_maskload_ps(q + d8, m);
+            __m256 t0 = _mm256_sub_ps(qv, _mm256_maskload_ps(x0 + d8, m));
+            __m256 t1 = _mm256_sub_ps(qv, _mm256_maskload_ps(x1 + d8, m));
+            __m256 t2 = _mm256_sub_ps(qv, _mm256_maskload_ps(x2 + d8, m));
+            __m256 t3 = _mm256_sub_ps(qv, _mm256_maskload_ps(x3 + d8, m));
+            a0 = _mm256_fmadd_ps(t0, t0, a0);
+            a1 = _mm256_fmadd_ps(t1, t1, a1);
+            a2 = _mm256_fmadd_ps(t2, t2, a2);
+            a3 = _mm256_fmadd_ps(t3, t3, a3);
         }
-        _mm_storeu_ps(out + i, _mm_add_ps(r, _mm_loadu_ps(tail)));
+        _mm_storeu_ps(out + i, reduce4(a0, a1, a2, a3));
     }
     for (; i < n; i++) out[i] = l2sq_one(q, X + i * d, d);
 }
@@ -90,7 +101,7 @@ TARGET static void l2sq_rows_avx2(const float *q, const float *X, size_t n, size
 TARGET static void dot_rows_avx2(const float *q, const float *X, size_t n, size_t d, float *out) {
     size_t i = 0;
     const size_t d8 = d & ~(size_t)7;
-    for (; d8 && i + 4 <= n; i += 4) {
+    for (; i + 4 <= n; i += 4) {
         const float *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
         __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
@@ -101,15 +112,15 @@ TARGET static void dot_rows_avx2(const float *q, const float *X, size_t n, size_
             a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x2 + j), a2);
             a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x3 + j), a3);
         }
-        __m128 r = reduce4(a0, a1, a2, a3);
-        float tail[4] = {0, 0, 0, 0};
-        for (size_t j = d8; j < d; j++) {
-            tail[0] += q[j] * x0[j];
-            tail[1] += q[j] * x1[j];
-            tail[2] += q[j] * x2[j];
-            tail[3] += q[j] * x3[j];
+        if (d8 < d) {
+            __m256i m = tail_mask(d - d8);
+            __m256 qv = _mm256_maskload_ps(q + d8, m);
+            a0 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(x0 + d8, m), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(x1 + d8, m), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(x2 + d8, m), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(x3 + d8, m), a3);
         }
-        _mm_storeu_ps(out + i, _mm_add_ps(r, _mm_loadu_ps(tail)));
+        _mm_storeu_ps(out + i, reduce4(a0, a1, a2, a3));
     }
     for (; i < n; i++) out[i] = dot_one(q, X + i * d, d);
 }
