@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Tuple
 
 import numpy as np
 
 from . import _ffi
 
-_KINDS = ("flat",)
+_KINDS = ("flat", "graph")
+
+
+def _int_arg(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 class Index:
@@ -21,46 +30,103 @@ class Index:
     metric : {"l2", "cosine", "ip"}
         ``l2`` is squared Euclidean distance (alias ``l2sq``), ``cosine`` is ``1 - cos``, ``ip`` is the
         negative inner product (smaller is nearer).
-    kind : {"flat"}
-        ``flat`` searches exactly by brute force, with SIMD kernels and a blocked many-query path.
+    kind : {"flat", "graph"}
+        ``flat`` searches exactly by brute force (SIMD kernels, blocked many-query path). ``graph`` is an
+        HNSW graph: approximate, much faster on large sets; tune with ``m``, ``ef_construction``, ``ef``.
+    m : int, optional
+        Graph only: links per node (layer 0 keeps 2*m). More links raise recall and memory. Default 16.
+    ef_construction : int, optional
+        Graph only: beam width while building. Higher builds slower and better. Default 200.
+    ef : int, optional
+        Graph only: default beam width while searching (raised to k when smaller). Default 64.
+    seed : int
+        Graph only: seed of the layer draws (with ``threads=1`` the build is deterministic).
 
     Notes
     -----
     Ids are int64. Adding an id that is already present replaces its vector; within one ``add`` call the
-    last occurrence wins. Vectors with NaN or Inf are rejected and nothing from that call is added.
+    last occurrence wins. Vectors with NaN or Inf are rejected and nothing from that call is added. Under
+    ``cosine`` the graph stores normalised vectors and rejects zero vectors.
     """
 
-    def __init__(self, dim: int, metric: str = "l2", kind: str = "flat"):
+    def __init__(self, dim: int, metric: str = "l2", kind: str = "flat", *, m: Optional[int] = None,
+                 ef_construction: Optional[int] = None, ef: Optional[int] = None, seed: int = 42):
         if kind not in _KINDS:
             raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(map(repr, _KINDS))}")
-        if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
             raise TypeError(f"dim must be an int, got {type(dim).__name__}")
-        lib = _ffi.lib()
-        out = _ffi.ffi.new("knn_flat **")
-        buf = _ffi.errbuf()
-        _ffi.check(lib.knn_flat_new(int(dim) if dim > 0 else 0, str(metric).encode(), out, buf, _ffi.ERRMSG_LEN), buf)
-        self._handle = _ffi.ffi.gc(out[0], lib.knn_flat_destroy)
+        if kind == "flat" and any(v is not None for v in (m, ef_construction, ef)):
+            raise ValueError("m, ef_construction and ef apply to kind='graph' only")
         self.kind = kind
+        lib, ffi = _ffi.lib(), _ffi.ffi
+        buf = _ffi.errbuf()
+        if kind == "flat":
+            out = ffi.new("knn_flat **")
+            _ffi.check(lib.knn_flat_new(max(int(dim), 0), str(metric).encode(), out, buf, _ffi.ERRMSG_LEN), buf)
+            self._handle = ffi.gc(out[0], lib.knn_flat_destroy)
+        else:
+            params = [0 if v is None else _int_arg(n, v, 1) for n, v in
+                      (("m", m), ("ef_construction", ef_construction), ("ef", ef))]
+            out = ffi.new("knn_graph **")
+            _ffi.check(lib.knn_graph_new(max(int(dim), 0), str(metric).encode(), *params, int(seed) & (2**64 - 1),
+                                         out, buf, _ffi.ERRMSG_LEN), buf)
+            self._handle = ffi.gc(out[0], lib.knn_graph_destroy)
 
+    @classmethod
+    def _from_graph_handle(cls, handle) -> "Index":
+        self = cls.__new__(cls)
+        self.kind = "graph"
+        self._handle = _ffi.ffi.gc(handle, _ffi.lib().knn_graph_destroy)
+        return self
+
+    # ---- properties -------------------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        return int(_ffi.lib().knn_flat_dim(self._handle))
+        lib = _ffi.lib()
+        return int(lib.knn_flat_dim(self._handle) if self.kind == "flat" else lib.knn_graph_dimension(self._handle))
 
     @property
     def metric(self) -> str:
-        return _ffi.ffi.string(_ffi.lib().knn_flat_metric(self._handle)).decode()
+        lib = _ffi.lib()
+        name = lib.knn_flat_metric(self._handle) if self.kind == "flat" else lib.knn_graph_metric_name(self._handle)
+        return _ffi.ffi.string(name).decode()
 
     @property
     def simd(self) -> str:
         """Kernel set this index uses: "scalar", "avx2" or "avx512" (fixed when it was created)."""
+        if self.kind != "flat":
+            return _ffi.ffi.string(_ffi.lib().knn_simd_name()).decode()
         return _ffi.ffi.string(_ffi.lib().knn_flat_simd(self._handle)).decode()
 
+    @property
+    def params(self) -> dict:
+        """Graph settings {"m", "ef_construction", "ef"} (empty for flat)."""
+        if self.kind == "flat":
+            return {}
+        out = _ffi.ffi.new("size_t[3]")
+        _ffi.lib().knn_graph_settings(self._handle, out)
+        return {"m": int(out[0]), "ef_construction": int(out[1]), "ef": int(out[2])}
+
+    @property
+    def deleted(self) -> int:
+        """Tombstoned rows awaiting :meth:`optimize` (graph)."""
+        return 0 if self.kind == "flat" else int(_ffi.lib().knn_graph_tombstones(self._handle))
+
+    @property
+    def memory_bytes(self) -> int:
+        """Approximate bytes held by a graph index."""
+        if self.kind == "flat":
+            return len(self) * (self.dim * 4 + 12)
+        return int(_ffi.lib().knn_graph_bytes(self._handle))
+
     def __len__(self) -> int:
-        return int(_ffi.lib().knn_flat_count(self._handle))
+        lib = _ffi.lib()
+        return int(lib.knn_flat_count(self._handle) if self.kind == "flat" else lib.knn_graph_count(self._handle))
 
     def __repr__(self) -> str:
         return f"knnsql.Index(dim={self.dim}, metric={self.metric!r}, kind={self.kind!r}, rows={len(self)})"
 
+    # ---- data -------------------------------------------------------------------------------------
     def _matrix(self, X, what: str) -> np.ndarray:
         arr = np.asarray(X)
         if arr.dtype.kind not in "fiu":
@@ -74,7 +140,16 @@ class Index:
                              f"{self.dim}")
         return np.ascontiguousarray(arr, dtype=np.float32)
 
-    def add(self, X, ids=None) -> None:
+    @staticmethod
+    def _ids(ids, n: int) -> np.ndarray:
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
+        if ids.shape != (n,):
+            raise ValueError(f"ids must have shape ({n},) to match X, got {ids.shape}")
+        return np.ascontiguousarray(ids, dtype=np.int64)
+
+    def add(self, X, ids=None, threads: Optional[int] = None) -> None:
         """Adds vectors.
 
         Parameters
@@ -83,23 +158,51 @@ class Index:
             Vectors; converted to contiguous float32.
         ids : array_like of int, shape (n,), optional
             Row ids. Defaults to ``len(self), len(self)+1, ...``.
+        threads : int, optional
+            Graph only: build threads (default every core; 1 gives a deterministic graph).
         """
         X = self._matrix(X, "X")
         n = X.shape[0]
-        if ids is None:
-            ids = np.arange(len(self), len(self) + n, dtype=np.int64)
-        ids = np.asarray(ids)
-        if ids.dtype.kind not in "iu":
-            raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
-        if ids.shape != (n,):
-            raise ValueError(f"ids must have shape ({n},) to match X, got {ids.shape}")
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        buf = _ffi.errbuf()
-        ffi = _ffi.ffi
-        _ffi.check(_ffi.lib().knn_flat_add(self._handle, ffi.from_buffer("float[]", X), ffi.from_buffer("int64_t[]", ids),
-                                           n, buf, _ffi.ERRMSG_LEN), buf)
+        ids = np.arange(len(self), len(self) + n, dtype=np.int64) if ids is None else self._ids(ids, n)
+        threads = 0 if threads is None else _int_arg("threads", threads, 1)
+        buf, ffi, lib = _ffi.errbuf(), _ffi.ffi, _ffi.lib()
+        xs, ix = ffi.from_buffer("float[]", X), ffi.from_buffer("int64_t[]", ids)
+        if self.kind == "flat":
+            status = lib.knn_flat_add(self._handle, xs, ix, n, buf, _ffi.ERRMSG_LEN)
+        else:
+            status = lib.knn_graph_add_rows(self._handle, xs, ix, n, threads, buf, _ffi.ERRMSG_LEN)
+        _ffi.check(status, buf)
 
-    def search(self, Q, k: int = 10, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    def delete(self, ids) -> int:
+        """Removes ids (graph: tombstones, reclaimed by :meth:`optimize`); returns how many were present."""
+        if self.kind == "flat":
+            raise NotImplementedError("delete is supported by kind='graph'; rebuild a flat index instead")
+        ids = np.ascontiguousarray(np.atleast_1d(np.asarray(ids)), dtype=np.int64)
+        removed = _ffi.ffi.new("size_t *")
+        buf = _ffi.errbuf()
+        _ffi.check(_ffi.lib().knn_graph_remove(self._handle, _ffi.ffi.from_buffer("int64_t[]", ids), len(ids), removed,
+                                               buf, _ffi.ERRMSG_LEN), buf)
+        return int(removed[0])
+
+    def optimize(self, threads: Optional[int] = None) -> None:
+        """Rebuilds a graph from its live rows, reclaiming deleted ones."""
+        if self.kind == "flat":
+            return
+        buf = _ffi.errbuf()
+        _ffi.check(_ffi.lib().knn_graph_rebuild(self._handle, 0 if threads is None else threads, buf,
+                                                _ffi.ERRMSG_LEN), buf)
+
+    def ids(self) -> np.ndarray:
+        """Live ids (graph)."""
+        if self.kind == "flat":
+            raise NotImplementedError("ids() is supported by kind='graph'")
+        out = np.empty(len(self), dtype=np.int64)
+        _ffi.lib().knn_graph_list_ids(self._handle, _ffi.ffi.from_buffer("int64_t[]", out))
+        return out
+
+    # ---- search -----------------------------------------------------------------------------------
+    def search(self, Q, k: int = 10, ef: Optional[int] = None,
+               threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Finds the k nearest rows of each query.
 
         Parameters
@@ -108,28 +211,76 @@ class Index:
             Queries; must be finite (and non-zero for cosine).
         k : int
             Neighbours per query (>= 1). When the index holds fewer than k rows, all rows come back.
+        ef : int, optional
+            Graph only: search beam width; larger is slower and more accurate. Raised to k when smaller.
         threads : int, optional
             Threads to use; default every core.
 
         Returns
         -------
         ids : ndarray of int64, shape (nq, min(k, len(self)))
-        distances : ndarray of float32, same shape, ascending per row (ties by id).
+        distances : ndarray of float32, same shape, ascending per row.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"k must be an int, got {type(k).__name__}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
-            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        k = _int_arg("k", k, 1)
+        threads = 0 if threads is None else _int_arg("threads", threads, 1)
+        if ef is not None:
+            if self.kind == "flat":
+                raise ValueError("ef applies to kind='graph' only; a flat index is always exact")
+            ef = _int_arg("ef", ef, 1)
         Q = self._matrix(Q, "Q")
         nq = Q.shape[0]
-        kk = min(int(k), len(self))
-        ids = np.empty((nq, kk), dtype=np.int64)
-        dists = np.empty((nq, kk), dtype=np.float32)
-        buf = _ffi.errbuf()
-        ffi = _ffi.ffi
-        _ffi.check(_ffi.lib().knn_flat_search(self._handle, ffi.from_buffer("float[]", Q), nq, int(k), threads or 0,
-                                              ffi.from_buffer("int64_t[]", ids), ffi.from_buffer("float[]", dists),
-                                              buf, _ffi.ERRMSG_LEN), buf)
-        return ids, dists
+        kk = min(k, len(self))
+        buf, ffi, lib = _ffi.errbuf(), _ffi.ffi, _ffi.lib()
+        if self.kind == "flat":
+            ids = np.empty((nq, kk), dtype=np.int64)
+            dists = np.empty((nq, kk), dtype=np.float32)
+            _ffi.check(lib.knn_flat_search(self._handle, ffi.from_buffer("float[]", Q), nq, k, threads,
+                                           ffi.from_buffer("int64_t[]", ids), ffi.from_buffer("float[]", dists),
+                                           buf, _ffi.ERRMSG_LEN), buf)
+            return ids, dists
+        ids = np.empty((nq, max(kk, 1)), dtype=np.int64)
+        dists = np.empty((nq, max(kk, 1)), dtype=np.float32)
+        found = np.empty(nq, dtype=np.uintp)
+        _ffi.check(lib.knn_graph_query(self._handle, ffi.from_buffer("float[]", Q), nq, max(kk, 1), ef or 0, threads,
+                                       ffi.from_buffer("int64_t[]", ids), ffi.from_buffer("float[]", dists),
+                                       ffi.cast("size_t *", ffi.from_buffer("size_t[]", found)), buf,
+                                       _ffi.ERRMSG_LEN), buf)
+        return ids[:, :kk], dists[:, :kk]
+
+    # ---- persistence ------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Serialised graph (versioned, checksummed); the format ``knn_index_dump`` uses."""
+        if self.kind == "flat":
+            raise NotImplementedError("serialisation is supported by kind='graph'")
+        ffi, buf = _ffi.ffi, _ffi.errbuf()
+        out, size = ffi.new("uint8_t **"), ffi.new("size_t *")
+        _ffi.check(_ffi.lib().knn_graph_to_bytes(self._handle, out, size, buf, _ffi.ERRMSG_LEN), buf)
+        try:
+            return bytes(ffi.buffer(out[0], size[0]))
+        finally:
+            _ffi.lib().knn_bytes_free(out[0])
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Index":
+        """Rebuilds a graph index from :meth:`to_bytes` output; corrupt bytes raise KnnError."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        ffi, buf = _ffi.ffi, _ffi.errbuf()
+        out = ffi.new("knn_graph **")
+        raw = bytes(data)
+        _ffi.check(_ffi.lib().knn_graph_from_bytes(ffi.from_buffer("uint8_t[]", raw) if raw else ffi.NULL, len(raw),
+                                                   out, buf, _ffi.ERRMSG_LEN), buf)
+        return cls._from_graph_handle(out[0])
+
+    def save(self, path: "str | os.PathLike") -> None:
+        """Writes :meth:`to_bytes` to a file (atomically, via a temporary file)."""
+        tmp = f"{os.fspath(path)}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(self.to_bytes())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: "str | os.PathLike") -> "Index":
+        """Reads an index written by :meth:`save`."""
+        with open(path, "rb") as f:
+            return cls.from_bytes(f.read())

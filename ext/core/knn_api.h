@@ -34,6 +34,38 @@ int knn_flat_add(knn_flat *index, const float *vecs, const int64_t *ids, size_t 
  * min(k, count), into out_ids / out_dists, sorted by (distance, id). threads = 0 uses every core. */
 int knn_flat_search(const knn_flat *index, const float *queries, size_t nq, size_t k, size_t threads,
                     int64_t *out_ids, float *out_dists, char *errmsg, size_t errmsg_len);
+
+typedef struct knn_graph knn_graph;
+
+/* Graph (HNSW) index; m, ef_construction, ef = 0 take the defaults (16, 200, 64). */
+int knn_graph_new(size_t dim, const char *metric, size_t m, size_t ef_construction, size_t ef, uint64_t seed,
+                  knn_graph **out, char *errmsg, size_t errmsg_len);
+void knn_graph_destroy(knn_graph *index);
+/* Adds rows; an id already present is replaced. threads = 0 uses every core. */
+int knn_graph_add_rows(knn_graph *index, const float *vecs, const int64_t *ids, size_t n, size_t threads,
+                       char *errmsg, size_t errmsg_len);
+/* Tombstones ids (unknown ids are ignored); *removed counts those that were live. */
+int knn_graph_remove(knn_graph *index, const int64_t *ids, size_t n, size_t *removed, char *errmsg,
+                     size_t errmsg_len);
+/* Rebuilds the graph from live rows, reclaiming tombstones. */
+int knn_graph_rebuild(knn_graph *index, size_t threads, char *errmsg, size_t errmsg_len);
+/* k nearest live rows per query; ef = 0 uses the index default, ef < k is raised to k. Row stride k;
+ * found[q] results are valid, the rest are id -1 and distance +inf. */
+int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, size_t threads,
+                    int64_t *out_ids, float *out_dists, size_t *found, char *errmsg, size_t errmsg_len);
+size_t knn_graph_count(const knn_graph *index);
+size_t knn_graph_tombstones(const knn_graph *index);
+size_t knn_graph_bytes(const knn_graph *index);
+size_t knn_graph_dimension(const knn_graph *index);
+const char *knn_graph_metric_name(const knn_graph *index);
+/* m, ef_construction, ef into out[0..2]. */
+void knn_graph_settings(const knn_graph *index, size_t *out);
+/* Live ids (out holds knn_graph_count entries). */
+void knn_graph_list_ids(const knn_graph *index, int64_t *out);
+/* Serialised bytes (free with knn_bytes_free) and back. */
+int knn_graph_to_bytes(knn_graph *index, uint8_t **buf, size_t *len, char *errmsg, size_t errmsg_len);
+int knn_graph_from_bytes(const uint8_t *buf, size_t len, knn_graph **out, char *errmsg, size_t errmsg_len);
+void knn_bytes_free(uint8_t *buf);
 /* cffi-end */
 
 #endif

@@ -25,4 +25,8 @@ knn_status knn_error_set(knn_error *err, knn_status status, const char *fmt, ...
 
 void knn_error_clear(knn_error *err);
 
+/* Copies the message into a caller's buffer (len bytes, NUL-terminated) and returns the status as int:
+ * the convention of the public (cffi) API. */
+int knn_error_export(const knn_error *err, char *buf, size_t len);
+
 #endif

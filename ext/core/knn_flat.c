@@ -29,15 +29,6 @@ struct knn_flat {
     knn_idmap slots; /* id -> row */
 };
 
-static int finish(const knn_error *e, char *errmsg, size_t len) {
-    if (errmsg && len) {
-        size_t n = strlen(e->msg);
-        if (n >= len) n = len - 1;
-        memcpy(errmsg, e->msg, n);
-        errmsg[n] = '\0';
-    }
-    return (int)e->status;
-}
 
 int knn_flat_new(size_t dim, const char *metric, knn_flat **out, char *errmsg, size_t errmsg_len) {
     knn_error err;
@@ -46,15 +37,15 @@ int knn_flat_new(size_t dim, const char *metric, knn_flat **out, char *errmsg, s
     *out = NULL;
     if (dim == 0 || dim > 65536) {
         knn_error_set(&err, KNN_EINVAL, "dim must be between 1 and 65536, got %zu", dim);
-        return finish(&err, errmsg, errmsg_len);
+        return knn_error_export(&err, errmsg, errmsg_len);
     }
     if (knn_metric_parse(metric, metric ? strlen(metric) : 0, &m, &err) != KNN_OK) {
-        return finish(&err, errmsg, errmsg_len);
+        return knn_error_export(&err, errmsg, errmsg_len);
     }
     knn_flat *ix = calloc(1, sizeof *ix);
     if (ix == NULL) {
         knn_error_set(&err, KNN_ENOMEM, "out of memory creating a flat index");
-        return finish(&err, errmsg, errmsg_len);
+        return knn_error_export(&err, errmsg, errmsg_len);
     }
     ix->dim = dim;
     ix->metric = m;
@@ -146,7 +137,7 @@ int knn_flat_add(knn_flat *ix, const float *vecs, const int64_t *ids, size_t n, 
     }
 cleanup:
     free(norms);
-    return finish(&err, errmsg, errmsg_len);
+    return knn_error_export(&err, errmsg, errmsg_len);
 }
 
 /* One thread's share of a search: queries [q_lo, q_hi) against rows [r_lo, r_hi). */
@@ -274,5 +265,5 @@ cleanup:
         free(tasks);
     }
     free(q_norm2);
-    return finish(&err, errmsg, errmsg_len);
+    return knn_error_export(&err, errmsg, errmsg_len);
 }

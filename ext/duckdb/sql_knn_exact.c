@@ -256,6 +256,8 @@ static void exact_update(duckdb_function_info info, duckdb_data_chunk input, duc
     unsigned char *skip = NULL;
     if (args_read(&a, "knn_exact", input, &err) != KNN_OK) goto done;
     if (knn_vreader_init(&qr, a.queries, a.fn, "query", &err) != KNN_OK) goto done;
+    duckdb_list_entry checked = {UINT64_MAX, 0};
+    const exact_acc *checked_acc = NULL;
     skip = malloc(a.n ? a.n : 1);
     if (skip == NULL) {
         knn_error_set(&err, KNN_ENOMEM, "knn_exact: out of memory");
@@ -302,13 +304,22 @@ static void exact_update(duckdb_function_info info, duckdb_data_chunk input, duc
                 continue;
             }
             exact_acc *acc = st->acc;
+            if (check_same_params(&a, acc, i, &err) != KNN_OK) goto done;
+            /* A constant query reaches every row as the same list entry: compare its floats once. */
+            if (qr.entries && qr.entries[i].offset == checked.offset && qr.entries[i].length == checked.length &&
+                checked_acc == acc) {
+                continue;
+            }
             knn_row_state rs = knn_vreader_get(&qr, i, acc->dim, acc->qtmp, &q, &got);
             if (rs == KNN_ROW_DIM_MISMATCH || rs == KNN_ROW_NULL_ELEMENT ||
                 memcmp(q, acc->queries, acc->dim * sizeof(float)) != 0) {
                 params_changed(&a, &err);
                 goto done;
             }
-            if (check_same_params(&a, acc, i, &err) != KNN_OK) goto done;
+            if (qr.entries) {
+                checked = qr.entries[i];
+                checked_acc = acc;
+            }
         }
         if (st->acc && scan_run(&a, st->acc, lo, hi, skip, any_skip, &err) != KNN_OK) goto done;
         lo = hi;
@@ -639,13 +650,27 @@ static bool register_one(duckdb_connection con, const char *name, duckdb_aggrega
                          duckdb_aggregate_finalize_t finalize, bool join) {
     duckdb_aggregate_function_set set = duckdb_create_aggregate_function_set(name);
     bool ok = set != NULL;
-    for (int with_metric = 0; ok && with_metric <= 1; with_metric++) {
+    /* knn_exact types its query FLOAT[] (and DOUBLE[]) so DuckDB casts a constant query once and every
+     * row shares one list entry; an ARRAY constant would be copied into every row of every chunk. The
+     * ANY overload catches the rest so the error names the supported types. */
+    duckdb_type query_types[3] = {DUCKDB_TYPE_FLOAT, DUCKDB_TYPE_DOUBLE, DUCKDB_TYPE_ANY};
+    int n_query_types = join ? 1 : 3;
+    for (int v = 0; ok && v < 2 * n_query_types; v++) {
+        int with_metric = v % 2;
+        duckdb_type qt = join ? DUCKDB_TYPE_ANY : query_types[v / 2];
         duckdb_aggregate_function f = duckdb_create_aggregate_function();
         duckdb_aggregate_function_set_name(f, name);
         duckdb_type params[5] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT,
                                  DUCKDB_TYPE_VARCHAR};
         for (int p = 0; p < 4 + with_metric; p++) {
-            duckdb_logical_type t = duckdb_create_logical_type(params[p]);
+            duckdb_logical_type t;
+            if (p == 2 && qt != DUCKDB_TYPE_ANY) {
+                duckdb_logical_type elem = duckdb_create_logical_type(qt);
+                t = duckdb_create_list_type(elem);
+                duckdb_destroy_logical_type(&elem);
+            } else {
+                t = duckdb_create_logical_type(params[p]);
+            }
             duckdb_aggregate_function_add_parameter(f, t);
             duckdb_destroy_logical_type(&t);
         }

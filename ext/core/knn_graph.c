@@ -1,0 +1,699 @@
+#include <math.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "knn_graph_internal.h"
+#include "knn_parallel.h"
+#include "knn_topk.h"
+
+/* Heap item keyed by float; both heaps are max-heaps (candidates store -distance). */
+typedef struct knn_hitem {
+    float key;
+    uint32_t id;
+} knn_hitem;
+
+knn_graph_params knn_graph_default_params(void) {
+    knn_graph_params p = {16, 200, 64, 42};
+    return p;
+}
+
+/* ---- small helpers ------------------------------------------------------------------------------ */
+
+static inline void node_lock(const knn_graph *g, uint32_t i) {
+    while (atomic_exchange_explicit(&g->locks[i], 1, memory_order_acquire)) sched_yield();
+}
+
+static inline void node_unlock(const knn_graph *g, uint32_t i) {
+    atomic_store_explicit(&g->locks[i], 0, memory_order_release);
+}
+
+static inline float vdist(const knn_graph *g, const float *a, const float *b) {
+    float v;
+    if (g->metric == KNN_METRIC_L2) {
+        g->kern->l2sq_rows(a, b, 1, g->dim, &v);
+        return v;
+    }
+    g->kern->dot_rows(a, b, 1, g->dim, &v);
+    return g->metric == KNN_METRIC_COSINE ? 1.0f - v : -v;
+}
+
+static inline size_t max_links(const knn_graph *g, int level) { return level == 0 ? g->m0 : g->p.m; }
+
+static int heap_push(knn_hitem **a, size_t *n, size_t *cap, float key, uint32_t id) {
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        knn_hitem *na = realloc(*a, nc * sizeof *na);
+        if (na == NULL) return 0;
+        *a = na;
+        *cap = nc;
+    }
+    knn_hitem *h = *a;
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h[p].key >= key) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i].key = key;
+    h[i].id = id;
+    return 1;
+}
+
+static void heap_pop(knn_hitem *h, size_t *n) {
+    knn_hitem last = h[--(*n)];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && h[c + 1].key > h[c].key) c++;
+        if (h[c].key <= last.key) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (m) h[i] = last;
+}
+
+/* ---- search contexts (pooled, like hnswlib's VisitedListPool) ----------------------------------- */
+
+static void ctx_free(knn_search_ctx *c) {
+    if (c == NULL) return;
+    free(c->marks);
+    free(c->cand);
+    free(c->top);
+    free(c->qbuf);
+    free(c);
+}
+
+static knn_search_ctx *ctx_acquire(knn_graph *g) {
+    knn_search_ctx *c = NULL;
+    pthread_mutex_lock(&g->pool_lock);
+    if (g->pool_n) c = g->pool[--g->pool_n];
+    pthread_mutex_unlock(&g->pool_lock);
+    if (c == NULL) {
+        c = calloc(1, sizeof *c);
+        if (c == NULL) return NULL;
+        c->qbuf = malloc(g->dim * sizeof(float));
+        if (c->qbuf == NULL) {
+            free(c);
+            return NULL;
+        }
+    }
+    if (c->marks_cap < g->capacity) {
+        free(c->marks);
+        c->marks = calloc(g->capacity, sizeof *c->marks);
+        c->marks_cap = c->marks ? g->capacity : 0;
+        c->epoch = 0;
+        if (c->marks == NULL) {
+            ctx_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+static void ctx_release(knn_graph *g, knn_search_ctx *c) {
+    pthread_mutex_lock(&g->pool_lock);
+    if (g->pool_n < KNN_VISITED_POOL) {
+        g->pool[g->pool_n++] = c;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&g->pool_lock);
+    ctx_free(c);
+}
+
+static void ctx_new_epoch(knn_search_ctx *c) {
+    if (++c->epoch == 0) {
+        memset(c->marks, 0, c->marks_cap * sizeof *c->marks);
+        c->epoch = 1;
+    }
+}
+
+/* ---- allocation --------------------------------------------------------------------------------- */
+
+knn_status knn_graph_alloc(size_t dim, knn_metric metric, const knn_graph_params *p, knn_graph **out,
+                           knn_error *err) {
+    *out = NULL;
+    if (dim == 0 || dim > 65536) return knn_error_set(err, KNN_EINVAL, "dim must be between 1 and 65536, got %zu", dim);
+    if (p->m < 2 || p->m > 256) return knn_error_set(err, KNN_EINVAL, "'m' must be between 2 and 256, got %zu", p->m);
+    if (p->ef_construction < 1 || p->ef_construction > 100000) {
+        return knn_error_set(err, KNN_EINVAL, "'ef_construction' must be between 1 and 100000, got %zu",
+                             p->ef_construction);
+    }
+    if (p->ef < 1 || p->ef > 100000) return knn_error_set(err, KNN_EINVAL, "'ef' must be between 1 and 100000, got %zu", p->ef);
+    knn_graph *g = calloc(1, sizeof *g);
+    if (g == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory creating a graph index");
+    g->dim = dim;
+    g->metric = metric;
+    g->p = *p;
+    g->m0 = 2 * p->m;
+    g->level_mult = 1.0 / log((double)p->m);
+    g->kern = knn_kernels_best();
+    g->links_offset = dim * sizeof(float);
+    g->slot_bytes = (g->links_offset + (1 + g->m0) * sizeof(uint32_t) + 63) / 64 * 64;
+    g->entry = KNN_NO_NODE;
+    g->max_level = -1;
+    pthread_rwlock_init(&g->rw, NULL);
+    pthread_mutex_init(&g->entry_lock, NULL);
+    pthread_mutex_init(&g->pool_lock, NULL);
+    *out = g;
+    return KNN_OK;
+}
+
+knn_status knn_graph_create(size_t dim, knn_metric metric, const knn_graph_params *params, knn_graph **out,
+                            knn_error *err) {
+    knn_graph_params p = params ? *params : knn_graph_default_params();
+    return knn_graph_alloc(dim, metric, &p, out, err);
+}
+
+static void free_nodes(knn_graph *g) {
+    if (g->upper) {
+        for (size_t i = 0; i < g->count; i++) free(g->upper[i]);
+    }
+    free(g->data0);
+    free(g->upper);
+    free(g->levels);
+    free(g->ids);
+    free(g->deleted);
+    free((void *)g->locks);
+    knn_idmap_free(&g->map);
+}
+
+void knn_graph_free(knn_graph *g) {
+    if (g == NULL) return;
+    free_nodes(g);
+    for (size_t i = 0; i < g->pool_n; i++) ctx_free(g->pool[i]);
+    pthread_rwlock_destroy(&g->rw);
+    pthread_mutex_destroy(&g->entry_lock);
+    pthread_mutex_destroy(&g->pool_lock);
+    free(g);
+}
+
+#define GROW(ptr, type, n)                                          \
+    do {                                                            \
+        type *np_ = realloc((void *)(ptr), (n) * sizeof(type));     \
+        if (np_ == NULL) goto oom;                                  \
+        (ptr) = np_;                                                \
+    } while (0)
+
+knn_status knn_graph_reserve(knn_graph *g, size_t need, knn_error *err) {
+    if (need <= g->capacity) return KNN_OK;
+    if (need >= KNN_NO_NODE) return knn_error_set(err, KNN_EINVAL, "a graph index holds at most %u rows", KNN_NO_NODE - 1u);
+    size_t cap = g->capacity ? g->capacity : 1024;
+    while (cap < need) cap *= 2;
+    uint8_t *data0 = aligned_alloc(64, cap * g->slot_bytes);
+    if (data0 == NULL) goto oom;
+    if (g->count) memcpy(data0, g->data0, g->count * g->slot_bytes);
+    free(g->data0);
+    g->data0 = data0;
+    GROW(g->upper, uint32_t *, cap);
+    GROW(g->levels, uint8_t, cap);
+    GROW(g->ids, int64_t, cap);
+    GROW(g->deleted, uint8_t, cap);
+    GROW(g->locks, _Atomic unsigned char, cap);
+    for (size_t i = g->capacity; i < cap; i++) {
+        g->upper[i] = NULL;
+        atomic_init(&g->locks[i], 0);
+    }
+    g->capacity = cap;
+    return KNN_OK;
+oom:
+    return knn_error_set(err, KNN_ENOMEM, "out of memory growing a graph index to %zu rows", cap);
+}
+
+/* ---- layer search ------------------------------------------------------------------------------- */
+
+/* Greedy walk on one upper layer: move to the nearest neighbour until none is nearer. */
+static uint32_t greedy(const knn_graph *g, const float *q, uint32_t cur, float *curd, int level, int locked) {
+    uint32_t buf[257];
+    for (int changed = 1; changed;) {
+        changed = 0;
+        if (locked) node_lock(g, cur);
+        const uint32_t *l = knn_graph_links(g, cur, level);
+        uint32_t n = l[0];
+        memcpy(buf, l + 1, n * sizeof *buf);
+        if (locked) node_unlock(g, cur);
+        for (uint32_t j = 0; j < n; j++) {
+            float d = vdist(g, q, knn_graph_vec(g, buf[j]));
+            if (d < *curd) {
+                *curd = d;
+                cur = buf[j];
+                changed = 1;
+            }
+        }
+    }
+    return cur;
+}
+
+/* Beam search of width ef on one layer; leaves the best ef nodes in c->top (max-heap by distance).
+ * With skip_deleted, tombstoned nodes route the search but are not kept as results. */
+static int search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, uint32_t ep, float epd, size_t ef,
+                        int level, int locked, int skip_deleted, size_t *ntop) {
+    size_t ncand = 0;
+    *ntop = 0;
+    uint32_t buf[513];
+    ctx_new_epoch(c);
+    c->marks[ep] = c->epoch;
+    if (!heap_push(&c->cand, &ncand, &c->cand_cap, -epd, ep)) return 0;
+    if (!(skip_deleted && g->deleted[ep]) && !heap_push(&c->top, ntop, &c->top_cap, epd, ep)) return 0;
+    float bound = *ntop ? epd : INFINITY;
+    while (ncand) {
+        knn_hitem best = c->cand[0];
+        if (-best.key > bound && *ntop >= ef) break;
+        heap_pop(c->cand, &ncand);
+        if (locked) node_lock(g, best.id);
+        const uint32_t *l = knn_graph_links(g, best.id, level);
+        uint32_t n = l[0];
+        memcpy(buf, l + 1, n * sizeof *buf);
+        if (locked) node_unlock(g, best.id);
+        for (uint32_t j = 0; j < n; j++) {
+            uint32_t e = buf[j];
+            if (c->marks[e] == c->epoch) continue;
+            c->marks[e] = c->epoch;
+            float d = vdist(g, q, knn_graph_vec(g, e));
+            if (*ntop < ef || d < bound) {
+                if (!heap_push(&c->cand, &ncand, &c->cand_cap, -d, e)) return 0;
+                if (skip_deleted && g->deleted[e]) continue;
+                if (!heap_push(&c->top, ntop, &c->top_cap, d, e)) return 0;
+                if (*ntop > ef) heap_pop(c->top, ntop);
+                bound = c->top[0].key;
+            }
+        }
+    }
+    return 1;
+}
+
+static int cmp_hitem_asc(const void *a, const void *b) {
+    const knn_hitem *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Diversity heuristic (HNSW Algorithm 4): keep a candidate only if it is nearer to the base than to
+ * every neighbour already kept. cand must be sorted ascending; returns how many were kept (in place). */
+static size_t select_neighbors(const knn_graph *g, knn_hitem *cand, size_t n, size_t m) {
+    size_t kept = 0;
+    for (size_t i = 0; i < n && kept < m; i++) {
+        const float *v = knn_graph_vec(g, cand[i].id);
+        int good = 1;
+        for (size_t j = 0; j < kept; j++) {
+            if (vdist(g, v, knn_graph_vec(g, cand[j].id)) < cand[i].key) {
+                good = 0;
+                break;
+            }
+        }
+        if (good) cand[kept++] = cand[i];
+    }
+    return kept;
+}
+
+/* ---- insertion ---------------------------------------------------------------------------------- */
+
+/* Adds the back-link node -> e on `level`, pruning e's list with the heuristic when it is full. */
+static void link_back(knn_graph *g, uint32_t e, uint32_t node, int level, knn_hitem *scratch) {
+    size_t cap = max_links(g, level);
+    node_lock(g, e);
+    uint32_t *l = knn_graph_links(g, e, level);
+    uint32_t n = l[0];
+    for (uint32_t j = 0; j < n; j++) {
+        if (l[1 + j] == node) {
+            node_unlock(g, e);
+            return;
+        }
+    }
+    if (n < cap) {
+        l[1 + n] = node;
+        l[0] = n + 1;
+    } else {
+        const float *ev = knn_graph_vec(g, e);
+        for (uint32_t j = 0; j < n; j++) {
+            scratch[j].id = l[1 + j];
+            scratch[j].key = vdist(g, ev, knn_graph_vec(g, l[1 + j]));
+        }
+        scratch[n].id = node;
+        scratch[n].key = vdist(g, ev, knn_graph_vec(g, node));
+        qsort(scratch, n + 1, sizeof *scratch, cmp_hitem_asc);
+        size_t kept = select_neighbors(g, scratch, n + 1, cap);
+        for (size_t j = 0; j < kept; j++) l[1 + j] = scratch[j].id;
+        l[0] = (uint32_t)kept;
+    }
+    node_unlock(g, e);
+}
+
+static int insert_node(knn_graph *g, knn_search_ctx *c, uint32_t node) {
+    const float *v = knn_graph_vec(g, node);
+    int level = g->levels[node];
+    knn_hitem scratch[513];
+
+    pthread_mutex_lock(&g->entry_lock);
+    uint32_t ep = g->entry;
+    int max_level = g->max_level;
+    if (ep == KNN_NO_NODE) {
+        g->entry = node;
+        g->max_level = level;
+        pthread_mutex_unlock(&g->entry_lock);
+        return 1;
+    }
+    /* A node that raises the top level keeps the lock so no other insert sees a half-linked entry. */
+    int holds = level > max_level;
+    if (!holds) pthread_mutex_unlock(&g->entry_lock);
+
+    float epd = vdist(g, v, knn_graph_vec(g, ep));
+    for (int lev = max_level; lev > level; lev--) ep = greedy(g, v, ep, &epd, lev, 1);
+    for (int lev = level < max_level ? level : max_level; lev >= 0; lev--) {
+        size_t ntop;
+        if (!search_layer(g, c, v, ep, epd, g->p.ef_construction, lev, 1, 0, &ntop)) {
+            if (holds) pthread_mutex_unlock(&g->entry_lock);
+            return 0;
+        }
+        /* top holds the beam; sort ascending (excluding the node itself, which is not linked yet). */
+        size_t n = 0;
+        for (size_t j = 0; j < ntop; j++) {
+            if (c->top[j].id != node) c->top[n++] = c->top[j];
+        }
+        qsort(c->top, n, sizeof *c->top, cmp_hitem_asc);
+        if (n) {
+            ep = c->top[0].id;
+            epd = c->top[0].key;
+        }
+        size_t kept = select_neighbors(g, c->top, n, g->p.m);
+        node_lock(g, node);
+        uint32_t *l = knn_graph_links(g, node, lev);
+        for (size_t j = 0; j < kept; j++) l[1 + j] = c->top[j].id;
+        l[0] = (uint32_t)kept;
+        node_unlock(g, node);
+        for (size_t j = 0; j < kept; j++) link_back(g, c->top[j].id, node, lev, scratch);
+    }
+    if (holds) {
+        if (level > g->max_level) {
+            g->entry = node;
+            g->max_level = level;
+        }
+        pthread_mutex_unlock(&g->entry_lock);
+    }
+    return 1;
+}
+
+static int draw_level(const knn_graph *g, uint64_t seq) {
+    uint64_t x = g->p.seed ^ (seq * 0x9e3779b97f4a7c15ULL);  /* splitmix64 of (seed, seq) */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    double u = ((x >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    int level = (int)floor(-log(u) * g->level_mult);
+    return level > KNN_MAX_LEVEL ? KNN_MAX_LEVEL : level;
+}
+
+typedef struct build_job {
+    knn_graph *g;
+    uint32_t first, last;
+    _Atomic uint32_t next;
+    _Atomic int failed;
+} build_job;
+
+static void build_worker(void *arg, size_t t) {
+    (void)t;
+    build_job *job = arg;
+    knn_search_ctx *c = ctx_acquire(job->g);
+    if (c == NULL) {
+        atomic_store(&job->failed, 1);
+        return;
+    }
+    for (;;) {
+        uint32_t i = atomic_fetch_add(&job->next, 1);
+        if (i >= job->last || atomic_load(&job->failed)) break;
+        if (!insert_node(job->g, c, i)) atomic_store(&job->failed, 1);
+    }
+    ctx_release(job->g, c);
+}
+
+/* Validates one vector; normalises into out for cosine. */
+static knn_status prepare_vec(const knn_graph *g, const float *v, float *out, int64_t id, size_t row,
+                              knn_error *err) {
+    double nn = 0;
+    for (size_t j = 0; j < g->dim; j++) {
+        if (!isfinite(v[j])) {
+            return knn_error_set(err, KNN_EDATA, "vector with id %lld (row %zu of this batch) has a NaN or Inf "
+                                 "component; nothing was added", (long long)id, row);
+        }
+        nn += (double)v[j] * v[j];
+    }
+    if (!isfinite((float)nn)) {
+        return knn_error_set(err, KNN_EDATA, "vector with id %lld (row %zu of this batch) has values too large "
+                             "for float32 distances; nothing was added", (long long)id, row);
+    }
+    if (g->metric == KNN_METRIC_COSINE) {
+        if (nn == 0) {
+            return knn_error_set(err, KNN_EDATA, "vector with id %lld (row %zu of this batch) is the zero vector, "
+                                 "which has no direction for metric 'cosine'; nothing was added", (long long)id, row);
+        }
+        float inv = (float)(1.0 / sqrt(nn));
+        for (size_t j = 0; j < g->dim; j++) out[j] = v[j] * inv;
+    } else {
+        memcpy(out, v, g->dim * sizeof(float));
+    }
+    return KNN_OK;
+}
+
+static knn_status add_locked(knn_graph *g, const float *vecs, const int64_t *ids, size_t n, size_t threads,
+                             knn_error *err) {
+    knn_idmap last = {0};
+    knn_status s = KNN_OK;
+    /* Within one batch the last occurrence of an id wins. */
+    for (size_t i = 0; i < n; i++) {
+        if ((s = knn_idmap_put(&last, ids[i], (uint32_t)i, err)) != KNN_OK) goto done;
+    }
+    if ((s = knn_graph_reserve(g, g->count + last.size, err)) != KNN_OK) goto done;
+    size_t first = g->count;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t at;
+        knn_idmap_get(&last, ids[i], &at);
+        if (at != i) continue;
+        uint32_t node = (uint32_t)g->count;
+        s = prepare_vec(g, vecs + i * g->dim, knn_graph_vec(g, node), ids[i], i, err);
+        if (s != KNN_OK) goto rollback;
+        int level = draw_level(g, g->inserted + (node - first));
+        g->levels[node] = (uint8_t)level;
+        g->ids[node] = ids[i];
+        g->deleted[node] = 0;
+        knn_graph_links(g, node, 0)[0] = 0;
+        g->upper[node] = NULL;
+        if (level > 0) {
+            g->upper[node] = calloc((size_t)level * (g->p.m + 1), sizeof(uint32_t));
+            if (g->upper[node] == NULL) {
+                s = knn_error_set(err, KNN_ENOMEM, "out of memory for graph links");
+                goto rollback;
+            }
+        }
+        g->count++;
+    }
+    /* All rows are valid: retire replaced ids, then link the new nodes. */
+    for (uint32_t node = (uint32_t)first; node < g->count; node++) {
+        uint32_t old;
+        if (knn_idmap_get(&g->map, g->ids[node], &old) && !g->deleted[old]) {
+            g->deleted[old] = 1;
+            g->n_deleted++;
+        }
+        if ((s = knn_idmap_put(&g->map, g->ids[node], node, err)) != KNN_OK) goto done;
+    }
+    g->inserted += g->count - first;
+    size_t added = g->count - first;
+    if (threads == 0) threads = knn_cpu_count();
+    if (added < 2 * threads) threads = 1;
+    build_job job = {g, (uint32_t)first, (uint32_t)g->count, first, 0};
+    knn_parallel_run(threads, build_worker, &job);
+    if (atomic_load(&job.failed)) s = knn_error_set(err, KNN_ENOMEM, "out of memory while linking the graph");
+    goto done;
+rollback:
+    while (g->count > first) {
+        g->count--;
+        free(g->upper[g->count]);
+        g->upper[g->count] = NULL;
+    }
+done:
+    knn_idmap_free(&last);
+    return s;
+}
+
+knn_status knn_graph_add(knn_graph *g, const float *vecs, const int64_t *ids, size_t n, size_t threads,
+                         knn_error *err) {
+    if (n == 0) return KNN_OK;
+    pthread_rwlock_wrlock(&g->rw);
+    knn_status s = add_locked(g, vecs, ids, n, threads, err);
+    pthread_rwlock_unlock(&g->rw);
+    return s;
+}
+
+knn_status knn_graph_delete(knn_graph *g, const int64_t *ids, size_t n, size_t *removed, knn_error *err) {
+    (void)err;
+    size_t r = 0;
+    pthread_rwlock_wrlock(&g->rw);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t node;
+        if (knn_idmap_get(&g->map, ids[i], &node) && !g->deleted[node]) {
+            g->deleted[node] = 1;
+            g->n_deleted++;
+            r++;
+        }
+    }
+    pthread_rwlock_unlock(&g->rw);
+    if (removed) *removed = r;
+    return KNN_OK;
+}
+
+knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
+    pthread_rwlock_wrlock(&g->rw);
+    knn_status s = KNN_OK;
+    size_t live = g->count - g->n_deleted;
+    float *vecs = malloc((live ? live : 1) * g->dim * sizeof(float));
+    int64_t *ids = malloc((live ? live : 1) * sizeof(int64_t));
+    knn_graph *fresh = NULL;
+    if (vecs == NULL || ids == NULL) {
+        s = knn_error_set(err, KNN_ENOMEM, "out of memory optimizing a graph of %zu rows", live);
+        goto done;
+    }
+    size_t m = 0;
+    for (uint32_t i = 0; i < g->count; i++) {
+        if (g->deleted[i]) continue;
+        memcpy(vecs + m * g->dim, knn_graph_vec(g, i), g->dim * sizeof(float));
+        ids[m++] = g->ids[i];
+    }
+    if ((s = knn_graph_alloc(g->dim, g->metric, &g->p, &fresh, err)) != KNN_OK) goto done;
+    fresh->inserted = 0;
+    if ((s = add_locked(fresh, vecs, ids, m, threads, err)) != KNN_OK) goto done;
+    /* Swap node storage; keep g's locks and pool (contexts stay valid: capacities only grow). */
+    free_nodes(g);
+    g->data0 = fresh->data0;
+    g->upper = fresh->upper;
+    g->levels = fresh->levels;
+    g->ids = fresh->ids;
+    g->deleted = fresh->deleted;
+    g->locks = fresh->locks;
+    g->count = fresh->count;
+    g->capacity = fresh->capacity;
+    g->n_deleted = 0;
+    g->map = fresh->map;
+    g->entry = fresh->entry;
+    g->max_level = fresh->max_level;
+    memset(&fresh->map, 0, sizeof fresh->map);
+    fresh->data0 = NULL;
+    fresh->upper = NULL;
+    fresh->levels = NULL;
+    fresh->ids = NULL;
+    fresh->deleted = NULL;
+    fresh->locks = NULL;
+    fresh->count = 0;
+done:
+    knn_graph_free(fresh);
+    free(vecs);
+    free(ids);
+    pthread_rwlock_unlock(&g->rw);
+    return s;
+}
+
+/* ---- query search ------------------------------------------------------------------------------- */
+
+/* Exact scan of live nodes: used when the beam found fewer than k live rows (heavy deletion). */
+static knn_status exact_live(const knn_graph *g, const float *q, size_t k, int64_t *out_ids, float *out_dists,
+                             size_t *found, knn_error *err) {
+    knn_topk t;
+    knn_status s = knn_topk_init(&t, k, err);
+    for (uint32_t i = 0; s == KNN_OK && i < g->count; i++) {
+        if (g->deleted[i]) continue;
+        s = knn_topk_offer(&t, vdist(g, q, knn_graph_vec(g, i)), g->ids[i], err);
+    }
+    if (s == KNN_OK) {
+        knn_topk_sort(&t);
+        for (size_t j = 0; j < t.size; j++) {
+            out_ids[j] = t.heap[j].id;
+            out_dists[j] = t.heap[j].dist;
+        }
+        *found = t.size;
+    }
+    knn_topk_free(&t);
+    return s;
+}
+
+knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t ef, int64_t *out_ids,
+                            float *out_dists, size_t *found, knn_error *err) {
+    *found = 0;
+    if (k == 0) return knn_error_set(err, KNN_EINVAL, "k must be >= 1, got 0");
+    knn_status s = KNN_OK;
+    pthread_rwlock_rdlock(&g->rw);
+    size_t live = g->count - g->n_deleted;
+    knn_search_ctx *c = NULL;
+    if (live == 0) goto done;
+    c = ctx_acquire(g);
+    if (c == NULL) {
+        s = knn_error_set(err, KNN_ENOMEM, "out of memory for a search context");
+        goto done;
+    }
+    float qn = 0;
+    for (size_t j = 0; j < g->dim; j++) {
+        if (!isfinite(query[j])) {
+            s = knn_error_set(err, KNN_EDATA, "query has a NaN or Inf at position %zu; queries must be finite", j);
+            goto done;
+        }
+        qn += query[j] * query[j];
+    }
+    const float *q = query;
+    if (g->metric == KNN_METRIC_COSINE) {
+        if (qn == 0) {
+            s = knn_error_set(err, KNN_EDATA, "query is the zero vector, which has no direction for metric 'cosine'");
+            goto done;
+        }
+        float inv = 1.0f / sqrtf(qn);
+        for (size_t j = 0; j < g->dim; j++) c->qbuf[j] = query[j] * inv;
+        q = c->qbuf;
+    }
+    if (ef == 0) ef = g->p.ef;
+    if (ef < k) ef = k;
+    uint32_t ep = g->entry;
+    float epd = vdist(g, q, knn_graph_vec(g, ep));
+    for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, 0);
+    size_t ntop;
+    if (!search_layer(g, c, q, ep, epd, ef, 0, 0, g->n_deleted > 0, &ntop)) {
+        s = knn_error_set(err, KNN_ENOMEM, "out of memory during search");
+        goto done;
+    }
+    qsort(c->top, ntop, sizeof *c->top, cmp_hitem_asc);
+    size_t want = k < live ? k : live;
+    if (ntop < want) {
+        s = exact_live(g, q, k, out_ids, out_dists, found, err);
+        goto done;
+    }
+    for (size_t j = 0; j < want; j++) {
+        out_ids[j] = g->ids[c->top[j].id];
+        out_dists[j] = c->top[j].key;
+    }
+    *found = want;
+done:
+    if (c) ctx_release(g, c);
+    pthread_rwlock_unlock(&g->rw);
+    return s;
+}
+
+/* ---- introspection ------------------------------------------------------------------------------ */
+
+size_t knn_graph_live(const knn_graph *g) { return g->count - g->n_deleted; }
+size_t knn_graph_deleted(const knn_graph *g) { return g->n_deleted; }
+size_t knn_graph_dim(const knn_graph *g) { return g->dim; }
+knn_metric knn_graph_metric(const knn_graph *g) { return g->metric; }
+knn_graph_params knn_graph_get_params(const knn_graph *g) { return g->p; }
+
+size_t knn_graph_memory(const knn_graph *g) {
+    size_t bytes = sizeof *g + g->capacity * (g->slot_bytes + sizeof(uint32_t *) + 1 + sizeof(int64_t) + 1 + 1);
+    for (size_t i = 0; i < g->count; i++) bytes += (size_t)g->levels[i] * (g->p.m + 1) * sizeof(uint32_t);
+    bytes += g->map.cap * (sizeof(int64_t) + sizeof(uint32_t));
+    return bytes;
+}
+
+void knn_graph_ids(const knn_graph *g, int64_t *out) {
+    size_t m = 0;
+    for (size_t i = 0; i < g->count; i++) {
+        if (!g->deleted[i]) out[m++] = g->ids[i];
+    }
+}

@@ -1,0 +1,71 @@
+/* Graph ANN index (HNSW).
+ *
+ * Implements Hierarchical Navigable Small World graphs (Malkov & Yashunin, TPAMI 2018): a layered
+ * proximity graph searched greedily from the top layer down, with a beam of width ef on layer 0.
+ * Neighbours are chosen with the paper's diversity heuristic (Algorithm 4). Layout follows hnswlib's
+ * idea of one flat level-0 block, but each node's slot is [count | M0 links | vector] padded to 64
+ * bytes, so expanding a node touches one contiguous region. Under cosine, vectors are stored
+ * normalised and compared by inner product.
+ *
+ * Concurrency: searches take a shared lock; add/delete/optimize take it exclusively. A batch add runs
+ * on several threads with per-node spinlocks on the link lists, as hnswlib's parallel build does.
+ * Deletes are tombstones: deleted nodes still route searches but never appear in results, and
+ * knn_graph_optimize rebuilds the graph from the live rows to reclaim them. */
+#ifndef KNN_GRAPH_H
+#define KNN_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "knn_error.h"
+#include "knn_metric.h"
+
+typedef struct knn_graph knn_graph;
+
+typedef struct knn_graph_params {
+    size_t m;               /* links per node on upper layers; layer 0 gets 2*m */
+    size_t ef_construction; /* beam width while building */
+    size_t ef;              /* default beam width while searching */
+    uint64_t seed;          /* layer draws */
+} knn_graph_params;
+
+/* Defaults: m=16, ef_construction=200, ef=64, seed=42. */
+knn_graph_params knn_graph_default_params(void);
+
+knn_status knn_graph_create(size_t dim, knn_metric metric, const knn_graph_params *params, knn_graph **out,
+                            knn_error *err);
+void knn_graph_free(knn_graph *g);
+
+/* Adds n vectors; an id already present is replaced (old node tombstoned). threads = 0: all cores.
+ * Validates everything (NaN/Inf, cosine zero vectors) before changing anything. */
+knn_status knn_graph_add(knn_graph *g, const float *vecs, const int64_t *ids, size_t n, size_t threads,
+                         knn_error *err);
+
+/* Tombstones the given ids; unknown ids are ignored. *removed counts the ids that were live. */
+knn_status knn_graph_delete(knn_graph *g, const int64_t *ids, size_t n, size_t *removed, knn_error *err);
+
+/* Rebuilds the graph from live rows, dropping tombstones. */
+knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err);
+
+/* k nearest live rows of one query. ef = 0 uses the index default; ef < k is raised to k. Writes up
+ * to k results and sets *found; fewer than k only when fewer live rows exist. */
+knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t ef, int64_t *out_ids,
+                            float *out_dists, size_t *found, knn_error *err);
+
+size_t knn_graph_live(const knn_graph *g);    /* live rows */
+size_t knn_graph_deleted(const knn_graph *g); /* tombstoned rows */
+size_t knn_graph_dim(const knn_graph *g);
+knn_metric knn_graph_metric(const knn_graph *g);
+knn_graph_params knn_graph_get_params(const knn_graph *g);
+size_t knn_graph_memory(const knn_graph *g);  /* bytes held */
+
+/* Live ids in internal order (out must hold knn_graph_live entries). */
+void knn_graph_ids(const knn_graph *g, int64_t *out);
+
+/* Serialises to a malloc'd buffer (free with free()). Format: magic, version, endianness, header,
+ * nodes, FNV-1a checksum; see knn_graph_io.c. */
+knn_status knn_graph_save(knn_graph *g, uint8_t **buf, size_t *len, knn_error *err);
+/* Rebuilds an index from bytes; every length and link is bounds-checked, corrupt input is an error. */
+knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_error *err);
+
+#endif

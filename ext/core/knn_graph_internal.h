@@ -1,0 +1,70 @@
+/* Internal layout of knn_graph, shared by knn_graph.c (build/search) and knn_graph_io.c (bytes). */
+#ifndef KNN_GRAPH_INTERNAL_H
+#define KNN_GRAPH_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "kernels/knn_kernels.h"
+#include "knn_graph.h"
+#include "knn_idmap.h"
+
+#define KNN_NO_NODE UINT32_MAX
+#define KNN_MAX_LEVEL 31
+#define KNN_VISITED_POOL 64
+
+/* Per-search scratch: visited marks by epoch (no clearing between searches), two heaps, query copy. */
+typedef struct knn_search_ctx {
+    uint16_t *marks;
+    size_t marks_cap;
+    uint16_t epoch;
+    struct knn_hitem *cand, *top;
+    size_t cand_cap, top_cap;
+    float *qbuf;
+} knn_search_ctx;
+
+struct knn_graph {
+    size_t dim;
+    knn_metric metric;
+    knn_graph_params p;
+    size_t m0;            /* layer-0 link slots (2m) */
+    double level_mult;    /* 1/ln(m) */
+    const knn_kernels *kern;
+    size_t slot_bytes;    /* level-0 slot: vector, then count and m0 links; multiple of 64 */
+    size_t links_offset;  /* byte offset of the count word in a slot */
+    uint8_t *data0;       /* capacity slots, 64-byte aligned */
+    uint32_t **upper;     /* per node: levels 1..L, each [count | m links]; NULL when level 0 */
+    uint8_t *levels;
+    int64_t *ids;
+    uint8_t *deleted;
+    _Atomic unsigned char *locks; /* per-node spinlocks guarding link lists during parallel build */
+    size_t count;         /* nodes (live and deleted) */
+    size_t capacity;
+    size_t n_deleted;
+    knn_idmap map;        /* id -> live node */
+    uint32_t entry;
+    int max_level;
+    uint64_t inserted;    /* nodes ever inserted: the layer draw of node number s uses (seed, s) */
+    pthread_rwlock_t rw;
+    pthread_mutex_t entry_lock;
+    pthread_mutex_t pool_lock;
+    knn_search_ctx *pool[KNN_VISITED_POOL];
+    size_t pool_n;
+};
+
+static inline float *knn_graph_vec(const knn_graph *g, uint32_t i) {
+    return (float *)(g->data0 + (size_t)i * g->slot_bytes);
+}
+
+static inline uint32_t *knn_graph_links(const knn_graph *g, uint32_t i, int level) {
+    if (level == 0) return (uint32_t *)(g->data0 + (size_t)i * g->slot_bytes + g->links_offset);
+    return g->upper[i] + (size_t)(level - 1) * (g->p.m + 1);
+}
+
+/* Allocates an empty graph shell with these settings (shared by create and load). */
+knn_status knn_graph_alloc(size_t dim, knn_metric metric, const knn_graph_params *p, knn_graph **out,
+                           knn_error *err);
+/* Ensures room for `need` nodes. */
+knn_status knn_graph_reserve(knn_graph *g, size_t need, knn_error *err);
+
+#endif
