@@ -124,7 +124,7 @@ def build(out: Path, include: Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         so = Path(tmp) / "knnsql.so"
-        cmd = [cc, "-std=c11", "-O3", "-fPIC", "-shared", "-Wall", "-Wextra", "-D_POSIX_C_SOURCE=200809L",
+        cmd = [cc, "-std=c11", "-O3", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror=implicit-function-declaration", "-D_POSIX_C_SOURCE=200809L",
                f"-I{EXT_DIR / 'core'}", f"-I{EXT_DIR / 'duckdb'}", f"-I{include}", *extra,
                "-o", str(so), *map(str, sources()), "-lm", "-lpthread"]
         subprocess.run(cmd, check=True)

@@ -114,10 +114,9 @@ class Index:
 
     @property
     def memory_bytes(self) -> int:
-        """Approximate bytes held by a graph index."""
-        if self.kind == "flat":
-            return len(self) * (self.dim * 4 + 12)
-        return int(_ffi.lib().knn_graph_bytes(self._handle))
+        """Approximate bytes the index holds."""
+        lib = _ffi.lib()
+        return int(lib.knn_flat_bytes(self._handle) if self.kind == "flat" else lib.knn_graph_bytes(self._handle))
 
     def __len__(self) -> int:
         lib = _ffi.lib()
@@ -174,14 +173,17 @@ class Index:
         _ffi.check(status, buf)
 
     def delete(self, ids) -> int:
-        """Removes ids (graph: tombstones, reclaimed by :meth:`optimize`); returns how many were present."""
-        if self.kind == "flat":
-            raise NotImplementedError("delete is supported by kind='graph'; rebuild a flat index instead")
-        ids = np.ascontiguousarray(np.atleast_1d(np.asarray(ids)), dtype=np.int64)
+        """Removes ids; returns how many were present. A graph tombstones them (reclaimed by
+        :meth:`optimize`); a flat index removes them at once."""
+        ids = np.asarray(ids)
+        if ids.size and ids.dtype.kind not in "iu":
+            raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
+        ids = np.ascontiguousarray(np.atleast_1d(ids), dtype=np.int64)
         removed = _ffi.ffi.new("size_t *")
-        buf = _ffi.errbuf()
-        _ffi.check(_ffi.lib().knn_graph_remove(self._handle, _ffi.ffi.from_buffer("int64_t[]", ids), len(ids), removed,
-                                               buf, _ffi.ERRMSG_LEN), buf)
+        buf, lib, ffi = _ffi.errbuf(), _ffi.lib(), _ffi.ffi
+        fn = lib.knn_flat_remove if self.kind == "flat" else lib.knn_graph_remove
+        _ffi.check(fn(self._handle, ffi.from_buffer("int64_t[]", ids) if len(ids) else ffi.NULL, len(ids), removed,
+                      buf, _ffi.ERRMSG_LEN), buf)
         return int(removed[0])
 
     def optimize(self, threads: Optional[int] = None) -> None:
@@ -193,11 +195,12 @@ class Index:
                                                 _ffi.ERRMSG_LEN), buf)
 
     def ids(self) -> np.ndarray:
-        """Live ids (graph)."""
-        if self.kind == "flat":
-            raise NotImplementedError("ids() is supported by kind='graph'")
+        """Live ids, in storage order."""
         out = np.empty(len(self), dtype=np.int64)
-        _ffi.lib().knn_graph_list_ids(self._handle, _ffi.ffi.from_buffer("int64_t[]", out))
+        lib = _ffi.lib()
+        fn = lib.knn_flat_list_ids if self.kind == "flat" else lib.knn_graph_list_ids
+        if len(out):
+            fn(self._handle, _ffi.ffi.from_buffer("int64_t[]", out))
         return out
 
     # ---- search -----------------------------------------------------------------------------------
@@ -232,12 +235,13 @@ class Index:
         kk = min(k, len(self))
         buf, ffi, lib = _ffi.errbuf(), _ffi.ffi, _ffi.lib()
         if self.kind == "flat":
-            ids = np.empty((nq, kk), dtype=np.int64)
-            dists = np.empty((nq, kk), dtype=np.float32)
+            ids = np.empty((nq, k), dtype=np.int64)
+            dists = np.empty((nq, k), dtype=np.float32)
+            found = ffi.new("size_t *")
             _ffi.check(lib.knn_flat_search(self._handle, ffi.from_buffer("float[]", Q), nq, k, threads,
                                            ffi.from_buffer("int64_t[]", ids), ffi.from_buffer("float[]", dists),
-                                           buf, _ffi.ERRMSG_LEN), buf)
-            return ids, dists
+                                           found, buf, _ffi.ERRMSG_LEN), buf)
+            return ids[:, :found[0]], dists[:, :found[0]]
         ids = np.empty((nq, max(kk, 1)), dtype=np.int64)
         dists = np.empty((nq, max(kk, 1)), dtype=np.float32)
         found = np.empty(nq, dtype=np.uintp)

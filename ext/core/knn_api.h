@@ -30,10 +30,16 @@ const char *knn_flat_simd(const knn_flat *index);
  * one call the last occurrence wins. Rejects the whole call, changing nothing, on NaN/Inf. */
 int knn_flat_add(knn_flat *index, const float *vecs, const int64_t *ids, size_t n, char *errmsg,
                  size_t errmsg_len);
-/* k nearest rows for each of nq queries. Writes min(k, count) results per query, row stride
- * min(k, count), into out_ids / out_dists, sorted by (distance, id). threads = 0 uses every core. */
+/* Removes ids (unknown ids are ignored); *removed counts those that were present. */
+int knn_flat_remove(knn_flat *index, const int64_t *ids, size_t n, size_t *removed, char *errmsg,
+                    size_t errmsg_len);
+/* Ids in storage order (out holds knn_flat_count entries). */
+void knn_flat_list_ids(const knn_flat *index, int64_t *out);
+size_t knn_flat_bytes(const knn_flat *index);
+/* k nearest rows for each of nq queries, sorted by (distance, id), into out_ids / out_dists (row
+ * stride k); *found = min(k, count) entries per row are valid. threads = 0 uses every core. */
 int knn_flat_search(const knn_flat *index, const float *queries, size_t nq, size_t k, size_t threads,
-                    int64_t *out_ids, float *out_dists, char *errmsg, size_t errmsg_len);
+                    int64_t *out_ids, float *out_dists, size_t *found, char *errmsg, size_t errmsg_len);
 
 typedef struct knn_graph knn_graph;
 
@@ -61,7 +67,7 @@ const char *knn_graph_metric_name(const knn_graph *index);
 /* m, ef_construction, ef into out[0..2]. */
 void knn_graph_settings(const knn_graph *index, size_t *out);
 /* Live ids (out holds knn_graph_count entries). */
-void knn_graph_list_ids(const knn_graph *index, int64_t *out);
+void knn_graph_list_ids(knn_graph *index, int64_t *out);
 /* Serialised bytes (free with knn_bytes_free) and back. */
 int knn_graph_to_bytes(knn_graph *index, uint8_t **buf, size_t *len, char *errmsg, size_t errmsg_len);
 int knn_graph_from_bytes(const uint8_t *buf, size_t len, knn_graph **out, char *errmsg, size_t errmsg_len);

@@ -115,7 +115,7 @@ void knn_graph_settings(const knn_graph *index, size_t *out) {
     out[2] = p.ef;
 }
 
-void knn_graph_list_ids(const knn_graph *index, int64_t *out) { knn_graph_ids(index, out); }
+void knn_graph_list_ids(knn_graph *index, int64_t *out) { knn_graph_ids(index, out, knn_graph_live(index)); }
 
 int knn_graph_to_bytes(knn_graph *index, uint8_t **buf, size_t *len, char *errmsg, size_t errmsg_len) {
     knn_error err;

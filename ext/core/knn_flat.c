@@ -1,6 +1,7 @@
 #include "knn_flat.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ struct knn_flat {
     size_t count;
     size_t cap;
     knn_idmap slots; /* id -> row */
+    pthread_rwlock_t rw; /* searches share it; add and remove take it exclusively */
 };
 
 
@@ -50,6 +52,7 @@ int knn_flat_new(size_t dim, const char *metric, knn_flat **out, char *errmsg, s
     ix->dim = dim;
     ix->metric = m;
     ix->kern = knn_kernels_best();
+    pthread_rwlock_init(&ix->rw, NULL);
     *out = ix;
     return KNN_OK;
 }
@@ -60,7 +63,46 @@ void knn_flat_destroy(knn_flat *ix) {
     free(ix->norm2);
     free(ix->ids);
     knn_idmap_free(&ix->slots);
+    pthread_rwlock_destroy(&ix->rw);
     free(ix);
+}
+
+int knn_flat_remove(knn_flat *ix, const int64_t *ids, size_t n, size_t *removed, char *errmsg, size_t errmsg_len) {
+    size_t r = 0;
+    pthread_rwlock_wrlock(&ix->rw);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t slot;
+        if (!knn_idmap_get(&ix->slots, ids[i], &slot)) continue;
+        knn_idmap_del(&ix->slots, ids[i]);
+        size_t last = ix->count - 1;
+        if (slot != last) { /* move the last row into the hole */
+            memcpy(ix->vecs + (size_t)slot * ix->dim, ix->vecs + last * ix->dim, ix->dim * sizeof(float));
+            ix->norm2[slot] = ix->norm2[last];
+            ix->ids[slot] = ix->ids[last];
+            knn_idmap_put(&ix->slots, ix->ids[slot], slot, NULL); /* replaces in place: no allocation */
+        }
+        ix->count--;
+        r++;
+    }
+    pthread_rwlock_unlock(&ix->rw);
+    if (removed) *removed = r;
+    if (errmsg && errmsg_len) errmsg[0] = '\0';
+    return KNN_OK;
+}
+
+size_t knn_flat_ids_bounded(knn_flat *ix, int64_t *out, size_t cap) {
+    pthread_rwlock_rdlock(&ix->rw);
+    size_t n = ix->count < cap ? ix->count : cap;
+    memcpy(out, ix->ids, n * sizeof *out);
+    pthread_rwlock_unlock(&ix->rw);
+    return n;
+}
+
+void knn_flat_list_ids(const knn_flat *ix, int64_t *out) { knn_flat_ids_bounded((knn_flat *)ix, out, ix->count); }
+
+size_t knn_flat_bytes(const knn_flat *ix) {
+    return sizeof *ix + ix->cap * (ix->dim * sizeof(float) + sizeof(float) + sizeof(int64_t)) +
+           ix->slots.cap * (sizeof(int64_t) + sizeof(uint32_t));
 }
 
 size_t knn_flat_count(const knn_flat *ix) { return ix->count; }
@@ -104,6 +146,7 @@ int knn_flat_add(knn_flat *ix, const float *vecs, const int64_t *ids, size_t n, 
     knn_error err;
     knn_error_clear(&err);
     float *norms = NULL;
+    int locked = 0;
     const size_t d = ix->dim;
     if (n == 0) return KNN_OK;
     norms = malloc(n * sizeof *norms);
@@ -123,6 +166,8 @@ int knn_flat_add(knn_flat *ix, const float *vecs, const int64_t *ids, size_t n, 
             goto cleanup;
         }
     }
+    pthread_rwlock_wrlock(&ix->rw);
+    locked = 1;
     if (reserve(ix, ix->count + n, &err) != KNN_OK) goto cleanup;
     for (size_t i = 0; i < n; i++) {
         uint32_t slot;
@@ -136,6 +181,7 @@ int knn_flat_add(knn_flat *ix, const float *vecs, const int64_t *ids, size_t n, 
         ix->norm2[slot] = norms[i];
     }
 cleanup:
+    if (locked) pthread_rwlock_unlock(&ix->rw);
     free(norms);
     return knn_error_export(&err, errmsg, errmsg_len);
 }
@@ -174,18 +220,23 @@ static void run_task(void *arg, size_t t) {
 }
 
 int knn_flat_search(const knn_flat *ix, const float *queries, size_t nq, size_t k, size_t threads, int64_t *out_ids,
-                    float *out_dists, char *errmsg, size_t errmsg_len) {
+                    float *out_dists, size_t *out_found, char *errmsg, size_t errmsg_len) {
     knn_error err;
     knn_error_clear(&err);
     const size_t d = ix->dim;
     float *q_norm2 = NULL;
     search_task *tasks = NULL;
     size_t nthreads = 0;
+    pthread_rwlock_t *rw = (pthread_rwlock_t *)&ix->rw;
+    int locked = 0;
 
+    if (out_found) *out_found = 0;
     if (k == 0) {
         knn_error_set(&err, KNN_EINVAL, "k must be >= 1, got 0");
         goto cleanup;
     }
+    pthread_rwlock_rdlock(rw);
+    locked = 1;
     if (nq == 0 || ix->count == 0) goto cleanup;
     q_norm2 = malloc(nq * sizeof *q_norm2);
     if (q_norm2 == NULL) {
@@ -243,6 +294,7 @@ int knn_flat_search(const knn_flat *ix, const float *queries, size_t nq, size_t 
     }
     /* Merge per-thread lists into task 0's, then emit. */
     size_t kk = k < ix->count ? k : ix->count;
+    if (out_found) *out_found = kk;
     for (size_t q = 0; q < nq; q++) {
         knn_topk *dst = &tasks[0].heaps[q];
         for (size_t t = 1; t < nthreads; t++) {
@@ -250,8 +302,8 @@ int knn_flat_search(const knn_flat *ix, const float *queries, size_t nq, size_t 
         }
         knn_topk_sort(dst);
         for (size_t i = 0; i < kk; i++) {
-            out_ids[q * kk + i] = dst->heap[i].id;
-            out_dists[q * kk + i] = dst->heap[i].dist;
+            out_ids[q * k + i] = dst->heap[i].id;
+            out_dists[q * k + i] = dst->heap[i].dist;
         }
     }
 cleanup:
@@ -264,6 +316,7 @@ cleanup:
         }
         free(tasks);
     }
+    if (locked) pthread_rwlock_unlock(rw);
     free(q_norm2);
     return knn_error_export(&err, errmsg, errmsg_len);
 }

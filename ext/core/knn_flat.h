@@ -5,4 +5,7 @@
 
 #include "knn_api.h"
 
+/* Copies up to cap ids in storage order; returns how many were copied. */
+size_t knn_flat_ids_bounded(knn_flat *index, int64_t *out, size_t cap);
+
 #endif

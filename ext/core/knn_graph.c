@@ -691,9 +691,12 @@ size_t knn_graph_memory(const knn_graph *g) {
     return bytes;
 }
 
-void knn_graph_ids(const knn_graph *g, int64_t *out) {
+size_t knn_graph_ids(knn_graph *g, int64_t *out, size_t cap) {
     size_t m = 0;
-    for (size_t i = 0; i < g->count; i++) {
+    pthread_rwlock_rdlock(&g->rw);
+    for (size_t i = 0; i < g->count && m < cap; i++) {
         if (!g->deleted[i]) out[m++] = g->ids[i];
     }
+    pthread_rwlock_unlock(&g->rw);
+    return m;
 }

@@ -59,8 +59,8 @@ knn_metric knn_graph_metric(const knn_graph *g);
 knn_graph_params knn_graph_get_params(const knn_graph *g);
 size_t knn_graph_memory(const knn_graph *g);  /* bytes held */
 
-/* Live ids in internal order (out must hold knn_graph_live entries). */
-void knn_graph_ids(const knn_graph *g, int64_t *out);
+/* Copies up to cap live ids in internal order; returns how many were copied. */
+size_t knn_graph_ids(knn_graph *g, int64_t *out, size_t cap);
 
 /* Serialises to a malloc'd buffer (free with free()). Format: magic, version, endianness, header,
  * nodes, FNV-1a checksum; see knn_graph_io.c. */

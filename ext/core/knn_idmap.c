@@ -66,10 +66,47 @@ int knn_idmap_get(const knn_idmap *m, int64_t id, uint32_t *slot) {
     return 0;
 }
 
+int knn_idmap_del(knn_idmap *m, int64_t id) {
+    if (m->cap == 0) return 0;
+    size_t mask = m->cap - 1, i = hash_id(id) & mask;
+    while (m->vals[i] != KNN_IDMAP_EMPTY && m->keys[i] != id) i = (i + 1) & mask;
+    if (m->vals[i] == KNN_IDMAP_EMPTY) return 0;
+    /* Backward-shift deletion keeps every probe chain unbroken without tombstones. */
+    for (size_t j = (i + 1) & mask; m->vals[j] != KNN_IDMAP_EMPTY; j = (j + 1) & mask) {
+        size_t home = hash_id(m->keys[j]) & mask;
+        /* Move j into the hole at i unless its home lies cyclically in (i, j]. */
+        int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            m->keys[i] = m->keys[j];
+            m->vals[i] = m->vals[j];
+            i = j;
+        }
+    }
+    m->vals[i] = KNN_IDMAP_EMPTY;
+    m->size--;
+    return 1;
+}
+
 void knn_idmap_free(knn_idmap *m) {
     free(m->keys);
     free(m->vals);
     m->keys = NULL;
     m->vals = NULL;
     m->cap = m->size = 0;
+}
+
+int knn_ids_find_duplicate(const int64_t *ids, size_t n, int64_t *dup, knn_error *err) {
+    knn_idmap seen = {0};
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++) {
+        uint32_t slot;
+        if (knn_idmap_get(&seen, ids[i], &slot)) {
+            *dup = ids[i];
+            found = 1;
+        } else if (knn_idmap_put(&seen, ids[i], 0, err) != KNN_OK) {
+            found = -1;
+        }
+    }
+    knn_idmap_free(&seen);
+    return found;
 }

@@ -22,6 +22,13 @@ knn_status knn_idmap_put(knn_idmap *m, int64_t id, uint32_t slot, knn_error *err
 /* Returns 1 and sets *slot when id is present, else 0. */
 int knn_idmap_get(const knn_idmap *m, int64_t id, uint32_t *slot);
 
+/* Removes id; returns 1 when it was present. */
+int knn_idmap_del(knn_idmap *m, int64_t id);
+
 void knn_idmap_free(knn_idmap *m);
+
+/* Finds an id that occurs twice in ids[0..n): returns 1 and sets *dup, 0 when all are distinct,
+ * or -1 with err set when memory runs out. */
+int knn_ids_find_duplicate(const int64_t *ids, size_t n, int64_t *dup, knn_error *err);
 
 #endif

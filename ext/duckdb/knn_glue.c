@@ -1,6 +1,7 @@
 #include "knn_glue.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 DUCKDB_EXTENSION_EXTERN
@@ -182,4 +183,148 @@ bool knn_get_varchar(duckdb_vector v, idx_t row, const char **s, size_t *len) {
     *len = duckdb_string_t_length(*str);
     *s = duckdb_string_t_data(str);
     return true;
+}
+
+bool knn_bind_varchar(duckdb_bind_info info, idx_t index, char *out, size_t cap, size_t *len, const char *fn,
+                      const char *what, knn_error *err) {
+    duckdb_value v = duckdb_bind_get_parameter(info, index);
+    bool ok = false;
+    if (v == NULL || duckdb_is_null_value(v)) {
+        knn_error_set(err, KNN_EINVAL, "%s: %s must not be NULL", fn, what);
+    } else {
+        char *s = duckdb_get_varchar(v);
+        size_t n = s ? strlen(s) : 0;
+        if (n == 0) {
+            knn_error_set(err, KNN_EINVAL, "%s: %s must not be empty", fn, what);
+        } else if (n >= cap) {
+            knn_error_set(err, KNN_EINVAL, "%s: %s is %zu bytes; the limit is %zu", fn, what, n, cap - 1);
+        } else {
+            memcpy(out, s, n + 1);
+            *len = n;
+            ok = true;
+        }
+        if (s) duckdb_free(s);
+    }
+    if (v) duckdb_destroy_value(&v);
+    return ok;
+}
+
+int knn_bind_named_int(duckdb_bind_info info, const char *name, int64_t *out) {
+    duckdb_value v = duckdb_bind_get_named_parameter(info, name);
+    if (v == NULL) return 0;
+    int r = 0;
+    if (!duckdb_is_null_value(v)) {
+        *out = duckdb_get_int64(v);
+        r = 1;
+    }
+    duckdb_destroy_value(&v);
+    return r;
+}
+
+char *knn_bind_named_varchar(duckdb_bind_info info, const char *name) {
+    duckdb_value v = duckdb_bind_get_named_parameter(info, name);
+    if (v == NULL) return NULL;
+    char *s = duckdb_is_null_value(v) ? NULL : duckdb_get_varchar(v);
+    duckdb_destroy_value(&v);
+    return s;
+}
+
+/* ARRAY values have no element accessors in the v1.2 C API; their text form ("[1.0, 2.5, NULL]") is
+ * exact for FLOAT (shortest round-trip digits) and correctly rounded for DOUBLE, so parse that. */
+static bool array_text_to_floats(duckdb_value v, float **out, size_t *dim, const char *fn, knn_error *err) {
+    char *text = duckdb_get_varchar(v);
+    bool ok = false;
+    float *q = NULL;
+    size_t n = 0, cap = 0;
+    if (text == NULL || text[0] != '[') {
+        knn_error_set(err, KNN_EINVAL, "%s: could not read the query array", fn);
+        goto done;
+    }
+    for (const char *p = text + 1; *p && *p != ']';) {
+        while (*p == ' ' || *p == ',') p++;
+        if (*p == ']') break;
+        if (strncmp(p, "NULL", 4) == 0) {
+            knn_error_set(err, KNN_EDATA, "%s: query contains a NULL element at position %zu", fn, n);
+            goto done;
+        }
+        char *end;
+        float x = strtof(p, &end);
+        if (end == p) {
+            knn_error_set(err, KNN_EINVAL, "%s: query must be a numeric vector", fn);
+            goto done;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            float *nq = realloc(q, cap * sizeof *nq);
+            if (nq == NULL) {
+                knn_error_set(err, KNN_ENOMEM, "%s: out of memory for the query", fn);
+                goto done;
+            }
+            q = nq;
+        }
+        q[n++] = x;
+        p = end;
+    }
+    if (n == 0) {
+        knn_error_set(err, KNN_EINVAL, "%s: query is an empty list; give a vector", fn);
+        goto done;
+    }
+    ok = true;
+done:
+    if (text) duckdb_free(text);
+    if (!ok) {
+        free(q);
+        q = NULL;
+    }
+    *out = q;
+    *dim = n;
+    return ok;
+}
+
+bool knn_value_to_floats(duckdb_value v, float **out, size_t *dim, const char *fn, knn_error *err) {
+    *out = NULL;
+    if (v == NULL || duckdb_is_null_value(v)) {
+        knn_error_set(err, KNN_EINVAL, "%s: query must not be NULL", fn);
+        return false;
+    }
+    duckdb_logical_type t = duckdb_get_value_type(v); /* owned by the value: not destroyed here */
+    duckdb_type id = duckdb_get_type_id(t);
+    if (id == DUCKDB_TYPE_ARRAY) return array_text_to_floats(v, out, dim, fn, err);
+    if (id != DUCKDB_TYPE_LIST) {
+        char name[96];
+        knn_type_name(t, name, sizeof name);
+        knn_error_set(err, KNN_EINVAL, "%s: query must be a vector: " KNN_VECTOR_TYPES "; got %s", fn, name);
+        return false;
+    }
+    idx_t n = duckdb_get_list_size(v);
+    if (n == 0) {
+        knn_error_set(err, KNN_EINVAL, "%s: query is an empty list; give a vector", fn);
+        return false;
+    }
+    float *q = malloc(n * sizeof *q);
+    if (q == NULL) {
+        knn_error_set(err, KNN_ENOMEM, "%s: out of memory for a %llu-element query", fn, (unsigned long long)n);
+        return false;
+    }
+    for (idx_t i = 0; i < n; i++) {
+        duckdb_value e = duckdb_get_list_child(v, i);
+        bool null = e == NULL || duckdb_is_null_value(e);
+        if (!null) q[i] = duckdb_get_float(e);
+        if (e) duckdb_destroy_value(&e);
+        if (null) {
+            free(q);
+            knn_error_set(err, KNN_EDATA, "%s: query contains a NULL element at position %llu", fn,
+                          (unsigned long long)i);
+            return false;
+        }
+    }
+    *out = q;
+    *dim = (size_t)n;
+    return true;
+}
+
+void knn_bind_column(duckdb_bind_info info, const char *name, duckdb_type type) {
+    duckdb_logical_type t = duckdb_create_logical_type(type);
+    duckdb_bind_add_result_column(info, name, t);
+    duckdb_destroy_logical_type(&t);
 }

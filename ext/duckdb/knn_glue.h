@@ -60,6 +60,20 @@ bool knn_get_bigint(duckdb_vector v, idx_t row, int64_t *out);
 /* Reads a VARCHAR argument of row (false when NULL); *s is not NUL-terminated. */
 bool knn_get_varchar(duckdb_vector v, idx_t row, const char **s, size_t *len);
 
+/* Table-function bind helpers. A positional VARCHAR parameter copied into out (NUL-terminated);
+ * false with an error when NULL or too long. */
+bool knn_bind_varchar(duckdb_bind_info info, idx_t index, char *out, size_t cap, size_t *len, const char *fn,
+                      const char *what, knn_error *err);
+/* Named integer parameter: 0 when absent or NULL, 1 when read, -1 with an error when not an integer. */
+int knn_bind_named_int(duckdb_bind_info info, const char *name, int64_t *out);
+/* Named VARCHAR parameter (duckdb_free the result); NULL when absent or NULL. */
+char *knn_bind_named_varchar(duckdb_bind_info info, const char *name);
+/* Reads a LIST(FLOAT) value into a malloc'd float array; false with an error on NULL/empty/NULL elements. */
+bool knn_value_to_floats(duckdb_value v, float **out, size_t *dim, const char *fn, knn_error *err);
+
+/* Adds a named column of a simple type to a table function's result. */
+void knn_bind_column(duckdb_bind_info info, const char *name, duckdb_type type);
+
 /* Readable name of a DuckDB type for messages, e.g. "INTEGER[3]". */
 void knn_type_name(duckdb_logical_type t, char *buf, size_t len);
 

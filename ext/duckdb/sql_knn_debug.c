@@ -18,7 +18,8 @@ static void sql_knn_debug(duckdb_function_info info, duckdb_data_chunk input, du
     for (idx_t i = 0; i < n; i++) duckdb_vector_assign_string_element(output, i, text);
 }
 
-bool knn_register_debug(duckdb_connection con, knn_error *err) {
+bool knn_register_debug(duckdb_connection con, knn_registry *reg, knn_error *err) {
+    (void)reg;
     duckdb_scalar_function f = duckdb_create_scalar_function();
     duckdb_scalar_function_set_name(f, "knn_debug");
     duckdb_logical_type t = duckdb_create_logical_type(DUCKDB_TYPE_VARCHAR);

@@ -688,7 +688,8 @@ static bool register_one(duckdb_connection con, const char *name, duckdb_aggrega
     return ok;
 }
 
-bool knn_register_exact(duckdb_connection con, knn_error *err) {
+bool knn_register_exact(duckdb_connection con, knn_registry *reg, knn_error *err) {
+    (void)reg;
     if (!register_one(con, "knn_exact", exact_update, exact_finalize, false)) {
         knn_error_set(err, KNN_ESTATE, "Error creating function knn_exact");
         return false;

@@ -125,19 +125,47 @@ TARGET static void dot_rows_avx2(const float *q, const float *X, size_t n, size_
     for (; i < n; i++) out[i] = dot_one(q, X + i * d, d);
 }
 
+/* Four rows at a time, as above, with a second set of accumulators for the rows' squared norms. */
 TARGET static void dot_norm_rows_avx2(const float *q, const float *X, size_t n, size_t d, float *dot,
                                       float *norm2) {
-    for (size_t i = 0; i < n; i++) {
-        const float *x = X + i * d;
-        __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-        size_t j = 0;
-        for (; j + 8 <= d; j += 8) {
-            __m256 xv = _mm256_loadu_ps(x + j);
-            a = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), xv, a);
-            b = _mm256_fmadd_ps(xv, xv, b);
+    size_t i = 0;
+    const size_t d8 = d & ~(size_t)7;
+    for (; i + 4 <= n; i += 4) {
+        const float *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+        __m256 b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+        for (size_t j = 0; j <= d; j += 8) {
+            __m256 qv, v0, v1, v2, v3;
+            if (j < d8) {
+                qv = _mm256_loadu_ps(q + j);
+                v0 = _mm256_loadu_ps(x0 + j);
+                v1 = _mm256_loadu_ps(x1 + j);
+                v2 = _mm256_loadu_ps(x2 + j);
+                v3 = _mm256_loadu_ps(x3 + j);
+            } else if (j < d) {
+                __m256i m = tail_mask(d - j);
+                qv = _mm256_maskload_ps(q + j, m);
+                v0 = _mm256_maskload_ps(x0 + j, m);
+                v1 = _mm256_maskload_ps(x1 + j, m);
+                v2 = _mm256_maskload_ps(x2 + j, m);
+                v3 = _mm256_maskload_ps(x3 + j, m);
+            } else {
+                break;
+            }
+            a0 = _mm256_fmadd_ps(qv, v0, a0); b0 = _mm256_fmadd_ps(v0, v0, b0);
+            a1 = _mm256_fmadd_ps(qv, v1, a1); b1 = _mm256_fmadd_ps(v1, v1, b1);
+            a2 = _mm256_fmadd_ps(qv, v2, a2); b2 = _mm256_fmadd_ps(v2, v2, b2);
+            a3 = _mm256_fmadd_ps(qv, v3, a3); b3 = _mm256_fmadd_ps(v3, v3, b3);
         }
-        float sa = hsum256(a), sb = hsum256(b);
-        for (; j < d; j++) {
+        _mm_storeu_ps(dot + i, reduce4(a0, a1, a2, a3));
+        _mm_storeu_ps(norm2 + i, reduce4(b0, b1, b2, b3));
+    }
+    for (; i < n; i++) {
+        const float *x = X + i * d;
+        float sa = 0, sb = 0;
+        for (size_t j = 0; j < d; j++) {
             sa += q[j] * x[j];
             sb += x[j] * x[j];
         }

@@ -135,6 +135,10 @@ TARGET static void dot_rows_avx512(const float *q, const float *X, size_t n, siz
 
 TARGET static void dot_norm_rows_avx512(const float *q, const float *X, size_t n, size_t d, float *dot,
                                         float *norm2) {
+    if (short_ragged(d)) {
+        knn_kernels_avx2.dot_norm_rows(q, X, n, d, dot, norm2);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         const float *x = X + i * d;
         __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();

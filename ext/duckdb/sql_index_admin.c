@@ -1,0 +1,386 @@
+/* Index lifecycle table functions: knn_index_create, knn_index_drop, knn_index_optimize, knn_indexes,
+ * knn_index_ids. Each validates at bind and acts once when executed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duckdb_extension.h"
+#include "knn_glue.h"
+#include "knn_registry.h"
+#include "sql_register.h"
+
+DUCKDB_EXTENSION_EXTERN
+
+typedef struct admin_bind {
+    char name[KNN_NAME_MAX + 1];
+    size_t name_len;
+    size_t dim;
+    knn_metric metric;
+    knn_kind kind;
+    knn_graph_params params;
+} admin_bind;
+
+/* Per-execution state: a cursor over rows produced on the first call. */
+typedef struct admin_state {
+    int started;
+    size_t pos, n;
+    knn_entry **entries; /* knn_indexes */
+    int64_t *ids;        /* knn_index_ids */
+} admin_state;
+
+static void admin_state_free(void *p) {
+    admin_state *st = p;
+    if (st == NULL) return;
+    for (size_t i = 0; i < st->n && st->entries; i++) knn_entry_release(st->entries[i]);
+    free(st->entries);
+    free(st->ids);
+    free(st);
+}
+
+static void admin_init(duckdb_init_info info) {
+    admin_state *st = calloc(1, sizeof *st);
+    if (st == NULL) {
+        duckdb_init_set_error(info, "out of memory");
+        return;
+    }
+    duckdb_init_set_init_data(info, st, admin_state_free);
+}
+
+static knn_registry *registry_of(duckdb_function_info info) {
+    return (knn_registry *)duckdb_function_get_extra_info(info);
+}
+
+static void fail_bind(duckdb_bind_info info, admin_bind *b, const knn_error *err) {
+    free(b);
+    duckdb_bind_set_error(info, err->msg);
+}
+
+/* Reads the index name (first positional parameter) into a fresh bind struct. */
+static admin_bind *bind_name(duckdb_bind_info info, const char *fn, knn_error *err) {
+    admin_bind *b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        knn_error_set(err, KNN_ENOMEM, "%s: out of memory", fn);
+        return NULL;
+    }
+    if (!knn_bind_varchar(info, 0, b->name, sizeof b->name, &b->name_len, fn, "index name", err)) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* ---- knn_index_create --------------------------------------------------------------------------- */
+
+static void create_bind(duckdb_bind_info info) {
+    knn_error err;
+    knn_error_clear(&err);
+    const char *fn = "knn_index_create";
+    admin_bind *b = bind_name(info, fn, &err);
+    if (b == NULL) {
+        duckdb_bind_set_error(info, err.msg);
+        return;
+    }
+    int64_t v;
+    int got = knn_bind_named_int(info, "dim", &v);
+    if (got == 0) {
+        knn_error_set(&err, KNN_EINVAL, "%s: dim is required, e.g. knn_index_create('%s', dim := 384)", fn, b->name);
+        return fail_bind(info, b, &err);
+    }
+    if (v < 1 || v > 65536) {
+        knn_error_set(&err, KNN_EINVAL, "%s: dim must be between 1 and 65536, got %lld", fn, (long long)v);
+        return fail_bind(info, b, &err);
+    }
+    b->dim = (size_t)v;
+    b->metric = KNN_METRIC_L2;
+    char *metric = knn_bind_named_varchar(info, "metric");
+    if (metric) {
+        knn_status s = knn_metric_parse(metric, strlen(metric), &b->metric, &err);
+        duckdb_free(metric);
+        if (s != KNN_OK) {
+            char msg[KNN_ERROR_MSG_LEN];
+            memcpy(msg, err.msg, sizeof msg);
+            knn_error_set(&err, KNN_EINVAL, "%s: %s", fn, msg);
+            return fail_bind(info, b, &err);
+        }
+    }
+    b->kind = KNN_KIND_GRAPH;
+    char *kind = knn_bind_named_varchar(info, "kind");
+    if (kind) {
+        if (strcmp(kind, "graph") == 0 || strcmp(kind, "hnsw") == 0) {
+            b->kind = KNN_KIND_GRAPH;
+        } else if (strcmp(kind, "flat") == 0) {
+            b->kind = KNN_KIND_FLAT;
+        } else {
+            knn_error_set(&err, KNN_EINVAL, "%s: unknown kind '%.32s'; use 'graph' (HNSW, approximate) or 'flat' "
+                          "(exact scan)", fn, kind);
+            duckdb_free(kind);
+            return fail_bind(info, b, &err);
+        }
+        duckdb_free(kind);
+    }
+    b->params = knn_graph_default_params();
+    struct { const char *key; size_t *dst; int64_t lo, hi; } opts[] = {
+        {"m", &b->params.m, 2, 256},
+        {"ef_construction", &b->params.ef_construction, 1, 100000},
+        {"ef", &b->params.ef, 1, 100000},
+    };
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        if (knn_bind_named_int(info, opts[i].key, &v) != 1) continue;
+        if (b->kind == KNN_KIND_FLAT) {
+            knn_error_set(&err, KNN_EINVAL, "%s: '%s' applies to kind 'graph' only", fn, opts[i].key);
+            return fail_bind(info, b, &err);
+        }
+        if (v < opts[i].lo || v > opts[i].hi) {
+            knn_error_set(&err, KNN_EINVAL, "%s: '%s' must be between %lld and %lld, got %lld", fn, opts[i].key,
+                          (long long)opts[i].lo, (long long)opts[i].hi, (long long)v);
+            return fail_bind(info, b, &err);
+        }
+        *opts[i].dst = (size_t)v;
+    }
+    if (knn_bind_named_int(info, "seed", &v) == 1) b->params.seed = (uint64_t)v;
+    knn_bind_column(info, "name", DUCKDB_TYPE_VARCHAR);
+    knn_bind_column(info, "kind", DUCKDB_TYPE_VARCHAR);
+    knn_bind_column(info, "dim", DUCKDB_TYPE_INTEGER);
+    knn_bind_column(info, "metric", DUCKDB_TYPE_VARCHAR);
+    duckdb_bind_set_bind_data(info, b, free);
+}
+
+static void create_run(duckdb_function_info info, duckdb_data_chunk out) {
+    admin_bind *b = duckdb_function_get_bind_data(info);
+    admin_state *st = duckdb_function_get_init_data(info);
+    if (st->started) {
+        duckdb_data_chunk_set_size(out, 0);
+        return;
+    }
+    st->started = 1;
+    knn_error err;
+    knn_error_clear(&err);
+    if (knn_registry_create(registry_of(info), b->name, b->name_len, b->kind, b->dim, b->metric, &b->params, &err) !=
+        KNN_OK) {
+        char msg[KNN_ERROR_MSG_LEN + 32];
+        snprintf(msg, sizeof msg, "knn_index_create: %s", err.msg);
+        duckdb_function_set_error(info, msg);
+        return;
+    }
+    duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 0), 0, b->name);
+    duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 1), 0, knn_kind_name(b->kind));
+    ((int32_t *)duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 2)))[0] = (int32_t)b->dim;
+    duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 3), 0, knn_metric_name(b->metric));
+    duckdb_data_chunk_set_size(out, 1);
+}
+
+/* ---- knn_index_drop / knn_index_optimize -------------------------------------------------------- */
+
+static void name_only_bind(duckdb_bind_info info, const char *fn, const char *col, duckdb_type type) {
+    knn_error err;
+    knn_error_clear(&err);
+    admin_bind *b = bind_name(info, fn, &err);
+    if (b == NULL) {
+        duckdb_bind_set_error(info, err.msg);
+        return;
+    }
+    knn_bind_column(info, "name", DUCKDB_TYPE_VARCHAR);
+    knn_bind_column(info, col, type);
+    duckdb_bind_set_bind_data(info, b, free);
+}
+
+static void drop_bind(duckdb_bind_info info) { name_only_bind(info, "knn_index_drop", "dropped", DUCKDB_TYPE_BOOLEAN); }
+
+static void drop_run(duckdb_function_info info, duckdb_data_chunk out) {
+    admin_bind *b = duckdb_function_get_bind_data(info);
+    admin_state *st = duckdb_function_get_init_data(info);
+    if (st->started) {
+        duckdb_data_chunk_set_size(out, 0);
+        return;
+    }
+    st->started = 1;
+    bool dropped = knn_registry_drop(registry_of(info), b->name, b->name_len);
+    duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 0), 0, b->name);
+    ((bool *)duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 1)))[0] = dropped;
+    duckdb_data_chunk_set_size(out, 1);
+}
+
+static void optimize_bind(duckdb_bind_info info) { name_only_bind(info, "knn_index_optimize", "rows", DUCKDB_TYPE_BIGINT); }
+
+static void optimize_run(duckdb_function_info info, duckdb_data_chunk out) {
+    admin_bind *b = duckdb_function_get_bind_data(info);
+    admin_state *st = duckdb_function_get_init_data(info);
+    if (st->started) {
+        duckdb_data_chunk_set_size(out, 0);
+        return;
+    }
+    st->started = 1;
+    knn_error err;
+    knn_error_clear(&err);
+    knn_entry *e = knn_registry_get(registry_of(info), b->name, b->name_len, &err);
+    if (e == NULL || knn_entry_optimize(e, &err) != KNN_OK) {
+        char msg[KNN_ERROR_MSG_LEN + 32];
+        snprintf(msg, sizeof msg, "knn_index_optimize: %s", err.msg);
+        knn_entry_release(e);
+        duckdb_function_set_error(info, msg);
+        return;
+    }
+    duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 0), 0, b->name);
+    ((int64_t *)duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 1)))[0] = (int64_t)knn_entry_count(e);
+    knn_entry_release(e);
+    duckdb_data_chunk_set_size(out, 1);
+}
+
+/* ---- knn_indexes -------------------------------------------------------------------------------- */
+
+static void indexes_bind(duckdb_bind_info info) {
+    static const struct { const char *name; duckdb_type type; } cols[] = {
+        {"name", DUCKDB_TYPE_VARCHAR},  {"kind", DUCKDB_TYPE_VARCHAR},         {"dim", DUCKDB_TYPE_INTEGER},
+        {"metric", DUCKDB_TYPE_VARCHAR}, {"rows", DUCKDB_TYPE_BIGINT},          {"deleted", DUCKDB_TYPE_BIGINT},
+        {"memory_bytes", DUCKDB_TYPE_BIGINT}, {"m", DUCKDB_TYPE_INTEGER},       {"ef_construction", DUCKDB_TYPE_INTEGER},
+        {"ef", DUCKDB_TYPE_INTEGER},    {"last_optimize", DUCKDB_TYPE_TIMESTAMP},
+    };
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) knn_bind_column(info, cols[i].name, cols[i].type);
+}
+
+static void set_null(duckdb_vector v, idx_t row) {
+    duckdb_vector_ensure_validity_writable(v);
+    duckdb_validity_set_row_invalid(duckdb_vector_get_validity(v), row);
+}
+
+static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
+    admin_state *st = duckdb_function_get_init_data(info);
+    if (!st->started) {
+        st->started = 1;
+        st->n = knn_registry_list(registry_of(info), &st->entries);
+    }
+    idx_t rows = 0, cap = duckdb_vector_size();
+    duckdb_vector v[11];
+    for (int c = 0; c < 11; c++) v[c] = duckdb_data_chunk_get_vector(out, c);
+    for (; st->pos < st->n && rows < cap; st->pos++, rows++) {
+        knn_entry *e = st->entries[st->pos];
+        duckdb_vector_assign_string_element(v[0], rows, e->name);
+        duckdb_vector_assign_string_element(v[1], rows, knn_kind_name(e->kind));
+        ((int32_t *)duckdb_vector_get_data(v[2]))[rows] = (int32_t)e->dim;
+        duckdb_vector_assign_string_element(v[3], rows, knn_metric_name(e->metric));
+        ((int64_t *)duckdb_vector_get_data(v[4]))[rows] = (int64_t)knn_entry_count(e);
+        ((int64_t *)duckdb_vector_get_data(v[5]))[rows] = (int64_t)knn_entry_deleted(e);
+        ((int64_t *)duckdb_vector_get_data(v[6]))[rows] = (int64_t)knn_entry_memory(e);
+        if (e->kind == KNN_KIND_GRAPH) {
+            knn_graph_params p = knn_graph_get_params(e->graph);
+            ((int32_t *)duckdb_vector_get_data(v[7]))[rows] = (int32_t)p.m;
+            ((int32_t *)duckdb_vector_get_data(v[8]))[rows] = (int32_t)p.ef_construction;
+            ((int32_t *)duckdb_vector_get_data(v[9]))[rows] = (int32_t)p.ef;
+        } else {
+            set_null(v[7], rows);
+            set_null(v[8], rows);
+            set_null(v[9], rows);
+        }
+        double t = atomic_load(&e->last_optimize);
+        if (t > 0) {
+            ((int64_t *)duckdb_vector_get_data(v[10]))[rows] = (int64_t)(t * 1e6);
+        } else {
+            set_null(v[10], rows);
+        }
+    }
+    duckdb_data_chunk_set_size(out, rows);
+}
+
+/* ---- knn_index_ids ------------------------------------------------------------------------------ */
+
+static void ids_bind(duckdb_bind_info info) {
+    knn_error err;
+    knn_error_clear(&err);
+    admin_bind *b = bind_name(info, "knn_index_ids", &err);
+    if (b == NULL) {
+        duckdb_bind_set_error(info, err.msg);
+        return;
+    }
+    knn_bind_column(info, "id", DUCKDB_TYPE_BIGINT);
+    duckdb_bind_set_bind_data(info, b, free);
+}
+
+static void ids_run(duckdb_function_info info, duckdb_data_chunk out) {
+    admin_bind *b = duckdb_function_get_bind_data(info);
+    admin_state *st = duckdb_function_get_init_data(info);
+    if (!st->started) {
+        st->started = 1;
+        knn_error err;
+        knn_error_clear(&err);
+        knn_entry *e = knn_registry_get(registry_of(info), b->name, b->name_len, &err);
+        if (e == NULL || knn_entry_ids(e, &st->ids, &st->n, &err) != KNN_OK) {
+            char msg[KNN_ERROR_MSG_LEN + 32];
+            snprintf(msg, sizeof msg, "knn_index_ids: %s", err.msg);
+            knn_entry_release(e);
+            duckdb_function_set_error(info, msg);
+            return;
+        }
+        knn_entry_release(e);
+    }
+    idx_t rows = st->n - st->pos < duckdb_vector_size() ? st->n - st->pos : duckdb_vector_size();
+    memcpy(duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 0)), st->ids + st->pos, rows * sizeof(int64_t));
+    st->pos += rows;
+    duckdb_data_chunk_set_size(out, rows);
+}
+
+/* ---- registration ------------------------------------------------------------------------------- */
+
+typedef struct tf_spec {
+    const char *name;
+    duckdb_table_function_bind_t bind;
+    duckdb_table_function_t run;
+    int takes_name;
+    const char *const *named; /* NULL-terminated named parameters */
+    const duckdb_type *named_types;
+} tf_spec;
+
+static const char *const create_named[] = {"dim", "metric", "kind", "m", "ef_construction", "ef", "seed", NULL};
+static const duckdb_type create_types[] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_VARCHAR,
+                                           DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT,  DUCKDB_TYPE_BIGINT,
+                                           DUCKDB_TYPE_BIGINT};
+
+static const tf_spec specs[] = {
+    {"knn_index_create", create_bind, create_run, 1, create_named, create_types},
+    {"knn_index_drop", drop_bind, drop_run, 1, NULL, NULL},
+    {"knn_index_optimize", optimize_bind, optimize_run, 1, NULL, NULL},
+    {"knn_indexes", indexes_bind, indexes_run, 0, NULL, NULL},
+    {"knn_index_ids", ids_bind, ids_run, 1, NULL, NULL},
+};
+
+static void registry_release_cb(void *p) { knn_registry_release(p); }
+
+bool knn_register_table_function(duckdb_connection con, knn_registry *reg, const char *name,
+                                 duckdb_table_function_bind_t bind, duckdb_table_function_init_t init,
+                                 duckdb_table_function_t run, const duckdb_type *positional, size_t n_positional,
+                                 const char *const *named, const duckdb_type *named_types) {
+    duckdb_table_function f = duckdb_create_table_function();
+    duckdb_table_function_set_name(f, name);
+    for (size_t i = 0; i < n_positional; i++) {
+        /* DUCKDB_TYPE_LIST marks the query vector: taken as ANY and read by knn_value_to_floats, so
+         * FLOAT[d] arrays, DOUBLE and DECIMAL list literals and prepared lists all work. */
+        duckdb_logical_type t = duckdb_create_logical_type(positional[i] == DUCKDB_TYPE_LIST ? DUCKDB_TYPE_ANY
+                                                                                              : positional[i]);
+        duckdb_table_function_add_parameter(f, t);
+        duckdb_destroy_logical_type(&t);
+    }
+    for (size_t i = 0; named && named[i]; i++) {
+        duckdb_logical_type t = duckdb_create_logical_type(named_types[i]);
+        duckdb_table_function_add_named_parameter(f, named[i], t);
+        duckdb_destroy_logical_type(&t);
+    }
+    knn_registry_retain(reg);
+    duckdb_table_function_set_extra_info(f, reg, registry_release_cb);
+    duckdb_table_function_set_bind(f, bind);
+    duckdb_table_function_set_init(f, init);
+    duckdb_table_function_set_function(f, run);
+    bool ok = duckdb_register_table_function(con, f) == DuckDBSuccess;
+    duckdb_destroy_table_function(&f);
+    return ok;
+}
+
+bool knn_register_index_admin(duckdb_connection con, knn_registry *reg, knn_error *err) {
+    const duckdb_type name_param[1] = {DUCKDB_TYPE_VARCHAR};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        if (!knn_register_table_function(con, reg, specs[i].name, specs[i].bind, admin_init, specs[i].run, name_param,
+                                         specs[i].takes_name ? 1 : 0, specs[i].named, specs[i].named_types)) {
+            knn_error_set(err, KNN_ESTATE, "Error creating function %s", specs[i].name);
+            return false;
+        }
+    }
+    return true;
+}

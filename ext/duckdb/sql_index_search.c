@@ -1,0 +1,383 @@
+/* Searching a named index: knn_search (table function, one query) and knn (scalar, a query per row).
+ *
+ *   knn_search(name, query, k := 10, ef := NULL) -> rows (id BIGINT, distance FLOAT, rank INTEGER)
+ *   knn(name, query, k [, ef])                    -> LIST(STRUCT(id BIGINT, distance FLOAT))
+ *
+ * knn fans the rows of each chunk out over the machine's cores, so a batch join over a query table
+ * runs in parallel even when DuckDB hands it a single chunk. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duckdb_extension.h"
+#include "knn_glue.h"
+#include "knn_parallel.h"
+#include "knn_registry.h"
+#include "sql_register.h"
+
+DUCKDB_EXTENSION_EXTERN
+
+static void prefixed_error(char *out, size_t cap, const char *fn, const knn_error *err) {
+    if (strncmp(err->msg, fn, strlen(fn)) == 0) {
+        snprintf(out, cap, "%s", err->msg);
+    } else {
+        snprintf(out, cap, "%s: %s", fn, err->msg);
+    }
+}
+
+static knn_status check_dim(const knn_entry *e, size_t dim, const char *fn, knn_error *err) {
+    if (dim == e->dim) return KNN_OK;
+    return knn_error_set(err, KNN_EDATA, "%s: dimension mismatch: the query has %zu elements but index '%s' has dim %zu",
+                         fn, dim, e->name, e->dim);
+}
+
+/* ---- knn_search --------------------------------------------------------------------------------- */
+
+typedef struct search_bind {
+    char name[KNN_NAME_MAX + 1];
+    size_t name_len;
+    float *query;
+    size_t dim;
+    size_t k, ef;
+} search_bind;
+
+typedef struct search_state {
+    int started;
+    size_t pos, n;
+    int64_t *ids;
+    float *dists;
+} search_state;
+
+static void search_bind_free(void *p) {
+    search_bind *b = p;
+    if (b) free(b->query);
+    free(b);
+}
+
+static void search_state_free(void *p) {
+    search_state *st = p;
+    if (st == NULL) return;
+    free(st->ids);
+    free(st->dists);
+    free(st);
+}
+
+static void search_bind_fn(duckdb_bind_info info) {
+    const char *fn = "knn_search";
+    knn_error err;
+    knn_error_clear(&err);
+    search_bind *b = calloc(1, sizeof *b);
+    duckdb_value qv = NULL;
+    if (b == NULL) {
+        knn_error_set(&err, KNN_ENOMEM, "%s: out of memory", fn);
+        goto fail;
+    }
+    if (!knn_bind_varchar(info, 0, b->name, sizeof b->name, &b->name_len, fn, "index name", &err)) goto fail;
+    qv = duckdb_bind_get_parameter(info, 1);
+    if (!knn_value_to_floats(qv, &b->query, &b->dim, fn, &err)) goto fail;
+    int64_t v = 10;
+    knn_bind_named_int(info, "k", &v);
+    if (v < 1) {
+        knn_error_set(&err, KNN_EINVAL, "%s: k must be >= 1, got %lld", fn, (long long)v);
+        goto fail;
+    }
+    b->k = (size_t)v;
+    v = 0;
+    if (knn_bind_named_int(info, "ef", &v) == 1 && v < 1) {
+        knn_error_set(&err, KNN_EINVAL, "%s: ef must be >= 1, got %lld", fn, (long long)v);
+        goto fail;
+    }
+    b->ef = (size_t)v;
+    knn_entry *e = knn_registry_get(duckdb_bind_get_extra_info(info), b->name, b->name_len, &err);
+    if (e == NULL) goto fail;
+    knn_status s = check_dim(e, b->dim, fn, &err);
+    knn_entry_release(e);
+    if (s != KNN_OK) goto fail;
+    if (qv) duckdb_destroy_value(&qv);
+    knn_bind_column(info, "id", DUCKDB_TYPE_BIGINT);
+    knn_bind_column(info, "distance", DUCKDB_TYPE_FLOAT);
+    knn_bind_column(info, "rank", DUCKDB_TYPE_INTEGER);
+    duckdb_bind_set_bind_data(info, b, search_bind_free);
+    return;
+fail:
+    if (qv) duckdb_destroy_value(&qv);
+    search_bind_free(b);
+    char msg[KNN_ERROR_MSG_LEN + 32];
+    prefixed_error(msg, sizeof msg, fn, &err);
+    duckdb_bind_set_error(info, msg);
+}
+
+static void search_init(duckdb_init_info info) {
+    search_state *st = calloc(1, sizeof *st);
+    if (st == NULL) {
+        duckdb_init_set_error(info, "knn_search: out of memory");
+        return;
+    }
+    duckdb_init_set_init_data(info, st, search_state_free);
+}
+
+static void search_run(duckdb_function_info info, duckdb_data_chunk out) {
+    search_bind *b = duckdb_function_get_bind_data(info);
+    search_state *st = duckdb_function_get_init_data(info);
+    if (!st->started) {
+        st->started = 1;
+        knn_error err;
+        knn_error_clear(&err);
+        knn_entry *e = knn_registry_get(duckdb_function_get_extra_info(info), b->name, b->name_len, &err);
+        size_t cap = 0;
+        if (e) {
+            cap = b->k < knn_entry_count(e) ? b->k : knn_entry_count(e);
+            if (cap == 0) cap = 1;
+            st->ids = malloc(cap * sizeof *st->ids);
+            st->dists = malloc(cap * sizeof *st->dists);
+        }
+        if (e == NULL || check_dim(e, b->dim, "knn_search", &err) != KNN_OK ||
+            (!st->ids || !st->dists ? knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu results", cap)
+                                    : knn_entry_search(e, b->query, cap, b->ef, st->ids, st->dists, &st->n, &err)) !=
+                KNN_OK) {
+            char msg[KNN_ERROR_MSG_LEN + 32];
+            prefixed_error(msg, sizeof msg, "knn_search", &err);
+            knn_entry_release(e);
+            duckdb_function_set_error(info, msg);
+            return;
+        }
+        knn_entry_release(e);
+    }
+    idx_t rows = st->n - st->pos < duckdb_vector_size() ? st->n - st->pos : duckdb_vector_size();
+    int64_t *id_out = duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 0));
+    float *dist_out = duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 1));
+    int32_t *rank_out = duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 2));
+    for (idx_t r = 0; r < rows; r++) {
+        id_out[r] = st->ids[st->pos + r];
+        dist_out[r] = st->dists[st->pos + r];
+        rank_out[r] = (int32_t)(st->pos + r + 1);
+    }
+    st->pos += rows;
+    duckdb_data_chunk_set_size(out, rows);
+}
+
+/* ---- knn (scalar) ------------------------------------------------------------------------------- */
+
+typedef struct batch_job {
+    knn_entry *e;
+    const float *queries; /* n x dim, converted */
+    const unsigned char *skip;
+    const size_t *k, *ef, *offset;
+    size_t n, dim, nthreads;
+    int64_t *ids;
+    float *dists;
+    size_t *found;
+    knn_error *errs;
+} batch_job;
+
+static void batch_task(void *arg, size_t t) {
+    batch_job *job = arg;
+    for (size_t i = t; i < job->n; i += job->nthreads) {
+        job->found[i] = 0;
+        if (job->skip[i]) continue;
+        if (knn_entry_search(job->e, job->queries + i * job->dim, job->k[i], job->ef[i], job->ids + job->offset[i],
+                             job->dists + job->offset[i], &job->found[i], &job->errs[t]) != KNN_OK) {
+            return;
+        }
+    }
+}
+
+static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckdb_vector output) {
+    const char *fn = "knn";
+    knn_error err;
+    knn_error_clear(&err);
+    idx_t n = duckdb_data_chunk_get_size(input);
+    duckdb_vector names = duckdb_data_chunk_get_vector(input, 0);
+    duckdb_vector kv = duckdb_data_chunk_get_vector(input, 2);
+    duckdb_vector efv = duckdb_data_chunk_get_column_count(input) > 3 ? duckdb_data_chunk_get_vector(input, 3) : NULL;
+    knn_entry *e = NULL;
+    float *queries = NULL;
+    unsigned char *skip = NULL;
+    size_t *ks = NULL, *efs = NULL, *offsets = NULL, *found = NULL;
+    int64_t *ids = NULL;
+    float *dists = NULL;
+    knn_error *errs = NULL;
+    knn_vreader qr;
+    if (n == 0) return;
+    if (knn_vreader_init(&qr, duckdb_data_chunk_get_vector(input, 1), fn, "query", &err) != KNN_OK) goto done;
+    /* One index per call: find it from the first non-NULL name. */
+    const char *name0 = NULL;
+    size_t len0 = 0;
+    for (idx_t i = 0; i < n && name0 == NULL; i++) knn_get_varchar(names, i, &name0, &len0);
+    if (name0 == NULL) goto done; /* every row NULL: NULL results */
+    e = knn_registry_get(duckdb_scalar_function_get_extra_info(info), name0, len0, &err);
+    if (e == NULL) goto done;
+    const size_t d = e->dim, live = knn_entry_count(e);
+    queries = malloc(n * d * sizeof *queries);
+    skip = calloc(n, 1);
+    ks = malloc(n * sizeof *ks);
+    efs = malloc(n * sizeof *efs);
+    offsets = malloc((n + 1) * sizeof *offsets);
+    found = calloc(n, sizeof *found);
+    if (!queries || !skip || !ks || !efs || !offsets || !found) {
+        knn_error_set(&err, KNN_ENOMEM, "out of memory for %llu queries", (unsigned long long)n);
+        goto done;
+    }
+    offsets[0] = 0;
+    for (idx_t i = 0; i < n; i++) {
+        const char *nm;
+        size_t len;
+        int64_t k = 0, ef = 0;
+        ks[i] = efs[i] = 0;
+        if (!knn_get_varchar(names, i, &nm, &len) || !knn_valid(qr.validity, i)) {
+            skip[i] = 1;
+        } else if (len != len0 || memcmp(nm, name0, len) != 0) {
+            knn_error_set(&err, KNN_EINVAL, "every row of one knn(...) call must name the same index ('%s' and "
+                          "'%.*s' differ); split the query per index", e->name, (int)(len > 64 ? 64 : len), nm);
+            goto done;
+        } else if (!knn_get_bigint(kv, i, &k) || k < 1) {
+            knn_error_set(&err, KNN_EINVAL, "k must be >= 1 (got %s)", knn_valid(duckdb_vector_get_validity(kv), i) ? "a smaller value" : "NULL");
+            goto done;
+        } else if (efv && knn_get_bigint(efv, i, &ef) && ef < 1) {
+            knn_error_set(&err, KNN_EINVAL, "ef must be >= 1, got %lld", (long long)ef);
+            goto done;
+        } else {
+            const float *q;
+            size_t got = 0;
+            knn_row_state rs = knn_vreader_get(&qr, i, d, queries + i * d, &q, &got);
+            if (rs == KNN_ROW_DIM_MISMATCH) {
+                check_dim(e, got, fn, &err);
+                goto done;
+            }
+            if (rs == KNN_ROW_NULL_ELEMENT) {
+                knn_error_set(&err, KNN_EDATA, "query of row %llu contains a NULL element", (unsigned long long)i);
+                goto done;
+            }
+            if (q != queries + i * d) memcpy(queries + i * d, q, d * sizeof(float));
+            ks[i] = (size_t)k < live ? (size_t)k : live;
+            efs[i] = (size_t)ef;
+            if (ks[i] == 0) skip[i] = 2; /* empty index: empty list */
+        }
+        offsets[i + 1] = offsets[i] + ks[i];
+    }
+    ids = malloc((offsets[n] ? offsets[n] : 1) * sizeof *ids);
+    dists = malloc((offsets[n] ? offsets[n] : 1) * sizeof *dists);
+    size_t nthreads = knn_cpu_count();
+    if (nthreads > n) nthreads = n;
+    errs = calloc(nthreads, sizeof *errs);
+    if (!ids || !dists || !errs) {
+        knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu results", offsets[n]);
+        goto done;
+    }
+    batch_job job = {e, queries, skip, ks, efs, offsets, n, d, nthreads, ids, dists, found, errs};
+    knn_parallel_run(nthreads, batch_task, &job);
+    for (size_t t = 0; t < nthreads; t++) {
+        if (errs[t].status != KNN_OK) {
+            err = errs[t];
+            goto done;
+        }
+    }
+    /* Write LIST(STRUCT(id, distance)) rows. */
+    size_t total = 0;
+    for (idx_t i = 0; i < n; i++) total += found[i];
+    idx_t base = duckdb_list_vector_get_size(output);
+    if (duckdb_list_vector_reserve(output, base + total) != DuckDBSuccess) {
+        knn_error_set(&err, KNN_ENOMEM, "could not reserve %zu results", total);
+        goto done;
+    }
+    duckdb_vector child = duckdb_list_vector_get_child(output);
+    int64_t *id_out = duckdb_vector_get_data(duckdb_struct_vector_get_child(child, 0));
+    float *dist_out = duckdb_vector_get_data(duckdb_struct_vector_get_child(child, 1));
+    duckdb_list_entry *entries = duckdb_vector_get_data(output);
+    idx_t pos = base;
+    for (idx_t i = 0; i < n; i++) {
+        entries[i].offset = pos;
+        entries[i].length = found[i];
+        if (skip[i] == 1) {
+            duckdb_vector_ensure_validity_writable(output);
+            duckdb_validity_set_row_invalid(duckdb_vector_get_validity(output), i);
+            continue;
+        }
+        memcpy(id_out + pos, ids + offsets[i], found[i] * sizeof *id_out);
+        memcpy(dist_out + pos, dists + offsets[i], found[i] * sizeof *dist_out);
+        pos += found[i];
+    }
+    duckdb_list_vector_set_size(output, pos);
+done:
+    if (err.status == KNN_OK && e == NULL) {
+        /* all names NULL */
+        duckdb_vector_ensure_validity_writable(output);
+        for (idx_t i = 0; i < n; i++) duckdb_validity_set_row_invalid(duckdb_vector_get_validity(output), i);
+    }
+    knn_entry_release(e);
+    free(queries);
+    free(skip);
+    free(ks);
+    free(efs);
+    free(offsets);
+    free(found);
+    free(ids);
+    free(dists);
+    free(errs);
+    if (err.status != KNN_OK) {
+        char msg[KNN_ERROR_MSG_LEN + 32];
+        prefixed_error(msg, sizeof msg, fn, &err);
+        duckdb_scalar_function_set_error(info, msg);
+    }
+}
+
+static void registry_release_cb(void *p) { knn_registry_release(p); }
+
+static duckdb_logical_type result_list_type(void) {
+    duckdb_logical_type bigint = duckdb_create_logical_type(DUCKDB_TYPE_BIGINT);
+    duckdb_logical_type flt = duckdb_create_logical_type(DUCKDB_TYPE_FLOAT);
+    duckdb_logical_type types[2] = {bigint, flt};
+    const char *names[2] = {"id", "distance"};
+    duckdb_logical_type st = duckdb_create_struct_type(types, names, 2);
+    duckdb_logical_type list = duckdb_create_list_type(st);
+    duckdb_destroy_logical_type(&st);
+    duckdb_destroy_logical_type(&bigint);
+    duckdb_destroy_logical_type(&flt);
+    return list;
+}
+
+static bool register_knn_scalar(duckdb_connection con, knn_registry *reg) {
+    duckdb_scalar_function_set set = duckdb_create_scalar_function_set("knn");
+    bool ok = set != NULL;
+    for (int with_ef = 0; ok && with_ef <= 1; with_ef++) {
+        duckdb_scalar_function f = duckdb_create_scalar_function();
+        duckdb_scalar_function_set_name(f, "knn");
+        duckdb_type params[4] = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT};
+        for (int p = 0; p < 3 + with_ef; p++) {
+            duckdb_logical_type t = duckdb_create_logical_type(params[p]);
+            duckdb_scalar_function_add_parameter(f, t);
+            duckdb_destroy_logical_type(&t);
+        }
+        duckdb_logical_type rt = result_list_type();
+        duckdb_scalar_function_set_return_type(f, rt);
+        duckdb_destroy_logical_type(&rt);
+        duckdb_scalar_function_set_function(f, knn_scalar);
+        duckdb_scalar_function_set_special_handling(f);
+        /* Results depend on the index's contents, not only on the arguments: never constant-fold. */
+        duckdb_scalar_function_set_volatile(f);
+        knn_registry_retain(reg);
+        duckdb_scalar_function_set_extra_info(f, reg, registry_release_cb);
+        ok = duckdb_add_scalar_function_to_set(set, f) == DuckDBSuccess;
+        duckdb_destroy_scalar_function(&f);
+    }
+    if (ok) ok = duckdb_register_scalar_function_set(con, set) == DuckDBSuccess;
+    if (set) duckdb_destroy_scalar_function_set(&set);
+    return ok;
+}
+
+bool knn_register_index_search(duckdb_connection con, knn_registry *reg, knn_error *err) {
+    const duckdb_type positional[2] = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_LIST};
+    const char *const named[] = {"k", "ef", NULL};
+    const duckdb_type named_types[] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT};
+    if (!knn_register_table_function(con, reg, "knn_search", search_bind_fn, search_init, search_run, positional, 2,
+                                     named, named_types)) {
+        knn_error_set(err, KNN_ESTATE, "Error creating function knn_search");
+        return false;
+    }
+    if (!register_knn_scalar(con, reg)) {
+        knn_error_set(err, KNN_ESTATE, "Error creating function knn");
+        return false;
+    }
+    return true;
+}
