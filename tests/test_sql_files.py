@@ -80,15 +80,14 @@ def test_reference_examples_run(path):
     blocks = BLOCK.findall(path.read_text())
     assert any(kind == "sql" for kind, _ in blocks), f"{path.name} has no runnable example"
     with knnsql.connect() as db:
-        last_query = None
-        for kind, text in blocks:
-            if kind == "sql":
-                statements = split_statements(text)
-                for stmt in statements[:-1]:
-                    db.execute(stmt).fetchall()
-                last_query = statements[-1]
-                db.execute(last_query).fetchall()
-            else:
-                assert last_query is not None, f"{path.name}: a text block must follow an sql block"
-                assert render(db.con, last_query) == text.strip("\n").splitlines(), path.name
-                last_query = None
+        for i, (kind, text) in enumerate(blocks):
+            if kind != "sql":
+                assert i > 0 and blocks[i - 1][0] == "sql", f"{path.name}: a text block must follow an sql block"
+                continue
+            statements = split_statements(text)
+            shows_result = i + 1 < len(blocks) and blocks[i + 1][0] == "text"
+            for stmt in statements[:-1] if shows_result else statements:
+                db.execute(stmt).fetchall()
+            if shows_result:  # run the last statement once, rendered, and compare
+                expected = blocks[i + 1][1].strip("\n").splitlines()
+                assert render(db.con, statements[-1]) == expected, f"{path.name}: {statements[-1][:60]}"
