@@ -21,6 +21,9 @@
 struct knn_flat {
     size_t dim;
     knn_metric metric;
+    /* Under cosine, rows are stored unit-length and searched by inner product (1 + (-dot) = cosine
+     * distance), which spares a square root and a division per row. */
+    knn_metric scan_metric;
     const knn_kernels *kern;
     float *vecs;    /* cap x dim, 64-byte aligned */
     float *norm2;   /* squared norm of each row */
@@ -51,6 +54,7 @@ int knn_flat_new(size_t dim, const char *metric, knn_flat **out, char *errmsg, s
     }
     ix->dim = dim;
     ix->metric = m;
+    ix->scan_metric = m == KNN_METRIC_COSINE ? KNN_METRIC_IP : m;
     ix->kern = knn_kernels_best();
     pthread_rwlock_init(&ix->rw, NULL);
     *out = ix;
@@ -177,8 +181,16 @@ int knn_flat_add(knn_flat *ix, const float *vecs, const int64_t *ids, size_t n, 
             ix->ids[slot] = ids[i];
             ix->count++;
         }
-        memcpy(ix->vecs + (size_t)slot * d, vecs + i * d, d * sizeof(float));
-        ix->norm2[slot] = norms[i];
+        float *dst = ix->vecs + (size_t)slot * d;
+        if (ix->metric == KNN_METRIC_COSINE) {
+            /* zero rows stay zero: their dot is 0, their cosine distance 1 */
+            float inv = norms[i] > 0 ? 1.0f / sqrtf(norms[i]) : 0.0f;
+            for (size_t j = 0; j < d; j++) dst[j] = vecs[i * d + j] * inv;
+            ix->norm2[slot] = norms[i] > 0 ? 1.0f : 0.0f;
+        } else {
+            memcpy(dst, vecs + i * d, d * sizeof(float));
+            ix->norm2[slot] = norms[i];
+        }
     }
 cleanup:
     if (locked) pthread_rwlock_unlock(&ix->rw);
@@ -209,12 +221,12 @@ static void run_task(void *arg, size_t t) {
     size_t nq = task->q_hi - task->q_lo;
     if (nq == 0 || rows.n == 0) return;
     if (nq == 1) {
-        knn_scan_one(ix->kern, ix->metric, task->queries + task->q_lo * d, task->q_norm2[task->q_lo], &rows,
+        knn_scan_one(ix->kern, ix->scan_metric, task->queries + task->q_lo * d, task->q_norm2[task->q_lo], &rows,
                      &task->heaps[task->q_lo], &task->err);
         return;
     }
     knn_scan_ws ws = {0};
-    knn_scan_many(ix->kern, ix->metric, task->queries + task->q_lo * d, task->q_norm2 + task->q_lo, nq, &rows,
+    knn_scan_many(ix->kern, ix->scan_metric, task->queries + task->q_lo * d, task->q_norm2 + task->q_lo, nq, &rows,
                   &task->heaps[task->q_lo], &ws, &task->err);
     knn_scan_ws_free(&ws);
 }
@@ -225,6 +237,7 @@ int knn_flat_search(const knn_flat *ix, const float *queries, size_t nq, size_t 
     knn_error_clear(&err);
     const size_t d = ix->dim;
     float *q_norm2 = NULL;
+    float *unit = NULL; /* unit-length copies of the queries under cosine */
     search_task *tasks = NULL;
     size_t nthreads = 0;
     pthread_rwlock_t *rw = (pthread_rwlock_t *)&ix->rw;
@@ -245,8 +258,25 @@ int knn_flat_search(const knn_flat *ix, const float *queries, size_t nq, size_t 
     }
     for (size_t i = 0; i < nq; i++) {
         char what[48];
-        snprintf(what, sizeof what, "query %zu", i);
+        if (nq == 1) {
+            snprintf(what, sizeof what, "query");
+        } else {
+            snprintf(what, sizeof what, "query %zu", i);
+        }
         if (knn_query_check(queries + i * d, d, ix->metric, what, &q_norm2[i], &err) != KNN_OK) goto cleanup;
+    }
+    if (ix->metric == KNN_METRIC_COSINE) {
+        unit = malloc(nq * d * sizeof *unit);
+        if (unit == NULL) {
+            knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu queries", nq);
+            goto cleanup;
+        }
+        for (size_t i = 0; i < nq; i++) {
+            float inv = 1.0f / sqrtf(q_norm2[i]);
+            for (size_t j = 0; j < d; j++) unit[i * d + j] = queries[i * d + j] * inv;
+            q_norm2[i] = 1.0f;
+        }
+        queries = unit;
     }
 
     nthreads = threads ? threads : knn_cpu_count();
@@ -303,7 +333,9 @@ int knn_flat_search(const knn_flat *ix, const float *queries, size_t nq, size_t 
         knn_topk_sort(dst);
         for (size_t i = 0; i < kk; i++) {
             out_ids[q * k + i] = dst->heap[i].id;
-            out_dists[q * k + i] = dst->heap[i].dist;
+            float dist = dst->heap[i].dist;
+            if (ix->metric == KNN_METRIC_COSINE) dist = dist + 1.0f < 0.0f ? 0.0f : dist + 1.0f;
+            out_dists[q * k + i] = dist;
         }
     }
 cleanup:
@@ -317,6 +349,7 @@ cleanup:
         free(tasks);
     }
     if (locked) pthread_rwlock_unlock(rw);
+    free(unit);
     free(q_norm2);
     return knn_error_export(&err, errmsg, errmsg_len);
 }

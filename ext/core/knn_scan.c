@@ -82,8 +82,12 @@ knn_status knn_scan_one(const knn_kernels *kern, knn_metric metric, const float 
             } else {
                 kern->dot_norm_rows(q, X, m, d, dist, norm);
             }
+            /* Branch-free so the compiler vectorises the square roots and divisions. */
             for (size_t i = 0; i < m; i++) {
-                dist[i] = isfinite(norm[i]) ? cosine_from(dist[i], q_norm2, norm[i]) : NAN;
+                float xn = norm[i];
+                float c = 1.0f - dist[i] / sqrtf(q_norm2 * (xn > 0.0f ? xn : 1.0f));
+                c = c < 0.0f ? 0.0f : c;
+                dist[i] = xn > 0.0f ? c : (xn == 0.0f ? 1.0f : NAN);
             }
             break;
         case KNN_METRIC_IP:

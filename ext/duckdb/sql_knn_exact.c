@@ -19,7 +19,12 @@
 #include "knn_metric.h"
 #include "knn_scan.h"
 #include "knn_topk.h"
+#include "knn_parallel.h"
 #include "sql_register.h"
+
+/* knn_exact_join splits each chunk's queries over up to this many threads: DuckDB parallelises by row
+ * group, so a table under ~122k rows would otherwise be joined on one core. */
+#define KNN_JOIN_THREADS 8
 
 DUCKDB_EXTENSION_EXTERN
 
@@ -33,7 +38,7 @@ typedef struct exact_acc {
     float *q_norm2;  /* nq */
     int64_t *qids;   /* nq; query ids for knn_exact_join */
     knn_topk *heaps; /* nq */
-    knn_scan_ws ws;
+    knn_scan_ws ws[KNN_JOIN_THREADS]; /* one per worker of a chunk */
     float *buf;      /* gather buffer: buf_rows x dim */
     int64_t *idbuf;  /* buf_rows */
     size_t buf_rows;
@@ -53,7 +58,7 @@ static void acc_free(exact_acc *a) {
     free(a->queries);
     free(a->q_norm2);
     free(a->qids);
-    knn_scan_ws_free(&a->ws);
+    for (size_t t = 0; t < KNN_JOIN_THREADS; t++) knn_scan_ws_free(&a->ws[t]);
     free(a->buf);
     free(a->idbuf);
     free(a->qtmp);
@@ -202,6 +207,23 @@ static knn_status row_error(const exact_args *a, const char *arg, knn_row_state 
                          "every vector must have the query's dimension", a->fn, arg, (long long)id, got, want);
 }
 
+/* One worker's share of a chunk in knn_exact_join: a contiguous range of the queries. */
+typedef struct join_job {
+    exact_acc *acc;
+    const knn_rows *rows;
+    size_t nthreads;
+    knn_error errs[KNN_JOIN_THREADS];
+} join_job;
+
+static void join_task(void *arg, size_t t) {
+    join_job *job = arg;
+    exact_acc *a = job->acc;
+    size_t lo = a->nq * t / job->nthreads, hi = a->nq * (t + 1) / job->nthreads;
+    knn_error_clear(&job->errs[t]);
+    knn_scan_many(a->kern, a->metric, a->queries + lo * a->dim, a->q_norm2 + lo, hi - lo, job->rows, a->heaps + lo,
+                  &a->ws[t], &job->errs[t]);
+}
+
 /* Scans the rows [lo, hi) of one run that shares an initialised accumulator; skip[i] marks rows whose
  * query was NULL. */
 static knn_status scan_run(const exact_args *a, exact_acc *acc, idx_t lo, idx_t hi, const unsigned char *skip,
@@ -236,7 +258,24 @@ static knn_status scan_run(const exact_args *a, exact_acc *acc, idx_t lo, idx_t 
     }
     if (rows.n == 0) return KNN_OK;
     if (acc->nq == 1) return knn_scan_one(acc->kern, acc->metric, acc->queries, acc->q_norm2[0], &rows, acc->heaps, err);
-    return knn_scan_many(acc->kern, acc->metric, acc->queries, acc->q_norm2, acc->nq, &rows, acc->heaps, &acc->ws, err);
+    size_t nthreads = knn_cpu_count();
+    if (nthreads > KNN_JOIN_THREADS) nthreads = KNN_JOIN_THREADS;
+    /* Below ~4M multiply-adds per thread a chunk is not worth splitting. */
+    if (nthreads > acc->nq / 8) nthreads = acc->nq / 8;
+    if (nthreads > rows.n * acc->nq * acc->dim / (1u << 22)) nthreads = rows.n * acc->nq * acc->dim / (1u << 22);
+    if (nthreads <= 1) {
+        return knn_scan_many(acc->kern, acc->metric, acc->queries, acc->q_norm2, acc->nq, &rows, acc->heaps, &acc->ws[0],
+                             err);
+    }
+    join_job job = {acc, &rows, nthreads, {{0}}};
+    knn_parallel_run(nthreads, join_task, &job);
+    for (size_t t = 0; t < nthreads; t++) {
+        if (job.errs[t].status != KNN_OK) {
+            *err = job.errs[t];
+            return err->status;
+        }
+    }
+    return KNN_OK;
 }
 
 static void prefix_error(const char *fn, knn_error *err) {
