@@ -38,6 +38,22 @@ static inline float vdist(const knn_graph *g, const float *a, const float *b) {
     return g->metric == KNN_METRIC_COSINE ? 1.0f - v : -v;
 }
 
+/* Distances from q to n nodes in one kernel call: amortises dispatch and interleaves four rows. */
+static inline void vdists(const knn_graph *g, const float *q, const uint32_t *nodes, size_t n, float *out) {
+    const float *rows[513];
+    for (size_t j = 0; j < n; j++) {
+        rows[j] = knn_graph_vec(g, nodes[j]);
+        __builtin_prefetch(rows[j]);
+    }
+    if (g->metric == KNN_METRIC_L2) {
+        g->kern->l2sq_ptrs(q, rows, n, g->dim, out);
+        return;
+    }
+    g->kern->dot_ptrs(q, rows, n, g->dim, out);
+    const float base = g->metric == KNN_METRIC_COSINE ? 1.0f : 0.0f;
+    for (size_t j = 0; j < n; j++) out[j] = base - out[j];
+}
+
 static inline size_t max_links(const knn_graph *g, int level) { return level == 0 ? g->m0 : g->p.m; }
 
 static int heap_push(knn_hitem **a, size_t *n, size_t *cap, float key, uint32_t id) {
@@ -227,6 +243,7 @@ oom:
 /* Greedy walk on one upper layer: move to the nearest neighbour until none is nearer. */
 static uint32_t greedy(const knn_graph *g, const float *q, uint32_t cur, float *curd, int level, int locked) {
     uint32_t buf[257];
+    float dist[257];
     for (int changed = 1; changed;) {
         changed = 0;
         if (locked) node_lock(g, cur);
@@ -234,10 +251,10 @@ static uint32_t greedy(const knn_graph *g, const float *q, uint32_t cur, float *
         uint32_t n = l[0];
         memcpy(buf, l + 1, n * sizeof *buf);
         if (locked) node_unlock(g, cur);
+        vdists(g, q, buf, n, dist);
         for (uint32_t j = 0; j < n; j++) {
-            float d = vdist(g, q, knn_graph_vec(g, buf[j]));
-            if (d < *curd) {
-                *curd = d;
+            if (dist[j] < *curd) {
+                *curd = dist[j];
                 cur = buf[j];
                 changed = 1;
             }
@@ -253,6 +270,7 @@ static int search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, u
     size_t ncand = 0;
     *ntop = 0;
     uint32_t buf[513];
+    float dist[513];
     ctx_new_epoch(c);
     c->marks[ep] = c->epoch;
     if (!heap_push(&c->cand, &ncand, &c->cand_cap, -epd, ep)) return 0;
@@ -264,14 +282,19 @@ static int search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, u
         heap_pop(c->cand, &ncand);
         if (locked) node_lock(g, best.id);
         const uint32_t *l = knn_graph_links(g, best.id, level);
-        uint32_t n = l[0];
-        memcpy(buf, l + 1, n * sizeof *buf);
-        if (locked) node_unlock(g, best.id);
+        uint32_t n = l[0], fresh = 0;
+        /* keep only unvisited neighbours, then score them in one batch */
         for (uint32_t j = 0; j < n; j++) {
-            uint32_t e = buf[j];
+            uint32_t e = l[1 + j];
             if (c->marks[e] == c->epoch) continue;
             c->marks[e] = c->epoch;
-            float d = vdist(g, q, knn_graph_vec(g, e));
+            buf[fresh++] = e;
+        }
+        if (locked) node_unlock(g, best.id);
+        vdists(g, q, buf, fresh, dist);
+        for (uint32_t j = 0; j < fresh; j++) {
+            uint32_t e = buf[j];
+            float d = dist[j];
             if (*ntop < ef || d < bound) {
                 if (!heap_push(&c->cand, &ncand, &c->cand_cap, -d, e)) return 0;
                 if (skip_deleted && g->deleted[e]) continue;

@@ -62,67 +62,89 @@ TARGET static inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
     return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
 
-/* Rows go four at a time (shared query loads, four FMA chains, one reduction); see avx512.c. */
+/* Four rows at a time (shared query loads, four FMA chains, one reduction); see avx512.c. */
+TARGET static inline __m128 l2sq4(const float *q, const float *x0, const float *x1, const float *x2,
+                                  const float *x3, size_t d) {
+    const size_t d8 = d & ~(size_t)7;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    for (size_t j = 0; j < d8; j += 8) {
+        __m256 qv = _mm256_loadu_ps(q + j);
+        __m256 t0 = _mm256_sub_ps(qv, _mm256_loadu_ps(x0 + j));
+        __m256 t1 = _mm256_sub_ps(qv, _mm256_loadu_ps(x1 + j));
+        __m256 t2 = _mm256_sub_ps(qv, _mm256_loadu_ps(x2 + j));
+        __m256 t3 = _mm256_sub_ps(qv, _mm256_loadu_ps(x3 + j));
+        a0 = _mm256_fmadd_ps(t0, t0, a0);
+        a1 = _mm256_fmadd_ps(t1, t1, a1);
+        a2 = _mm256_fmadd_ps(t2, t2, a2);
+        a3 = _mm256_fmadd_ps(t3, t3, a3);
+    }
+    if (d8 < d) {
+        __m256i m = tail_mask(d - d8);
+        __m256 qv = _mm256_maskload_ps(q + d8, m);
+        __m256 t0 = _mm256_sub_ps(qv, _mm256_maskload_ps(x0 + d8, m));
+        __m256 t1 = _mm256_sub_ps(qv, _mm256_maskload_ps(x1 + d8, m));
+        __m256 t2 = _mm256_sub_ps(qv, _mm256_maskload_ps(x2 + d8, m));
+        __m256 t3 = _mm256_sub_ps(qv, _mm256_maskload_ps(x3 + d8, m));
+        a0 = _mm256_fmadd_ps(t0, t0, a0);
+        a1 = _mm256_fmadd_ps(t1, t1, a1);
+        a2 = _mm256_fmadd_ps(t2, t2, a2);
+        a3 = _mm256_fmadd_ps(t3, t3, a3);
+    }
+    return reduce4(a0, a1, a2, a3);
+}
+
+TARGET static inline __m128 dot4(const float *q, const float *x0, const float *x1, const float *x2,
+                                 const float *x3, size_t d) {
+    const size_t d8 = d & ~(size_t)7;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    for (size_t j = 0; j < d8; j += 8) {
+        __m256 qv = _mm256_loadu_ps(q + j);
+        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x0 + j), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x1 + j), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x2 + j), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x3 + j), a3);
+    }
+    if (d8 < d) {
+        __m256i m = tail_mask(d - d8);
+        __m256 qv = _mm256_maskload_ps(q + d8, m);
+        a0 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(x0 + d8, m), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(x1 + d8, m), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(x2 + d8, m), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(x3 + d8, m), a3);
+    }
+    return reduce4(a0, a1, a2, a3);
+}
+
 TARGET static void l2sq_rows_avx2(const float *q, const float *X, size_t n, size_t d, float *out) {
     size_t i = 0;
-    const size_t d8 = d & ~(size_t)7;
     for (; i + 4 <= n; i += 4) {
-        const float *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-        for (size_t j = 0; j < d8; j += 8) {
-            __m256 qv = _mm256_loadu_ps(q + j);
-            __m256 t0 = _mm256_sub_ps(qv, _mm256_loadu_ps(x0 + j));
-            __m256 t1 = _mm256_sub_ps(qv, _mm256_loadu_ps(x1 + j));
-            __m256 t2 = _mm256_sub_ps(qv, _mm256_loadu_ps(x2 + j));
-            __m256 t3 = _mm256_sub_ps(qv, _mm256_loadu_ps(x3 + j));
-            a0 = _mm256_fmadd_ps(t0, t0, a0);
-            a1 = _mm256_fmadd_ps(t1, t1, a1);
-            a2 = _mm256_fmadd_ps(t2, t2, a2);
-            a3 = _mm256_fmadd_ps(t3, t3, a3);
-        }
-        if (d8 < d) {
-            __m256i m = tail_mask(d - d8);
-            __m256 qv = _mm256_maskload_ps(q + d8, m);
-            __m256 t0 = _mm256_sub_ps(qv, _mm256_maskload_ps(x0 + d8, m));
-            __m256 t1 = _mm256_sub_ps(qv, _mm256_maskload_ps(x1 + d8, m));
-            __m256 t2 = _mm256_sub_ps(qv, _mm256_maskload_ps(x2 + d8, m));
-            __m256 t3 = _mm256_sub_ps(qv, _mm256_maskload_ps(x3 + d8, m));
-            a0 = _mm256_fmadd_ps(t0, t0, a0);
-            a1 = _mm256_fmadd_ps(t1, t1, a1);
-            a2 = _mm256_fmadd_ps(t2, t2, a2);
-            a3 = _mm256_fmadd_ps(t3, t3, a3);
-        }
-        _mm_storeu_ps(out + i, reduce4(a0, a1, a2, a3));
+        const float *x = X + i * d;
+        _mm_storeu_ps(out + i, l2sq4(q, x, x + d, x + 2 * d, x + 3 * d, d));
     }
     for (; i < n; i++) out[i] = l2sq_one(q, X + i * d, d);
 }
 
 TARGET static void dot_rows_avx2(const float *q, const float *X, size_t n, size_t d, float *out) {
     size_t i = 0;
-    const size_t d8 = d & ~(size_t)7;
     for (; i + 4 <= n; i += 4) {
-        const float *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-        for (size_t j = 0; j < d8; j += 8) {
-            __m256 qv = _mm256_loadu_ps(q + j);
-            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x0 + j), a0);
-            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x1 + j), a1);
-            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x2 + j), a2);
-            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x3 + j), a3);
-        }
-        if (d8 < d) {
-            __m256i m = tail_mask(d - d8);
-            __m256 qv = _mm256_maskload_ps(q + d8, m);
-            a0 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(x0 + d8, m), a0);
-            a1 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(x1 + d8, m), a1);
-            a2 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(x2 + d8, m), a2);
-            a3 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(x3 + d8, m), a3);
-        }
-        _mm_storeu_ps(out + i, reduce4(a0, a1, a2, a3));
+        const float *x = X + i * d;
+        _mm_storeu_ps(out + i, dot4(q, x, x + d, x + 2 * d, x + 3 * d, d));
     }
     for (; i < n; i++) out[i] = dot_one(q, X + i * d, d);
+}
+
+TARGET static void l2sq_ptrs_avx2(const float *q, const float *const *rows, size_t n, size_t d, float *out) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(out + i, l2sq4(q, rows[i], rows[i + 1], rows[i + 2], rows[i + 3], d));
+    for (; i < n; i++) out[i] = l2sq_one(q, rows[i], d);
+}
+
+TARGET static void dot_ptrs_avx2(const float *q, const float *const *rows, size_t n, size_t d, float *out) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(out + i, dot4(q, rows[i], rows[i + 1], rows[i + 2], rows[i + 3], d));
+    for (; i < n; i++) out[i] = dot_one(q, rows[i], d);
 }
 
 /* Four rows at a time, as above, with a second set of accumulators for the rows' squared norms. */
@@ -214,10 +236,11 @@ TARGET static void dot_panel_avx2(const float *Q, size_t nq, const float *panel,
 
 const knn_kernels knn_kernels_avx2 = {
     KNN_ISA_AVX2, "avx2", l2sq_rows_avx2, dot_rows_avx2, dot_norm_rows_avx2, dot_panel_avx2,
+    l2sq_ptrs_avx2, dot_ptrs_avx2,
 };
 
 #else
 const knn_kernels knn_kernels_avx2 = {
-    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0,
+    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0, 0, 0,
 };
 #endif

@@ -63,6 +63,60 @@ TARGET static inline __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
 
 /* Rows go four at a time: the query chunk is loaded once for four rows, four independent FMA chains
  * hide latency, and one shuffle tree reduces all four (it matters for small d such as 50). */
+TARGET static inline __m128 l2sq4(const float *q, const float *x0, const float *x1, const float *x2,
+                                  const float *x3, size_t d) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    size_t j = 0;
+    for (; j + 16 <= d; j += 16) {
+        __m512 qv = _mm512_loadu_ps(q + j);
+        __m512 t0 = _mm512_sub_ps(qv, _mm512_loadu_ps(x0 + j));
+        __m512 t1 = _mm512_sub_ps(qv, _mm512_loadu_ps(x1 + j));
+        __m512 t2 = _mm512_sub_ps(qv, _mm512_loadu_ps(x2 + j));
+        __m512 t3 = _mm512_sub_ps(qv, _mm512_loadu_ps(x3 + j));
+        a0 = _mm512_fmadd_ps(t0, t0, a0);
+        a1 = _mm512_fmadd_ps(t1, t1, a1);
+        a2 = _mm512_fmadd_ps(t2, t2, a2);
+        a3 = _mm512_fmadd_ps(t3, t3, a3);
+    }
+    if (j < d) {
+        __mmask16 m = tail_mask(d - j);
+        __m512 qv = _mm512_maskz_loadu_ps(m, q + j);
+        __m512 t0 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x0 + j));
+        __m512 t1 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x1 + j));
+        __m512 t2 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x2 + j));
+        __m512 t3 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x3 + j));
+        a0 = _mm512_fmadd_ps(t0, t0, a0);
+        a1 = _mm512_fmadd_ps(t1, t1, a1);
+        a2 = _mm512_fmadd_ps(t2, t2, a2);
+        a3 = _mm512_fmadd_ps(t3, t3, a3);
+    }
+    return reduce4(a0, a1, a2, a3);
+}
+
+TARGET static inline __m128 dot4(const float *q, const float *x0, const float *x1, const float *x2,
+                                 const float *x3, size_t d) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    size_t j = 0;
+    for (; j + 16 <= d; j += 16) {
+        __m512 qv = _mm512_loadu_ps(q + j);
+        a0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x0 + j), a0);
+        a1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x1 + j), a1);
+        a2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x2 + j), a2);
+        a3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x3 + j), a3);
+    }
+    if (j < d) {
+        __mmask16 m = tail_mask(d - j);
+        __m512 qv = _mm512_maskz_loadu_ps(m, q + j);
+        a0 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x0 + j), a0);
+        a1 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x1 + j), a1);
+        a2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x2 + j), a2);
+        a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x3 + j), a3);
+    }
+    return reduce4(a0, a1, a2, a3);
+}
+
 TARGET static void l2sq_rows_avx512(const float *q, const float *X, size_t n, size_t d, float *out) {
     if (short_ragged(d)) {
         knn_kernels_avx2.l2sq_rows(q, X, n, d, out);
@@ -70,34 +124,8 @@ TARGET static void l2sq_rows_avx512(const float *q, const float *X, size_t n, si
     }
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        const float *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-        size_t j = 0;
-        for (; j + 16 <= d; j += 16) {
-            __m512 qv = _mm512_loadu_ps(q + j);
-            __m512 t0 = _mm512_sub_ps(qv, _mm512_loadu_ps(x0 + j));
-            __m512 t1 = _mm512_sub_ps(qv, _mm512_loadu_ps(x1 + j));
-            __m512 t2 = _mm512_sub_ps(qv, _mm512_loadu_ps(x2 + j));
-            __m512 t3 = _mm512_sub_ps(qv, _mm512_loadu_ps(x3 + j));
-            a0 = _mm512_fmadd_ps(t0, t0, a0);
-            a1 = _mm512_fmadd_ps(t1, t1, a1);
-            a2 = _mm512_fmadd_ps(t2, t2, a2);
-            a3 = _mm512_fmadd_ps(t3, t3, a3);
-        }
-        if (j < d) {
-            __mmask16 m = tail_mask(d - j);
-            __m512 qv = _mm512_maskz_loadu_ps(m, q + j);
-            __m512 t0 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x0 + j));
-            __m512 t1 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x1 + j));
-            __m512 t2 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x2 + j));
-            __m512 t3 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x3 + j));
-            a0 = _mm512_fmadd_ps(t0, t0, a0);
-            a1 = _mm512_fmadd_ps(t1, t1, a1);
-            a2 = _mm512_fmadd_ps(t2, t2, a2);
-            a3 = _mm512_fmadd_ps(t3, t3, a3);
-        }
-        _mm_storeu_ps(out + i, reduce4(a0, a1, a2, a3));
+        const float *x = X + i * d;
+        _mm_storeu_ps(out + i, l2sq4(q, x, x + d, x + 2 * d, x + 3 * d, d));
     }
     for (; i < n; i++) out[i] = l2sq_one(q, X + i * d, d);
 }
@@ -109,28 +137,30 @@ TARGET static void dot_rows_avx512(const float *q, const float *X, size_t n, siz
     }
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        const float *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-        size_t j = 0;
-        for (; j + 16 <= d; j += 16) {
-            __m512 qv = _mm512_loadu_ps(q + j);
-            a0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x0 + j), a0);
-            a1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x1 + j), a1);
-            a2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x2 + j), a2);
-            a3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x3 + j), a3);
-        }
-        if (j < d) {
-            __mmask16 m = tail_mask(d - j);
-            __m512 qv = _mm512_maskz_loadu_ps(m, q + j);
-            a0 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x0 + j), a0);
-            a1 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x1 + j), a1);
-            a2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x2 + j), a2);
-            a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x3 + j), a3);
-        }
-        _mm_storeu_ps(out + i, reduce4(a0, a1, a2, a3));
+        const float *x = X + i * d;
+        _mm_storeu_ps(out + i, dot4(q, x, x + d, x + 2 * d, x + 3 * d, d));
     }
     for (; i < n; i++) out[i] = dot_one(q, X + i * d, d);
+}
+
+TARGET static void l2sq_ptrs_avx512(const float *q, const float *const *rows, size_t n, size_t d, float *out) {
+    if (short_ragged(d)) {
+        knn_kernels_avx2.l2sq_ptrs(q, rows, n, d, out);
+        return;
+    }
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(out + i, l2sq4(q, rows[i], rows[i + 1], rows[i + 2], rows[i + 3], d));
+    for (; i < n; i++) out[i] = l2sq_one(q, rows[i], d);
+}
+
+TARGET static void dot_ptrs_avx512(const float *q, const float *const *rows, size_t n, size_t d, float *out) {
+    if (short_ragged(d)) {
+        knn_kernels_avx2.dot_ptrs(q, rows, n, d, out);
+        return;
+    }
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(out + i, dot4(q, rows[i], rows[i + 1], rows[i + 2], rows[i + 3], d));
+    for (; i < n; i++) out[i] = dot_one(q, rows[i], d);
 }
 
 TARGET static void dot_norm_rows_avx512(const float *q, const float *X, size_t n, size_t d, float *dot,
@@ -193,11 +223,12 @@ TARGET static void dot_panel_avx512(const float *Q, size_t nq, const float *pane
 
 const knn_kernels knn_kernels_avx512 = {
     KNN_ISA_AVX512, "avx512", l2sq_rows_avx512, dot_rows_avx512, dot_norm_rows_avx512, dot_panel_avx512,
+    l2sq_ptrs_avx512, dot_ptrs_avx512,
 };
 
 #else
 /* Not an x86-64 GCC/Clang build: the dispatcher never selects this table; it aliases scalar. */
 const knn_kernels knn_kernels_avx512 = {
-    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0,
+    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0, 0, 0,
 };
 #endif

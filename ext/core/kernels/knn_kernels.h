@@ -28,6 +28,9 @@ typedef struct knn_kernels {
      * against one panel of KNN_PANEL_ROWS rows packed dimension-major (panel[j*16 + r] = X[r][j]).
      * out[i*KNN_PANEL_ROWS + r] = <Q[i], X[r]>. */
     void (*dot_panel)(const float *Q, size_t nq, const float *panel, size_t d, float *out);
+    /* As l2sq_rows / dot_rows for n rows given by pointer (graph neighbours scattered in memory). */
+    void (*l2sq_ptrs)(const float *q, const float *const *rows, size_t n, size_t d, float *out);
+    void (*dot_ptrs)(const float *q, const float *const *rows, size_t n, size_t d, float *out);
 } knn_kernels;
 
 extern const knn_kernels knn_kernels_scalar;

@@ -47,6 +47,15 @@ static void dot_panel_scalar(const float *Q, size_t nq, const float *panel, size
     }
 }
 
+static void l2sq_ptrs_scalar(const float *q, const float *const *rows, size_t n, size_t d, float *out) {
+    for (size_t i = 0; i < n; i++) l2sq_rows_scalar(q, rows[i], 1, d, &out[i]);
+}
+
+static void dot_ptrs_scalar(const float *q, const float *const *rows, size_t n, size_t d, float *out) {
+    for (size_t i = 0; i < n; i++) dot_rows_scalar(q, rows[i], 1, d, &out[i]);
+}
+
 const knn_kernels knn_kernels_scalar = {
     KNN_ISA_SCALAR, "scalar", l2sq_rows_scalar, dot_rows_scalar, dot_norm_rows_scalar, dot_panel_scalar,
+    l2sq_ptrs_scalar, dot_ptrs_scalar,
 };
