@@ -73,3 +73,16 @@ def test_simd_env_caps_level(monkeypatch):
     assert knnsql.debug()["simd"] == "scalar"
     with knnsql.connect() as db:
         assert "simd scalar" in db.execute("SELECT knn_debug()").fetchall()[0][0]
+
+
+def test_core_is_independent_of_duckdb_and_python():
+    """House rule: only ext/duckdb sees DuckDB's headers; the core includes libc and its own files."""
+    from pathlib import Path
+    import re
+
+    core = Path(__file__).resolve().parent.parent / "ext" / "core"
+    for path in core.rglob("*.[ch]"):
+        for line in path.read_text().splitlines():
+            m = re.match(r'\s*#\s*include\s*[<"]([^>"]+)[>"]', line)
+            if m:
+                assert not re.search(r"duckdb|Python", m.group(1)), f"{path.name} includes {m.group(1)}"
