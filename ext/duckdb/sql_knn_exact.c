@@ -638,6 +638,7 @@ static void finalize_lists(duckdb_function_info info, duckdb_aggregate_state *so
         entries[offset + i].offset = pos;
         for (size_t q = 0; q < a->nq; q++) {
             const knn_topk *h = &a->heaps[q];
+            if (h->size == 0) continue;
             memcpy(sorted, h->heap, h->size * sizeof *sorted);
             qsort(sorted, h->size, sizeof *sorted, cmp_pairs);
             for (size_t r = 0; r < h->size; r++, pos++) {
