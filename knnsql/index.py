@@ -12,6 +12,16 @@ from . import _ffi
 _KINDS = ("flat", "graph")
 
 
+def _bound(name: str, value, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
+    if np.isnan(value):
+        raise ValueError(f"{name} must not be NaN; use None for an open bound")
+    return float(value)
+
+
 def _int_arg(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -148,7 +158,7 @@ class Index:
             raise ValueError(f"ids must have shape ({n},) to match X, got {ids.shape}")
         return np.ascontiguousarray(ids, dtype=np.int64)
 
-    def add(self, X, ids=None, threads: Optional[int] = None) -> None:
+    def add(self, X, ids=None, labels=None, threads: Optional[int] = None) -> None:
         """Adds vectors.
 
         Parameters
@@ -157,6 +167,10 @@ class Index:
             Vectors; converted to contiguous float32.
         ids : array_like of int, shape (n,), optional
             Row ids. Defaults to ``len(self), len(self)+1, ...``.
+        labels : array_like of float, shape (n,), optional
+            A numeric label per row (timestamp, price, size...) for window searches
+            (``search(..., lo=, hi=)``). NaN means no label: such rows are never in a window. Labels are
+            float64, so integers beyond 2**53 lose precision.
         threads : int, optional
             Graph only: build threads (default every core; 1 gives a deterministic graph).
         """
@@ -166,10 +180,18 @@ class Index:
         threads = 0 if threads is None else _int_arg("threads", threads, 1)
         buf, ffi, lib = _ffi.errbuf(), _ffi.ffi, _ffi.lib()
         xs, ix = ffi.from_buffer("float[]", X), ffi.from_buffer("int64_t[]", ids)
-        if self.kind == "flat":
-            status = lib.knn_flat_add(self._handle, xs, ix, n, buf, _ffi.ERRMSG_LEN)
+        if labels is None:
+            lab = ffi.NULL
         else:
-            status = lib.knn_graph_add_rows(self._handle, xs, ix, n, threads, buf, _ffi.ERRMSG_LEN)
+            labels = np.asarray(labels)
+            if labels.dtype.kind not in "fiub" or labels.shape != (n,):
+                raise ValueError(f"labels must be {n} numbers, got shape {labels.shape} and dtype {labels.dtype}")
+            labels = np.ascontiguousarray(labels, dtype=np.float64)
+            lab = ffi.from_buffer("double[]", labels)
+        if self.kind == "flat":
+            status = lib.knn_flat_add_labeled(self._handle, xs, ix, lab, n, buf, _ffi.ERRMSG_LEN)
+        else:
+            status = lib.knn_graph_add_rows(self._handle, xs, ix, lab, n, threads, buf, _ffi.ERRMSG_LEN)
         _ffi.check(status, buf)
 
     def delete(self, ids) -> int:
@@ -204,8 +226,8 @@ class Index:
         return out
 
     # ---- search -----------------------------------------------------------------------------------
-    def search(self, Q, k: int = 10, ef: Optional[int] = None,
-               threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    def search(self, Q, k: int = 10, ef: Optional[int] = None, threads: Optional[int] = None,
+               lo: Optional[float] = None, hi: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Finds the k nearest rows of each query.
 
         Parameters
@@ -218,11 +240,17 @@ class Index:
             Graph only: search beam width; larger is slower and more accurate. Raised to k when smaller.
         threads : int, optional
             Threads to use; default every core.
+        lo, hi : float, optional
+            Window: only rows whose label lies in ``[lo, hi]`` (inclusive; None leaves that side open;
+            ``lo > hi`` is an empty window). A graph index plans each query: an exact scan of the window
+            when it is small, a filtered beam search when it is wide; k rows come back whenever the
+            window holds k rows.
 
         Returns
         -------
         ids : ndarray of int64, shape (nq, min(k, len(self)))
-        distances : ndarray of float32, same shape, ascending per row.
+        distances : ndarray of float32, same shape, ascending per row. With a window holding fewer than
+            k rows, the missing entries are id -1 and distance +inf.
         """
         k = _int_arg("k", k, 1)
         threads = 0 if threads is None else _int_arg("threads", threads, 1)
@@ -230,25 +258,33 @@ class Index:
             if self.kind == "flat":
                 raise ValueError("ef applies to kind='graph' only; a flat index is always exact")
             ef = _int_arg("ef", ef, 1)
+        windowed = lo is not None or hi is not None
+        lo_v = _bound("lo", lo, -np.inf)
+        hi_v = _bound("hi", hi, np.inf)
         Q = self._matrix(Q, "Q")
         nq = Q.shape[0]
         kk = min(k, len(self))
         buf, ffi, lib = _ffi.errbuf(), _ffi.ffi, _ffi.lib()
+        qs = ffi.from_buffer("float[]", Q)
         if self.kind == "flat":
             ids = np.empty((nq, k), dtype=np.int64)
             dists = np.empty((nq, k), dtype=np.float32)
             found = ffi.new("size_t *")
-            _ffi.check(lib.knn_flat_search(self._handle, ffi.from_buffer("float[]", Q), nq, k, threads,
-                                           ffi.from_buffer("int64_t[]", ids), ffi.from_buffer("float[]", dists),
-                                           found, buf, _ffi.ERRMSG_LEN), buf)
+            _ffi.check(lib.knn_flat_search_window(self._handle, qs, nq, k, threads, int(windowed), lo_v, hi_v,
+                                                  ffi.from_buffer("int64_t[]", ids), ffi.from_buffer("float[]", dists),
+                                                  found, ffi.NULL, buf, _ffi.ERRMSG_LEN), buf)
             return ids[:, :found[0]], dists[:, :found[0]]
         ids = np.empty((nq, max(kk, 1)), dtype=np.int64)
         dists = np.empty((nq, max(kk, 1)), dtype=np.float32)
         found = np.empty(nq, dtype=np.uintp)
-        _ffi.check(lib.knn_graph_query(self._handle, ffi.from_buffer("float[]", Q), nq, max(kk, 1), ef or 0, threads,
-                                       ffi.from_buffer("int64_t[]", ids), ffi.from_buffer("float[]", dists),
-                                       ffi.cast("size_t *", ffi.from_buffer("size_t[]", found)), buf,
-                                       _ffi.ERRMSG_LEN), buf)
+        out = (ffi.from_buffer("int64_t[]", ids), ffi.from_buffer("float[]", dists),
+               ffi.cast("size_t *", ffi.from_buffer("size_t[]", found)))
+        if windowed:
+            status = lib.knn_graph_query_window(self._handle, qs, nq, max(kk, 1), ef or 0, lo_v, hi_v, threads, *out,
+                                                ffi.NULL, buf, _ffi.ERRMSG_LEN)
+        else:
+            status = lib.knn_graph_query(self._handle, qs, nq, max(kk, 1), ef or 0, threads, *out, buf, _ffi.ERRMSG_LEN)
+        _ffi.check(status, buf)
         return ids[:, :kk], dists[:, :kk]
 
     # ---- persistence ------------------------------------------------------------------------------

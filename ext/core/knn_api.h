@@ -30,6 +30,14 @@ const char *knn_flat_simd(const knn_flat *index);
  * one call the last occurrence wins. Rejects the whole call, changing nothing, on NaN/Inf. */
 int knn_flat_add(knn_flat *index, const float *vecs, const int64_t *ids, size_t n, char *errmsg,
                  size_t errmsg_len);
+/* As knn_flat_add with a label per row (labels may be NULL; NaN means no label). */
+int knn_flat_add_labeled(knn_flat *index, const float *vecs, const int64_t *ids, const double *labels, size_t n,
+                         char *errmsg, size_t errmsg_len);
+/* As knn_flat_search counting only rows whose label is in [lo, hi] (when windowed is 1);
+ * found_per_query[q] results are valid in row q, the rest are id -1 and distance +inf. */
+int knn_flat_search_window(const knn_flat *index, const float *queries, size_t nq, size_t k, size_t threads,
+                           int windowed, double lo, double hi, int64_t *out_ids, float *out_dists, size_t *found,
+                           size_t *found_per_query, char *errmsg, size_t errmsg_len);
 /* Removes ids (unknown ids are ignored); *removed counts those that were present. */
 int knn_flat_remove(knn_flat *index, const int64_t *ids, size_t n, size_t *removed, char *errmsg,
                     size_t errmsg_len);
@@ -47,9 +55,10 @@ typedef struct knn_graph knn_graph;
 int knn_graph_new(size_t dim, const char *metric, size_t m, size_t ef_construction, size_t ef, uint64_t seed,
                   knn_graph **out, char *errmsg, size_t errmsg_len);
 void knn_graph_destroy(knn_graph *index);
-/* Adds rows; an id already present is replaced. threads = 0 uses every core. */
-int knn_graph_add_rows(knn_graph *index, const float *vecs, const int64_t *ids, size_t n, size_t threads,
-                       char *errmsg, size_t errmsg_len);
+/* Adds rows; an id already present is replaced. labels may be NULL (NaN: no label). threads = 0
+ * uses every core. */
+int knn_graph_add_rows(knn_graph *index, const float *vecs, const int64_t *ids, const double *labels, size_t n,
+                       size_t threads, char *errmsg, size_t errmsg_len);
 /* Tombstones ids (unknown ids are ignored); *removed counts those that were live. */
 int knn_graph_remove(knn_graph *index, const int64_t *ids, size_t n, size_t *removed, char *errmsg,
                      size_t errmsg_len);
@@ -59,6 +68,11 @@ int knn_graph_rebuild(knn_graph *index, size_t threads, char *errmsg, size_t err
  * found[q] results are valid, the rest are id -1 and distance +inf. */
 int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, size_t threads,
                     int64_t *out_ids, float *out_dists, size_t *found, char *errmsg, size_t errmsg_len);
+/* As knn_graph_query, counting only rows whose label is in [lo, hi]; plans[q] (may be NULL) reports the
+ * plan of each query: 0 exact scan of the window, 1 filtered graph, 2 graph then exact fallback. */
+int knn_graph_query_window(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, double lo,
+                           double hi, size_t threads, int64_t *out_ids, float *out_dists, size_t *found, int *plans,
+                           char *errmsg, size_t errmsg_len);
 size_t knn_graph_count(const knn_graph *index);
 size_t knn_graph_tombstones(const knn_graph *index);
 size_t knn_graph_bytes(const knn_graph *index);

@@ -26,11 +26,11 @@ int knn_graph_new(size_t dim, const char *metric, size_t m, size_t ef_constructi
 
 void knn_graph_destroy(knn_graph *index) { knn_graph_free(index); }
 
-int knn_graph_add_rows(knn_graph *index, const float *vecs, const int64_t *ids, size_t n, size_t threads,
-                       char *errmsg, size_t errmsg_len) {
+int knn_graph_add_rows(knn_graph *index, const float *vecs, const int64_t *ids, const double *labels, size_t n,
+                       size_t threads, char *errmsg, size_t errmsg_len) {
     knn_error err;
     knn_error_clear(&err);
-    knn_graph_add(index, vecs, ids, n, threads, &err);
+    knn_graph_add(index, vecs, ids, labels, n, threads, &err);
     return knn_error_export(&err, errmsg, errmsg_len);
 }
 
@@ -57,6 +57,9 @@ typedef struct query_job {
     float *dists;
     size_t *found;
     knn_error *errs;
+    int windowed;
+    double lo, hi;
+    int *plans;
 } query_job;
 
 static void query_task(void *arg, size_t t) {
@@ -64,10 +67,15 @@ static void query_task(void *arg, size_t t) {
     for (size_t q = t; q < job->nq; q += job->nthreads) {
         int64_t *ids = job->ids + q * job->k;
         float *dists = job->dists + q * job->k;
-        if (knn_graph_search(job->g, job->queries + q * job->dim, job->k, job->ef, ids, dists, &job->found[q],
-                             &job->errs[t]) != KNN_OK) {
-            return;
+        knn_status s;
+        if (job->windowed) {
+            s = knn_graph_search_window(job->g, job->queries + q * job->dim, job->k, job->ef, job->lo, job->hi, ids,
+                                        dists, &job->found[q], job->plans ? &job->plans[q] : NULL, &job->errs[t]);
+        } else {
+            s = knn_graph_search(job->g, job->queries + q * job->dim, job->k, job->ef, ids, dists, &job->found[q],
+                                 &job->errs[t]);
         }
+        if (s != KNN_OK) return;
         for (size_t j = job->found[q]; j < job->k; j++) {
             ids[j] = -1;
             dists[j] = INFINITY;
@@ -75,8 +83,9 @@ static void query_task(void *arg, size_t t) {
     }
 }
 
-int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, size_t threads,
-                    int64_t *out_ids, float *out_dists, size_t *found, char *errmsg, size_t errmsg_len) {
+static int run_queries(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, int windowed,
+                       double lo, double hi, size_t threads, int64_t *out_ids, float *out_dists, size_t *found,
+                       int *plans, char *errmsg, size_t errmsg_len) {
     knn_error err;
     knn_error_clear(&err);
     if (k == 0) {
@@ -90,7 +99,8 @@ int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k,
         knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu search threads", nthreads);
         return knn_error_export(&err, errmsg, errmsg_len);
     }
-    query_job job = {index, queries, nq, k, ef, nthreads, knn_graph_dim(index), out_ids, out_dists, found, errs};
+    query_job job = {index, queries, nq, k, ef, nthreads, knn_graph_dim(index), out_ids, out_dists, found, errs,
+                     windowed, lo, hi, plans};
     knn_parallel_run(nthreads, query_task, &job);
     for (size_t t = 0; t < nthreads; t++) {
         if (errs[t].status != KNN_OK) {
@@ -100,6 +110,18 @@ int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k,
     }
     free(errs);
     return knn_error_export(&err, errmsg, errmsg_len);
+}
+
+int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, size_t threads,
+                    int64_t *out_ids, float *out_dists, size_t *found, char *errmsg, size_t errmsg_len) {
+    return run_queries(index, queries, nq, k, ef, 0, 0, 0, threads, out_ids, out_dists, found, NULL, errmsg, errmsg_len);
+}
+
+int knn_graph_query_window(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, double lo,
+                           double hi, size_t threads, int64_t *out_ids, float *out_dists, size_t *found, int *plans,
+                           char *errmsg, size_t errmsg_len) {
+    return run_queries(index, queries, nq, k, ef, 1, lo, hi, threads, out_ids, out_dists, found, plans, errmsg,
+                       errmsg_len);
 }
 
 size_t knn_graph_count(const knn_graph *index) { return knn_graph_live(index); }

@@ -28,6 +28,7 @@ struct knn_flat {
     float *vecs;    /* cap x dim, 64-byte aligned */
     float *norm2;   /* squared norm of each row */
     int64_t *ids;
+    double *labels; /* NaN: no label */
     size_t count;
     size_t cap;
     knn_idmap slots; /* id -> row */
@@ -66,6 +67,7 @@ void knn_flat_destroy(knn_flat *ix) {
     free(ix->vecs);
     free(ix->norm2);
     free(ix->ids);
+    free(ix->labels);
     knn_idmap_free(&ix->slots);
     pthread_rwlock_destroy(&ix->rw);
     free(ix);
@@ -83,6 +85,7 @@ int knn_flat_remove(knn_flat *ix, const int64_t *ids, size_t n, size_t *removed,
             memcpy(ix->vecs + (size_t)slot * ix->dim, ix->vecs + last * ix->dim, ix->dim * sizeof(float));
             ix->norm2[slot] = ix->norm2[last];
             ix->ids[slot] = ix->ids[last];
+            ix->labels[slot] = ix->labels[last];
             knn_idmap_put(&ix->slots, ix->ids[slot], slot, NULL); /* replaces in place: no allocation */
         }
         ix->count--;
@@ -125,28 +128,38 @@ static knn_status reserve(knn_flat *ix, size_t need, knn_error *err) {
     float *vecs = aligned_alloc(64, bytes);
     float *norm2 = malloc(cap * sizeof *norm2);
     int64_t *ids = malloc(cap * sizeof *ids);
-    if (vecs == NULL || norm2 == NULL || ids == NULL) {
+    double *labels = malloc(cap * sizeof *labels);
+    if (vecs == NULL || norm2 == NULL || ids == NULL || labels == NULL) {
         free(vecs);
         free(norm2);
         free(ids);
+        free(labels);
         return knn_error_set(err, KNN_ENOMEM, "out of memory growing a flat index to %zu rows", cap);
     }
     if (ix->count) {
         memcpy(vecs, ix->vecs, ix->count * ix->dim * sizeof(float));
         memcpy(norm2, ix->norm2, ix->count * sizeof *norm2);
         memcpy(ids, ix->ids, ix->count * sizeof *ids);
+        memcpy(labels, ix->labels, ix->count * sizeof *labels);
     }
     free(ix->vecs);
     free(ix->norm2);
     free(ix->ids);
+    free(ix->labels);
     ix->vecs = vecs;
     ix->norm2 = norm2;
     ix->ids = ids;
+    ix->labels = labels;
     ix->cap = cap;
     return KNN_OK;
 }
 
 int knn_flat_add(knn_flat *ix, const float *vecs, const int64_t *ids, size_t n, char *errmsg, size_t errmsg_len) {
+    return knn_flat_add_labeled(ix, vecs, ids, NULL, n, errmsg, errmsg_len);
+}
+
+int knn_flat_add_labeled(knn_flat *ix, const float *vecs, const int64_t *ids, const double *labels, size_t n,
+                         char *errmsg, size_t errmsg_len) {
     knn_error err;
     knn_error_clear(&err);
     float *norms = NULL;
@@ -181,6 +194,7 @@ int knn_flat_add(knn_flat *ix, const float *vecs, const int64_t *ids, size_t n, 
             ix->ids[slot] = ids[i];
             ix->count++;
         }
+        ix->labels[slot] = labels ? labels[i] : NAN;
         float *dst = ix->vecs + (size_t)slot * d;
         if (ix->metric == KNN_METRIC_COSINE) {
             /* zero rows stay zero: their dot is 0, their cosine distance 1 */
@@ -205,6 +219,8 @@ typedef struct search_task {
     const float *q_norm2;
     size_t q_lo, q_hi, r_lo, r_hi;
     knn_topk *heaps; /* one per query of the whole search, owned by this task */
+    int windowed;
+    double lo, hi;
     knn_error err;
 } search_task;
 
@@ -217,9 +233,21 @@ static void run_task(void *arg, size_t t) {
     const knn_flat *ix = task->ix;
     const size_t d = ix->dim;
     knn_rows rows = {ix->vecs + task->r_lo * d, ix->norm2 + task->r_lo, ix->ids + task->r_lo, 0,
-                     task->r_hi - task->r_lo, d};
+                     task->r_hi - task->r_lo, d, NULL, 0, 0};
     size_t nq = task->q_hi - task->q_lo;
     if (nq == 0 || rows.n == 0) return;
+    if (task->windowed) { /* the label filter lives in the one-query scan: run it per query */
+        rows.labels = ix->labels + task->r_lo;
+        rows.lo = task->lo;
+        rows.hi = task->hi;
+        for (size_t q = task->q_lo; q < task->q_hi; q++) {
+            if (knn_scan_one(ix->kern, ix->scan_metric, task->queries + q * d, task->q_norm2[q], &rows, &task->heaps[q],
+                             &task->err) != KNN_OK) {
+                return;
+            }
+        }
+        return;
+    }
     if (nq == 1) {
         knn_scan_one(ix->kern, ix->scan_metric, task->queries + task->q_lo * d, task->q_norm2[task->q_lo], &rows,
                      &task->heaps[task->q_lo], &task->err);
@@ -233,6 +261,13 @@ static void run_task(void *arg, size_t t) {
 
 int knn_flat_search(const knn_flat *ix, const float *queries, size_t nq, size_t k, size_t threads, int64_t *out_ids,
                     float *out_dists, size_t *out_found, char *errmsg, size_t errmsg_len) {
+    return knn_flat_search_window(ix, queries, nq, k, threads, 0, 0, 0, out_ids, out_dists, out_found, NULL, errmsg,
+                                  errmsg_len);
+}
+
+int knn_flat_search_window(const knn_flat *ix, const float *queries, size_t nq, size_t k, size_t threads,
+                           int windowed, double lo, double hi, int64_t *out_ids, float *out_dists, size_t *out_found,
+                           size_t *found_per_query, char *errmsg, size_t errmsg_len) {
     knn_error err;
     knn_error_clear(&err);
     const size_t d = ix->dim;
@@ -244,6 +279,7 @@ int knn_flat_search(const knn_flat *ix, const float *queries, size_t nq, size_t 
     int locked = 0;
 
     if (out_found) *out_found = 0;
+    if (found_per_query) memset(found_per_query, 0, nq * sizeof *found_per_query);
     if (k == 0) {
         knn_error_set(&err, KNN_EINVAL, "k must be >= 1, got 0");
         goto cleanup;
@@ -307,6 +343,9 @@ int knn_flat_search(const knn_flat *ix, const float *queries, size_t nq, size_t 
             task->r_hi = ix->count * (t + 1) / nthreads;
         }
         knn_error_clear(&task->err);
+        task->windowed = windowed;
+        task->lo = lo;
+        task->hi = hi;
         task->heaps = calloc(nq, sizeof *task->heaps);
         if (task->heaps == NULL) {
             knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu result lists", nq);
@@ -331,7 +370,12 @@ int knn_flat_search(const knn_flat *ix, const float *queries, size_t nq, size_t 
             if (knn_topk_merge(dst, &tasks[t].heaps[q], &err) != KNN_OK) goto cleanup;
         }
         knn_topk_sort(dst);
-        for (size_t i = 0; i < kk; i++) {
+        if (found_per_query) found_per_query[q] = dst->size;
+        for (size_t i = dst->size; i < kk; i++) { /* a window may hold fewer than k rows */
+            out_ids[q * k + i] = -1;
+            out_dists[q * k + i] = INFINITY;
+        }
+        for (size_t i = 0; i < kk && i < dst->size; i++) {
             out_ids[q * k + i] = dst->heap[i].id;
             float dist = dst->heap[i].dist;
             if (ix->metric == KNN_METRIC_COSINE) dist = dist + 1.0f < 0.0f ? 0.0f : dist + 1.0f;

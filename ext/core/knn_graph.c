@@ -2,6 +2,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "knn_graph_internal.h"
 #include "knn_parallel.h"
@@ -170,6 +171,9 @@ knn_status knn_graph_alloc(size_t dim, knn_metric metric, const knn_graph_params
     g->slot_bytes = (g->links_offset + (1 + g->m0) * sizeof(uint32_t) + 63) / 64 * 64;
     g->entry = KNN_NO_NODE;
     g->max_level = -1;
+    atomic_init(&g->ns_scan, 0.0);
+    atomic_init(&g->ns_visit, 0.0);
+    atomic_init(&g->visits_per_search, 0.0);
     pthread_rwlock_init(&g->rw, NULL);
     pthread_mutex_init(&g->entry_lock, NULL);
     pthread_mutex_init(&g->pool_lock, NULL);
@@ -193,6 +197,14 @@ static void free_nodes(knn_graph *g) {
     free(g->ids);
     free(g->deleted);
     free((void *)g->locks);
+    free(g->labels);
+    free(g->sorted_labels);
+    free(g->sorted_nodes);
+    free(g->delta);
+    g->sorted_labels = NULL;
+    g->sorted_nodes = NULL;
+    g->delta = NULL;
+    g->n_sorted = g->n_delta = g->cap_delta = 0;
     knn_idmap_free(&g->map);
 }
 
@@ -228,6 +240,7 @@ knn_status knn_graph_reserve(knn_graph *g, size_t need, knn_error *err) {
     GROW(g->ids, int64_t, cap);
     GROW(g->deleted, uint8_t, cap);
     GROW(g->locks, _Atomic unsigned char, cap);
+    GROW(g->labels, double, cap);
     for (size_t i = g->capacity; i < cap; i++) {
         g->upper[i] = NULL;
         atomic_init(&g->locks[i], 0);
@@ -263,10 +276,23 @@ static uint32_t greedy(const knn_graph *g, const float *q, uint32_t cur, float *
     return cur;
 }
 
-/* Beam search of width ef on one layer; leaves the best ef nodes in c->top (max-heap by distance).
- * With skip_deleted, tombstoned nodes route the search but are not kept as results. */
+/* Which nodes a search may return; the others still route it (as hnswlib's filter functor). */
+typedef struct admit_rule {
+    int skip_deleted;
+    int windowed;
+    double lo, hi;
+} admit_rule;
+
+static inline int admitted(const knn_graph *g, const admit_rule *r, uint32_t e) {
+    if (r == NULL) return 1;
+    if (r->skip_deleted && g->deleted[e]) return 0;
+    return !r->windowed || (g->labels[e] >= r->lo && g->labels[e] <= r->hi);
+}
+
+/* Beam search of width ef on one layer; leaves the best ef admitted nodes in c->top (max-heap by
+ * distance). Adds the number of distances computed to *visits when visits is not NULL. */
 static int search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, uint32_t ep, float epd, size_t ef,
-                        int level, int locked, int skip_deleted, size_t *ntop) {
+                        int level, int locked, const admit_rule *rule, size_t *ntop, size_t *visits) {
     size_t ncand = 0;
     *ntop = 0;
     uint32_t buf[513];
@@ -274,7 +300,7 @@ static int search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, u
     ctx_new_epoch(c);
     c->marks[ep] = c->epoch;
     if (!heap_push(&c->cand, &ncand, &c->cand_cap, -epd, ep)) return 0;
-    if (!(skip_deleted && g->deleted[ep]) && !heap_push(&c->top, ntop, &c->top_cap, epd, ep)) return 0;
+    if (admitted(g, rule, ep) && !heap_push(&c->top, ntop, &c->top_cap, epd, ep)) return 0;
     float bound = *ntop ? epd : INFINITY;
     while (ncand) {
         knn_hitem best = c->cand[0];
@@ -292,12 +318,13 @@ static int search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, u
         }
         if (locked) node_unlock(g, best.id);
         vdists(g, q, buf, fresh, dist);
+        if (visits) *visits += fresh;
         for (uint32_t j = 0; j < fresh; j++) {
             uint32_t e = buf[j];
             float d = dist[j];
             if (*ntop < ef || d < bound) {
                 if (!heap_push(&c->cand, &ncand, &c->cand_cap, -d, e)) return 0;
-                if (skip_deleted && g->deleted[e]) continue;
+                if (!admitted(g, rule, e)) continue;
                 if (!heap_push(&c->top, ntop, &c->top_cap, d, e)) return 0;
                 if (*ntop > ef) heap_pop(c->top, ntop);
                 bound = c->top[0].key;
@@ -386,7 +413,7 @@ static int insert_node(knn_graph *g, knn_search_ctx *c, uint32_t node) {
     for (int lev = max_level; lev > level; lev--) ep = greedy(g, v, ep, &epd, lev, 1);
     for (int lev = level < max_level ? level : max_level; lev >= 0; lev--) {
         size_t ntop;
-        if (!search_layer(g, c, v, ep, epd, g->p.ef_construction, lev, 1, 0, &ntop)) {
+        if (!search_layer(g, c, v, ep, epd, g->p.ef_construction, lev, 1, NULL, &ntop, NULL)) {
             if (holds) pthread_mutex_unlock(&g->entry_lock);
             return 0;
         }
@@ -481,8 +508,10 @@ static knn_status prepare_vec(const knn_graph *g, const float *v, float *out, in
     return KNN_OK;
 }
 
-static knn_status add_locked(knn_graph *g, const float *vecs, const int64_t *ids, size_t n, size_t threads,
-                             knn_error *err) {
+static void window_index_update(knn_graph *g, size_t first);
+
+static knn_status add_locked(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels, size_t n,
+                             size_t threads, knn_error *err) {
     knn_idmap last = {0};
     knn_status s = KNN_OK;
     /* Within one batch the last occurrence of an id wins. */
@@ -501,6 +530,7 @@ static knn_status add_locked(knn_graph *g, const float *vecs, const int64_t *ids
         int level = draw_level(g, g->inserted + (node - first));
         g->levels[node] = (uint8_t)level;
         g->ids[node] = ids[i];
+        g->labels[node] = labels ? labels[i] : NAN;
         g->deleted[node] = 0;
         knn_graph_links(g, node, 0)[0] = 0;
         g->upper[node] = NULL;
@@ -529,6 +559,7 @@ static knn_status add_locked(knn_graph *g, const float *vecs, const int64_t *ids
     build_job job = {g, (uint32_t)first, (uint32_t)g->count, first, 0};
     knn_parallel_run(threads, build_worker, &job);
     if (atomic_load(&job.failed)) s = knn_error_set(err, KNN_ENOMEM, "out of memory while linking the graph");
+    window_index_update(g, first);
     goto done;
 rollback:
     while (g->count > first) {
@@ -541,11 +572,11 @@ done:
     return s;
 }
 
-knn_status knn_graph_add(knn_graph *g, const float *vecs, const int64_t *ids, size_t n, size_t threads,
-                         knn_error *err) {
+knn_status knn_graph_add(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels, size_t n,
+                         size_t threads, knn_error *err) {
     if (n == 0) return KNN_OK;
     pthread_rwlock_wrlock(&g->rw);
-    knn_status s = add_locked(g, vecs, ids, n, threads, err);
+    knn_status s = add_locked(g, vecs, ids, labels, n, threads, err);
     pthread_rwlock_unlock(&g->rw);
     return s;
 }
@@ -573,8 +604,9 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     size_t live = g->count - g->n_deleted;
     float *vecs = malloc((live ? live : 1) * g->dim * sizeof(float));
     int64_t *ids = malloc((live ? live : 1) * sizeof(int64_t));
+    double *labels = malloc((live ? live : 1) * sizeof(double));
     knn_graph *fresh = NULL;
-    if (vecs == NULL || ids == NULL) {
+    if (vecs == NULL || ids == NULL || labels == NULL) {
         s = knn_error_set(err, KNN_ENOMEM, "out of memory optimizing a graph of %zu rows", live);
         goto done;
     }
@@ -582,11 +614,12 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     for (uint32_t i = 0; i < g->count; i++) {
         if (g->deleted[i]) continue;
         memcpy(vecs + m * g->dim, knn_graph_vec(g, i), g->dim * sizeof(float));
+        labels[m] = g->labels[i];
         ids[m++] = g->ids[i];
     }
     if ((s = knn_graph_alloc(g->dim, g->metric, &g->p, &fresh, err)) != KNN_OK) goto done;
     fresh->inserted = 0;
-    if ((s = add_locked(fresh, vecs, ids, m, threads, err)) != KNN_OK) goto done;
+    if ((s = add_locked(fresh, vecs, ids, labels, m, threads, err)) != KNN_OK) goto done;
     /* Swap node storage; keep g's locks and pool (contexts stay valid: capacities only grow). */
     free_nodes(g);
     g->data0 = fresh->data0;
@@ -595,6 +628,13 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     g->ids = fresh->ids;
     g->deleted = fresh->deleted;
     g->locks = fresh->locks;
+    g->labels = fresh->labels;
+    g->sorted_labels = fresh->sorted_labels;
+    g->sorted_nodes = fresh->sorted_nodes;
+    g->n_sorted = fresh->n_sorted;
+    g->delta = fresh->delta;
+    g->n_delta = fresh->n_delta;
+    g->cap_delta = fresh->cap_delta;
     g->count = fresh->count;
     g->capacity = fresh->capacity;
     g->n_deleted = 0;
@@ -608,11 +648,17 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     fresh->ids = NULL;
     fresh->deleted = NULL;
     fresh->locks = NULL;
+    fresh->labels = NULL;
+    fresh->sorted_labels = NULL;
+    fresh->sorted_nodes = NULL;
+    fresh->delta = NULL;
+    fresh->n_sorted = fresh->n_delta = fresh->cap_delta = 0;
     fresh->count = 0;
 done:
     knn_graph_free(fresh);
     free(vecs);
     free(ids);
+    free(labels);
     pthread_rwlock_unlock(&g->rw);
     return s;
 }
@@ -678,7 +724,8 @@ knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t e
     float epd = vdist(g, q, knn_graph_vec(g, ep));
     for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, 0);
     size_t ntop;
-    if (!search_layer(g, c, q, ep, epd, ef, 0, 0, g->n_deleted > 0, &ntop)) {
+    admit_rule live_only = {1, 0, 0, 0};
+    if (!search_layer(g, c, q, ep, epd, ef, 0, 0, g->n_deleted ? &live_only : NULL, &ntop, NULL)) {
         s = knn_error_set(err, KNN_ENOMEM, "out of memory during search");
         goto done;
     }
@@ -722,4 +769,247 @@ size_t knn_graph_ids(knn_graph *g, int64_t *out, size_t cap) {
     }
     pthread_rwlock_unlock(&g->rw);
     return m;
+}
+
+/* ---- window search -------------------------------------------------------------------------------
+ *
+ * Rows carry a numeric label. A window query [lo, hi] is planned per query over the window's row
+ * count w, found by binary search in the label-sorted node list (plus a linear pass over the delta of
+ * rows labelled since the last rebuild):
+ *   - exact: score the w in-window nodes directly (the label-sorted list makes them one gather);
+ *   - graph: beam search over the whole graph admitting only in-window nodes; the beam must collect
+ *     ef admitted nodes, so it visits about (unfiltered visits) * n / w nodes.
+ * The costs come from a calibration run on first use (ns per scanned row, ns per visited node and
+ * nodes visited per unfiltered search on this index and machine), not from fixed thresholds. When a
+ * graph search finds fewer than k rows, an exact pass over the window decides, so k rows come back
+ * whenever k live rows lie in the window. */
+
+typedef struct label_node {
+    double label;
+    uint32_t node;
+} label_node;
+
+static int cmp_label_node(const void *a, const void *b) {
+    const label_node *x = a, *y = b;
+    if (x->label != y->label) return x->label < y->label ? -1 : 1;
+    return (x->node > y->node) - (x->node < y->node);
+}
+
+/* Rebuilds the sorted list from every live labelled node; on failure keeps the delta (still correct). */
+void knn_graph_window_rebuild(knn_graph *g) {
+    size_t n = 0;
+    for (uint32_t i = 0; i < g->count; i++) n += !g->deleted[i] && !isnan(g->labels[i]);
+    label_node *pairs = malloc((n ? n : 1) * sizeof *pairs);
+    double *labels = malloc((n ? n : 1) * sizeof *labels);
+    uint32_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
+    if (!pairs || !labels || !nodes) {
+        free(pairs);
+        free(labels);
+        free(nodes);
+        return;
+    }
+    size_t m = 0;
+    for (uint32_t i = 0; i < g->count; i++) {
+        if (!g->deleted[i] && !isnan(g->labels[i])) pairs[m++] = (label_node){g->labels[i], i};
+    }
+    qsort(pairs, m, sizeof *pairs, cmp_label_node);
+    for (size_t i = 0; i < m; i++) {
+        labels[i] = pairs[i].label;
+        nodes[i] = pairs[i].node;
+    }
+    free(pairs);
+    free(g->sorted_labels);
+    free(g->sorted_nodes);
+    g->sorted_labels = labels;
+    g->sorted_nodes = nodes;
+    g->n_sorted = m;
+    g->n_delta = 0;
+}
+
+/* Records nodes [first, count) after an add: into the delta, merged once it outgrows ~sqrt(n). */
+static void window_index_update(knn_graph *g, size_t first) {
+    size_t limit = 256 + (size_t)(8.0 * sqrt((double)g->count));
+    size_t add = 0;
+    for (size_t i = first; i < g->count; i++) add += !isnan(g->labels[i]);
+    if (add == 0) return;
+    if (g->n_delta + add > limit) {
+        knn_graph_window_rebuild(g);
+        if (g->n_delta == 0) return;
+    }
+    if (g->n_delta + add > g->cap_delta) {
+        size_t cap = (g->n_delta + add) * 2;
+        uint32_t *d = realloc(g->delta, cap * sizeof *d);
+        if (d == NULL) {
+            knn_graph_window_rebuild(g); /* no room for a delta: fold everything into the sorted list */
+            return;
+        }
+        g->delta = d;
+        g->cap_delta = cap;
+    }
+    for (size_t i = first; i < g->count; i++) {
+        if (!isnan(g->labels[i])) g->delta[g->n_delta++] = (uint32_t)i;
+    }
+}
+
+/* First position with label >= x (strict = 0) or > x (strict = 1). */
+static size_t label_bound(const double *a, size_t n, double x, int strict) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strict ? a[mid] <= x : a[mid] < x) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+static inline double now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* Measures this index's scan and search costs once (under the read lock; racing calibrations agree). */
+static void calibrate(knn_graph *g, knn_search_ctx *c) {
+    if (atomic_load(&g->ns_visit) > 0) return;
+    uint32_t nodes[256];
+    float dist[256];
+    size_t rows = g->count < 8192 ? g->count : 8192;
+    const float *q = knn_graph_vec(g, (uint32_t)(g->count / 2));
+    double t0 = now_ns();
+    for (size_t b = 0; b < rows; b += 256) {
+        size_t m = rows - b < 256 ? rows - b : 256;
+        for (size_t j = 0; j < m; j++) nodes[j] = (uint32_t)(b + j);
+        vdists(g, q, nodes, m, dist);
+    }
+    double scan = (now_ns() - t0) / (double)(rows ? rows : 1);
+    size_t visits = 0, searches = 8;
+    t0 = now_ns();
+    for (size_t s = 0; s < searches; s++) {
+        const float *v = knn_graph_vec(g, (uint32_t)((s * 2654435761u) % g->count));
+        uint32_t ep = g->entry;
+        float epd = vdist(g, v, knn_graph_vec(g, ep));
+        for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, v, ep, &epd, lev, 0);
+        size_t ntop;
+        if (!search_layer(g, c, v, ep, epd, g->p.ef, 0, 0, NULL, &ntop, &visits)) return;
+    }
+    double elapsed = now_ns() - t0;
+    if (visits == 0) visits = 1;
+    atomic_store(&g->ns_scan, scan > 0 ? scan : 1.0);
+    atomic_store(&g->visits_per_search, (double)visits / (double)searches);
+    atomic_store(&g->ns_visit, elapsed / (double)visits);
+}
+
+/* Exact top-k over the window: the sorted slice [s, e) plus in-window delta nodes. */
+static knn_status exact_window(const knn_graph *g, const float *q, size_t k, double lo, double hi, size_t s, size_t e,
+                               int64_t *out_ids, float *out_dists, size_t *found, knn_error *err) {
+    knn_topk t;
+    uint32_t nodes[256];
+    float dist[256];
+    knn_status st = knn_topk_init(&t, k, err);
+    size_t m = 0;
+    for (size_t i = s; st == KNN_OK && i <= e; i++) {
+        if (i < e && !g->deleted[g->sorted_nodes[i]]) nodes[m++] = g->sorted_nodes[i];
+        if (m == 256 || (i == e && m)) {
+            vdists(g, q, nodes, m, dist);
+            for (size_t j = 0; st == KNN_OK && j < m; j++) st = knn_topk_offer(&t, dist[j], g->ids[nodes[j]], err);
+            m = 0;
+        }
+    }
+    for (size_t i = 0; st == KNN_OK && i < g->n_delta; i++) {
+        uint32_t v = g->delta[i];
+        if (g->deleted[v] || !(g->labels[v] >= lo && g->labels[v] <= hi)) continue;
+        st = knn_topk_offer(&t, vdist(g, q, knn_graph_vec(g, v)), g->ids[v], err);
+    }
+    if (st == KNN_OK) {
+        knn_topk_sort(&t);
+        for (size_t j = 0; j < t.size; j++) {
+            out_ids[j] = t.heap[j].id;
+            out_dists[j] = t.heap[j].dist;
+        }
+        *found = t.size;
+    }
+    knn_topk_free(&t);
+    return st;
+}
+
+knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
+                                   int64_t *out_ids, float *out_dists, size_t *found, int *plan, knn_error *err) {
+    *found = 0;
+    if (plan) *plan = 0;
+    if (k == 0) return knn_error_set(err, KNN_EINVAL, "k must be >= 1, got 0");
+    if (isnan(lo) || isnan(hi)) return knn_error_set(err, KNN_EINVAL, "window bounds must not be NaN");
+    knn_status s = KNN_OK;
+    knn_search_ctx *c = NULL;
+    pthread_rwlock_rdlock(&g->rw);
+    if (lo > hi || g->count - g->n_deleted == 0) goto done; /* an empty window: no rows */
+    c = ctx_acquire(g);
+    if (c == NULL) {
+        s = knn_error_set(err, KNN_ENOMEM, "out of memory for a search context");
+        goto done;
+    }
+    float qn = 0;
+    for (size_t j = 0; j < g->dim; j++) {
+        if (!isfinite(query[j])) {
+            s = knn_error_set(err, KNN_EDATA, "query has a NaN or Inf at position %zu; queries must be finite", j);
+            goto done;
+        }
+        qn += query[j] * query[j];
+    }
+    const float *q = query;
+    if (g->metric == KNN_METRIC_COSINE) {
+        if (qn == 0) {
+            s = knn_error_set(err, KNN_EDATA, "query is the zero vector, which has no direction for metric 'cosine'");
+            goto done;
+        }
+        float inv = 1.0f / sqrtf(qn);
+        for (size_t j = 0; j < g->dim; j++) c->qbuf[j] = query[j] * inv;
+        q = c->qbuf;
+    }
+    size_t lo_pos = label_bound(g->sorted_labels, g->n_sorted, lo, 0);
+    size_t hi_pos = label_bound(g->sorted_labels, g->n_sorted, hi, 1);
+    size_t w = hi_pos - lo_pos;
+    for (size_t i = 0; i < g->n_delta; i++) {
+        double l = g->labels[g->delta[i]];
+        w += l >= lo && l <= hi;
+    }
+    if (w == 0) goto done;
+    calibrate(g, c);
+    if (ef == 0) ef = g->p.ef;
+    if (ef < k) ef = k;
+    double live = (double)(g->count - g->n_deleted);
+    double exact_cost = (double)w * atomic_load(&g->ns_scan);
+    double graph_cost = atomic_load(&g->visits_per_search) * ((double)ef / (double)g->p.ef) * (live / (double)w) *
+                        atomic_load(&g->ns_visit);
+    if (exact_cost <= graph_cost) {
+        s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, err);
+        goto done;
+    }
+    if (plan) *plan = 1;
+    uint32_t ep = g->entry;
+    float epd = vdist(g, q, knn_graph_vec(g, ep));
+    for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, 0);
+    admit_rule rule = {1, 1, lo, hi};
+    size_t ntop;
+    if (!search_layer(g, c, q, ep, epd, ef, 0, 0, &rule, &ntop, NULL)) {
+        s = knn_error_set(err, KNN_ENOMEM, "out of memory during search");
+        goto done;
+    }
+    if (ntop < k) { /* fewer than k found: the window decides exactly (it may hold fewer than k rows) */
+        if (plan) *plan = 2;
+        s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, err);
+        goto done;
+    }
+    qsort(c->top, ntop, sizeof *c->top, cmp_hitem_asc);
+    for (size_t j = 0; j < k; j++) {
+        out_ids[j] = g->ids[c->top[j].id];
+        out_dists[j] = c->top[j].key;
+    }
+    *found = k;
+done:
+    if (c) ctx_release(g, c);
+    pthread_rwlock_unlock(&g->rw);
+    return s;
 }

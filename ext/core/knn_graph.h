@@ -37,9 +37,11 @@ knn_status knn_graph_create(size_t dim, knn_metric metric, const knn_graph_param
 void knn_graph_free(knn_graph *g);
 
 /* Adds n vectors; an id already present is replaced (old node tombstoned). threads = 0: all cores.
- * Validates everything (NaN/Inf, cosine zero vectors) before changing anything. */
-knn_status knn_graph_add(knn_graph *g, const float *vecs, const int64_t *ids, size_t n, size_t threads,
-                         knn_error *err);
+ * labels (may be NULL) gives each row a numeric label for window searches; NaN means no label (such
+ * rows are never in a window). Validates everything (NaN/Inf vectors, cosine zero vectors) before
+ * changing anything. */
+knn_status knn_graph_add(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels, size_t n,
+                         size_t threads, knn_error *err);
 
 /* Tombstones the given ids; unknown ids are ignored. *removed counts the ids that were live. */
 knn_status knn_graph_delete(knn_graph *g, const int64_t *ids, size_t n, size_t *removed, knn_error *err);
@@ -51,6 +53,13 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err);
  * to k results and sets *found; fewer than k only when fewer live rows exist. */
 knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t ef, int64_t *out_ids,
                             float *out_dists, size_t *found, knn_error *err);
+
+/* Window search: the k nearest live rows whose label lies in [lo, hi] (inclusive; pass -inf / +inf for
+ * an open side). A cost model picks, per query, an exact scan of the label-sorted window or a beam
+ * search that admits only in-window rows; either way k rows come back whenever k rows are in the window.
+ * *plan (may be NULL) reports the choice: 0 exact, 1 filtered graph, 2 graph then exact fallback. */
+knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
+                                   int64_t *out_ids, float *out_dists, size_t *found, int *plan, knn_error *err);
 
 size_t knn_graph_live(const knn_graph *g);    /* live rows */
 size_t knn_graph_deleted(const knn_graph *g); /* tombstoned rows */

@@ -45,6 +45,17 @@ struct knn_graph {
     uint32_t entry;
     int max_level;
     uint64_t inserted;    /* nodes ever inserted: the layer draw of node number s uses (seed, s) */
+    double *labels;       /* per node; NaN when the row has no label */
+    /* Window support: nodes with a label sorted by label (as of the last rebuild), plus the nodes
+     * labelled since (the delta, scanned linearly and merged once it grows past sqrt-ish size). */
+    double *sorted_labels;
+    uint32_t *sorted_nodes;
+    size_t n_sorted;
+    uint32_t *delta;
+    size_t n_delta, cap_delta;
+    /* Cost model, calibrated on first use: ns per row of a sequential scan and per visited node of
+     * a graph search, and nodes visited by an unfiltered search at the default ef. */
+    _Atomic double ns_scan, ns_visit, visits_per_search;
     pthread_rwlock_t rw;
     pthread_mutex_t entry_lock;
     pthread_mutex_t pool_lock;
@@ -64,6 +75,8 @@ static inline uint32_t *knn_graph_links(const knn_graph *g, uint32_t i, int leve
 /* Allocates an empty graph shell with these settings (shared by create and load). */
 knn_status knn_graph_alloc(size_t dim, knn_metric metric, const knn_graph_params *p, knn_graph **out,
                            knn_error *err);
+/* Rebuilds the label-sorted node list (after a load). */
+void knn_graph_window_rebuild(knn_graph *g);
 /* Ensures room for `need` nodes. */
 knn_status knn_graph_reserve(knn_graph *g, size_t need, knn_error *err);
 

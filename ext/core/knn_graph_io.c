@@ -3,7 +3,8 @@
  * Layout (native little-endian, refused on a big-endian reader):
  *   "KNNGRAPH" | u32 version | u32 0x01020304 | u32 dim | u32 metric | u32 m | u32 ef_construction | u32 ef
  *   | u32 0 | u64 seed | u64 count | u64 deleted | u64 inserted | u32 entry | i32 max_level
- *   then per node: i64 id | u8 deleted | u8 level | u16 0 | f32 vec[dim] | per level 0..level: u32 n | u32 links[n]
+ *   then per node: i64 id | f64 label (NaN: none) | u8 deleted | u8 level | u16 0 | f32 vec[dim]
+ *   | per level 0..level: u32 n | u32 links[n]
  *   then u64 FNV-1a of every preceding byte.
  * Loading checks the checksum first, then every count, level and link against the header. */
 #include <math.h>
@@ -45,7 +46,7 @@ knn_status knn_graph_save(knn_graph *g, uint8_t **buf, size_t *len, knn_error *e
     pthread_rwlock_rdlock(&g->rw);
     size_t total = header_bytes() + 8;
     for (uint32_t i = 0; i < g->count; i++) {
-        total += 8 + 4 + g->dim * sizeof(float);
+        total += 8 + 8 + 4 + g->dim * sizeof(float);
         for (int lev = 0; lev <= g->levels[i]; lev++) total += 4 * (1 + (size_t)knn_graph_links(g, i, lev)[0]);
     }
     uint8_t *out = malloc(total);
@@ -71,6 +72,7 @@ knn_status knn_graph_save(knn_graph *g, uint8_t **buf, size_t *len, knn_error *e
     PUT(&w, int32_t, g->max_level);
     for (uint32_t i = 0; i < g->count; i++) {
         PUT(&w, int64_t, g->ids[i]);
+        PUT(&w, double, g->labels[i]);
         PUT(&w, uint8_t, g->deleted[i]);
         PUT(&w, uint8_t, g->levels[i]);
         PUT(&w, uint16_t, 0);
@@ -135,14 +137,15 @@ knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_e
     if (count >= KNN_NO_NODE || n_deleted > count) CORRUPT("node counts %llu/%llu out of range",
                                                            (unsigned long long)count, (unsigned long long)n_deleted);
     /* Each node needs at least its fixed part: refuse counts the buffer cannot hold before allocating. */
-    if (count > (uint64_t)(r.end - r.p) / (16 + (uint64_t)dim * 4)) CORRUPT("node count %llu exceeds the data",
+    if (count > (uint64_t)(r.end - r.p) / (24 + (uint64_t)dim * 4)) CORRUPT("node count %llu exceeds the data",
                                                                            (unsigned long long)count);
     if ((s = knn_graph_reserve(g, count ? count : 1, err)) != KNN_OK) goto fail;
     size_t deleted_seen = 0;
     for (uint32_t i = 0; i < count; i++) {
         uint8_t del, level;
         uint16_t pad16;
-        if (!take(&r, &g->ids[i], 8) || !take(&r, &del, 1) || !take(&r, &level, 1) || !take(&r, &pad16, 2)) {
+        if (!take(&r, &g->ids[i], 8) || !take(&r, &g->labels[i], 8) || !take(&r, &del, 1) || !take(&r, &level, 1) ||
+            !take(&r, &pad16, 2)) {
             CORRUPT("node %u truncated", i);
         }
         if (del > 1 || level > KNN_MAX_LEVEL) CORRUPT("node %u has flag %u / level %u", i, del, level);
@@ -192,6 +195,7 @@ knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_e
         if (knn_idmap_get(&g->map, g->ids[i], &prev)) CORRUPT("id %lld appears twice", (long long)g->ids[i]);
         if ((s = knn_idmap_put(&g->map, g->ids[i], i, err)) != KNN_OK) goto fail;
     }
+    knn_graph_window_rebuild(g);
     *out = g;
     return KNN_OK;
 fail:

@@ -180,9 +180,10 @@ static knn_status from_public(int status, knn_error *err) {
     return err->status;
 }
 
-knn_status knn_entry_add(knn_entry *e, const float *vecs, const int64_t *ids, size_t n, knn_error *err) {
-    if (e->kind == KNN_KIND_GRAPH) return knn_graph_add(e->graph, vecs, ids, n, 0, err);
-    return from_public(knn_flat_add(e->flat, vecs, ids, n, err->msg, sizeof err->msg), err);
+knn_status knn_entry_add(knn_entry *e, const float *vecs, const int64_t *ids, const double *labels, size_t n,
+                         knn_error *err) {
+    if (e->kind == KNN_KIND_GRAPH) return knn_graph_add(e->graph, vecs, ids, labels, n, 0, err);
+    return from_public(knn_flat_add_labeled(e->flat, vecs, ids, labels, n, err->msg, sizeof err->msg), err);
 }
 
 knn_status knn_entry_delete(knn_entry *e, const int64_t *ids, size_t n, size_t *removed, knn_error *err) {
@@ -205,6 +206,15 @@ knn_status knn_entry_search(knn_entry *e, const float *q, size_t k, size_t ef, i
                             size_t *found, knn_error *err) {
     if (e->kind == KNN_KIND_GRAPH) return knn_graph_search(e->graph, q, k, ef, ids, dists, found, err);
     return from_public(knn_flat_search(e->flat, q, 1, k, 1, ids, dists, found, err->msg, sizeof err->msg), err);
+}
+
+knn_status knn_entry_search_window(knn_entry *e, const float *q, size_t k, size_t ef, double lo, double hi,
+                                   int64_t *ids, float *dists, size_t *found, knn_error *err) {
+    if (e->kind == KNN_KIND_GRAPH) return knn_graph_search_window(e->graph, q, k, ef, lo, hi, ids, dists, found, NULL, err);
+    size_t kk = 0;
+    knn_status s = from_public(knn_flat_search_window(e->flat, q, 1, k, 1, 1, lo, hi, ids, dists, &kk, found,
+                                                      err->msg, sizeof err->msg), err);
+    return s;
 }
 
 size_t knn_entry_count(const knn_entry *e) {

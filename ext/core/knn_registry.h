@@ -55,12 +55,17 @@ size_t knn_registry_list(knn_registry *r, knn_entry ***out);
 void knn_entry_release(knn_entry *e);
 
 /* Operations on any kind of entry. */
-knn_status knn_entry_add(knn_entry *e, const float *vecs, const int64_t *ids, size_t n, knn_error *err);
+/* labels may be NULL (no labels); NaN means no label for that row. */
+knn_status knn_entry_add(knn_entry *e, const float *vecs, const int64_t *ids, const double *labels, size_t n,
+                         knn_error *err);
 knn_status knn_entry_delete(knn_entry *e, const int64_t *ids, size_t n, size_t *removed, knn_error *err);
 knn_status knn_entry_optimize(knn_entry *e, knn_error *err);
 /* One query: up to k results into ids/dists; *found how many. ef = 0: index default (graph only). */
 knn_status knn_entry_search(knn_entry *e, const float *q, size_t k, size_t ef, int64_t *ids, float *dists,
                             size_t *found, knn_error *err);
+/* Window search: only rows whose label is in [lo, hi]. */
+knn_status knn_entry_search_window(knn_entry *e, const float *q, size_t k, size_t ef, double lo, double hi,
+                                   int64_t *ids, float *dists, size_t *found, knn_error *err);
 size_t knn_entry_count(const knn_entry *e);
 size_t knn_entry_deleted(const knn_entry *e);
 size_t knn_entry_memory(const knn_entry *e);

@@ -96,8 +96,10 @@ knn_status knn_scan_one(const knn_kernels *kern, knn_metric metric, const float 
             break;
         }
         float bound = knn_topk_bound(out);
+        const double *lab = rows->labels ? rows->labels + b : NULL;
         for (size_t i = 0; i < m; i++) {
             float v = dist[i];
+            if (lab && !(lab[i] >= rows->lo && lab[i] <= rows->hi)) continue;
             if (v < bound || v == bound) {
                 if (!isfinite(v)) return bad_row(rows, b + i, err);
                 knn_status s = knn_topk_insert(out, v, row_id(rows, b + i), err);

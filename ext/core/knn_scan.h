@@ -26,6 +26,10 @@ typedef struct knn_rows {
     int64_t id_base;
     size_t n;
     size_t d;
+    /* Optional window filter (knn_scan_one only): when labels is not NULL, rows whose label is not in
+     * [lo, hi] are skipped (NaN labels never match). */
+    const double *labels;
+    double lo, hi;
 } knn_rows;
 
 /* Scratch memory for knn_scan_many, reusable across calls; zero-initialise, free with knn_scan_ws_free. */

@@ -213,7 +213,7 @@ static void write_finalize(duckdb_function_info info, duckdb_aggregate_state *so
                               (long long)dup);
                 break;
             }
-            if (knn_entry_add(a->e, a->vecs, a->ids, a->n, &err) != KNN_OK) break;
+            if (knn_entry_add(a->e, a->vecs, a->ids, NULL, a->n, &err) != KNN_OK) break;
             out[offset + i] = (int64_t)a->n;
         } else {
             size_t removed = 0;
