@@ -61,7 +61,7 @@ def test_knn_scalar_batch_equals_knn_search(db, vecs):
     load(db, X)
     load(db, Q, name="queries")
     build(db, "g")
-    batch = db.execute("SELECT id, knn('g', emb, 5, 64) FROM queries ORDER BY id").fetchall()
+    batch = db.execute("SELECT id, knn('g', emb, 5, NULL, NULL, 64) FROM queries ORDER BY id").fetchall()
     assert len(batch) == len(Q)
     for qid, res in batch:
         rows = db.execute("SELECT id, distance FROM knn_search('g', $q::FLOAT[16], k := 5, ef := 64)",

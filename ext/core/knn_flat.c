@@ -107,6 +107,23 @@ size_t knn_flat_ids_bounded(knn_flat *ix, int64_t *out, size_t cap) {
 
 void knn_flat_list_ids(const knn_flat *ix, int64_t *out) { knn_flat_ids_bounded((knn_flat *)ix, out, ix->count); }
 
+int knn_flat_label_range(knn_flat *ix, double *lo, double *hi) {
+    int any = 0;
+    double a = INFINITY, b = -INFINITY;
+    pthread_rwlock_rdlock(&ix->rw);
+    for (size_t i = 0; i < ix->count; i++) {
+        double l = ix->labels[i];
+        if (isnan(l)) continue;
+        any = 1;
+        if (l < a) a = l;
+        if (l > b) b = l;
+    }
+    pthread_rwlock_unlock(&ix->rw);
+    *lo = a;
+    *hi = b;
+    return any;
+}
+
 size_t knn_flat_bytes(const knn_flat *ix) {
     return sizeof *ix + ix->cap * (ix->dim * sizeof(float) + sizeof(float) + sizeof(int64_t)) +
            ix->slots.cap * (sizeof(int64_t) + sizeof(uint32_t));

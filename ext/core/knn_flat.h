@@ -5,6 +5,9 @@
 
 #include "knn_api.h"
 
+/* Smallest and largest label; returns 0 when no row has one. */
+int knn_flat_label_range(knn_flat *index, double *lo, double *hi);
+
 /* Copies up to cap ids in storage order; returns how many were copied. */
 size_t knn_flat_ids_bounded(knn_flat *index, int64_t *out, size_t cap);
 

@@ -1013,3 +1013,38 @@ done:
     pthread_rwlock_unlock(&g->rw);
     return s;
 }
+
+uint32_t knn_graph_label_tag(const knn_graph *g) { return g->label_tag; }
+
+void knn_graph_set_label_tag(knn_graph *g, uint32_t tag) { g->label_tag = tag; }
+
+int knn_graph_label_range(knn_graph *g, double *lo, double *hi) {
+    int any = 0;
+    pthread_rwlock_rdlock(&g->rw);
+    double a = INFINITY, b = -INFINITY;
+    /* the sorted list may hold rows deleted since its rebuild: walk in from both ends */
+    for (size_t i = 0; i < g->n_sorted; i++) {
+        if (!g->deleted[g->sorted_nodes[i]]) {
+            a = g->sorted_labels[i];
+            any = 1;
+            break;
+        }
+    }
+    for (size_t i = g->n_sorted; i-- > 0;) {
+        if (!g->deleted[g->sorted_nodes[i]]) {
+            b = g->sorted_labels[i];
+            break;
+        }
+    }
+    for (size_t i = 0; i < g->n_delta; i++) {
+        uint32_t v = g->delta[i];
+        if (g->deleted[v]) continue;
+        any = 1;
+        if (g->labels[v] < a) a = g->labels[v];
+        if (g->labels[v] > b) b = g->labels[v];
+    }
+    pthread_rwlock_unlock(&g->rw);
+    *lo = a;
+    *hi = b;
+    return any;
+}

@@ -61,6 +61,12 @@ knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t e
 knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
                                    int64_t *out_ids, float *out_dists, size_t *found, int *plan, knn_error *err);
 
+/* An opaque tag saying what labels mean (kept in the byte format); 0 until set. */
+uint32_t knn_graph_label_tag(const knn_graph *g);
+void knn_graph_set_label_tag(knn_graph *g, uint32_t tag);
+/* Smallest and largest label of live rows; returns 0 when no live row has a label. */
+int knn_graph_label_range(knn_graph *g, double *lo, double *hi);
+
 size_t knn_graph_live(const knn_graph *g);    /* live rows */
 size_t knn_graph_deleted(const knn_graph *g); /* tombstoned rows */
 size_t knn_graph_dim(const knn_graph *g);

@@ -46,6 +46,7 @@ struct knn_graph {
     int max_level;
     uint64_t inserted;    /* nodes ever inserted: the layer draw of node number s uses (seed, s) */
     double *labels;       /* per node; NaN when the row has no label */
+    uint32_t label_tag;   /* what the labels mean, opaque to the core (the SQL layer's label type) */
     /* Window support: nodes with a label sorted by label (as of the last rebuild), plus the nodes
      * labelled since (the delta, scanned linearly and merged once it grows past sqrt-ish size). */
     double *sorted_labels;

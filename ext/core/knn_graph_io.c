@@ -2,7 +2,7 @@
  *
  * Layout (native little-endian, refused on a big-endian reader):
  *   "KNNGRAPH" | u32 version | u32 0x01020304 | u32 dim | u32 metric | u32 m | u32 ef_construction | u32 ef
- *   | u32 0 | u64 seed | u64 count | u64 deleted | u64 inserted | u32 entry | i32 max_level
+ *   | u32 label tag | u64 seed | u64 count | u64 deleted | u64 inserted | u32 entry | i32 max_level
  *   then per node: i64 id | f64 label (NaN: none) | u8 deleted | u8 level | u16 0 | f32 vec[dim]
  *   | per level 0..level: u32 n | u32 links[n]
  *   then u64 FNV-1a of every preceding byte.
@@ -63,7 +63,7 @@ knn_status knn_graph_save(knn_graph *g, uint8_t **buf, size_t *len, knn_error *e
     PUT(&w, uint32_t, (uint32_t)g->p.m);
     PUT(&w, uint32_t, (uint32_t)g->p.ef_construction);
     PUT(&w, uint32_t, (uint32_t)g->p.ef);
-    PUT(&w, uint32_t, 0);
+    PUT(&w, uint32_t, g->label_tag);
     PUT(&w, uint64_t, g->p.seed);
     PUT(&w, uint64_t, (uint64_t)g->count);
     PUT(&w, uint64_t, (uint64_t)g->n_deleted);
@@ -185,6 +185,7 @@ knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_e
         CORRUPT("entry point %u (level %d) invalid", entry, max_level);
     }
     g->count = count;
+    g->label_tag = pad;
     g->n_deleted = n_deleted;
     g->inserted = inserted;
     g->entry = entry;

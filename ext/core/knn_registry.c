@@ -87,6 +87,7 @@ static knn_entry *entry_new(const char *name, size_t len, knn_error *err) {
     e->name[len] = '\0';
     atomic_init(&e->refs, 1);
     atomic_init(&e->last_optimize, 0.0);
+    atomic_init(&e->label_kind, 0u);
     return e;
 }
 
@@ -119,6 +120,7 @@ knn_status knn_registry_adopt(knn_registry *r, const char *name, size_t len, knn
     e->graph = graph;
     e->dim = knn_graph_dim(graph);
     e->metric = knn_graph_metric(graph);
+    atomic_store(&e->label_kind, knn_graph_label_tag(graph));
     knn_status s = insert(r, e, err);
     if (s != KNN_OK) knn_entry_release(e);
     return s;
@@ -219,6 +221,20 @@ knn_status knn_entry_search_window(knn_entry *e, const float *q, size_t k, size_
 
 size_t knn_entry_count(const knn_entry *e) {
     return e->kind == KNN_KIND_GRAPH ? knn_graph_live(e->graph) : knn_flat_count(e->flat);
+}
+
+unsigned knn_entry_claim_label_kind(knn_entry *e, unsigned kind) {
+    unsigned expected = 0;
+    if (atomic_compare_exchange_strong(&e->label_kind, &expected, kind)) {
+        if (e->kind == KNN_KIND_GRAPH) knn_graph_set_label_tag(e->graph, kind);
+        return kind;
+    }
+    return expected;
+}
+
+int knn_entry_label_range(knn_entry *e, double *lo, double *hi) {
+    if (e->kind == KNN_KIND_GRAPH) return knn_graph_label_range(e->graph, lo, hi);
+    return knn_flat_label_range(e->flat, lo, hi);
 }
 
 size_t knn_entry_deleted(const knn_entry *e) { return e->kind == KNN_KIND_GRAPH ? knn_graph_deleted(e->graph) : 0; }

@@ -27,6 +27,7 @@ typedef struct knn_entry {
     size_t dim;
     knn_metric metric;
     _Atomic double last_optimize; /* unix seconds of the last optimize, 0 when never */
+    _Atomic unsigned label_kind;  /* the SQL label type of this index (glue's code), 0 until labelled */
     _Atomic long refs;
 } knn_entry;
 
@@ -67,6 +68,10 @@ knn_status knn_entry_search(knn_entry *e, const float *q, size_t k, size_t ef, i
 knn_status knn_entry_search_window(knn_entry *e, const float *q, size_t k, size_t ef, double lo, double hi,
                                    int64_t *ids, float *dists, size_t *found, knn_error *err);
 size_t knn_entry_count(const knn_entry *e);
+/* Sets the label kind on first use; returns the kind in force (which may differ from kind). */
+unsigned knn_entry_claim_label_kind(knn_entry *e, unsigned kind);
+/* Label range of live rows; 0 when none has a label. */
+int knn_entry_label_range(knn_entry *e, double *lo, double *hi);
 size_t knn_entry_deleted(const knn_entry *e);
 size_t knn_entry_memory(const knn_entry *e);
 /* Live ids: malloc'd array (free with free()), count in *n. */

@@ -1,5 +1,6 @@
 #include "knn_glue.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,4 +328,120 @@ void knn_bind_column(duckdb_bind_info info, const char *name, duckdb_type type) 
     duckdb_logical_type t = duckdb_create_logical_type(type);
     duckdb_bind_add_result_column(info, name, t);
     duckdb_destroy_logical_type(&t);
+}
+
+const char *knn_label_kind_name(unsigned kind) {
+    switch (kind) {
+    case KNN_LABEL_NUMBER: return "DOUBLE";
+    case KNN_LABEL_TIMESTAMP: return "TIMESTAMP";
+    case KNN_LABEL_DATE: return "DATE";
+    default: return NULL;
+    }
+}
+
+knn_label_kind knn_label_kind_of(duckdb_type id) {
+    switch (id) {
+    case DUCKDB_TYPE_TINYINT: case DUCKDB_TYPE_SMALLINT: case DUCKDB_TYPE_INTEGER: case DUCKDB_TYPE_BIGINT:
+    case DUCKDB_TYPE_UTINYINT: case DUCKDB_TYPE_USMALLINT: case DUCKDB_TYPE_UINTEGER: case DUCKDB_TYPE_UBIGINT:
+    case DUCKDB_TYPE_FLOAT: case DUCKDB_TYPE_DOUBLE: case DUCKDB_TYPE_DECIMAL: case DUCKDB_TYPE_HUGEINT:
+        return KNN_LABEL_NUMBER;
+    case DUCKDB_TYPE_TIMESTAMP: case DUCKDB_TYPE_TIMESTAMP_TZ: case DUCKDB_TYPE_TIMESTAMP_S:
+    case DUCKDB_TYPE_TIMESTAMP_MS: case DUCKDB_TYPE_TIMESTAMP_NS:
+        return KNN_LABEL_TIMESTAMP;
+    case DUCKDB_TYPE_DATE:
+        return KNN_LABEL_DATE;
+    default:
+        return KNN_LABEL_NONE;
+    }
+}
+
+knn_status knn_label_col_init(knn_label_col *c, duckdb_vector v, const char *fn, const char *arg, knn_error *err) {
+    duckdb_logical_type t = duckdb_vector_get_column_type(v);
+    c->v = v;
+    c->id = duckdb_get_type_id(t);
+    c->storage = c->id;
+    c->scale = 1.0;
+    c->kind = knn_label_kind_of(c->id);
+    knn_status s = KNN_OK;
+    if (c->id == DUCKDB_TYPE_DECIMAL) {
+        c->storage = duckdb_decimal_internal_type(t);
+        c->scale = pow(10.0, (double)duckdb_decimal_scale(t));
+    } else if (c->kind == KNN_LABEL_NONE && c->id != DUCKDB_TYPE_SQLNULL) {
+        char name[96];
+        knn_type_name(t, name, sizeof name);
+        s = knn_error_set(err, KNN_EINVAL, "%s: '%s' must be " KNN_LABEL_TYPES ", got %s; cast it, e.g. %s::DOUBLE", fn,
+                          arg, name, arg);
+    }
+    duckdb_destroy_logical_type(&t);
+    return s;
+}
+
+bool knn_label_at(const knn_label_col *c, idx_t row, double *out) {
+    if (c->kind == KNN_LABEL_NONE || !knn_valid(duckdb_vector_get_validity(c->v), row)) return false;
+    const void *d = duckdb_vector_get_data(c->v);
+    double x;
+    switch (c->storage) {
+    case DUCKDB_TYPE_TINYINT: x = ((const int8_t *)d)[row]; break;
+    case DUCKDB_TYPE_SMALLINT: x = ((const int16_t *)d)[row]; break;
+    case DUCKDB_TYPE_INTEGER: x = ((const int32_t *)d)[row]; break;
+    case DUCKDB_TYPE_BIGINT: x = (double)((const int64_t *)d)[row]; break;
+    case DUCKDB_TYPE_HUGEINT: x = duckdb_hugeint_to_double(((const duckdb_hugeint *)d)[row]); break;
+    case DUCKDB_TYPE_UTINYINT: x = ((const uint8_t *)d)[row]; break;
+    case DUCKDB_TYPE_USMALLINT: x = ((const uint16_t *)d)[row]; break;
+    case DUCKDB_TYPE_UINTEGER: x = ((const uint32_t *)d)[row]; break;
+    case DUCKDB_TYPE_UBIGINT: x = (double)((const uint64_t *)d)[row]; break;
+    case DUCKDB_TYPE_FLOAT: x = ((const float *)d)[row]; break;
+    case DUCKDB_TYPE_DOUBLE: x = ((const double *)d)[row]; break;
+    case DUCKDB_TYPE_TIMESTAMP: case DUCKDB_TYPE_TIMESTAMP_TZ: x = (double)((const int64_t *)d)[row]; break;
+    case DUCKDB_TYPE_TIMESTAMP_S: x = (double)((const int64_t *)d)[row] * 1e6; break;
+    case DUCKDB_TYPE_TIMESTAMP_MS: x = (double)((const int64_t *)d)[row] * 1e3; break;
+    case DUCKDB_TYPE_TIMESTAMP_NS: x = floor((double)((const int64_t *)d)[row] / 1e3); break;
+    case DUCKDB_TYPE_DATE: x = ((const int32_t *)d)[row]; break;
+    default: return false;
+    }
+    *out = c->id == DUCKDB_TYPE_DECIMAL ? x / c->scale : x;
+    return true;
+}
+
+#define MICROS_PER_DAY 86400000000.0
+
+knn_status knn_label_bound(double x, knn_label_kind from, unsigned to, bool is_lo, const char *fn, const char *what,
+                           double *out, knn_error *err) {
+    if (to == KNN_LABEL_NONE) {
+        return knn_error_set(err, KNN_EINVAL, "%s: the index has no labels, so '%s' cannot apply; insert rows with "
+                             "knn_index_insert(name, id, vec, label) to search windows", fn, what);
+    }
+    if (isnan(x)) return knn_error_set(err, KNN_EINVAL, "%s: '%s' must not be NaN; use NULL for an open side", fn, what);
+    if (from == to) {
+        *out = x;
+    } else if (from == KNN_LABEL_DATE && to == KNN_LABEL_TIMESTAMP) {
+        *out = x * MICROS_PER_DAY;
+    } else if (from == KNN_LABEL_TIMESTAMP && to == KNN_LABEL_DATE) {
+        *out = is_lo ? ceil(x / MICROS_PER_DAY) : floor(x / MICROS_PER_DAY);
+    } else {
+        return knn_error_set(err, KNN_EINVAL, "%s: '%s' is a %s but the index's labels are %s; give a %s bound", fn,
+                             what, knn_label_kind_name(from), knn_label_kind_name(to), knn_label_kind_name(to));
+    }
+    return KNN_OK;
+}
+
+knn_status knn_value_bound(duckdb_value v, unsigned index_kind, bool is_lo, const char *fn, double *out,
+                           knn_error *err) {
+    const char *what = is_lo ? "lo" : "hi";
+    *out = is_lo ? -INFINITY : INFINITY;
+    if (v == NULL || duckdb_is_null_value(v)) return KNN_OK;
+    duckdb_type id = duckdb_get_type_id(duckdb_get_value_type(v));
+    knn_label_kind kind = knn_label_kind_of(id);
+    double x;
+    if (kind == KNN_LABEL_NUMBER) {
+        x = duckdb_get_double(v);
+    } else if (kind == KNN_LABEL_TIMESTAMP) {
+        x = (double)duckdb_get_timestamp(v).micros;
+    } else if (kind == KNN_LABEL_DATE) {
+        x = (double)duckdb_get_date(v).days;
+    } else {
+        return knn_error_set(err, KNN_EINVAL, "%s: '%s' must be " KNN_LABEL_TYPES " (or NULL for an open side)", fn,
+                             what);
+    }
+    return knn_label_bound(x, kind, index_kind, is_lo, fn, what, out, err);
 }

@@ -74,6 +74,44 @@ bool knn_value_to_floats(duckdb_value v, float **out, size_t *dim, const char *f
 /* Adds a named column of a simple type to a table function's result. */
 void knn_bind_column(duckdb_bind_info info, const char *name, duckdb_type type);
 
+/* Labels for window search. Every label is stored as a double in its type's natural unit: numbers as
+ * themselves, TIMESTAMP as microseconds since the epoch, DATE as days since the epoch. An index takes
+ * the kind of its first labelled insert; bounds of another kind are converted (DATE <-> TIMESTAMP) or
+ * rejected (a number against a time). */
+typedef enum knn_label_kind {
+    KNN_LABEL_NONE = 0,
+    KNN_LABEL_NUMBER = 1,
+    KNN_LABEL_TIMESTAMP = 2,
+    KNN_LABEL_DATE = 3
+} knn_label_kind;
+
+#define KNN_LABEL_TYPES "DOUBLE, FLOAT, an integer type, TIMESTAMP or DATE"
+
+const char *knn_label_kind_name(unsigned kind);
+/* Kind of a DuckDB type; KNN_LABEL_NONE when it cannot be a label. DECIMAL counts as a number. */
+knn_label_kind knn_label_kind_of(duckdb_type id);
+
+/* How to read one label column: its type, and for DECIMAL the storage type and scale. */
+typedef struct knn_label_col {
+    duckdb_vector v;
+    duckdb_type id;
+    duckdb_type storage;
+    double scale;
+    knn_label_kind kind;
+} knn_label_col;
+
+/* Inspects a label column; on an unsupported type writes an error naming fn and arg. */
+knn_status knn_label_col_init(knn_label_col *c, duckdb_vector v, const char *fn, const char *arg, knn_error *err);
+/* Label of one row, in the kind's unit; false when NULL. */
+bool knn_label_at(const knn_label_col *c, idx_t row, double *out);
+/* Converts a window bound x of kind `from` into the index's kind `to`. DATE bounds against TIMESTAMP
+ * labels become midnight; TIMESTAMP bounds against DATE labels round inward (lo up, hi down). */
+knn_status knn_label_bound(double x, knn_label_kind from, unsigned to, bool is_lo, const char *fn, const char *what,
+                           double *out, knn_error *err);
+/* A bound given as a constant (a table-function parameter): NULL value means open. */
+knn_status knn_value_bound(duckdb_value v, unsigned index_kind, bool is_lo, const char *fn, double *out,
+                           knn_error *err);
+
 /* Readable name of a DuckDB type for messages, e.g. "INTEGER[3]". */
 void knn_type_name(duckdb_logical_type t, char *buf, size_t len);
 

@@ -234,6 +234,7 @@ static void indexes_bind(duckdb_bind_info info) {
         {"metric", DUCKDB_TYPE_VARCHAR}, {"rows", DUCKDB_TYPE_BIGINT},          {"deleted", DUCKDB_TYPE_BIGINT},
         {"memory_bytes", DUCKDB_TYPE_BIGINT}, {"m", DUCKDB_TYPE_INTEGER},       {"ef_construction", DUCKDB_TYPE_INTEGER},
         {"ef", DUCKDB_TYPE_INTEGER},    {"last_optimize", DUCKDB_TYPE_TIMESTAMP},
+        {"label_type", DUCKDB_TYPE_VARCHAR}, {"label_min", DUCKDB_TYPE_DOUBLE}, {"label_max", DUCKDB_TYPE_DOUBLE},
     };
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) knn_bind_column(info, cols[i].name, cols[i].type);
 }
@@ -250,8 +251,8 @@ static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
         st->n = knn_registry_list(registry_of(info), &st->entries);
     }
     idx_t rows = 0, cap = duckdb_vector_size();
-    duckdb_vector v[11];
-    for (int c = 0; c < 11; c++) v[c] = duckdb_data_chunk_get_vector(out, c);
+    duckdb_vector v[14];
+    for (int c = 0; c < 14; c++) v[c] = duckdb_data_chunk_get_vector(out, c);
     for (; st->pos < st->n && rows < cap; st->pos++, rows++) {
         knn_entry *e = st->entries[st->pos];
         duckdb_vector_assign_string_element(v[0], rows, e->name);
@@ -276,6 +277,20 @@ static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
             ((int64_t *)duckdb_vector_get_data(v[10]))[rows] = (int64_t)(t * 1e6);
         } else {
             set_null(v[10], rows);
+        }
+        const char *label_type = knn_label_kind_name(atomic_load(&e->label_kind));
+        double lmin, lmax;
+        if (label_type) {
+            duckdb_vector_assign_string_element(v[11], rows, label_type);
+        } else {
+            set_null(v[11], rows);
+        }
+        if (label_type && knn_entry_label_range(e, &lmin, &lmax)) {
+            ((double *)duckdb_vector_get_data(v[12]))[rows] = lmin;
+            ((double *)duckdb_vector_get_data(v[13]))[rows] = lmax;
+        } else {
+            set_null(v[12], rows);
+            set_null(v[13], rows);
         }
     }
     duckdb_data_chunk_set_size(out, rows);

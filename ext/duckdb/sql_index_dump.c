@@ -281,7 +281,7 @@ bool knn_register_index_dump(duckdb_connection con, knn_registry *reg, knn_error
         return false;
     }
     const duckdb_type params[3] = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BLOB};
-    if (!knn_register_aggregate(con, reg, "knn_index_restore", params, 3, restore_size, restore_init, restore_update,
+    if (!knn_register_aggregate(con, reg, "knn_index_restore", params, 3, 3, restore_size, restore_init, restore_update,
                                 restore_combine, restore_finalize, restore_destroy)) {
         knn_error_set(err, KNN_ESTATE, "Error creating function knn_index_restore");
         return false;

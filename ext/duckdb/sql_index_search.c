@@ -1,7 +1,11 @@
 /* Searching a named index: knn_search (table function, one query) and knn (scalar, a query per row).
  *
- *   knn_search(name, query, k := 10, ef := NULL) -> rows (id BIGINT, distance FLOAT, rank INTEGER)
- *   knn(name, query, k [, ef])                    -> LIST(STRUCT(id BIGINT, distance FLOAT))
+ *   knn_search(name, query, k := 10, ef := NULL, lo := NULL, hi := NULL)
+ *                                  -> rows (id BIGINT, distance FLOAT, rank INTEGER)
+ *   knn(name, query, k [, lo, hi [, ef]])  -> LIST(STRUCT(id BIGINT, distance FLOAT))
+ *
+ * lo/hi restrict results to rows whose label lies in [lo, hi] (inclusive; NULL leaves a side open;
+ * lo > hi is an empty window).
  *
  * knn fans the rows of each chunk out over the machine's cores, so a batch join over a query table
  * runs in parallel even when DuckDB hands it a single chunk. */
@@ -40,6 +44,8 @@ typedef struct search_bind {
     float *query;
     size_t dim;
     size_t k, ef;
+    bool windowed;
+    double lo, hi;
 } search_bind;
 
 typedef struct search_state {
@@ -92,6 +98,14 @@ static void search_bind_fn(duckdb_bind_info info) {
     knn_entry *e = knn_registry_get(duckdb_bind_get_extra_info(info), b->name, b->name_len, &err);
     if (e == NULL) goto fail;
     knn_status s = check_dim(e, b->dim, fn, &err);
+    duckdb_value lo = duckdb_bind_get_named_parameter(info, "lo");
+    duckdb_value hi = duckdb_bind_get_named_parameter(info, "hi");
+    b->windowed = lo != NULL || hi != NULL;
+    unsigned kind = atomic_load(&e->label_kind);
+    if (s == KNN_OK && b->windowed) s = knn_value_bound(lo, kind, true, fn, &b->lo, &err);
+    if (s == KNN_OK && b->windowed) s = knn_value_bound(hi, kind, false, fn, &b->hi, &err);
+    if (lo) duckdb_destroy_value(&lo);
+    if (hi) duckdb_destroy_value(&hi);
     knn_entry_release(e);
     if (s != KNN_OK) goto fail;
     if (qv) duckdb_destroy_value(&qv);
@@ -134,8 +148,9 @@ static void search_run(duckdb_function_info info, duckdb_data_chunk out) {
         }
         if (e == NULL || check_dim(e, b->dim, "knn_search", &err) != KNN_OK ||
             (!st->ids || !st->dists ? knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu results", cap)
-                                    : knn_entry_search(e, b->query, cap, b->ef, st->ids, st->dists, &st->n, &err)) !=
-                KNN_OK) {
+             : b->windowed ? knn_entry_search_window(e, b->query, cap, b->ef, b->lo, b->hi, st->ids, st->dists, &st->n,
+                                                     &err)
+                           : knn_entry_search(e, b->query, cap, b->ef, st->ids, st->dists, &st->n, &err)) != KNN_OK) {
             char msg[KNN_ERROR_MSG_LEN + 32];
             prefixed_error(msg, sizeof msg, "knn_search", &err);
             knn_entry_release(e);
@@ -163,6 +178,8 @@ typedef struct batch_job {
     knn_entry *e;
     const float *queries; /* n x dim, converted */
     const unsigned char *skip;
+    const double *lo, *hi; /* per-row window, NULL without one */
+    const unsigned char *win; /* row has a window (a non-NULL bound) */
     const size_t *k, *ef, *offset;
     size_t n, dim, nthreads;
     int64_t *ids;
@@ -176,10 +193,13 @@ static void batch_task(void *arg, size_t t) {
     for (size_t i = t; i < job->n; i += job->nthreads) {
         job->found[i] = 0;
         if (job->skip[i]) continue;
-        if (knn_entry_search(job->e, job->queries + i * job->dim, job->k[i], job->ef[i], job->ids + job->offset[i],
-                             job->dists + job->offset[i], &job->found[i], &job->errs[t]) != KNN_OK) {
-            return;
-        }
+        const float *q = job->queries + i * job->dim;
+        knn_status s = job->lo && job->win[i] ? knn_entry_search_window(job->e, q, job->k[i], job->ef[i], job->lo[i], job->hi[i],
+                                                         job->ids + job->offset[i], job->dists + job->offset[i],
+                                                         &job->found[i], &job->errs[t])
+                               : knn_entry_search(job->e, q, job->k[i], job->ef[i], job->ids + job->offset[i],
+                                                  job->dists + job->offset[i], &job->found[i], &job->errs[t]);
+        if (s != KNN_OK) return;
     }
 }
 
@@ -190,7 +210,12 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
     idx_t n = duckdb_data_chunk_get_size(input);
     duckdb_vector names = duckdb_data_chunk_get_vector(input, 0);
     duckdb_vector kv = duckdb_data_chunk_get_vector(input, 2);
-    duckdb_vector efv = duckdb_data_chunk_get_column_count(input) > 3 ? duckdb_data_chunk_get_vector(input, 3) : NULL;
+    idx_t ncols = duckdb_data_chunk_get_column_count(input);
+    bool windowed = ncols >= 5;
+    duckdb_vector efv = ncols > 5 ? duckdb_data_chunk_get_vector(input, 5) : NULL;
+    knn_label_col lo_col = {0}, hi_col = {0};
+    double *los = NULL, *his = NULL;
+    unsigned char *win = NULL;
     knn_entry *e = NULL;
     float *queries = NULL;
     unsigned char *skip = NULL;
@@ -201,6 +226,10 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
     knn_vreader qr;
     if (n == 0) return;
     if (knn_vreader_init(&qr, duckdb_data_chunk_get_vector(input, 1), fn, "query", &err) != KNN_OK) goto done;
+    if (windowed && (knn_label_col_init(&lo_col, duckdb_data_chunk_get_vector(input, 3), fn, "lo", &err) != KNN_OK ||
+                     knn_label_col_init(&hi_col, duckdb_data_chunk_get_vector(input, 4), fn, "hi", &err) != KNN_OK)) {
+        goto done;
+    }
     /* One index per call: find it from the first non-NULL name. */
     const char *name0 = NULL;
     size_t len0 = 0;
@@ -215,7 +244,12 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
     efs = malloc(n * sizeof *efs);
     offsets = malloc((n + 1) * sizeof *offsets);
     found = calloc(n, sizeof *found);
-    if (!queries || !skip || !ks || !efs || !offsets || !found) {
+    if (windowed) {
+        los = malloc(n * sizeof *los);
+        his = malloc(n * sizeof *his);
+        win = calloc(n, 1);
+    }
+    if (!queries || !skip || !ks || !efs || !offsets || !found || (windowed && (!los || !his || !win))) {
         knn_error_set(&err, KNN_ENOMEM, "out of memory for %llu queries", (unsigned long long)n);
         goto done;
     }
@@ -250,6 +284,21 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
                 goto done;
             }
             if (q != queries + i * d) memcpy(queries + i * d, q, d * sizeof(float));
+            if (windowed) {
+                unsigned kind = atomic_load(&e->label_kind);
+                double x;
+                los[i] = -INFINITY;
+                his[i] = INFINITY;
+                /* NULL bounds leave a side open; with both NULL the row searches without a window */
+                if (knn_label_at(&lo_col, i, &x)) {
+                    win[i] = 1;
+                    if (knn_label_bound(x, lo_col.kind, kind, true, fn, "lo", &los[i], &err) != KNN_OK) goto done;
+                }
+                if (knn_label_at(&hi_col, i, &x)) {
+                    win[i] = 1;
+                    if (knn_label_bound(x, hi_col.kind, kind, false, fn, "hi", &his[i], &err) != KNN_OK) goto done;
+                }
+            }
             ks[i] = (size_t)k < live ? (size_t)k : live;
             efs[i] = (size_t)ef;
             if (ks[i] == 0) skip[i] = 2; /* empty index: empty list */
@@ -265,7 +314,7 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
         knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu results", offsets[n]);
         goto done;
     }
-    batch_job job = {e, queries, skip, ks, efs, offsets, n, d, nthreads, ids, dists, found, errs};
+    batch_job job = {e, queries, skip, los, his, win, ks, efs, offsets, n, d, nthreads, ids, dists, found, errs};
     knn_parallel_run(nthreads, batch_task, &job);
     for (size_t t = 0; t < nthreads; t++) {
         if (errs[t].status != KNN_OK) {
@@ -315,6 +364,9 @@ done:
     free(ids);
     free(dists);
     free(errs);
+    free(los);
+    free(his);
+    free(win);
     if (err.status != KNN_OK) {
         char msg[KNN_ERROR_MSG_LEN + 32];
         prefixed_error(msg, sizeof msg, fn, &err);
@@ -340,11 +392,13 @@ static duckdb_logical_type result_list_type(void) {
 static bool register_knn_scalar(duckdb_connection con, knn_registry *reg) {
     duckdb_scalar_function_set set = duckdb_create_scalar_function_set("knn");
     bool ok = set != NULL;
-    for (int with_ef = 0; ok && with_ef <= 1; with_ef++) {
+    const int arities[3] = {3, 5, 6}; /* (name, query, k [, lo, hi [, ef]]) */
+    for (int a = 0; ok && a < 3; a++) {
         duckdb_scalar_function f = duckdb_create_scalar_function();
         duckdb_scalar_function_set_name(f, "knn");
-        duckdb_type params[4] = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT};
-        for (int p = 0; p < 3 + with_ef; p++) {
+        duckdb_type params[6] = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT,
+                                 DUCKDB_TYPE_ANY,     DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT};
+        for (int p = 0; p < arities[a]; p++) {
             duckdb_logical_type t = duckdb_create_logical_type(params[p]);
             duckdb_scalar_function_add_parameter(f, t);
             duckdb_destroy_logical_type(&t);
@@ -368,8 +422,8 @@ static bool register_knn_scalar(duckdb_connection con, knn_registry *reg) {
 
 bool knn_register_index_search(duckdb_connection con, knn_registry *reg, knn_error *err) {
     const duckdb_type positional[2] = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_LIST};
-    const char *const named[] = {"k", "ef", NULL};
-    const duckdb_type named_types[] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT};
+    const char *const named[] = {"k", "ef", "lo", "hi", NULL};
+    const duckdb_type named_types[] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY};
     if (!knn_register_table_function(con, reg, "knn_search", search_bind_fn, search_init, search_run, positional, 2,
                                      named, named_types)) {
         knn_error_set(err, KNN_ESTATE, "Error creating function knn_search");

@@ -23,10 +23,12 @@ bool knn_register_table_function(duckdb_connection con, knn_registry *reg, const
                                  duckdb_table_function_t run, const duckdb_type *positional, size_t n_positional,
                                  const char *const *named, const duckdb_type *named_types);
 
-/* Registers an aggregate returning BIGINT whose extra_info is reg (retained). */
+/* Registers an aggregate returning BIGINT whose extra_info is reg (retained), with one overload per
+ * arity from min_params to n_params (the leading parameters of params). */
 bool knn_register_aggregate(duckdb_connection con, knn_registry *reg, const char *name, const duckdb_type *params,
-                            size_t n_params, duckdb_aggregate_state_size size, duckdb_aggregate_init_t init,
-                            duckdb_aggregate_update_t update, duckdb_aggregate_combine_t combine,
-                            duckdb_aggregate_finalize_t finalize, duckdb_aggregate_destroy_t destroy);
+                            size_t min_params, size_t n_params, duckdb_aggregate_state_size size,
+                            duckdb_aggregate_init_t init, duckdb_aggregate_update_t update,
+                            duckdb_aggregate_combine_t combine, duckdb_aggregate_finalize_t finalize,
+                            duckdb_aggregate_destroy_t destroy);
 
 #endif
