@@ -79,6 +79,7 @@ class Contender:
 
 LABELS = {
     "knnsql_sql": "knnsql SQL",
+    "knnsql_sql_flat": "knnsql SQL flat index",
     "knnsql_index": "knnsql Index",
     "knnsql_index_1t": "knnsql Index (1 thread)",
     "numpy": "numpy/BLAS",
@@ -86,7 +87,7 @@ LABELS = {
     "faiss_1t": "faiss Flat (1 thread)",
     "duckdb_sql": "DuckDB SQL",
 }
-KNNSQL_KEYS = ("knnsql_sql", "knnsql_index", "knnsql_index_1t")
+KNNSQL_KEYS = ("knnsql_sql", "knnsql_sql_flat", "knnsql_index", "knnsql_index_1t")
 
 
 def _arrow_table(ids: np.ndarray, X: np.ndarray, id_name: str, vec_name: str):
@@ -150,6 +151,34 @@ def build_contenders(ds, con, opts, setup: dict) -> List[Contender]:
         return run, m
 
     cs.append(Contender("knnsql_sql", LABELS["knnsql_sql"], "all", sql_single, sql_batch_prepare))
+
+    # knnsql SQL over a flat index: the table's vectors cached contiguously in the index registry,
+    # searched with knn_search (one query) and knn() over a query table (batch).
+    t_flat, _ = timed(lambda: (con.execute(f"SELECT * FROM knn_index_create('bench_flat', dim := {d}, "
+                                           f"metric := '{metric}', kind := 'flat')").fetchall(),
+                               con.execute("SELECT knn_index_insert('bench_flat', id, vec) FROM t").fetchall()))
+    setup["knnsql_sql_flat_build_s"] = t_flat
+    sql_flat1 = f"SELECT id FROM knn_search('bench_flat', $q::FLOAT[{d}], k := {K})"
+
+    def flat_single(q):
+        return np.array([r[0] for r in con.execute(sql_flat1, {"q": q.tolist()}).fetchall()], dtype=np.int64)
+
+    def flat_batch_prepare(Q):
+        qcount[0] += 1
+        name = f"qf{qcount[0]}"
+        load_table(con, name, np.arange(Q.shape[0]), Q, "qid", "emb")
+        sql = f"SELECT qid, [r.id FOR r IN knn('bench_flat', emb, {K})] AS ids FROM {name} ORDER BY qid"
+        m = Q.shape[0]
+
+        def run():
+            rows = con.execute(sql).fetchall()
+            out = np.array([r[1] for r in rows], dtype=np.int64)
+            if out.shape != (m, K):
+                raise RuntimeError(f"knn over a flat index returned shape {out.shape}, expected {(m, K)}")
+            return out
+        return run, m
+
+    cs.append(Contender("knnsql_sql_flat", LABELS["knnsql_sql_flat"], "all", flat_single, flat_batch_prepare))
 
     # knnsql Index ------------------------------------------------------------------------------
     ix = knnsql.Index(d, metric=metric)
@@ -485,7 +514,7 @@ def run(args) -> dict:
 
 # ---- report --------------------------------------------------------------------------------------
 
-ORDER = ["knnsql_sql", "knnsql_index", "knnsql_index_1t", "numpy", "faiss", "faiss_1t", "duckdb_sql"]
+ORDER = ["knnsql_sql", "knnsql_sql_flat", "knnsql_index", "knnsql_index_1t", "numpy", "faiss", "faiss_1t", "duckdb_sql"]
 
 
 def _recall_cell(*rs) -> str:
@@ -576,7 +605,7 @@ def plot(doc: dict, outdir) -> List[str]:
     if not dss:
         return []
     fig, axes = plt.subplots(2, len(dss), figsize=(5.2 * len(dss), 7.5), squeeze=False)
-    colors = {"knnsql_sql": "#1f77b4", "knnsql_index": "#2ca02c", "knnsql_index_1t": "#98df8a", "numpy": "#9467bd",
+    colors = {"knnsql_sql": "#1f77b4", "knnsql_sql_flat": "#17becf", "knnsql_index": "#2ca02c", "knnsql_index_1t": "#98df8a", "numpy": "#9467bd",
               "faiss": "#d62728", "faiss_1t": "#ff9896", "duckdb_sql": "#7f7f7f"}
     for j, (name, r) in enumerate(dss.items()):
         for i, (wl, field, xlabel) in enumerate((("single", "median_ms", "1-query latency, ms (log)"),
