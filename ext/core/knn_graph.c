@@ -665,6 +665,29 @@ done:
 
 /* ---- query search ------------------------------------------------------------------------------- */
 
+/* Checks a query (finite; non-zero under cosine) and returns the vector to search with: the query
+ * itself, or its unit-length copy in the context under cosine (stored rows are unit-length). */
+static knn_status prepare_query(const knn_graph *g, knn_search_ctx *c, const float *query, const float **q,
+                                knn_error *err) {
+    float qn = 0;
+    for (size_t j = 0; j < g->dim; j++) {
+        if (!isfinite(query[j])) {
+            return knn_error_set(err, KNN_EDATA, "query has a NaN or Inf at position %zu; queries must be finite", j);
+        }
+        qn += query[j] * query[j];
+    }
+    *q = query;
+    if (g->metric == KNN_METRIC_COSINE) {
+        if (qn == 0) {
+            return knn_error_set(err, KNN_EDATA, "query is the zero vector, which has no direction for metric 'cosine'");
+        }
+        float inv = 1.0f / sqrtf(qn);
+        for (size_t j = 0; j < g->dim; j++) c->qbuf[j] = query[j] * inv;
+        *q = c->qbuf;
+    }
+    return KNN_OK;
+}
+
 /* Exact scan of live nodes: used when the beam found fewer than k live rows (heavy deletion). */
 static knn_status exact_live(const knn_graph *g, const float *q, size_t k, int64_t *out_ids, float *out_dists,
                              size_t *found, knn_error *err) {
@@ -700,24 +723,8 @@ knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t e
         s = knn_error_set(err, KNN_ENOMEM, "out of memory for a search context");
         goto done;
     }
-    float qn = 0;
-    for (size_t j = 0; j < g->dim; j++) {
-        if (!isfinite(query[j])) {
-            s = knn_error_set(err, KNN_EDATA, "query has a NaN or Inf at position %zu; queries must be finite", j);
-            goto done;
-        }
-        qn += query[j] * query[j];
-    }
-    const float *q = query;
-    if (g->metric == KNN_METRIC_COSINE) {
-        if (qn == 0) {
-            s = knn_error_set(err, KNN_EDATA, "query is the zero vector, which has no direction for metric 'cosine'");
-            goto done;
-        }
-        float inv = 1.0f / sqrtf(qn);
-        for (size_t j = 0; j < g->dim; j++) c->qbuf[j] = query[j] * inv;
-        q = c->qbuf;
-    }
+    const float *q;
+    if ((s = prepare_query(g, c, query, &q, err)) != KNN_OK) goto done;
     if (ef == 0) ef = g->p.ef;
     if (ef < k) ef = k;
     uint32_t ep = g->entry;
@@ -950,24 +957,8 @@ knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, s
         s = knn_error_set(err, KNN_ENOMEM, "out of memory for a search context");
         goto done;
     }
-    float qn = 0;
-    for (size_t j = 0; j < g->dim; j++) {
-        if (!isfinite(query[j])) {
-            s = knn_error_set(err, KNN_EDATA, "query has a NaN or Inf at position %zu; queries must be finite", j);
-            goto done;
-        }
-        qn += query[j] * query[j];
-    }
-    const float *q = query;
-    if (g->metric == KNN_METRIC_COSINE) {
-        if (qn == 0) {
-            s = knn_error_set(err, KNN_EDATA, "query is the zero vector, which has no direction for metric 'cosine'");
-            goto done;
-        }
-        float inv = 1.0f / sqrtf(qn);
-        for (size_t j = 0; j < g->dim; j++) c->qbuf[j] = query[j] * inv;
-        q = c->qbuf;
-    }
+    const float *q;
+    if ((s = prepare_query(g, c, query, &q, err)) != KNN_OK) goto done;
     size_t lo_pos = label_bound(g->sorted_labels, g->n_sorted, lo, 0);
     size_t hi_pos = label_bound(g->sorted_labels, g->n_sorted, hi, 1);
     size_t w = hi_pos - lo_pos;
