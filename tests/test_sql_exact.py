@@ -149,3 +149,13 @@ def test_prepared_parameter_query(db, rng):
     load_table(db, X)
     res = db.execute("SELECT knn_exact(id, vec, $1::FLOAT[4], 1) FROM t", [X[42].tolist()]).fetchall()[0][0]
     assert res[0]["id"] == 42
+
+
+def test_query_per_group_and_correlated_subquery(db):
+    db.execute("CREATE TABLE d AS SELECT i AS id, [i, 0]::FLOAT[2] AS emb FROM range(100) r(i)")
+    db.execute("CREATE TABLE q AS SELECT i AS id, [i * 10 + 0.1, 0]::FLOAT[2] AS emb FROM range(3) r(i)")
+    grouped = db.execute("""SELECT q.id, [r.id FOR r IN knn_exact(d.id, d.emb, q.emb, 2)]
+                            FROM q, d GROUP BY q.id ORDER BY q.id""").fetchall()
+    correlated = db.execute("""SELECT q.id, (SELECT [r.id FOR r IN knn_exact(d.id, d.emb, q.emb, 2)] FROM d)
+                               FROM q ORDER BY q.id""").fetchall()
+    assert grouped == correlated == [(0, [0, 1]), (1, [10, 11]), (2, [20, 21])]
