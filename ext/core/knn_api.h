@@ -73,6 +73,9 @@ int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k,
 int knn_graph_query_window(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, double lo,
                            double hi, size_t threads, int64_t *out_ids, float *out_dists, size_t *found, int *plans,
                            char *errmsg, size_t errmsg_len);
+/* Sets the plan window queries use: -1 the cost model (default), 0 always exact, 1 always graph.
+ * A benchmarking and testing knob; kept per index. */
+void knn_graph_force_window_plan(knn_graph *index, int plan);
 size_t knn_graph_count(const knn_graph *index);
 size_t knn_graph_tombstones(const knn_graph *index);
 size_t knn_graph_bytes(const knn_graph *index);

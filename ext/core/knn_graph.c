@@ -6,6 +6,7 @@
 
 #include "knn_graph_internal.h"
 #include "knn_parallel.h"
+#include "knn_scan.h"
 #include "knn_topk.h"
 
 /* Heap item keyed by float; both heaps are max-heaps (candidates store -distance). */
@@ -173,7 +174,7 @@ knn_status knn_graph_alloc(size_t dim, knn_metric metric, const knn_graph_params
     g->max_level = -1;
     atomic_init(&g->ns_scan, 0.0);
     atomic_init(&g->ns_visit, 0.0);
-    atomic_init(&g->visits_per_search, 0.0);
+    atomic_init(&g->forced_plan, -1);
     pthread_rwlock_init(&g->rw, NULL);
     pthread_mutex_init(&g->entry_lock, NULL);
     pthread_mutex_init(&g->pool_lock, NULL);
@@ -187,6 +188,17 @@ knn_status knn_graph_create(size_t dim, knn_metric metric, const knn_graph_param
     return knn_graph_alloc(dim, metric, &p, out, err);
 }
 
+static void window_free(knn_window *w) {
+    free(w->labels);
+    free(w->filter);
+    free(w->nodes);
+    free(w->ids);
+    free(w->vecs);
+    free(w->pos);
+    free(w->delta);
+    memset(w, 0, sizeof *w);
+}
+
 static void free_nodes(knn_graph *g) {
     if (g->upper) {
         for (size_t i = 0; i < g->count; i++) free(g->upper[i]);
@@ -198,13 +210,7 @@ static void free_nodes(knn_graph *g) {
     free(g->deleted);
     free((void *)g->locks);
     free(g->labels);
-    free(g->sorted_labels);
-    free(g->sorted_nodes);
-    free(g->delta);
-    g->sorted_labels = NULL;
-    g->sorted_nodes = NULL;
-    g->delta = NULL;
-    g->n_sorted = g->n_delta = g->cap_delta = 0;
+    window_free(&g->win);
     knn_idmap_free(&g->map);
 }
 
@@ -330,6 +336,77 @@ static int search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, u
                 bound = c->top[0].key;
             }
         }
+    }
+    return 1;
+}
+
+/* Most in-window nodes one expansion may score; bounds the 2-hop fan-out (ACORN caps it similarly). */
+#define WINDOW_FRESH_CAP 512
+
+/* Collects the unvisited in-window nodes reachable from node in one or two hops (through
+ * out-of-window neighbours), marking them visited; returns how many were written to out. */
+static uint32_t window_neighbours(const knn_graph *g, knn_search_ctx *c, const admit_rule *rule, uint32_t node,
+                                  uint32_t *out) {
+    const uint32_t *l = knn_graph_links(g, node, 0);
+    uint32_t fresh = 0;
+    for (uint32_t j = 0; j < l[0] && fresh < WINDOW_FRESH_CAP; j++) {
+        uint32_t e = l[1 + j];
+        if (c->marks[e] == c->epoch) continue;
+        c->marks[e] = c->epoch;
+        if (admitted(g, rule, e)) {
+            out[fresh++] = e;
+            continue;
+        }
+        const uint32_t *l2 = knn_graph_links(g, e, 0);
+        for (uint32_t t = 0; t < l2[0] && fresh < WINDOW_FRESH_CAP; t++) {
+            uint32_t e2 = l2[1 + t];
+            if (c->marks[e2] == c->epoch || !admitted(g, rule, e2)) continue;
+            c->marks[e2] = c->epoch;
+            out[fresh++] = e2;
+        }
+    }
+    return fresh;
+}
+
+/* Window search on layer 0 in the manner of ACORN-1 (Patel et al., SIGMOD 2024): the beam holds only
+ * in-window nodes, and out-of-window neighbours are crossed as bridges (their in-window neighbours are
+ * taken directly), so distances are computed for in-window nodes only and the cost does not grow as
+ * 1/selectivity. Seeds: the in-window neighbourhood of the descent's entry point plus nodes spread
+ * over the window in label order (which also covers windows far from the query). */
+static int search_window_layer(const knn_graph *g, knn_search_ctx *c, const float *q, uint32_t ep,
+                               const uint32_t *seeds, size_t nseeds, size_t ef, const admit_rule *rule,
+                               size_t *ntop, size_t *visits) {
+    uint32_t buf[WINDOW_FRESH_CAP + 64];
+    float dist[WINDOW_FRESH_CAP + 64];
+    size_t ncand = 0;
+    *ntop = 0;
+    ctx_new_epoch(c);
+    uint32_t fresh = 0;
+    c->marks[ep] = c->epoch;
+    if (admitted(g, rule, ep)) buf[fresh++] = ep;
+    fresh += window_neighbours(g, c, rule, ep, buf + fresh);
+    for (size_t i = 0; i < nseeds && fresh < WINDOW_FRESH_CAP + 64; i++) {
+        if (c->marks[seeds[i]] == c->epoch) continue;
+        c->marks[seeds[i]] = c->epoch;
+        buf[fresh++] = seeds[i];
+    }
+    float bound = INFINITY;
+    for (;;) {
+        vdists(g, q, buf, fresh, dist);
+        if (visits) *visits += fresh;
+        for (uint32_t j = 0; j < fresh; j++) {
+            if (*ntop < ef || dist[j] < bound) {
+                if (!heap_push(&c->cand, &ncand, &c->cand_cap, -dist[j], buf[j])) return 0;
+                if (!heap_push(&c->top, ntop, &c->top_cap, dist[j], buf[j])) return 0;
+                if (*ntop > ef) heap_pop(c->top, ntop);
+                bound = c->top[0].key;
+            }
+        }
+        if (ncand == 0) break;
+        knn_hitem best = c->cand[0];
+        if (-best.key > bound && *ntop >= ef) break;
+        heap_pop(c->cand, &ncand);
+        fresh = window_neighbours(g, c, rule, best.id, buf);
     }
     return 1;
 }
@@ -509,6 +586,7 @@ static knn_status prepare_vec(const knn_graph *g, const float *v, float *out, in
 }
 
 static void window_index_update(knn_graph *g, size_t first);
+static void window_forget(knn_graph *g, uint32_t node);
 
 static knn_status add_locked(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels, size_t n,
                              size_t threads, knn_error *err) {
@@ -549,6 +627,7 @@ static knn_status add_locked(knn_graph *g, const float *vecs, const int64_t *ids
         if (knn_idmap_get(&g->map, g->ids[node], &old) && !g->deleted[old]) {
             g->deleted[old] = 1;
             g->n_deleted++;
+            window_forget(g, old);
         }
         if ((s = knn_idmap_put(&g->map, g->ids[node], node, err)) != KNN_OK) goto done;
     }
@@ -590,6 +669,7 @@ knn_status knn_graph_delete(knn_graph *g, const int64_t *ids, size_t n, size_t *
         if (knn_idmap_get(&g->map, ids[i], &node) && !g->deleted[node]) {
             g->deleted[node] = 1;
             g->n_deleted++;
+            window_forget(g, node);
             r++;
         }
     }
@@ -629,12 +709,7 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     g->deleted = fresh->deleted;
     g->locks = fresh->locks;
     g->labels = fresh->labels;
-    g->sorted_labels = fresh->sorted_labels;
-    g->sorted_nodes = fresh->sorted_nodes;
-    g->n_sorted = fresh->n_sorted;
-    g->delta = fresh->delta;
-    g->n_delta = fresh->n_delta;
-    g->cap_delta = fresh->cap_delta;
+    g->win = fresh->win;
     g->count = fresh->count;
     g->capacity = fresh->capacity;
     g->n_deleted = 0;
@@ -649,10 +724,7 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     fresh->deleted = NULL;
     fresh->locks = NULL;
     fresh->labels = NULL;
-    fresh->sorted_labels = NULL;
-    fresh->sorted_nodes = NULL;
-    fresh->delta = NULL;
-    fresh->n_sorted = fresh->n_delta = fresh->cap_delta = 0;
+    memset(&fresh->win, 0, sizeof fresh->win);
     fresh->count = 0;
 done:
     knn_graph_free(fresh);
@@ -765,6 +837,9 @@ size_t knn_graph_memory(const knn_graph *g) {
     size_t bytes = sizeof *g + g->capacity * (g->slot_bytes + sizeof(uint32_t *) + 1 + sizeof(int64_t) + 1 + 1);
     for (size_t i = 0; i < g->count; i++) bytes += (size_t)g->levels[i] * (g->p.m + 1) * sizeof(uint32_t);
     bytes += g->map.cap * (sizeof(int64_t) + sizeof(uint32_t));
+    bytes += g->capacity * sizeof(double); /* labels */
+    bytes += g->win.n * (2 * sizeof(double) + sizeof(uint32_t) + sizeof(int64_t) + g->dim * sizeof(float)) +
+             g->win.pos_n * sizeof(uint32_t) + g->win.cap_delta * sizeof(uint32_t);
     return bytes;
 }
 
@@ -806,13 +881,17 @@ static int cmp_label_node(const void *a, const void *b) {
 void knn_graph_window_rebuild(knn_graph *g) {
     size_t n = 0;
     for (uint32_t i = 0; i < g->count; i++) n += !g->deleted[i] && !isnan(g->labels[i]);
+    knn_window w = {0};
     label_node *pairs = malloc((n ? n : 1) * sizeof *pairs);
-    double *labels = malloc((n ? n : 1) * sizeof *labels);
-    uint32_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
-    if (!pairs || !labels || !nodes) {
+    w.labels = malloc((n ? n : 1) * sizeof *w.labels);
+    w.filter = malloc((n ? n : 1) * sizeof *w.filter);
+    w.nodes = malloc((n ? n : 1) * sizeof *w.nodes);
+    w.ids = malloc((n ? n : 1) * sizeof *w.ids);
+    w.vecs = aligned_alloc(64, ((n ? n : 1) * g->dim * sizeof(float) + 63) / 64 * 64);
+    w.pos = malloc((g->count ? g->count : 1) * sizeof *w.pos);
+    if (!pairs || !w.labels || !w.filter || !w.nodes || !w.ids || !w.vecs || !w.pos) {
         free(pairs);
-        free(labels);
-        free(nodes);
+        window_free(&w); /* keep the old structure: still correct, only slower */
         return;
     }
     size_t m = 0;
@@ -820,17 +899,29 @@ void knn_graph_window_rebuild(knn_graph *g) {
         if (!g->deleted[i] && !isnan(g->labels[i])) pairs[m++] = (label_node){g->labels[i], i};
     }
     qsort(pairs, m, sizeof *pairs, cmp_label_node);
+    w.pos_n = g->count;
+    for (size_t i = 0; i < g->count; i++) w.pos[i] = UINT32_MAX;
     for (size_t i = 0; i < m; i++) {
-        labels[i] = pairs[i].label;
-        nodes[i] = pairs[i].node;
+        uint32_t v = pairs[i].node;
+        w.labels[i] = w.filter[i] = pairs[i].label;
+        w.nodes[i] = v;
+        w.ids[i] = g->ids[v];
+        w.pos[v] = (uint32_t)i;
+        memcpy(w.vecs + i * g->dim, knn_graph_vec(g, v), g->dim * sizeof(float));
     }
     free(pairs);
-    free(g->sorted_labels);
-    free(g->sorted_nodes);
-    g->sorted_labels = labels;
-    g->sorted_nodes = nodes;
-    g->n_sorted = m;
-    g->n_delta = 0;
+    w.n = m;
+    /* the delta buffer survives (emptied): it is reused by later adds */
+    w.delta = g->win.delta;
+    w.cap_delta = g->win.cap_delta;
+    g->win.delta = NULL;
+    window_free(&g->win);
+    g->win = w;
+}
+
+/* Marks a deleted node's sorted copy so exact window scans skip it. */
+static void window_forget(knn_graph *g, uint32_t node) {
+    if (node < g->win.pos_n && g->win.pos[node] != UINT32_MAX) g->win.filter[g->win.pos[node]] = NAN;
 }
 
 /* Records nodes [first, count) after an add: into the delta, merged once it outgrows ~sqrt(n). */
@@ -839,22 +930,22 @@ static void window_index_update(knn_graph *g, size_t first) {
     size_t add = 0;
     for (size_t i = first; i < g->count; i++) add += !isnan(g->labels[i]);
     if (add == 0) return;
-    if (g->n_delta + add > limit) {
+    if (g->win.n_delta + add > limit) {
         knn_graph_window_rebuild(g);
-        if (g->n_delta == 0) return;
+        if (g->win.n_delta == 0) return;
     }
-    if (g->n_delta + add > g->cap_delta) {
-        size_t cap = (g->n_delta + add) * 2;
-        uint32_t *d = realloc(g->delta, cap * sizeof *d);
+    if (g->win.n_delta + add > g->win.cap_delta) {
+        size_t cap = (g->win.n_delta + add) * 2;
+        uint32_t *d = realloc(g->win.delta, cap * sizeof *d);
         if (d == NULL) {
             knn_graph_window_rebuild(g); /* no room for a delta: fold everything into the sorted list */
             return;
         }
-        g->delta = d;
-        g->cap_delta = cap;
+        g->win.delta = d;
+        g->win.cap_delta = cap;
     }
     for (size_t i = first; i < g->count; i++) {
-        if (!isnan(g->labels[i])) g->delta[g->n_delta++] = (uint32_t)i;
+        if (!isnan(g->labels[i])) g->win.delta[g->win.n_delta++] = (uint32_t)i;
     }
 }
 
@@ -878,63 +969,28 @@ static inline double now_ns(void) {
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-/* Measures this index's scan and search costs once (under the read lock; racing calibrations agree). */
-static void calibrate(knn_graph *g, knn_search_ctx *c) {
-    if (atomic_load(&g->ns_visit) > 0) return;
-    uint32_t nodes[256];
-    float dist[256];
-    size_t rows = g->count < 8192 ? g->count : 8192;
-    const float *q = knn_graph_vec(g, (uint32_t)(g->count / 2));
-    double t0 = now_ns();
-    for (size_t b = 0; b < rows; b += 256) {
-        size_t m = rows - b < 256 ? rows - b : 256;
-        for (size_t j = 0; j < m; j++) nodes[j] = (uint32_t)(b + j);
-        vdists(g, q, nodes, m, dist);
-    }
-    double scan = (now_ns() - t0) / (double)(rows ? rows : 1);
-    size_t visits = 0, searches = 8;
-    t0 = now_ns();
-    for (size_t s = 0; s < searches; s++) {
-        const float *v = knn_graph_vec(g, (uint32_t)((s * 2654435761u) % g->count));
-        uint32_t ep = g->entry;
-        float epd = vdist(g, v, knn_graph_vec(g, ep));
-        for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, v, ep, &epd, lev, 0);
-        size_t ntop;
-        if (!search_layer(g, c, v, ep, epd, g->p.ef, 0, 0, NULL, &ntop, &visits)) return;
-    }
-    double elapsed = now_ns() - t0;
-    if (visits == 0) visits = 1;
-    atomic_store(&g->ns_scan, scan > 0 ? scan : 1.0);
-    atomic_store(&g->visits_per_search, (double)visits / (double)searches);
-    atomic_store(&g->ns_visit, elapsed / (double)visits);
-}
-
-/* Exact top-k over the window: the sorted slice [s, e) plus in-window delta nodes. */
+/* Exact top-k over the window: one contiguous scan of the sorted slice [s, e) (deleted rows carry a NaN
+ * filter label and are skipped), plus the in-window delta nodes. */
 static knn_status exact_window(const knn_graph *g, const float *q, size_t k, double lo, double hi, size_t s, size_t e,
                                int64_t *out_ids, float *out_dists, size_t *found, knn_error *err) {
     knn_topk t;
-    uint32_t nodes[256];
-    float dist[256];
     knn_status st = knn_topk_init(&t, k, err);
-    size_t m = 0;
-    for (size_t i = s; st == KNN_OK && i <= e; i++) {
-        if (i < e && !g->deleted[g->sorted_nodes[i]]) nodes[m++] = g->sorted_nodes[i];
-        if (m == 256 || (i == e && m)) {
-            vdists(g, q, nodes, m, dist);
-            for (size_t j = 0; st == KNN_OK && j < m; j++) st = knn_topk_offer(&t, dist[j], g->ids[nodes[j]], err);
-            m = 0;
-        }
-    }
-    for (size_t i = 0; st == KNN_OK && i < g->n_delta; i++) {
-        uint32_t v = g->delta[i];
+    /* stored rows are unit-length under cosine: scan by inner product, then shift by 1 */
+    knn_metric scan_metric = g->metric == KNN_METRIC_COSINE ? KNN_METRIC_IP : g->metric;
+    float shift = g->metric == KNN_METRIC_COSINE ? 1.0f : 0.0f;
+    knn_rows rows = {g->win.vecs + s * g->dim, NULL, g->win.ids + s, 0, e - s, g->dim, g->win.filter + s, lo, hi};
+    if (st == KNN_OK && e > s) st = knn_scan_one(g->kern, scan_metric, q, 1.0f, &rows, &t, err);
+    for (size_t i = 0; st == KNN_OK && i < g->win.n_delta; i++) {
+        uint32_t v = g->win.delta[i];
         if (g->deleted[v] || !(g->labels[v] >= lo && g->labels[v] <= hi)) continue;
-        st = knn_topk_offer(&t, vdist(g, q, knn_graph_vec(g, v)), g->ids[v], err);
+        st = knn_topk_offer(&t, vdist(g, q, knn_graph_vec(g, v)) - shift, g->ids[v], err);
     }
     if (st == KNN_OK) {
         knn_topk_sort(&t);
         for (size_t j = 0; j < t.size; j++) {
             out_ids[j] = t.heap[j].id;
-            out_dists[j] = t.heap[j].dist;
+            float d = t.heap[j].dist + shift;
+            out_dists[j] = d < 0.0f ? 0.0f : d;
         }
         *found = t.size;
     }
@@ -944,6 +1000,46 @@ static knn_status exact_window(const knn_graph *g, const float *q, size_t k, dou
 
 knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
                                    int64_t *out_ids, float *out_dists, size_t *found, int *plan, knn_error *err) {
+    return knn_graph_search_window_plan(g, query, k, ef, lo, hi, atomic_load(&g->forced_plan), out_ids, out_dists, found,
+                                        plan, err);
+}
+
+/* Measures, once per index and machine, the two plans' costs (under the read lock; racing calibrations
+ * agree): ns per row of the exact window scan (contiguous, on the sorted copy), and ns per filtered
+ * graph search at the default ef on a window of a quarter of the rows. */
+static void calibrate(knn_graph *g, knn_search_ctx *c) {
+    if (atomic_load(&g->ns_visit) > 0 || g->win.n == 0) return;
+    knn_error err;
+    knn_topk t;
+    knn_topk_init(&t, 10, NULL);
+    size_t rows = g->win.n < 16384 ? g->win.n : 16384;
+    const float *q = g->win.vecs + (g->win.n / 3) * g->dim;
+    knn_metric scan_metric = g->metric == KNN_METRIC_COSINE ? KNN_METRIC_IP : g->metric;
+    knn_rows slice = {g->win.vecs, NULL, g->win.ids, 0, rows, g->dim, g->win.filter, -INFINITY, INFINITY};
+    double t0 = now_ns();
+    knn_scan_one(g->kern, scan_metric, q, 1.0f, &slice, &t, &err);
+    double scan = (now_ns() - t0) / (double)rows;
+    knn_topk_free(&t);
+    size_t a = g->win.n * 3 / 8, b = g->win.n * 5 / 8; /* a quarter of the labelled rows */
+    admit_rule rule = {1, 1, g->win.labels[a], g->win.labels[b > a ? b - 1 : a]};
+    size_t searches = 8, ntop;
+    t0 = now_ns();
+    for (size_t i = 0; i < searches; i++) {
+        const float *v = g->win.vecs + ((i * 2654435761u) % g->win.n) * g->dim;
+        uint32_t ep = g->entry;
+        float epd = vdist(g, v, knn_graph_vec(g, ep));
+        for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, v, ep, &epd, lev, 0);
+        uint32_t seeds[4] = {g->win.nodes[a], g->win.nodes[(a + b) / 2], g->win.nodes[b > a ? b - 1 : a], ep};
+        if (!search_window_layer(g, c, v, ep, seeds, 3, g->p.ef, &rule, &ntop, NULL)) return;
+    }
+    double search = (now_ns() - t0) / (double)searches;
+    atomic_store(&g->ns_scan, scan > 0 ? scan : 1e-3);
+    atomic_store(&g->ns_visit, search > 0 ? search : 1e-3);
+}
+
+knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
+                                        int force, int64_t *out_ids, float *out_dists, size_t *found, int *plan,
+                                        knn_error *err) {
     *found = 0;
     if (plan) *plan = 0;
     if (k == 0) return knn_error_set(err, KNN_EINVAL, "k must be >= 1, got 0");
@@ -959,11 +1055,11 @@ knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, s
     }
     const float *q;
     if ((s = prepare_query(g, c, query, &q, err)) != KNN_OK) goto done;
-    size_t lo_pos = label_bound(g->sorted_labels, g->n_sorted, lo, 0);
-    size_t hi_pos = label_bound(g->sorted_labels, g->n_sorted, hi, 1);
+    size_t lo_pos = label_bound(g->win.labels, g->win.n, lo, 0);
+    size_t hi_pos = label_bound(g->win.labels, g->win.n, hi, 1);
     size_t w = hi_pos - lo_pos;
-    for (size_t i = 0; i < g->n_delta; i++) {
-        double l = g->labels[g->delta[i]];
+    for (size_t i = 0; i < g->win.n_delta; i++) {
+        double l = g->labels[g->win.delta[i]];
         w += l >= lo && l <= hi;
     }
     if (w == 0) goto done;
@@ -971,10 +1067,12 @@ knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, s
     if (ef == 0) ef = g->p.ef;
     if (ef < k) ef = k;
     double live = (double)(g->count - g->n_deleted);
+    /* The filtered beam crosses out-of-window nodes two hops at a time; below ~4/m0 of the rows the
+     * in-window subgraph thins out too far for it to stay accurate, so only the exact plan remains. */
+    int graph_ok = (double)w / live >= 4.0 / (double)g->m0;
     double exact_cost = (double)w * atomic_load(&g->ns_scan);
-    double graph_cost = atomic_load(&g->visits_per_search) * ((double)ef / (double)g->p.ef) * (live / (double)w) *
-                        atomic_load(&g->ns_visit);
-    if (exact_cost <= graph_cost) {
+    double graph_cost = atomic_load(&g->ns_visit) * ((double)ef / (double)g->p.ef);
+    if (force == 0 || (force < 0 && (!graph_ok || exact_cost <= graph_cost))) {
         s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, err);
         goto done;
     }
@@ -983,8 +1081,15 @@ knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, s
     float epd = vdist(g, q, knn_graph_vec(g, ep));
     for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, 0);
     admit_rule rule = {1, 1, lo, hi};
+    /* seeds spread over the window in label order */
+    uint32_t seeds[16];
+    size_t nseeds = 0, span = hi_pos - lo_pos;
+    for (size_t i = 0; span && i < 16; i++) {
+        uint32_t v = g->win.nodes[lo_pos + (span * (2 * i + 1)) / 32];
+        if (!g->deleted[v]) seeds[nseeds++] = v;
+    }
     size_t ntop;
-    if (!search_layer(g, c, q, ep, epd, ef, 0, 0, &rule, &ntop, NULL)) {
+    if (!search_window_layer(g, c, q, ep, seeds, nseeds, ef, &rule, &ntop, NULL)) {
         s = knn_error_set(err, KNN_ENOMEM, "out of memory during search");
         goto done;
     }
@@ -1014,21 +1119,21 @@ int knn_graph_label_range(knn_graph *g, double *lo, double *hi) {
     pthread_rwlock_rdlock(&g->rw);
     double a = INFINITY, b = -INFINITY;
     /* the sorted list may hold rows deleted since its rebuild: walk in from both ends */
-    for (size_t i = 0; i < g->n_sorted; i++) {
-        if (!g->deleted[g->sorted_nodes[i]]) {
-            a = g->sorted_labels[i];
+    for (size_t i = 0; i < g->win.n; i++) {
+        if (!g->deleted[g->win.nodes[i]]) {
+            a = g->win.labels[i];
             any = 1;
             break;
         }
     }
-    for (size_t i = g->n_sorted; i-- > 0;) {
-        if (!g->deleted[g->sorted_nodes[i]]) {
-            b = g->sorted_labels[i];
+    for (size_t i = g->win.n; i-- > 0;) {
+        if (!g->deleted[g->win.nodes[i]]) {
+            b = g->win.labels[i];
             break;
         }
     }
-    for (size_t i = 0; i < g->n_delta; i++) {
-        uint32_t v = g->delta[i];
+    for (size_t i = 0; i < g->win.n_delta; i++) {
+        uint32_t v = g->win.delta[i];
         if (g->deleted[v]) continue;
         any = 1;
         if (g->labels[v] < a) a = g->labels[v];
@@ -1039,3 +1144,5 @@ int knn_graph_label_range(knn_graph *g, double *lo, double *hi) {
     *hi = b;
     return any;
 }
+
+void knn_graph_force_window_plan(knn_graph *g, int plan) { atomic_store(&g->forced_plan, plan < 0 ? -1 : plan ? 1 : 0); }

@@ -60,6 +60,11 @@ knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t e
  * *plan (may be NULL) reports the choice: 0 exact, 1 filtered graph, 2 graph then exact fallback. */
 knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
                                    int64_t *out_ids, float *out_dists, size_t *found, int *plan, knn_error *err);
+/* As knn_graph_search_window with the plan forced: 0 exact scan, 1 graph (for benchmarks and tests);
+ * -1 lets the cost model choose. */
+knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
+                                        int force, int64_t *out_ids, float *out_dists, size_t *found, int *plan,
+                                        knn_error *err);
 
 /* An opaque tag saying what labels mean (kept in the byte format); 0 until set. */
 uint32_t knn_graph_label_tag(const knn_graph *g);

@@ -13,6 +13,23 @@
 #define KNN_MAX_LEVEL 31
 #define KNN_VISITED_POOL 64
 
+/* Window support: live labelled nodes as of the last rebuild, sorted by label, with their vectors and
+ * ids copied in that order so an exact window scan reads one contiguous slice (as Engels et al. permute
+ * points by label); plus the nodes labelled since (the delta, scanned linearly and merged once it grows
+ * past ~sqrt(n)). Deleting a sorted node sets its filter label to NaN, which no window matches. */
+typedef struct knn_window {
+    size_t n;
+    double *labels;    /* n, ascending (binary search) */
+    double *filter;    /* n, labels again, NaN once the node is deleted (scan filter) */
+    uint32_t *nodes;   /* n */
+    int64_t *ids;      /* n */
+    float *vecs;       /* n x dim, 64-byte aligned */
+    uint32_t *pos;     /* pos_n: node -> position in the sorted arrays, UINT32_MAX when absent */
+    size_t pos_n;
+    uint32_t *delta;
+    size_t n_delta, cap_delta;
+} knn_window;
+
 /* Per-search scratch: visited marks by epoch (no clearing between searches), two heaps, query copy. */
 typedef struct knn_search_ctx {
     uint16_t *marks;
@@ -47,16 +64,11 @@ struct knn_graph {
     uint64_t inserted;    /* nodes ever inserted: the layer draw of node number s uses (seed, s) */
     double *labels;       /* per node; NaN when the row has no label */
     uint32_t label_tag;   /* what the labels mean, opaque to the core (the SQL layer's label type) */
-    /* Window support: nodes with a label sorted by label (as of the last rebuild), plus the nodes
-     * labelled since (the delta, scanned linearly and merged once it grows past sqrt-ish size). */
-    double *sorted_labels;
-    uint32_t *sorted_nodes;
-    size_t n_sorted;
-    uint32_t *delta;
-    size_t n_delta, cap_delta;
-    /* Cost model, calibrated on first use: ns per row of a sequential scan and per visited node of
-     * a graph search, and nodes visited by an unfiltered search at the default ef. */
-    _Atomic double ns_scan, ns_visit, visits_per_search;
+    knn_window win;
+    /* Cost model, calibrated on the first window search: ns per row of the exact window scan, and ns
+     * per filtered graph search at the default ef. */
+    _Atomic double ns_scan, ns_visit;
+    _Atomic int forced_plan; /* -1: cost model; 0 exact; 1 graph (benchmark knob) */
     pthread_rwlock_t rw;
     pthread_mutex_t entry_lock;
     pthread_mutex_t pool_lock;
