@@ -234,8 +234,11 @@ void knn_graph_free(knn_graph *g) {
 knn_status knn_graph_reserve(knn_graph *g, size_t need, knn_error *err) {
     if (need <= g->capacity) return KNN_OK;
     if (need >= KNN_NO_NODE) return knn_error_set(err, KNN_EINVAL, "a graph index holds at most %u rows", KNN_NO_NODE - 1u);
-    size_t cap = g->capacity ? g->capacity : 1024;
-    while (cap < need) cap *= 2;
+    /* Grow by half for incremental adds, but take a bulk load's size exactly: doubling past it would
+     * leave up to half the slots (a whole vector each) unused. */
+    size_t cap = g->capacity + g->capacity / 2;
+    if (cap < need) cap = need;
+    if (cap < 64) cap = 64;
     uint8_t *data0 = aligned_alloc(64, cap * g->slot_bytes);
     if (data0 == NULL) goto oom;
     if (g->count) memcpy(data0, g->data0, g->count * g->slot_bytes);
