@@ -152,10 +152,13 @@ def test_forged_checksum_still_bounds_checked():
     g.add(rng.standard_normal((50, 4)).astype(np.float32))
     raw = bytearray(g.to_bytes())
 
-    def fnv(b):
-        h = 0xCBF29CE484222325
-        for x in b:
-            h = ((h ^ x) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    def fnv(b):  # FNV-1a over little-endian 64-bit words, then the tail bytes (knn_graph_io.c)
+        h, m = 0xCBF29CE484222325, 0xFFFFFFFFFFFFFFFF
+        whole = len(b) // 8 * 8
+        for (w,) in struct.iter_unpack("<Q", bytes(b[:whole])):
+            h = ((h ^ w) * 0x100000001B3) & m
+        for x in b[whole:]:
+            h = ((h ^ x) * 0x100000001B3) & m
         return h
 
     # node count field: header = 8 magic + 8*4 + 8 seed, then count

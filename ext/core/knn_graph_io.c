@@ -5,7 +5,7 @@
  *   | u32 label tag | u64 seed | u64 count | u64 deleted | u64 inserted | u32 entry | i32 max_level
  *   then per node: i64 id | f64 label (NaN: none) | u8 deleted | u8 level | u16 0 | f32 vec[dim]
  *   | per level 0..level: u32 n | u32 links[n]
- *   then u64 FNV-1a of every preceding byte.
+ *   then a u64 FNV-1a hash (over 8-byte words, then tail bytes) of every preceding byte.
  * Loading checks the checksum first, then every count, level and link against the header. */
 #include <math.h>
 #include <stdlib.h>
@@ -17,9 +17,18 @@
 #define FORMAT_VERSION 1u
 #define ENDIAN_MARK 0x01020304u
 
+/* FNV-1a over 64-bit little-endian words (then the tail bytes): eight times fewer multiplies than the
+ * bytewise form, so checking a 200 MB index costs a few tens of milliseconds. */
 static uint64_t fnv1a(const uint8_t *p, size_t n) {
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h ^= w;
+        h *= 0x100000001b3ULL;
+    }
+    for (; i < n; i++) {
         h ^= p[i];
         h *= 0x100000001b3ULL;
     }
