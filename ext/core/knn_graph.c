@@ -263,16 +263,22 @@ oom:
 /* ---- layer search ------------------------------------------------------------------------------- */
 
 /* Greedy walk on one upper layer: move to the nearest neighbour until none is nearer. */
-static uint32_t greedy(const knn_graph *g, const float *q, uint32_t cur, float *curd, int level, int locked) {
+/* lock_except: -1 reads links without locking (queries: writers are excluded by the rwlock); during a
+ * parallel build, the id of the node being inserted, whose lock its inserter already holds. */
+#define LOCK_NONE (-1)
+static inline int must_lock(int64_t lock_except, uint32_t id) { return lock_except != LOCK_NONE && id != lock_except; }
+
+static uint32_t greedy(const knn_graph *g, const float *q, uint32_t cur, float *curd, int level, int64_t lock_except) {
     uint32_t buf[257];
     float dist[257];
     for (int changed = 1; changed;) {
         changed = 0;
-        if (locked) node_lock(g, cur);
+        int lk = must_lock(lock_except, cur);
+        if (lk) node_lock(g, cur);
         const uint32_t *l = knn_graph_links(g, cur, level);
         uint32_t n = l[0];
         memcpy(buf, l + 1, n * sizeof *buf);
-        if (locked) node_unlock(g, cur);
+        if (lk) node_unlock(g, cur);
         vdists(g, q, buf, n, dist);
         for (uint32_t j = 0; j < n; j++) {
             if (dist[j] < *curd) {
@@ -301,7 +307,7 @@ static inline int admitted(const knn_graph *g, const admit_rule *r, uint32_t e) 
 /* Beam search of width ef on one layer; leaves the best ef admitted nodes in c->top (max-heap by
  * distance). Adds the number of distances computed to *visits when visits is not NULL. */
 static int search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, uint32_t ep, float epd, size_t ef,
-                        int level, int locked, const admit_rule *rule, size_t *ntop, size_t *visits) {
+                        int level, int64_t lock_except, const admit_rule *rule, size_t *ntop, size_t *visits) {
     size_t ncand = 0;
     *ntop = 0;
     uint32_t buf[513];
@@ -315,7 +321,8 @@ static int search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, u
         knn_hitem best = c->cand[0];
         if (-best.key > bound && *ntop >= ef) break;
         heap_pop(c->cand, &ncand);
-        if (locked) node_lock(g, best.id);
+        int lk = must_lock(lock_except, best.id);
+        if (lk) node_lock(g, best.id);
         const uint32_t *l = knn_graph_links(g, best.id, level);
         uint32_t n = l[0], fresh = 0;
         /* keep only unvisited neighbours, then score them in one batch */
@@ -325,7 +332,7 @@ static int search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, u
             c->marks[e] = c->epoch;
             buf[fresh++] = e;
         }
-        if (locked) node_unlock(g, best.id);
+        if (lk) node_unlock(g, best.id);
         vdists(g, q, buf, fresh, dist);
         if (visits) *visits += fresh;
         for (uint32_t j = 0; j < fresh; j++) {
@@ -475,6 +482,7 @@ static int insert_node(knn_graph *g, knn_search_ctx *c, uint32_t node) {
     const float *v = knn_graph_vec(g, node);
     int level = g->levels[node];
     knn_hitem scratch[513];
+    knn_hitem merged[256 + 512 + 1];
 
     pthread_mutex_lock(&g->entry_lock);
     uint32_t ep = g->entry;
@@ -490,10 +498,10 @@ static int insert_node(knn_graph *g, knn_search_ctx *c, uint32_t node) {
     if (!holds) pthread_mutex_unlock(&g->entry_lock);
 
     float epd = vdist(g, v, knn_graph_vec(g, ep));
-    for (int lev = max_level; lev > level; lev--) ep = greedy(g, v, ep, &epd, lev, 1);
+    for (int lev = max_level; lev > level; lev--) ep = greedy(g, v, ep, &epd, lev, node);
     for (int lev = level < max_level ? level : max_level; lev >= 0; lev--) {
         size_t ntop;
-        if (!search_layer(g, c, v, ep, epd, g->p.ef_construction, lev, 1, NULL, &ntop, NULL)) {
+        if (!search_layer(g, c, v, ep, epd, g->p.ef_construction, lev, node, NULL, &ntop, NULL)) {
             if (holds) pthread_mutex_unlock(&g->entry_lock);
             return 0;
         }
@@ -510,8 +518,26 @@ static int insert_node(knn_graph *g, knn_search_ctx *c, uint32_t node) {
         size_t kept = select_neighbors(g, c->top, n, g->p.m);
         node_lock(g, node);
         uint32_t *l = knn_graph_links(g, node, lev);
-        for (size_t j = 0; j < kept; j++) l[1 + j] = c->top[j].id;
-        l[0] = (uint32_t)kept;
+        if (l[0] == 0) {
+            for (size_t j = 0; j < kept; j++) l[1 + j] = c->top[j].id;
+            l[0] = (uint32_t)kept;
+        } else {
+            /* Another thread already linked back to this node here (it found the node through an upper
+             * layer): merge, never overwrite, or that in-link is lost and nodes become unreachable. */
+            size_t cnt = 0, cap = max_links(g, lev);
+            for (size_t j = 0; j < kept; j++) merged[cnt++] = c->top[j];
+            for (uint32_t j = 0; j < l[0]; j++) {
+                int dup = 0;
+                for (size_t t = 0; t < kept && !dup; t++) dup = merged[t].id == l[1 + j];
+                if (!dup) merged[cnt++] = (knn_hitem){vdist(g, v, knn_graph_vec(g, l[1 + j])), l[1 + j]};
+            }
+            if (cnt > cap) {
+                qsort(merged, cnt, sizeof *merged, cmp_hitem_asc);
+                cnt = select_neighbors(g, merged, cnt, cap);
+            }
+            for (size_t j = 0; j < cnt; j++) l[1 + j] = merged[j].id;
+            l[0] = (uint32_t)cnt;
+        }
         node_unlock(g, node);
         for (size_t j = 0; j < kept; j++) link_back(g, c->top[j].id, node, lev, scratch);
     }
@@ -804,10 +830,10 @@ knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t e
     if (ef < k) ef = k;
     uint32_t ep = g->entry;
     float epd = vdist(g, q, knn_graph_vec(g, ep));
-    for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, 0);
+    for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, LOCK_NONE);
     size_t ntop;
     admit_rule live_only = {1, 0, 0, 0};
-    if (!search_layer(g, c, q, ep, epd, ef, 0, 0, g->n_deleted ? &live_only : NULL, &ntop, NULL)) {
+    if (!search_layer(g, c, q, ep, epd, ef, 0, LOCK_NONE, g->n_deleted ? &live_only : NULL, &ntop, NULL)) {
         s = knn_error_set(err, KNN_ENOMEM, "out of memory during search");
         goto done;
     }
@@ -1031,7 +1057,7 @@ static void calibrate(knn_graph *g, knn_search_ctx *c) {
         const float *v = g->win.vecs + ((i * 2654435761u) % g->win.n) * g->dim;
         uint32_t ep = g->entry;
         float epd = vdist(g, v, knn_graph_vec(g, ep));
-        for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, v, ep, &epd, lev, 0);
+        for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, v, ep, &epd, lev, LOCK_NONE);
         uint32_t seeds[4] = {g->win.nodes[a], g->win.nodes[(a + b) / 2], g->win.nodes[b > a ? b - 1 : a], ep};
         if (!search_window_layer(g, c, v, ep, seeds, 3, g->p.ef, &rule, &ntop, NULL)) return;
     }
@@ -1082,7 +1108,7 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     if (plan) *plan = 1;
     uint32_t ep = g->entry;
     float epd = vdist(g, q, knn_graph_vec(g, ep));
-    for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, 0);
+    for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, LOCK_NONE);
     admit_rule rule = {1, 1, lo, hi};
     /* seeds spread over the window in label order */
     uint32_t seeds[16];
