@@ -1110,15 +1110,23 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     float epd = vdist(g, q, knn_graph_vec(g, ep));
     for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, LOCK_NONE);
     admit_rule rule = {1, 1, lo, hi};
-    /* seeds spread over the window in label order */
-    uint32_t seeds[16];
-    size_t nseeds = 0, span = hi_pos - lo_pos;
-    for (size_t i = 0; span && i < 16; i++) {
-        uint32_t v = g->win.nodes[lo_pos + (span * (2 * i + 1)) / 32];
-        if (!g->deleted[v]) seeds[nseeds++] = v;
-    }
     size_t ntop;
-    if (!search_window_layer(g, c, q, ep, seeds, nseeds, ef, &rule, &ntop, NULL)) {
+    int ok;
+    if ((double)w / live >= 0.4) {
+        /* A wide window: the plain beam over the whole graph, admitting only in-window rows, costs at
+         * most ~1/selectivity of an unfiltered search and needs no bridging (a postfilter in effect). */
+        ok = search_layer(g, c, q, ep, epd, ef, 0, LOCK_NONE, &rule, &ntop, NULL);
+    } else {
+        /* seeds spread over the window in label order */
+        uint32_t seeds[16];
+        size_t nseeds = 0, span = hi_pos - lo_pos;
+        for (size_t i = 0; span && i < 16; i++) {
+            uint32_t v = g->win.nodes[lo_pos + (span * (2 * i + 1)) / 32];
+            if (!g->deleted[v]) seeds[nseeds++] = v;
+        }
+        ok = search_window_layer(g, c, q, ep, seeds, nseeds, ef, &rule, &ntop, NULL);
+    }
+    if (!ok) {
         s = knn_error_set(err, KNN_ENOMEM, "out of memory during search");
         goto done;
     }
