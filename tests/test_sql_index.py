@@ -222,3 +222,21 @@ def test_registry_is_shared_by_connections_of_one_database_and_safe_under_concur
     assert not errors, errors
     assert db.execute("SELECT rows FROM knn_indexes()").fetchall()[0][0] == 6000 - 30
     db.close()
+
+
+def test_knn_scalar_over_flat_index_batches_and_keeps_row_order(db, vecs):
+    """knn() over a flat index answers a chunk in one blocked pass; NULL queries stay NULL in place."""
+    X, Q = vecs
+    load(db, X)
+    build(db, "f", kind="flat")
+    load(db, Q, name="queries")
+    rows = db.execute("""SELECT id, knn('f', CASE WHEN id % 5 = 3 THEN NULL ELSE emb END, 4) FROM queries
+                         ORDER BY id""").fetchall()
+    ref = knnsql.Index(16)
+    ref.add(X)
+    ids, _ = ref.search(Q, 4)
+    for qid, res in rows:
+        if qid % 5 == 3:
+            assert res is None
+        else:
+            assert [e["id"] for e in res] == ids[qid].tolist()

@@ -210,6 +210,12 @@ knn_status knn_entry_search(knn_entry *e, const float *q, size_t k, size_t ef, i
     return from_public(knn_flat_search(e->flat, q, 1, k, 1, ids, dists, found, err->msg, sizeof err->msg), err);
 }
 
+knn_status knn_entry_search_flat_batch(knn_entry *e, const float *Q, size_t nq, size_t k, int64_t *ids, float *dists,
+                                       size_t *found, knn_error *err) {
+    if (e->kind != KNN_KIND_FLAT) return knn_error_set(err, KNN_EINVAL, "a batched exact search needs a flat index");
+    return from_public(knn_flat_search(e->flat, Q, nq, k, 0, ids, dists, found, err->msg, sizeof err->msg), err);
+}
+
 knn_status knn_entry_search_window(knn_entry *e, const float *q, size_t k, size_t ef, double lo, double hi,
                                    int64_t *ids, float *dists, size_t *found, knn_error *err) {
     if (e->kind == KNN_KIND_GRAPH) return knn_graph_search_window(e->graph, q, k, ef, lo, hi, ids, dists, found, NULL, err);

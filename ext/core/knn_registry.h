@@ -64,6 +64,10 @@ knn_status knn_entry_optimize(knn_entry *e, knn_error *err);
 /* One query: up to k results into ids/dists; *found how many. ef = 0: index default (graph only). */
 knn_status knn_entry_search(knn_entry *e, const float *q, size_t k, size_t ef, int64_t *ids, float *dists,
                             size_t *found, knn_error *err);
+/* Many queries against a flat index in one blocked pass (row stride k); *found results per query.
+ * Fails with KNN_EINVAL for other kinds. */
+knn_status knn_entry_search_flat_batch(knn_entry *e, const float *Q, size_t nq, size_t k, int64_t *ids, float *dists,
+                                       size_t *found, knn_error *err);
 /* Window search: only rows whose label is in [lo, hi]. */
 knn_status knn_entry_search_window(knn_entry *e, const float *q, size_t k, size_t ef, double lo, double hi,
                                    int64_t *ids, float *dists, size_t *found, knn_error *err);

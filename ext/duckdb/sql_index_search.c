@@ -314,12 +314,47 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
         knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu results", offsets[n]);
         goto done;
     }
-    batch_job job = {e, queries, skip, los, his, win, ks, efs, offsets, n, d, nthreads, ids, dists, found, errs};
-    knn_parallel_run(nthreads, batch_task, &job);
-    for (size_t t = 0; t < nthreads; t++) {
-        if (errs[t].status != KNN_OK) {
-            err = errs[t];
-            goto done;
+    /* A flat index without windows answers the whole chunk in one blocked pass over its rows (the
+     * GEMM-style kernel) instead of one full scan per query. */
+    size_t kk = 0, m = 0;
+    bool same_k = true;
+    for (idx_t i = 0; i < n; i++) {
+        if (skip[i]) continue;
+        if (kk == 0) kk = ks[i];
+        same_k = same_k && ks[i] == kk;
+        if (i != m) memmove(queries + m * d, queries + i * d, d * sizeof(float));
+        m++;
+    }
+    if (e->kind == KNN_KIND_FLAT && !windowed && same_k && m > 1) {
+        size_t got = 0;
+        int64_t *bids = malloc(m * kk * sizeof *bids);
+        float *bdists = malloc(m * kk * sizeof *bdists);
+        knn_status bs = !bids || !bdists ? knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu results", m * kk)
+                                         : knn_entry_search_flat_batch(e, queries, m, kk, bids, bdists, &got, &err);
+        for (idx_t i = 0, r = 0; bs == KNN_OK && i < n; i++) {
+            if (skip[i]) continue;
+            memcpy(ids + offsets[i], bids + r * kk, got * sizeof *ids);
+            memcpy(dists + offsets[i], bdists + r * kk, got * sizeof *dists);
+            found[i] = got;
+            r++;
+        }
+        free(bids);
+        free(bdists);
+        if (bs != KNN_OK) goto done;
+    } else {
+        /* restore the row layout the per-row search expects */
+        for (idx_t i = n, r = m; i-- > 0;) {
+            if (skip[i]) continue;
+            r--;
+            if (i != r) memmove(queries + i * d, queries + r * d, d * sizeof(float));
+        }
+        batch_job job = {e, queries, skip, los, his, win, ks, efs, offsets, n, d, nthreads, ids, dists, found, errs};
+        knn_parallel_run(nthreads, batch_task, &job);
+        for (size_t t = 0; t < nthreads; t++) {
+            if (errs[t].status != KNN_OK) {
+                err = errs[t];
+                goto done;
+            }
         }
     }
     /* Write LIST(STRUCT(id, distance)) rows. */
