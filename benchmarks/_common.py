@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import platform
@@ -238,3 +239,27 @@ def try_import_pyplot():
 
 def listing(xs: List[str]) -> str:
     return ", ".join(xs)
+
+
+# ---- memory --------------------------------------------------------------------------------------
+
+try:
+    _LIBC = ctypes.CDLL("libc.so.6")
+except OSError:
+    _LIBC = None
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def trimmed_rss() -> int:
+    """RSS after a GC and malloc_trim (freed heap handed back), so build deltas count what the index keeps."""
+    gc.collect()
+    if _LIBC is not None:
+        try:
+            _LIBC.malloc_trim(0)
+        except Exception:
+            pass
+    return rss_bytes()

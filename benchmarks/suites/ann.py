@@ -41,7 +41,6 @@ repeats that ``--repeats`` times; QPS = queries / median time. Builds run once e
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import os
@@ -54,7 +53,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from _common import (cpu_snapshot, fmt, foreign_load, log, machine_markdown, md_table, median, quantile, ratio,
+from _common import (trimmed_rss, cpu_snapshot, fmt, foreign_load, log, machine_markdown, md_table, median, quantile, ratio,
                      settle, timed, try_import_pyplot)
 
 NAME = "ann"
@@ -108,26 +107,6 @@ def add_arguments(p) -> None:
 
 # ---- memory --------------------------------------------------------------------------------------
 
-try:
-    _LIBC = ctypes.CDLL("libc.so.6")
-except OSError:
-    _LIBC = None
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def trimmed_rss() -> int:
-    """RSS after a GC and malloc_trim (freed heap handed back), so build deltas count what the index keeps."""
-    gc.collect()
-    if _LIBC is not None:
-        try:
-            _LIBC.malloc_trim(0)
-        except Exception:
-            pass
-    return rss_bytes()
 
 
 def hnswlib_estimate(n: int, d: int, m: int) -> int:

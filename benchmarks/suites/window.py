@@ -67,7 +67,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from _common import (cpu_snapshot, fmt, foreign_load, log, machine_markdown, md_table, median, settle,
+from _common import (trimmed_rss, cpu_snapshot, fmt, foreign_load, log, machine_markdown, md_table, median, settle,
                      try_import_pyplot)
 
 NAME = "window"
@@ -148,25 +148,6 @@ def add_arguments(p) -> None:
 
 # ---- small helpers -------------------------------------------------------------------------------
 
-try:
-    _LIBC = ctypes.CDLL("libc.so.6")
-except OSError:
-    _LIBC = None
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def trimmed_rss() -> int:
-    gc.collect()
-    if _LIBC is not None:
-        try:
-            _LIBC.malloc_trim(0)
-        except Exception:
-            pass
-    return rss_bytes()
 
 
 class _Blas:
