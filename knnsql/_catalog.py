@@ -1,0 +1,268 @@
+"""Index bookkeeping inside the database file: which table and column each index caches, its saved
+bytes, and the rows it holds — so indexes survive close/reopen and stay fresh.
+
+Tables (created on first use, in the main schema):
+
+- ``_knnsql_tables``: vector tables made or opened by the Python layer (id column, vector column,
+  dimension, metric).
+- ``_knnsql_indexes``: one row per index: the table, vector and label column, kind and parameters.
+- ``_knnsql_index_parts``: the index bytes from ``knn_index_dump`` as of the last save.
+- ``_knnsql_index_rows``: ``(id, h)`` for every row those saved bytes hold, where ``h`` is
+  ``hash(id, vector, label)``. Saved in the same transaction as the parts, so the two always agree.
+- ``_knnsql_index_live``: ``(id, h)`` for every row the in-memory index holds now.
+
+Freshness: a full outer join of the table's ``(id, hash(id, vector, label))`` against the live
+rows finds rows added, removed or changed by any client (plain SQL included); only those are
+written to the index. After a crash the in-memory index is gone, so the saved parts are restored
+and the live rows reset to the saved rows, which describe exactly those bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+import duckdb
+
+from ._sql import quote_ident as q
+
+META_DDL = [
+    "CREATE TABLE IF NOT EXISTS _knnsql_tables (name VARCHAR PRIMARY KEY, id_column VARCHAR, "
+    "vector_column VARCHAR, dim INTEGER, metric VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS _knnsql_indexes (name VARCHAR PRIMARY KEY, table_name VARCHAR, "
+    "vector_column VARCHAR, label_column VARCHAR, kind VARCHAR, params VARCHAR, saved_at TIMESTAMP)",
+    "CREATE TABLE IF NOT EXISTS _knnsql_index_parts (index_name VARCHAR, part INTEGER, bytes BLOB)",
+    "CREATE TABLE IF NOT EXISTS _knnsql_index_rows (index_name VARCHAR, id BIGINT, h UBIGINT)",
+    "CREATE TABLE IF NOT EXISTS _knnsql_index_live (index_name VARCHAR, id BIGINT, h UBIGINT)",
+]
+
+# Bulk builds above this many rows go in chunks, so a terminal can show progress.
+PROGRESS_CHUNK = 100_000
+
+
+@dataclass
+class IndexInfo:
+    """One index's bookkeeping row."""
+    name: str
+    table: str
+    vector_column: str
+    label_column: Optional[str]
+    kind: str
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class Freshness:
+    """What a freshness check found and repaired: row counts by change kind."""
+    index: str
+    action: str = "checked"        # restored | rebuilt | attached | built | checked
+    added: int = 0
+    removed: int = 0
+    updated: int = 0
+    reason: str = ""
+
+    @property
+    def changed(self) -> int:
+        return self.added + self.removed + self.updated
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "action": self.action, "added": self.added, "removed": self.removed,
+                "updated": self.updated, "reason": self.reason}
+
+
+def ensure_meta(con: duckdb.DuckDBPyConnection) -> None:
+    for ddl in META_DDL:
+        con.execute(ddl).fetchall()
+
+
+def has_meta(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_knnsql_indexes' "
+                            "AND schema_name = 'main'").fetchall()[0][0])
+
+
+def list_indexes(con: duckdb.DuckDBPyConnection) -> list[IndexInfo]:
+    if not has_meta(con):
+        return []
+    rows = con.execute("SELECT name, table_name, vector_column, label_column, kind, params "
+                       "FROM _knnsql_indexes ORDER BY name").fetchall()
+    return [IndexInfo(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "{}")) for r in rows]
+
+
+def index_for(con, table: str, vector_column: str) -> Optional[IndexInfo]:
+    for info in list_indexes(con):
+        if info.table.lower() == table.lower() and info.vector_column.lower() == vector_column.lower():
+            return info
+    return None
+
+
+def registered(con, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM knn_indexes() WHERE name = ?", [name]).fetchall()[0][0])
+
+
+def _row_hash(info: IndexInfo, id_column: str, alias: str = "t") -> str:
+    parts = [f"{alias}.{q(id_column)}", f"{alias}.{q(info.vector_column)}"]
+    if info.label_column:
+        parts.append(f"{alias}.{q(info.label_column)}")
+    return f"hash({', '.join(parts)})"
+
+
+def _live_rows(info: IndexInfo, id_column: str) -> str:
+    """The table's rows an index can hold, with their change hash."""
+    return (f"SELECT t.{q(id_column)} AS id, {_row_hash(info, id_column)} AS h FROM {q(info.table)} t "
+            f"WHERE t.{q(id_column)} IS NOT NULL AND t.{q(info.vector_column)} IS NOT NULL")
+
+
+def _insert_args(info: IndexInfo, id_column: str, alias: str = "t") -> str:
+    args = [f"{alias}.{q(id_column)}", f"{alias}.{q(info.vector_column)}"]
+    if info.label_column:
+        args.append(f"{alias}.{q(info.label_column)}")
+    return ", ".join(args)
+
+
+def _progress(done: int, total: int, label: str) -> None:
+    if not sys.stderr.isatty():
+        return
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def create_index(con, info: IndexInfo, id_column: str, dim: int, metric: str) -> Freshness:
+    """Creates the index in the registry, fills it from the table, and records it."""
+    ensure_meta(con)
+    named = ", ".join(f"{key} := {_sql_value(value)}" for key, value in info.params.items())
+    con.execute(f"SELECT * FROM knn_index_create(?, dim := {int(dim)}, metric := ?, kind := ?"
+                f"{', ' + named if named else ''})", [info.name, metric, info.kind]).fetchall()
+    try:
+        fill(con, info, id_column)
+        con.execute("DELETE FROM _knnsql_indexes WHERE name = ?", [info.name]).fetchall()
+        con.execute("INSERT INTO _knnsql_indexes VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                    [info.name, info.table, info.vector_column, info.label_column, info.kind,
+                     json.dumps(info.params)]).fetchall()
+    except BaseException:
+        con.execute("SELECT * FROM knn_index_drop(?)", [info.name]).fetchall()
+        raise
+    return Freshness(info.name, action="built",
+                     added=con.execute("SELECT count(*) FROM _knnsql_index_live WHERE index_name = ?",
+                                       [info.name]).fetchall()[0][0])
+
+
+def _sql_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"index parameter value {value!r} must be a number, bool or string")
+
+
+def fill(con, info: IndexInfo, id_column: str) -> None:
+    """Inserts every table row into an empty index (chunked with progress on a terminal)."""
+    con.execute("DELETE FROM _knnsql_index_live WHERE index_name = ?", [info.name]).fetchall()
+    total = con.execute(f"SELECT count(*) FROM ({_live_rows(info, id_column)})").fetchall()[0][0]
+    src = (f"(SELECT * FROM {q(info.table)} WHERE {q(id_column)} IS NOT NULL "
+           f"AND {q(info.vector_column)} IS NOT NULL)")
+    if total <= PROGRESS_CHUNK or not sys.stderr.isatty():
+        con.execute(f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM {src} t", [info.name]).fetchall()
+    else:
+        done = 0
+        while done < total:
+            con.execute(f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM "
+                        f"(SELECT * FROM {src} ORDER BY {q(id_column)} LIMIT {PROGRESS_CHUNK} OFFSET {done}) t",
+                        [info.name]).fetchall()
+            done = min(total, done + PROGRESS_CHUNK)
+            _progress(done, total, f"building {info.name}")
+    con.execute(f"INSERT INTO _knnsql_index_live SELECT ?, id, h FROM ({_live_rows(info, id_column)})",
+                [info.name]).fetchall()
+
+
+def refresh(con, info: IndexInfo, id_column: str, action: str = "checked") -> Freshness:
+    """Brings the index in line with its table; returns what changed."""
+    report = Freshness(info.name, action=action)
+    con.execute("CREATE OR REPLACE TEMP TABLE _knnsql_diff AS "
+                f"SELECT coalesce(t.id, l.id) AS id, t.id IS NULL AS gone, l.id IS NULL AS new "
+                f"FROM ({_live_rows(info, id_column)}) t "
+                "FULL JOIN (SELECT id, h FROM _knnsql_index_live WHERE index_name = ?) l ON t.id = l.id "
+                "WHERE t.h IS DISTINCT FROM l.h", [info.name]).fetchall()
+    try:
+        report.removed, report.added, report.updated = con.execute(
+            "SELECT count(*) FILTER (WHERE gone), count(*) FILTER (WHERE new), "
+            "count(*) FILTER (WHERE NOT gone AND NOT new) FROM _knnsql_diff").fetchall()[0]
+        if report.changed == 0:
+            return report
+        if report.removed:
+            con.execute("SELECT knn_index_delete(?, id) FROM _knnsql_diff WHERE gone", [info.name]).fetchall()
+        if report.added or report.updated:
+            con.execute(f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM {q(info.table)} t "
+                        f"SEMI JOIN (SELECT id FROM _knnsql_diff WHERE NOT gone) d ON t.{q(id_column)} = d.id",
+                        [info.name]).fetchall()
+        con.execute("DELETE FROM _knnsql_index_live WHERE index_name = ? AND id IN (SELECT id FROM _knnsql_diff)",
+                    [info.name]).fetchall()
+        con.execute(f"INSERT INTO _knnsql_index_live SELECT ?, t.id, t.h FROM ({_live_rows(info, id_column)}) t "
+                    "SEMI JOIN (SELECT id FROM _knnsql_diff WHERE NOT gone) d ON t.id = d.id", [info.name]).fetchall()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _knnsql_diff").fetchall()
+    return report
+
+
+def save(con, info: IndexInfo) -> bool:
+    """Writes the index bytes and the rows they hold in one transaction. Flat indexes are not saved
+    (a rebuild is a copy). Returns whether bytes were written."""
+    if info.kind != "graph":
+        return False
+    con.execute("BEGIN TRANSACTION").fetchall()
+    try:
+        con.execute("DELETE FROM _knnsql_index_parts WHERE index_name = ?", [info.name]).fetchall()
+        con.execute("DELETE FROM _knnsql_index_rows WHERE index_name = ?", [info.name]).fetchall()
+        con.execute("INSERT INTO _knnsql_index_parts SELECT ?, part, bytes FROM knn_index_dump(?)",
+                    [info.name, info.name]).fetchall()
+        con.execute("INSERT INTO _knnsql_index_rows SELECT index_name, id, h FROM _knnsql_index_live "
+                    "WHERE index_name = ?", [info.name]).fetchall()
+        con.execute("UPDATE _knnsql_indexes SET saved_at = current_timestamp::TIMESTAMP WHERE name = ?",
+                    [info.name]).fetchall()
+        con.execute("COMMIT").fetchall()
+    except BaseException:
+        con.execute("ROLLBACK").fetchall()
+        raise
+    return True
+
+
+def open_index(con, info: IndexInfo, id_column: str, dim: int, metric: str) -> Freshness:
+    """Makes a recorded index usable after connect: attach if this process already has it, restore
+    its saved bytes, or rebuild it; then repair it against the table."""
+    if registered(con, info.name):
+        return refresh(con, info, id_column, action="attached")
+    parts = con.execute("SELECT count(*) FROM _knnsql_index_parts WHERE index_name = ?",
+                        [info.name]).fetchall()[0][0]
+    if info.kind == "graph" and parts:
+        try:
+            con.execute("SELECT knn_index_restore(?, part, bytes) FROM "
+                        "(SELECT * FROM _knnsql_index_parts WHERE index_name = ? ORDER BY part)",
+                        [info.name, info.name]).fetchall()
+        except duckdb.Error as exc:
+            reason = f"saved bytes unusable ({str(exc).splitlines()[0]}); rebuilt from the table"
+        else:
+            con.execute("DELETE FROM _knnsql_index_live WHERE index_name = ?", [info.name]).fetchall()
+            con.execute("INSERT INTO _knnsql_index_live SELECT * FROM _knnsql_index_rows WHERE index_name = ?",
+                        [info.name]).fetchall()
+            return refresh(con, info, id_column, action="restored")
+    else:
+        reason = "no saved bytes (flat index, or never saved); rebuilt from the table"
+    con.execute("DELETE FROM _knnsql_indexes WHERE name = ?", [info.name]).fetchall()
+    report = create_index(con, info, id_column, dim, metric)
+    report.action, report.reason = "rebuilt", reason
+    return report
+
+
+def drop_index(con, info: IndexInfo) -> None:
+    if registered(con, info.name):
+        con.execute("SELECT * FROM knn_index_drop(?)", [info.name]).fetchall()
+    for table, key in (("_knnsql_indexes", "name"), ("_knnsql_index_parts", "index_name"),
+                       ("_knnsql_index_rows", "index_name"), ("_knnsql_index_live", "index_name")):
+        con.execute(f"DELETE FROM {table} WHERE {key} = ?", [info.name]).fetchall()

@@ -1,0 +1,207 @@
+"""Rewriting natural DuckDB kNN SQL onto a knnsql index.
+
+The pattern::
+
+    SELECT <anything> FROM <vector table> [WHERE <predicates>]
+    ORDER BY array_distance | array_cosine_distance | array_negative_inner_product (<column>, <query>)
+    LIMIT k
+
+where ``<query>`` is a constant or a parameter and the table has an index over ``<column>`` with
+the matching metric (``l2`` for ``array_distance``, whose order is the squared distance's). The
+rewrite only adds a candidate filter::
+
+    WHERE <predicates> AND id IN (SELECT id FROM knn_search('<index>', <query>, k := k', lo := , hi := ))
+
+and keeps the ORDER BY and LIMIT, so DuckDB still computes and orders by the user's own distance
+expression — over k' candidates instead of every row. Conjuncts ``label BETWEEN a AND b``,
+``label >= a``, ``label <= b`` (constants) on the index label become the index's window; other
+predicates make k' an over-fetch, widened until LIMIT rows pass (or every row is a candidate).
+Anything else (joins, GROUP BY, DISTINCT, a descending order, a query vector taken from a column or
+subquery, no index, a different metric, too few matching rows to be worth it) runs unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+import sqlglot
+from sqlglot import exp
+
+from . import _catalog
+from ._sql import DIALECT, func, lit, render
+
+if TYPE_CHECKING:
+    from ._extension import Database
+
+DISTANCE_METRIC = {"array_distance": "l2", "array_cosine_distance": "cosine",
+                   "array_negative_inner_product": "ip"}
+
+
+@dataclass
+class Rewrite:
+    """The outcome of planning one statement."""
+    original: str
+    sql: str                      # what runs
+    rewritten: bool
+    reason: str
+    index: Optional[str] = None
+    fetch: Optional[int] = None
+    window: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if not self.rewritten:
+            return f"not rewritten: {self.reason}\n{self.sql}"
+        win = f", window {self.window}" if self.window else ""
+        return f"rewritten onto index {self.index!r} (k' = {self.fetch}{win}): {self.reason}\n{self.sql}"
+
+
+def _constant(node: exp.Expression) -> bool:
+    """A value fixed for the whole statement: literals, casts and arrays of them, parameters."""
+    return not any(isinstance(n, (exp.Column, exp.Subquery, exp.Query, exp.Star)) for n in node.walk())
+
+
+def _conjuncts(node: Optional[exp.Expression]) -> list[exp.Expression]:
+    if node is None:
+        return []
+    if isinstance(node, exp.Paren):
+        return _conjuncts(node.this)
+    if isinstance(node, exp.And):
+        return _conjuncts(node.left) + _conjuncts(node.right)
+    return [node]
+
+
+def _window_of(conj: exp.Expression, label: str) -> Optional[dict]:
+    """{'lo': expr} / {'hi': expr} / both when the conjunct bounds the label column by constants."""
+    def is_label(n):
+        return isinstance(n, exp.Column) and n.name.lower() == label.lower()
+
+    if isinstance(conj, exp.Between) and is_label(conj.this) and _constant(conj.args["low"]) \
+            and _constant(conj.args["high"]):
+        return {"lo": conj.args["low"], "hi": conj.args["high"]}
+    # Strict bounds stay ordinary predicates: the index window is inclusive.
+    pairs = {exp.GTE: "lo", exp.LTE: "hi"}
+    flipped = {"lo": "hi", "hi": "lo"}
+    for cls, side in pairs.items():
+        if isinstance(conj, cls):
+            if is_label(conj.left) and _constant(conj.right):
+                return {side: conj.right}
+            if is_label(conj.right) and _constant(conj.left):
+                return {flipped[side]: conj.left}
+    return None
+
+
+def plan(db: "Database", sql: str, params: Any = None) -> Rewrite:
+    """Decides whether ``sql`` can run on an index and builds the statement that runs."""
+    def keep(reason: str) -> Rewrite:
+        return Rewrite(sql, sql, False, reason)
+
+    try:
+        trees = [t for t in sqlglot.parse(sql, dialect=DIALECT) if t is not None]
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+        return keep("sqlglot could not parse it")
+    if len(trees) != 1 or not isinstance(trees[0], exp.Select):
+        return keep("not a single SELECT")
+    tree = trees[0]
+    order, limit = tree.args.get("order"), tree.args.get("limit")
+    if order is None or limit is None:
+        return keep("no ORDER BY <distance> LIMIT k")
+    for clause in ("joins", "group", "having", "qualify", "distinct", "with", "laterals", "offset"):
+        if tree.args.get(clause):
+            return keep(f"the query has {clause.upper()}, which the index plan does not cover")
+    source = tree.args.get("from_") or tree.args.get("from")
+    if source is None or not isinstance(source.this, exp.Table) or not isinstance(source.this.this, exp.Identifier):
+        return keep("FROM is not one plain table")
+    table_name = source.this.name
+    if source.this.args.get("db") or source.this.args.get("catalog"):
+        return keep("qualified table names are not rewritten")
+    if not (isinstance(limit.expression, exp.Literal) and limit.expression.is_int):
+        return keep("LIMIT is not an integer constant")
+    k = int(limit.expression.this)
+    first = order.expressions[0]
+    if first.args.get("desc"):
+        return keep("ORDER BY ... DESC asks for the farthest rows")
+    dist = first.this
+    if not isinstance(dist, exp.Anonymous) or dist.name.lower() not in DISTANCE_METRIC:
+        return keep("ORDER BY is not array_distance / array_cosine_distance / array_negative_inner_product")
+    fname = dist.name.lower()
+    args = list(dist.expressions)
+    if len(args) != 2:
+        return keep("the distance function takes two arguments")
+    col, query = (args[0], args[1]) if isinstance(args[0], exp.Column) else (args[1], args[0])
+    if not isinstance(col, exp.Column) or not _constant(query):
+        return keep("the distance is not between a column and a constant query vector")
+    vt = db._table_meta(table_name)
+    if vt is None:
+        return keep(f"{table_name!r} is not a knnsql vector table")
+    info = _catalog.index_for(db.con, vt["name"], col.name)
+    if info is None:
+        return keep(f"no index on {table_name}.{col.name}")
+    if DISTANCE_METRIC[fname] != vt["metric"]:
+        return keep(f"{fname} orders by {DISTANCE_METRIC[fname]}, the index is {vt['metric']}")
+    if any(isinstance(n, exp.Placeholder) and not n.this for n in tree.walk()):
+        return keep("positional '?' parameters are not rewritten (use $name parameters)")
+
+    where = tree.args.get("where")
+    window: dict = {}
+    residual = []
+    for conj in _conjuncts(where.this if where else None):
+        bounds = _window_of(conj, info.label_column) if info.label_column else None
+        if bounds and not any(side in window for side in bounds):
+            window.update(bounds)
+        else:
+            residual.append(conj)
+
+    if params is not None and not isinstance(params, dict):
+        return keep("positional parameters are not rewritten (pass a dict of $name parameters)")
+    db._auto_refresh_name(vt["name"])
+    con = db.con
+
+    def count(text: str) -> int:
+        used = {k: v for k, v in (params or {}).items() if re.search(rf"\${re.escape(k)}\b", text)}
+        return con.execute(text, used).fetchall()[0][0]
+
+    table_sql = render(exp.Table(this=exp.Identifier(this=vt["name"], quoted=True)))
+    where_sql = render(where.this) if where else "true"
+    # Counting uses the user's own predicates and parameters.
+    n_match = count(f"SELECT count(*) FROM {table_sql} WHERE {where_sql}")
+    if n_match == 0:
+        return keep("no row matches the WHERE clause")
+    n_window = n_match
+    if residual:
+        wsql = " AND ".join(render(c) for c in _conjuncts(where.this) if c not in residual) or "true"
+        n_window = count(f"SELECT count(*) FROM {table_sql} WHERE {wsql}")
+    fetch = k if not residual else min(n_window, math.ceil(k * n_window / n_match * 1.5) + k)
+    m_graph = int(info.params.get("m", 16))
+    ef = max(int(info.params.get("ef", 64)), fetch)
+    if info.kind == "flat" or n_match < 2 * m_graph * ef:
+        return keep(f"{n_match} matching rows: scoring them exactly is cheaper than the index")
+
+    label_type = vt["types"].get(info.label_column, "DOUBLE") if info.label_column else "DOUBLE"
+    id_col = exp.Column(this=exp.Identifier(this=vt["id_column"], quoted=True))
+    cap = con.execute("SELECT rows FROM knn_indexes() WHERE name = ?", [info.name]).fetchall()[0][0]
+    want = min(k, n_match)
+    while True:
+        named = {"k": lit(fetch)}
+        for side in ("lo", "hi"):
+            if side in window:
+                named[side] = exp.Cast(this=window[side].copy(), to=exp.DataType.build(label_type, dialect=DIALECT))
+        search = func("knn_search", lit(info.name), query.copy(), **named)
+        cand = exp.select(exp.Column(this=exp.Identifier(this="id", quoted=True))).from_(
+            exp.Table(this=search))
+        new = tree.copy()
+        member = exp.In(this=id_col.copy(), query=exp.Subquery(this=cand))
+        new.set("where", exp.Where(this=exp.and_(where.this.copy(), member) if where else member))
+        text = render(new)
+        if not residual:
+            break
+        got = count(f"SELECT count(*) FROM ({text})")
+        if got >= want or fetch >= cap:
+            break
+        fetch = min(cap, fetch * 2)
+    reason = "ORDER BY distance LIMIT k over the index" + (" with an over-fetch for other predicates"
+                                                          if residual else "")
+    shown = {side: render(v) for side, v in window.items()}
+    return Rewrite(sql, text, True, reason, index=info.name, fetch=fetch, window=shown)

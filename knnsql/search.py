@@ -1,0 +1,340 @@
+"""Fluent searches over a vector table, and the planner that keeps "k rows whenever k exist".
+
+Plans (``Search.plan`` names the one a search ran):
+
+- ``index``: the table's index answers directly (its own planner handles windows), results joined
+  back to the table, so rows deleted from the table never come back.
+- ``index+overfetch``: a ``where`` filter the index cannot see. The filter's selectivity ``s`` is
+  counted with SQL; the index is asked for ``k' = k / s`` (with margin) candidates, joined back and
+  filtered; ``k'`` doubles until every query has ``min(k, rows matching)`` results.
+- ``exact``: ``knn_exact`` / ``knn_exact_join`` over the filtered rows. Chosen when there is no
+  index, on ``.exact()``, or when the filter leaves so few rows that scoring them all is cheaper
+  than an over-fetching graph search (cost model below).
+
+Cost model: an exact plan scores the ``m`` matching rows; a graph search with beam ``ef'`` scores
+about ``2·m_graph·ef'`` rows (each expanded node scores its unvisited neighbours). With
+``ef' = max(ef, k')`` and ``k' = k/s``, exact wins when ``m < 2·m_graph·max(ef, k/s)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+import numpy as np
+
+from ._sql import parse_filter, quote_ident as q, render
+
+if TYPE_CHECKING:
+    from .table import VectorTable
+
+OVERFETCH_MARGIN = 1.5
+
+
+def _bound_param(value):
+    """Window bounds as DuckDB parameters: numbers, datetime/date, numpy/pandas datetimes."""
+    if value is None:
+        return None
+    if isinstance(value, np.datetime64):
+        import datetime as _dt
+        us = value.astype("datetime64[us]").astype(np.int64)
+        return _dt.datetime(1970, 1, 1) + _dt.timedelta(microseconds=int(us))
+    if hasattr(value, "to_pydatetime"):
+        return value.to_pydatetime()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class Search:
+    """A search over one ``VectorTable``; built by ``table.search(q)``. Methods chain and return the
+    same object; the terminal methods run it."""
+
+    def __init__(self, table: "VectorTable", query: Any):
+        Q = np.asarray(query, dtype=np.float64)
+        if Q.ndim not in (1, 2) or Q.shape[-1] != table.dim:
+            raise ValueError(f"the query must be a vector of {table.dim} numbers or an (nq, {table.dim}) "
+                             f"matrix, got shape {Q.shape}")
+        if not np.isfinite(Q).all():
+            raise ValueError("the query contains NaN or Inf")
+        if table.metric == "cosine" and (~np.any(Q != 0, axis=-1)).any():
+            raise ValueError("a zero query vector has no cosine distance")
+        self.table = table
+        self.single = Q.ndim == 1
+        self.Q = np.ascontiguousarray(Q.reshape(-1, table.dim), dtype=np.float32)
+        self._k = 10
+        self._where: Optional[str] = None
+        self._window: Optional[tuple] = None
+        self._select: Optional[list[str]] = None
+        self._exact = False
+        self._ef: Optional[int] = None
+        #: the plan the last run used: "index", "index+overfetch" or "exact"; and its k'
+        self.plan: Optional[str] = None
+        self.fetched: Optional[int] = None
+        self._last_sql: Optional[str] = None
+
+    # -- builders ----------------------------------------------------------------------------------
+    def limit(self, k: int) -> "Search":
+        """Neighbours per query (default 10)."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"limit(k) takes an integer k >= 1, got {k!r}")
+        self._k = int(k)
+        return self
+
+    def where(self, condition: str) -> "Search":
+        """Keeps rows matching a SQL boolean expression over the table's columns, e.g.
+        ``"lang = 'en' AND price < 50"``. Statements, subqueries and side effects are refused."""
+        parse_filter(condition, self.table.all_columns)        # validate now, raise early
+        self._where = condition
+        return self
+
+    def window(self, lo: Any = None, hi: Any = None) -> "Search":
+        """Keeps rows whose index label lies in ``[lo, hi]`` (inclusive; None leaves a side open)."""
+        info = self.table.index
+        if info is None or info.label_column is None:
+            raise ValueError(f"window() needs an index with a label on {self.table.name!r}: "
+                             "table.create_index(label='<column>')")
+        self._window = (_bound_param(lo), _bound_param(hi))
+        return self
+
+    def select(self, columns: Sequence[str]) -> "Search":
+        """Columns to return (default: every column but the vector), plus ``distance``."""
+        if isinstance(columns, str):
+            columns = [columns]
+        known = {c.lower(): c for c in self.table.all_columns}
+        bad = [c for c in columns if str(c).lower() not in known]
+        if bad:
+            raise ValueError(f"select(): {bad} not in {self.table.name!r}; columns are {self.table.all_columns}")
+        self._select = [known[str(c).lower()] for c in columns]
+        return self
+
+    def exact(self, on: bool = True) -> "Search":
+        """Exact search over the (filtered) rows, ignoring the index."""
+        self._exact = bool(on)
+        return self
+
+    def ef(self, n: int) -> "Search":
+        """Search beam of the graph index (larger: slower, more accurate)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"ef(n) takes an integer n >= 1, got {n!r}")
+        self._ef = int(n)
+        return self
+
+    # -- SQL ---------------------------------------------------------------------------------------
+    def _columns(self) -> list[str]:
+        cols = self._select if self._select is not None else \
+            [c for c in self.table.all_columns if c != self.table.vector_column]
+        return cols
+
+    def _filter_sql(self, with_window: bool) -> Optional[str]:
+        parts = []
+        if self._where is not None:
+            parts.append("(" + render(parse_filter(self._where, self.table.all_columns)) + ")")
+        if with_window and self._window is not None:
+            label = q(self.table.index.label_column)
+            if self._window[0] is not None:
+                parts.append(f"{label} >= $lo")
+            if self._window[1] is not None:
+                parts.append(f"{label} <= $hi")
+        return " AND ".join(parts) if parts else None
+
+    def _params(self, with_window: bool) -> dict:
+        p = {}
+        if self._window is not None and with_window:
+            if self._window[0] is not None:
+                p["lo"] = self._window[0]
+            if self._window[1] is not None:
+                p["hi"] = self._window[1]
+        return p
+
+    def _project(self, hits: str, query_col: bool) -> str:
+        t = self.table
+        cols = ", ".join(f"t.{q(c)}" for c in self._columns())
+        head = "h.query, " if query_col else ""
+        order = "h.query, h.distance, h.id" if query_col else "h.distance, h.id"
+        return (f"SELECT {head}{cols}, h.distance FROM ({hits}) h JOIN {q(t.name)} t "
+                f"ON t.{q(t.id_column)} = h.id ORDER BY {order}")
+
+    def _index_hits(self, fetch: int) -> str:
+        """Candidate rows (query, id, distance) from the index; the window goes to the index."""
+        info = self.table.index
+        ef = self._ef
+        lo = "$lo" if self._window and self._window[0] is not None else "NULL"
+        hi = "$hi" if self._window and self._window[1] is not None else "NULL"
+        if self.single:
+            named = [f"k := {fetch}"]
+            if ef is not None:
+                named.append(f"ef := {ef}")
+            if self._window is not None:
+                named += [f"lo := {lo}", f"hi := {hi}"]
+            return (f"SELECT 0 AS query, id, distance FROM knn_search('{_lit(info.name)}', "
+                    f"$q::FLOAT[{self.table.dim}], {', '.join(named)})")
+        args = f"'{_lit(info.name)}', qs.emb, {fetch}"
+        if self._window is not None or ef is not None:
+            args += f", {lo}, {hi}"
+        if ef is not None:
+            args += f", {ef}"
+        return (f"SELECT qs.query, r.id, r.distance FROM _knnsql_queries qs, "
+                f"unnest(knn({args})) AS u(r)")
+
+    def _exact_hits(self, k: int) -> str:
+        t = self.table
+        cond = self._filter_sql(with_window=True)
+        where = f" WHERE {cond}" if cond else ""
+        if self.single:
+            return (f"SELECT 0 AS query, r.id, r.distance FROM (SELECT unnest(knn_exact({q(t.id_column)}, "
+                    f"{q(t.vector_column)}, $q::FLOAT[{t.dim}], {k}, '{t.metric}')) AS r "
+                    f"FROM {q(t.name)}{where})")
+        return (f"SELECT r.query_id AS query, r.id, r.distance FROM (SELECT unnest(knn_exact_join("
+                f"{q(t.id_column)}, {q(t.vector_column)}, (SELECT list({{'qid': query, 'emb': emb}} ORDER BY query) "
+                f"FROM _knnsql_queries), {k}, '{t.metric}')) AS r FROM {q(t.name)}{where})")
+
+    def _filtered(self, hits: str) -> str:
+        """Index candidates joined to the table, filtered, cut to k per query."""
+        t = self.table
+        cond = render(parse_filter(self._where, t.all_columns))
+        return (f"SELECT h.query, h.id, h.distance FROM ({hits}) h JOIN {q(t.name)} t "
+                f"ON t.{q(t.id_column)} = h.id WHERE ({cond}) "
+                f"QUALIFY row_number() OVER (PARTITION BY h.query ORDER BY h.distance, h.id) <= {self._k}")
+
+    # -- planning and running ----------------------------------------------------------------------
+    def _run(self):
+        import pyarrow as pa
+
+        t = self.table
+        con = t.db.con
+        info = t.index
+        if info is not None and not self._exact:
+            t.db._auto_refresh(t)
+        nq = len(self.Q)
+        qtable = pa.table({"query": pa.array(np.arange(nq, dtype=np.int64)),
+                           "emb": pa.FixedSizeListArray.from_arrays(pa.array(self.Q.reshape(-1)), t.dim)})
+        con.register("_knnsql_queries", qtable)
+        try:
+            params = {"q": self.Q[0].tolist()} if self.single else {}
+            if info is None or self._exact:
+                return self._execute(self._project(self._exact_hits(self._k), not self.single),
+                                     {**params, **self._params(True)}, "exact", self._k)
+            if self._where is None:
+                return self._overfetch(info, params, None, "index")
+            cond = self._filter_sql(with_window=True)
+            n_all, n_match = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {cond}) FROM {q(t.name)}",
+                                         self._params(True)).fetchall()[0]
+            if n_match == 0:
+                return self._execute(self._project(self._exact_hits(self._k), not self.single),
+                                     {**params, **self._params(True)}, "exact", self._k)
+            n_window = self._window_rows() if self._window is not None else n_all
+            s = n_match / max(n_window, 1)
+            fetch = min(max(n_window, 1), math.ceil(self._k / s * OVERFETCH_MARGIN) + self._k)
+            if self._exact_is_cheaper(info, n_match, fetch):
+                return self._execute(self._project(self._exact_hits(self._k), not self.single),
+                                     {**params, **self._params(True)}, "exact", self._k)
+            return self._overfetch(info, params, fetch, "index+overfetch", want=min(self._k, n_match))
+        finally:
+            con.unregister("_knnsql_queries")
+
+    def _exact_is_cheaper(self, info, n_match: int, fetch: int) -> bool:
+        """Exact scores the matching rows; a graph beam of width ef' scores ~2*m*ef' rows (module doc).
+        A flat index scans every row anyway, so exact over the matching rows never loses."""
+        if info.kind == "flat":
+            return True
+        m_graph = int(info.params.get("m", 16))
+        ef = max(self._ef or int(info.params.get("ef", 64)), fetch)
+        return n_match < 2 * m_graph * ef
+
+    def _window_only(self) -> str:
+        label = q(self.table.index.label_column)
+        parts = []
+        if self._window[0] is not None:
+            parts.append(f"{label} >= $lo")
+        if self._window[1] is not None:
+            parts.append(f"{label} <= $hi")
+        return " AND ".join(parts) or "true"
+
+    def _overfetch(self, info, params: dict, fetch: Optional[int], plan: str, want: Optional[int] = None):
+        """Index search, widened until each query has ``want`` rows that exist in the table (and pass
+        the filter), or the index has nothing more to give."""
+        t = self.table
+        con = t.db.con
+        cap = max(1, con.execute("SELECT rows FROM knn_indexes() WHERE name = ?", [info.name]).fetchall()[0][0])
+        if want is None:
+            want = min(self._k, self._window_rows())
+        fetch = min(max(fetch or self._k, self._k), cap)
+        p = {**params, **self._params(True)}
+        while True:
+            hits = self._index_hits(fetch)
+            hits = self._filtered(hits) if self._where is not None else (
+                f"SELECT h.* FROM ({hits}) h SEMI JOIN {q(t.name)} t ON t.{q(t.id_column)} = h.id "
+                f"QUALIFY row_number() OVER (PARTITION BY h.query ORDER BY h.distance, h.id) <= {self._k}")
+            sql = self._project(hits, not self.single)
+            result = _arrow(con, sql, p)
+            counts = np.array([result.num_rows]) if self.single else \
+                np.bincount(np.asarray(result.column("query")), minlength=len(self.Q))
+            if counts.min() >= want or fetch >= cap:
+                self.plan, self.fetched, self._last_sql = plan, fetch, sql
+                return result
+            fetch = min(cap, fetch * 2)
+
+    def _window_rows(self) -> int:
+        t = self.table
+        cond = self._window_only() if self._window is not None else "true"
+        return t.db.con.execute(f"SELECT count(*) FROM {q(t.name)} WHERE {cond}", self._params(True)).fetchall()[0][0]
+
+    def _execute(self, sql: str, params: dict, plan: str, fetch: int):
+        result = _arrow(self.table.db.con, sql, params)
+        self.plan, self.fetched, self._last_sql = plan, fetch, sql
+        return result
+
+    # -- results -----------------------------------------------------------------------------------
+    def to_arrow(self):
+        """Results as a ``pyarrow.Table``: [query,] the selected columns, distance."""
+        table = self._run()
+        return table.drop(["query"]) if self.single and "query" in table.column_names else table
+
+    def to_pandas(self):
+        """Results as a pandas DataFrame (pandas must be installed)."""
+        return self.to_arrow().to_pandas()
+
+    def to_list(self) -> list[dict]:
+        """Results as a list of dicts, one per row."""
+        return self.to_arrow().to_pylist()
+
+    def to_numpy(self):
+        """``(ids, distances)`` arrays: shape (k,) for one query, (nq, k) for a matrix (padded with -1
+        and +inf where a query has fewer than k results)."""
+        table = self._run()
+        ids = np.asarray(table.column(self.table.id_column).to_numpy(zero_copy_only=False), dtype=np.int64) \
+            if self.table.id_column in table.column_names else None
+        if ids is None:
+            raise ValueError("to_numpy() needs the id column among the selected columns")
+        dist = np.asarray(table.column("distance").to_numpy(zero_copy_only=False), dtype=np.float32)
+        if self.single:
+            return ids, dist
+        query = np.asarray(table.column("query"))
+        out_i = np.full((len(self.Q), self._k), -1, dtype=np.int64)
+        out_d = np.full((len(self.Q), self._k), np.inf, dtype=np.float32)
+        starts = np.searchsorted(query, np.arange(len(self.Q)))
+        pos = np.arange(len(query)) - starts[query]
+        out_i[query, pos], out_d[query, pos] = ids, dist
+        return out_i, out_d
+
+    def sql(self) -> str:
+        """The SQL this search runs (after a run: the statement used, with its final k')."""
+        if self._last_sql is None:
+            self._run()
+        return self._last_sql
+
+    def __repr__(self) -> str:
+        return (f"<knnsql.Search on {self.table.name!r}: {len(self.Q)} queries, k={self._k}, "
+                f"where={self._where!r}, window={self._window}, exact={self._exact}>")
+
+
+def _arrow(con, sql: str, params: dict):
+    """The whole result as a pyarrow.Table (DuckDB 2.0 names it to_arrow_table, 1.x arrow)."""
+    rel = con.sql(sql, params=params) if params else con.sql(sql)
+    fetch = getattr(rel, "to_arrow_table", None) or getattr(rel, "arrow")
+    return fetch()
+
+
+def _lit(text: str) -> str:
+    return text.replace("'", "''")

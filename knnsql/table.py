@@ -1,0 +1,220 @@
+"""Vector tables: a DuckDB table with an integer id key and a ``FLOAT[d]`` column, plus the index
+that caches it. Writes through this API keep the index current; writes from plain SQL are found by
+the freshness check (``refresh_index``, run on connect and before a search sees a changed row count).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
+
+import numpy as np
+
+from . import _catalog
+from ._catalog import Freshness, IndexInfo
+from ._ingest import DataError, to_arrow
+from ._sql import parse_filter, quote_ident as q, render
+
+if TYPE_CHECKING:
+    from ._extension import Database
+    from .search import Search
+
+METRICS = {"l2": "l2", "l2sq": "l2", "cosine": "cosine", "ip": "ip"}
+
+
+def _metric(name: str) -> str:
+    try:
+        return METRICS[str(name).lower()]
+    except KeyError:
+        raise ValueError(f"unknown metric {name!r}; use 'l2' (squared Euclidean), 'cosine' or 'ip'") from None
+
+
+class VectorTable:
+    """A table of vectors in a knnsql database. Get one from ``db.create_table`` or ``db.table``.
+
+    Vectors are stored as given (no normalisation in the table); a ``cosine`` index normalises its
+    own copy, and ``cosine`` rejects zero vectors on ``add``. Distances are the metric's: ``l2`` is
+    squared Euclidean, ``cosine`` is ``1 - cos``, ``ip`` the negative inner product.
+    """
+
+    def __init__(self, db: "Database", name: str, id_column: str, vector_column: str, dim: int,
+                 metric: str, columns: Mapping[str, str]):
+        self.db = db
+        self.name = name
+        self.id_column = id_column
+        self.vector_column = vector_column
+        self.dim = dim
+        self.metric = metric
+        #: the other columns: name -> DuckDB type
+        self.columns = dict(columns)
+
+    def __repr__(self) -> str:
+        return (f"<knnsql.VectorTable {self.name!r}: {len(self)} rows, {self.vector_column} FLOAT[{self.dim}], "
+                f"metric {self.metric}, index {self.index.name if self.index else None}>")
+
+    def __len__(self) -> int:
+        return self.db.con.execute(f"SELECT count(*) FROM {q(self.name)}").fetchall()[0][0]
+
+    @property
+    def all_columns(self) -> list[str]:
+        return [self.id_column, self.vector_column, *self.columns]
+
+    @property
+    def index(self) -> Optional[IndexInfo]:
+        """The index caching this table's vectors, or None."""
+        return _catalog.index_for(self.db.con, self.name, self.vector_column)
+
+    # -- writes ------------------------------------------------------------------------------------
+    def _batch(self, data: Any):
+        return to_arrow(data, id_column=self.id_column, vector_column=self.vector_column, dim=self.dim,
+                        columns=self.columns, metric=self.metric)
+
+    def _existing(self, batch_name: str) -> list[int]:
+        return [r[0] for r in self.db.con.execute(
+            f"SELECT b.{q(self.id_column)} FROM {batch_name} b SEMI JOIN {q(self.name)} t "
+            f"ON t.{q(self.id_column)} = b.{q(self.id_column)} LIMIT 5").fetchall()]
+
+    def add(self, data: Any) -> int:
+        """Appends rows; returns how many. ``data``: a pandas DataFrame, an Arrow table, a dict of
+        numpy arrays (the vector column as an (n, d) array) or a list of dicts. Columns must be the
+        table's; the id and vector columns are required. Raises ``DataError`` (nothing written) on a
+        wrong dimension, NaN/Inf, a zero vector under cosine, or an id that exists or repeats."""
+        batch, ids = self._batch(data)
+        con = self.db.con
+        con.register("_knnsql_batch", batch)
+        try:
+            clash = self._existing("_knnsql_batch")
+            if clash:
+                raise DataError(f"ids {clash} already exist in {self.name!r}; use update() to change rows")
+            names = ", ".join(q(c) for c in batch.column_names)
+            con.execute(f"INSERT INTO {q(self.name)} ({names}) SELECT {names} FROM _knnsql_batch").fetchall()
+            self._index_upsert("_knnsql_batch")
+        finally:
+            con.unregister("_knnsql_batch")
+        return len(ids)
+
+    def update(self, data: Any) -> int:
+        """Replaces the given columns of existing rows, matched by id (every id must exist). The
+        vector column is required, as in ``add``. Returns the rows changed."""
+        batch, ids = self._batch(data)
+        con = self.db.con
+        con.register("_knnsql_batch", batch)
+        try:
+            missing = con.execute(f"SELECT b.{q(self.id_column)} FROM _knnsql_batch b ANTI JOIN {q(self.name)} t "
+                                  f"ON t.{q(self.id_column)} = b.{q(self.id_column)} LIMIT 5").fetchall()
+            if missing:
+                raise DataError(f"ids {[m[0] for m in missing]} are not in {self.name!r}; add() them first")
+            sets = ", ".join(f"{q(c)} = b.{q(c)}" for c in batch.column_names if c != self.id_column)
+            con.execute(f"UPDATE {q(self.name)} AS t SET {sets} FROM _knnsql_batch b "
+                        f"WHERE t.{q(self.id_column)} = b.{q(self.id_column)}").fetchall()
+            self._index_upsert("_knnsql_batch")
+        finally:
+            con.unregister("_knnsql_batch")
+        return len(ids)
+
+    def delete(self, ids: Optional[Iterable[int]] = None, *, where: Optional[str] = None) -> int:
+        """Deletes rows by id, or those matching a ``where`` filter; returns how many."""
+        if (ids is None) == (where is None):
+            raise ValueError("delete() takes ids or where=, exactly one of them")
+        con = self.db.con
+        if ids is not None:
+            arr = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+            if arr.size and arr.dtype.kind not in "iu":
+                raise DataError(f"ids must be integers, got dtype {arr.dtype}")
+            import pyarrow as pa
+            con.register("_knnsql_del", pa.table({"id": pa.array(arr.astype(np.int64).reshape(-1))}))
+            cond = f"{q(self.id_column)} IN (SELECT id FROM _knnsql_del)"
+        else:
+            cond = render(parse_filter(where, self.all_columns, what="delete"))
+        try:
+            doomed = f"SELECT {q(self.id_column)} AS id FROM {q(self.name)} WHERE {cond}"
+            info = self.index
+            if info is not None:
+                con.execute(f"SELECT knn_index_delete(?, id) FROM ({doomed})", [info.name]).fetchall()
+                con.execute(f"DELETE FROM _knnsql_index_live WHERE index_name = ? AND id IN ({doomed})",
+                            [info.name]).fetchall()
+            count = con.execute(f"DELETE FROM {q(self.name)} WHERE {cond}").fetchall()[0][0]
+        finally:
+            if ids is not None:
+                con.unregister("_knnsql_del")
+        return int(count)
+
+    def _index_upsert(self, batch_name: str) -> None:
+        info = self.index
+        if info is None:
+            return
+        con = self.db.con
+        t = f"(SELECT * FROM {q(self.name)} SEMI JOIN {batch_name} b USING ({q(self.id_column)}))"
+        con.execute(f"SELECT knn_index_insert(?, {_catalog._insert_args(info, self.id_column)}) FROM {t} t",
+                    [info.name]).fetchall()
+        con.execute(f"DELETE FROM _knnsql_index_live WHERE index_name = ? AND id IN "
+                    f"(SELECT {q(self.id_column)} FROM {batch_name})", [info.name]).fetchall()
+        con.execute(f"INSERT INTO _knnsql_index_live SELECT ?, t.id, t.h FROM ({_catalog._live_rows(info, self.id_column)}) t "
+                    f"SEMI JOIN {batch_name} b ON t.id = b.{q(self.id_column)}", [info.name]).fetchall()
+        self.db._dirty.add(info.name)
+
+    # -- index -------------------------------------------------------------------------------------
+    def create_index(self, label: Optional[str] = None, *, kind: str = "graph", replace: bool = False,
+                     **params: Any) -> Freshness:
+        """Builds an index over the vector column (``kind='graph'``: HNSW; ``'flat'``: exact).
+
+        ``label`` names a numeric, TIMESTAMP or DATE column for window searches. ``params`` are
+        ``knn_index_create`` options: ``m``, ``ef_construction``, ``ef``, ``seed``. The index is
+        saved in the database file on ``db.checkpoint()`` and ``db.close()``."""
+        if kind not in ("graph", "flat"):
+            raise ValueError(f"unknown index kind {kind!r}; use 'graph' or 'flat'")
+        if label is not None:
+            match = [c for c in self.columns if c.lower() == str(label).lower()]
+            if not match:
+                raise ValueError(f"label column {label!r} is not in {self.name!r}; columns are {list(self.columns)}")
+            label = match[0]
+        unknown = set(params) - {"m", "ef_construction", "ef", "seed"}
+        if unknown:
+            raise ValueError(f"unknown index options {sorted(unknown)}; use m, ef_construction, ef, seed")
+        existing = self.index
+        if existing is not None:
+            if not replace:
+                raise ValueError(f"{self.name!r} already has index {existing.name!r}; pass replace=True "
+                                 "to rebuild it")
+            _catalog.drop_index(self.db.con, existing)
+        info = IndexInfo(f"{self.name}__{self.vector_column}", self.name, self.vector_column, label, kind,
+                         dict(params))
+        report = _catalog.create_index(self.db.con, info, self.id_column, self.dim, self.metric)
+        self.db._dirty.add(info.name)
+        return report
+
+    def drop_index(self) -> None:
+        info = self.index
+        if info is not None:
+            _catalog.drop_index(self.db.con, info)
+
+    def refresh_index(self) -> Freshness:
+        """Checks the index against the table (rows added, removed or changed by any client, plain
+        SQL included) and repairs only what changed. Returns the counts."""
+        info = self._require_index()
+        report = _catalog.refresh(self.db.con, info, self.id_column)
+        if report.changed:
+            self.db._dirty.add(info.name)
+        return report
+
+    def optimize_index(self) -> None:
+        """Rebuilds the graph from its live rows (reclaims deleted rows' tombstones)."""
+        info = self._require_index()
+        self.db.con.execute("SELECT * FROM knn_index_optimize(?)", [info.name]).fetchall()
+        self.db._dirty.add(info.name)
+
+    def _require_index(self) -> IndexInfo:
+        info = self.index
+        if info is None:
+            raise ValueError(f"{self.name!r} has no index; call create_index() first")
+        return info
+
+    # -- reads -------------------------------------------------------------------------------------
+    def search(self, query: Any) -> "Search":
+        """Starts a search: one vector (shape (d,)) or a matrix of queries (shape (nq, d); the result
+        gets a ``query`` column, 0-based). Chain ``.where() .window() .limit() .select() .exact()
+        .ef()`` then ``.to_pandas() / .to_arrow() / .to_list() / .to_numpy()``."""
+        from .search import Search
+        return Search(self, query)
+
+    def to_pandas(self):
+        return self.db.con.execute(f"SELECT * FROM {q(self.name)}").df()

@@ -1,0 +1,214 @@
+"""Vector tables from Python: input formats, validation, update/delete, index upkeep, persistence."""
+
+import datetime as dt
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import knnsql
+from knnsql._ingest import DataError
+
+pd = pytest.importorskip("pandas")
+
+D = 8
+
+
+def vectors(n, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, D)).astype(np.float32)
+
+
+def stored(table):
+    rows = table.db.con.execute(f'SELECT id, emb, title FROM "{table.name}" ORDER BY id').fetchall()
+    return np.array([r[0] for r in rows]), np.array([r[1] for r in rows], dtype=np.float32), [r[2] for r in rows]
+
+
+@pytest.fixture
+def docs(db):
+    return db.create_table("docs", dim=D, metric="l2", columns={"title": "VARCHAR", "ts": "TIMESTAMP"})
+
+
+FORMATS = {
+    "dict-numpy": lambda ids, X, titles: {"id": ids, "emb": X, "title": np.array(titles)},
+    "pandas": lambda ids, X, titles: pd.DataFrame({"id": ids, "emb": list(X), "title": titles}),
+    "arrow": lambda ids, X, titles: pa.table({"id": pa.array(ids),
+                                              "emb": pa.FixedSizeListArray.from_arrays(pa.array(X.reshape(-1)), D),
+                                              "title": pa.array(titles)}),
+    "arrow-list": lambda ids, X, titles: pa.table({"id": pa.array(ids), "emb": pa.array(X.tolist()),
+                                                   "title": pa.array(titles)}),
+    "list-of-dicts": lambda ids, X, titles: [{"id": int(i), "emb": x.tolist(), "title": t}
+                                             for i, x, t in zip(ids, X, titles)],
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_add_round_trips_every_format(docs, fmt):
+    X = vectors(50)
+    ids = np.arange(100, 150)
+    titles = [f"t{i}" for i in ids]
+    assert docs.add(FORMATS[fmt](ids, X, titles)) == 50
+    got_ids, got_X, got_titles = stored(docs)
+    np.testing.assert_array_equal(got_ids, ids)
+    np.testing.assert_array_equal(got_X, X)       # float32 exactly, no normalisation in the table
+    assert got_titles == titles
+
+
+def test_table_reopens_with_its_settings(db, docs):
+    again = db.table("docs")
+    assert (again.dim, again.metric, again.id_column, again.vector_column) == (D, "l2", "id", "emb")
+    assert set(again.columns) == {"title", "ts"}
+
+
+def test_table_detects_vector_column_of_plain_sql_table(db):
+    db.execute("CREATE TABLE raw AS SELECT i AS id, [i, 1, 2]::FLOAT[3] AS v, 'x' AS tag FROM range(5) r(i)")
+    t = db.table("raw", metric="l2")
+    assert (t.vector_column, t.dim) == ("v", 3)
+    ids, _ = t.search([4, 1, 2]).limit(1).to_numpy()
+    assert ids.tolist() == [4]
+
+
+ADD_ERRORS = [
+    ({"id": [1, 2], "emb": np.ones((2, D + 1))}, "dimension"),
+    ({"id": [1, 2], "emb": np.array([[np.nan] * D, [0] * D])}, "NaN"),
+    ({"id": [1, 2], "emb": np.array([[np.inf] * D, [0] * D])}, "NaN or Inf"),
+    ({"id": [1, 1], "emb": np.ones((2, D))}, "appears 2 times"),
+    ({"id": [1], "emb": np.ones((1, D)), "bogus": [3]}, "columns the table lacks"),
+    ({"emb": np.ones((1, D))}, "lack the 'id' column"),
+    ({"id": [1, 2], "emb": np.ones((3, D))}, "one id per row"),
+    ({"id": [1.5], "emb": np.ones((1, D))}, "integers"),
+    ([{"id": 1, "emb": [1.0] * D}, {"id": 2, "emb": [1.0] * 3}], "row 1 has 3 values"),
+    ([{"id": 1, "emb": None}], "NULL vectors"),
+    ("not rows", "DataFrame"),
+    ({}, "no rows"),
+]
+
+
+@pytest.mark.parametrize("data,message", ADD_ERRORS)
+def test_add_rejects_bad_rows_and_writes_nothing(docs, data, message):
+    with pytest.raises(DataError, match=message):
+        docs.add(data)
+    assert len(docs) == 0
+
+
+def test_add_rejects_existing_ids_and_cosine_zero_vectors(db, docs):
+    docs.add({"id": [1, 2], "emb": vectors(2)})
+    with pytest.raises(DataError, match=r"ids \[2\] already exist"):
+        docs.add({"id": [2, 3], "emb": vectors(2)})
+    assert len(docs) == 2
+    cos = db.create_table("cos", dim=D, metric="cosine")
+    with pytest.raises(DataError, match="zero vector"):
+        cos.add({"id": [1], "emb": np.zeros((1, D))})
+
+
+def test_create_table_errors(db):
+    with pytest.raises(ValueError, match="unknown metric"):
+        db.create_table("a", dim=3, metric="hamming")
+    with pytest.raises(ValueError, match="dim must be"):
+        db.create_table("a", dim=0)
+    with pytest.raises(ValueError, match="not a DuckDB column type"):
+        db.create_table("a", dim=3, columns={"x": "INT); DROP TABLE t; --"})
+    with pytest.raises(ValueError, match="no table"):
+        db.table("missing")
+
+
+def test_update_and_delete_keep_index_current(docs):
+    X = vectors(300)
+    docs.add({"id": np.arange(300), "emb": X, "title": [f"t{i}" for i in range(300)]})
+    docs.create_index(m=8)
+    target = X[7] + 100  # far from everything
+    docs.update({"id": [5], "emb": target[None, :], "title": ["moved"]})
+    hit = docs.search(target).limit(1).to_list()[0]
+    assert (hit["id"], hit["title"]) == (5, "moved")
+    with pytest.raises(DataError, match="not in"):
+        docs.update({"id": [999], "emb": X[:1]})
+    assert docs.delete([5, 6]) == 2
+    assert 5 not in docs.search(target).limit(3).to_numpy()[0]
+    assert docs.delete(where="id >= 290") == 10
+    assert len(docs) == 288
+    got = docs.db.execute("SELECT count(*) FROM knn_index_ids('docs__emb')").fetchone()[0]
+    assert got == 288
+    assert docs.refresh_index().changed == 0  # the API kept it current
+
+
+def test_refresh_after_plain_sql_from_second_connection(db, docs):
+    X = vectors(400)
+    docs.add({"id": np.arange(400), "emb": X})
+    docs.create_index(m=8)
+    other = db.con.cursor()           # a second connection to the same database
+    other.execute("DELETE FROM docs WHERE id < 10")
+    other.execute("INSERT INTO docs (id, emb) SELECT 1000 + i, [i, i, i, i, i, i, i, i]::FLOAT[8] "
+                  "FROM range(5) r(i)")
+    other.execute("UPDATE docs SET emb = [50, 50, 50, 50, 50, 50, 50, 50]::FLOAT[8] WHERE id = 20")
+    report = docs.refresh_index()
+    assert (report.added, report.removed, report.updated) == (5, 10, 1)
+    ids, _ = docs.search(np.full(D, 50.0)).limit(1).to_numpy()
+    assert ids.tolist() == [20]
+    assert docs.refresh_index().changed == 0
+
+
+def test_search_sees_plain_sql_inserts_without_manual_refresh(db, docs):
+    docs.add({"id": np.arange(200), "emb": vectors(200)})
+    docs.create_index(m=8)
+    db.con.cursor().execute("INSERT INTO docs (id, emb) VALUES (7777, [9, 9, 9, 9, 9, 9, 9, 9]::FLOAT[8])")
+    ids, _ = docs.search(np.full(D, 9.0)).limit(1).to_numpy()
+    assert ids.tolist() == [7777]
+
+
+def test_index_persists_across_close_and_reopen(tmp_path):
+    path = tmp_path / "app.duckdb"
+    X = vectors(2000, seed=3)
+    with knnsql.connect(path) as db:
+        t = db.create_table("docs", dim=D, metric="cosine", columns={"ts": "TIMESTAMP"})
+        ts = np.datetime64("2024-01-01") + np.arange(2000).astype("timedelta64[h]")
+        t.add({"id": np.arange(2000), "emb": X, "ts": ts})
+        t.create_index(label="ts", m=8)
+        before = t.search(X[11]).window(dt.datetime(2024, 1, 2), dt.datetime(2024, 2, 1)).limit(5).to_numpy()
+    with knnsql.connect(path) as db:
+        assert db.open_report == [{"index": "docs__emb", "action": "restored", "added": 0, "removed": 0,
+                                   "updated": 0, "reason": ""}]
+        t = db.table("docs")
+        after = t.search(X[11]).window(dt.datetime(2024, 1, 2), dt.datetime(2024, 2, 1)).limit(5).to_numpy()
+        np.testing.assert_array_equal(before[0], after[0])
+    # A client without knnsql changes the table while knnsql is away.
+    con = duckdb.connect(str(path))
+    con.execute("DELETE FROM docs WHERE id < 3")
+    con.execute("INSERT INTO docs (id, emb) VALUES (5000, [1, 2, 3, 4, 5, 6, 7, 8]::FLOAT[8])")
+    con.close()
+    with knnsql.connect(path) as db:
+        (report,) = db.open_report
+        assert (report["action"], report["added"], report["removed"]) == ("restored", 1, 3)
+        ids, _ = db.table("docs").search(np.arange(1, 9)).limit(1).to_numpy()
+        assert ids.tolist() == [5000]
+
+
+def test_unusable_saved_bytes_are_rebuilt_not_trusted(tmp_path):
+    path = tmp_path / "app.duckdb"
+    X = vectors(500)
+    with knnsql.connect(path) as db:
+        t = db.create_table("docs", dim=D, metric="l2")
+        t.add({"id": np.arange(500), "emb": X})
+        t.create_index(m=8)
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE _knnsql_index_parts SET bytes = (substr(bytes::VARCHAR, 1, 100))::BLOB")
+    con.close()
+    with knnsql.connect(path) as db:
+        (report,) = db.open_report
+        assert report["action"] == "rebuilt" and "unusable" in report["reason"]
+        ids, _ = db.table("docs").search(X[42]).limit(1).to_numpy()
+        assert ids.tolist() == [42]
+
+
+def test_create_index_errors(docs):
+    docs.add({"id": [1, 2], "emb": vectors(2)})
+    with pytest.raises(ValueError, match="label column 'nope'"):
+        docs.create_index(label="nope")
+    with pytest.raises(ValueError, match="unknown index options"):
+        docs.create_index(M=3)
+    with pytest.raises(ValueError, match="unknown index kind"):
+        docs.create_index(kind="ivf")
+    docs.create_index()
+    with pytest.raises(ValueError, match="replace=True"):
+        docs.create_index()
+    docs.create_index(replace=True, kind="flat")
+    assert docs.index.kind == "flat"
