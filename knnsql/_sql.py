@@ -76,7 +76,7 @@ _ALLOWED_ANONYMOUS = {
 # Typed sqlglot nodes that are statements, subqueries or have side effects.
 _FORBIDDEN = (exp.Query, exp.Subquery, exp.DDL, exp.DML, exp.Command, exp.Placeholder,
               exp.Parameter, exp.Star, exp.Lambda, exp.Window, exp.AggFunc, exp.Table, exp.Into,
-              exp.Pragma, exp.Set, exp.Use, exp.Transaction)
+              exp.Pragma, exp.Set, exp.Use, exp.Transaction, exp.ReadCSV, exp.ReadParquet, exp.ToFile)
 
 
 def parse_filter(text: str, columns: Iterable[str], *, what: str = "where") -> exp.Expression:
@@ -99,6 +99,8 @@ def parse_filter(text: str, columns: Iterable[str], *, what: str = "where") -> e
         if isinstance(node, _FORBIDDEN):
             raise FilterError(f"{what}({text!r}) may not contain {type(node).__name__.lower()} "
                               "(only a boolean expression over the table's columns is accepted)")
+        if isinstance(node, exp.Func) and type(node).__name__.lower().startswith(("read", "write", "copy")):
+            raise FilterError(f"{what}({text!r}) may not read or write files")
         if isinstance(node, exp.Anonymous) and node.name.lower() not in _ALLOWED_ANONYMOUS:
             raise FilterError(f"{what}({text!r}) calls {node.name}(), which filters may not use; "
                               "filter in db.sql() if you need it")

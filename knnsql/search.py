@@ -133,10 +133,16 @@ class Search:
         if with_window and self._window is not None:
             label = q(self.table.index.label_column)
             if self._window[0] is not None:
-                parts.append(f"{label} >= $lo")
+                parts.append(f"{label} >= {self._bound_sql('lo')}")
             if self._window[1] is not None:
-                parts.append(f"{label} <= $hi")
+                parts.append(f"{label} <= {self._bound_sql('hi')}")
         return " AND ".join(parts) if parts else None
+
+    def _bound_sql(self, side: str) -> str:
+        """A window bound parameter cast to the label column's type (so '2024-03-01' works)."""
+        label = self.table.index.label_column
+        typ = self.table.columns.get(label, "DOUBLE")
+        return f"CAST(${side} AS {typ})"
 
     def _params(self, with_window: bool) -> dict:
         p = {}
@@ -159,8 +165,8 @@ class Search:
         """Candidate rows (query, id, distance) from the index; the window goes to the index."""
         info = self.table.index
         ef = self._ef
-        lo = "$lo" if self._window and self._window[0] is not None else "NULL"
-        hi = "$hi" if self._window and self._window[1] is not None else "NULL"
+        lo = self._bound_sql("lo") if self._window and self._window[0] is not None else "NULL"
+        hi = self._bound_sql("hi") if self._window and self._window[1] is not None else "NULL"
         if self.single:
             named = [f"k := {fetch}"]
             if ef is not None:
@@ -246,9 +252,9 @@ class Search:
         label = q(self.table.index.label_column)
         parts = []
         if self._window[0] is not None:
-            parts.append(f"{label} >= $lo")
+            parts.append(f"{label} >= {self._bound_sql('lo')}")
         if self._window[1] is not None:
-            parts.append(f"{label} <= $hi")
+            parts.append(f"{label} <= {self._bound_sql('hi')}")
         return " AND ".join(parts) or "true"
 
     def _overfetch(self, info, params: dict, fetch: Optional[int], plan: str, want: Optional[int] = None):

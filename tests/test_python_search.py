@@ -1,0 +1,204 @@
+"""Fluent search, the filter planner, db.sql rewriting, and filter injection."""
+
+import numpy as np
+import pytest
+
+import knnsql
+from knnsql._sql import FilterError
+
+N, D = 20_000, 16
+
+
+@pytest.fixture(scope="module")
+def world():
+    rng = np.random.default_rng(7)
+    centers = rng.standard_normal((40, D)) * 4
+    X = (centers[rng.integers(0, 40, N)] + rng.standard_normal((N, D))).astype(np.float32)
+    db = knnsql.connect()
+    t = db.create_table("items", dim=D, metric="l2", columns={"bucket": "INTEGER", "price": "DOUBLE"})
+    ids = np.arange(N)
+    # bucket % 10 == 0 selects 10%, bucket % 100 == 0 1%, bucket % 1000 == 0 0.1%
+    bucket = rng.permutation(N)
+    t.add({"id": ids, "emb": X, "bucket": bucket, "price": rng.uniform(0, 100, N)})
+    t.create_index(label="price", m=12, ef_construction=100)
+    Q = (X[rng.choice(N, 20, replace=False)] + 0.1 * rng.standard_normal((20, D))).astype(np.float32)
+    yield db, t, X, Q, bucket
+    db.close()
+
+
+def exact_ids(X, q, mask, k):
+    d = ((X.astype(np.float64) - q) ** 2).sum(1)
+    d[~mask] = np.inf
+    order = np.argsort(d, kind="stable")[:k]
+    return order[np.isfinite(d[order])]
+
+
+@pytest.mark.parametrize("cond,modulus", [(None, 1), ("bucket % 10 = 0", 10), ("bucket % 100 = 0", 100),
+                                          ("bucket % 1000 = 0", 1000), ("bucket < 4", None)])
+def test_filtered_search_matches_exact_across_selectivities(world, cond, modulus):
+    db, t, X, Q, bucket = world
+    mask = np.ones(N, bool) if cond is None else (bucket % modulus == 0 if modulus else bucket < 4)
+    k = 10
+    hits = 0
+    for q in Q:
+        s = t.search(q).limit(k)
+        if cond:
+            s = s.where(cond)
+        rows = s.to_list()
+        want = exact_ids(X, q, mask, k)
+        assert len(rows) == min(k, mask.sum())                      # k rows whenever k exist
+        got = [r["id"] for r in rows]
+        assert all(mask[i] for i in got)                            # every row passes the filter
+        dists = np.array([r["distance"] for r in rows])
+        np.testing.assert_allclose(dists, ((X[got] - q) ** 2).sum(1), rtol=1e-4, atol=1e-4)
+        assert np.all(np.diff(dists) >= 0)
+        hits += len(set(got) & set(want.tolist()))
+        if s.plan == "exact":
+            assert got == want.tolist()
+    recall = hits / (len(Q) * min(k, mask.sum()))
+    assert recall >= 0.95, recall
+
+
+def test_planner_picks_index_for_wide_and_exact_for_narrow_filters(world):
+    _, t, _, Q, _ = world
+    wide = t.search(Q[0]).where("bucket % 2 = 0")
+    wide.to_arrow()
+    assert wide.plan == "index+overfetch" and wide.fetched >= 20
+    narrow = t.search(Q[0]).where("bucket % 1000 = 0")
+    narrow.to_arrow()
+    assert narrow.plan == "exact"
+    plain = t.search(Q[0])
+    plain.to_arrow()
+    assert plain.plan == "index"
+    assert "knn_search" in plain.sql().lower()
+
+
+def test_window_and_filter_together(world):
+    _, t, X, Q, bucket = world
+    prices = t.db.execute("SELECT price FROM items ORDER BY id").fetchnumpy()["price"]
+    for q in Q[:5]:
+        rows = t.search(q).window(20, 30).where("bucket % 3 = 0").limit(10).to_list()
+        assert len(rows) == 10
+        assert all(20 <= r["price"] <= 30 and r["bucket"] % 3 == 0 for r in rows)
+        want = exact_ids(X, q, (prices >= 20) & (prices <= 30) & (bucket % 3 == 0), 10)
+        assert len(set(r["id"] for r in rows) & set(want.tolist())) >= 8
+
+
+def test_matrix_query_numpy_and_exact(world):
+    _, t, X, Q, _ = world
+    s = t.search(Q[:5]).limit(4)
+    frame = s.to_pandas()
+    assert list(frame.columns) == ["query", "id", "bucket", "price", "distance"]
+    assert sorted(set(frame["query"])) == [0, 1, 2, 3, 4]
+    ids, dist = t.search(Q[:5]).limit(4).exact().to_numpy()
+    assert ids.shape == dist.shape == (5, 4)
+    for i, q in enumerate(Q[:5]):
+        assert ids[i].tolist() == exact_ids(X, q, np.ones(N, bool), 4).tolist()
+    one, d1 = t.search(Q[0]).limit(3).select(["id"]).ef(128).to_numpy()
+    assert one.shape == (3,) and np.all(np.diff(d1) >= 0)
+    # a filter with fewer matches than k pads the matrix
+    ids, dist = t.search(Q[:2]).where("id < 2").limit(4).to_numpy()
+    assert sorted(ids[0][:2].tolist()) == [0, 1] and ids[0][2] == -1 and np.isinf(dist[0][3])
+
+
+def test_search_argument_errors(world):
+    _, t, _, Q, _ = world
+    with pytest.raises(ValueError, match="vector of 16"):
+        t.search(np.ones(3))
+    with pytest.raises(ValueError, match="NaN"):
+        t.search(np.full(D, np.nan))
+    with pytest.raises(ValueError, match="k >= 1"):
+        t.search(Q[0]).limit(0)
+    with pytest.raises(ValueError, match="not in 'items'"):
+        t.search(Q[0]).select(["nope"])
+    with pytest.raises(ValueError, match="n >= 1"):
+        t.search(Q[0]).ef(-1)
+
+
+INJECTIONS = [
+    "1=1; DROP TABLE items",
+    "id IN (SELECT id FROM items)",
+    "bucket = 1 UNION SELECT * FROM items",
+    "nextval('seq') > 0",
+    "getenv('HOME') = 'x'",
+    "read_csv('/etc/passwd') IS NOT NULL",
+    "password = 'x'",
+    "items.id = 1",
+    "x') OR 1=1 --",
+    "",
+    "count(*) > 1",
+    "$1 = 1",
+]
+
+
+@pytest.mark.parametrize("text", INJECTIONS)
+def test_filter_injection_is_rejected_before_anything_runs(world, text):
+    db, t, _, Q, _ = world
+    with pytest.raises(FilterError):
+        t.search(Q[0]).where(text)
+    with pytest.raises(FilterError):
+        t.delete(where=text)
+    assert len(t) == N
+
+
+def test_filter_accepts_ordinary_predicates(world):
+    _, t, _, Q, _ = world
+    for text in ["bucket BETWEEN 3 AND 700", "price < 50 AND NOT (bucket IN (1, 2, 3))",
+                 "bucket IS NOT NULL OR price > 3", "abs(price - 50) < 10", "BUCKET % 7 = 1"]:
+        rows = t.search(Q[0]).where(text).limit(3).to_list()
+        assert len(rows) == 3
+
+
+# -- db.sql rewriting --------------------------------------------------------------------------------
+
+def test_rewrite_of_natural_knn_sql(world):
+    db, t, X, Q, bucket = world
+    q = Q[3]
+    sql = "SELECT id, array_distance(emb, $q::FLOAT[16]) AS d FROM items ORDER BY array_distance(emb, $q::FLOAT[16]) LIMIT 10"
+    plan = db.explain(sql, q=q)
+    assert plan.rewritten and plan.index == "items__emb" and "KNN_SEARCH" in plan.sql.upper()
+    got = db.sql(sql, q=q).fetchall()
+    want = db.con.sql(sql, params={"q": q.tolist()}).fetchall()    # DuckDB's own brute force
+    assert len(got) == 10
+    assert len({r[0] for r in got} & {r[0] for r in want}) >= 9
+    assert all(np.isclose(r[1], np.sqrt(((X[r[0]] - q) ** 2).sum()), rtol=1e-4) for r in got)
+
+
+def test_rewrite_with_label_window_and_other_predicates(world):
+    db, t, X, Q, bucket = world
+    q = Q[4]
+    sql = ("SELECT id, price, bucket FROM items WHERE price BETWEEN 10 AND 60 AND bucket % 4 = 1 "
+           "ORDER BY array_distance(emb, $q::FLOAT[16]) LIMIT 10")
+    plan = db.explain(sql, q=q)
+    assert plan.rewritten and set(plan.window) == {"lo", "hi"} and plan.fetch > 10
+    got = db.sql(sql, q=q).fetchall()
+    want = db.con.sql(sql, params={"q": q.tolist()}).fetchall()
+    assert len(got) == 10 and all(10 <= r[1] <= 60 and r[2] % 4 == 1 for r in got)
+    assert len({r[0] for r in got} & {r[0] for r in want}) >= 9
+
+
+@pytest.mark.parametrize("sql,reason", [
+    ("SELECT id FROM items ORDER BY array_cosine_distance(emb, $q::FLOAT[16]) LIMIT 5", "orders by cosine"),
+    ("SELECT id FROM items ORDER BY array_distance(emb, $q::FLOAT[16]) DESC LIMIT 5", "farthest"),
+    ("SELECT id FROM items ORDER BY price LIMIT 5", "not array_distance"),
+    ("SELECT id FROM items WHERE bucket < 100 ORDER BY array_distance(emb, $q::FLOAT[16]) LIMIT 5", "cheaper"),
+    ("SELECT a.id FROM items a JOIN items b ON a.id = b.id ORDER BY array_distance(a.emb, $q::FLOAT[16]) LIMIT 5",
+     "JOINS"),
+    ("SELECT id FROM items ORDER BY array_distance(emb, (SELECT emb FROM items WHERE id = 1)) LIMIT 5",
+     "constant query"),
+    ("SELECT id FROM items ORDER BY array_distance(emb, $q::FLOAT[16])", "LIMIT"),
+])
+def test_no_rewrite_when_the_plan_is_not_sound(world, sql, reason):
+    db, _, _, Q, _ = world
+    params = {"q": Q[0]} if "$q" in sql else None
+    plan = db.explain(sql, params)
+    assert not plan.rewritten and reason in plan.reason, plan.reason
+    assert plan.sql == sql
+    assert db.sql(sql, params).fetchall() == db.con.sql(sql, params={"q": Q[0].tolist()} if params else None).fetchall()
+
+
+def test_sql_finds_python_variables_like_duckdb(db):
+    frame = {"x": np.arange(3)}  # noqa: F841 (found by DuckDB's replacement scan)
+    import pyarrow as pa
+    arrow_tbl = pa.table(frame)  # noqa: F841
+    assert db.sql("SELECT sum(x) FROM arrow_tbl").fetchall() == [(3,)]
