@@ -67,6 +67,8 @@ class Database:
         #: what connect found for each saved index: restored / rebuilt / attached, and the repairs
         self.open_report: list[dict] = []
         self._dirty: set[str] = set()
+        self._index_cache: Optional[dict] = None
+        self._seen_rows: dict[str, int] = {}
         self._closed = False
         # DuckDB finds Python variables named in a query (DataFrames, Arrow tables) in the caller's
         # frames; our sql() wrapper is one frame deeper, so let it look through all of them.
@@ -193,21 +195,36 @@ class Database:
                                          "updated": 0, "reason": f"table {info.table!r} is gone"})
                 continue
             report = _catalog.open_index(self.con, info, meta["id_column"], meta["dim"], meta["metric"])
+            self._indexes_changed()
+            self._note_rows(self.table(info.table), info)
             if report.action != "restored" or report.changed:
                 self._dirty.add(info.name)
             self.open_report.append(report.as_dict())
 
-    def _auto_refresh(self, table: VectorTable) -> None:
-        """Before a search: a row count that differs from the index's means another client wrote
-        to the table, so repair the index first (updates in place are found by refresh_index)."""
-        info = table.index
+    def _index_for(self, table: str, vector_column: str):
+        """The index over table.vector_column (cached; our own index writes invalidate it)."""
+        if self._index_cache is None:
+            self._index_cache = {(i.table.lower(), i.vector_column.lower()): i
+                                 for i in _catalog.list_indexes(self.con)}
+        return self._index_cache.get((table.lower(), vector_column.lower()))
+
+    def _indexes_changed(self) -> None:
+        self._index_cache = None
+
+    def _note_rows(self, table: VectorTable, info) -> None:
+        """Remembers the table's row count the index was last checked or written at."""
+        if info is not None:
+            self._seen_rows[info.name] = self.con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchall()[0][0]
+
+    def _auto_refresh(self, table: VectorTable, info=None) -> None:
+        """Before a search: a row count that differs from the one the index last saw means another
+        client wrote to the table, so repair the index first (updates in place are found by
+        refresh_index, which compares every row's hash)."""
+        info = info or table.index
         if not self.auto_refresh or info is None:
             return
-        live = self.con.execute("SELECT count(*) FROM _knnsql_index_live WHERE index_name = ?",
-                                [info.name]).fetchall()[0][0]
-        rows = self.con.execute(f"SELECT count(*) FROM {q(table.name)} WHERE {q(table.id_column)} IS NOT NULL "
-                                f"AND {q(table.vector_column)} IS NOT NULL").fetchall()[0][0]
-        if live != rows:
+        rows = self.con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchall()[0][0]
+        if self._seen_rows.get(info.name) != rows:
             table.refresh_index()
 
     def _auto_refresh_name(self, name: str) -> None:
@@ -221,6 +238,7 @@ class Database:
             if meta is None:
                 continue
             report = _catalog.refresh(self.con, info, meta["id_column"])
+            self._note_rows(self.table(info.table), info)
             if report.changed:
                 self._dirty.add(info.name)
             out.append(report.as_dict())

@@ -69,6 +69,7 @@ class Search:
         self._exact = False
         self._ef: Optional[int] = None
         #: the plan the last run used: "index", "index+overfetch" or "exact"; and its k'
+        self._info = table.index
         self.plan: Optional[str] = None
         self.fetched: Optional[int] = None
         self._last_sql: Optional[str] = None
@@ -131,7 +132,7 @@ class Search:
         if self._where is not None:
             parts.append("(" + render(parse_filter(self._where, self.table.all_columns)) + ")")
         if with_window and self._window is not None:
-            label = q(self.table.index.label_column)
+            label = q(self._info.label_column)
             if self._window[0] is not None:
                 parts.append(f"{label} >= {self._bound_sql('lo')}")
             if self._window[1] is not None:
@@ -140,7 +141,7 @@ class Search:
 
     def _bound_sql(self, side: str) -> str:
         """A window bound parameter cast to the label column's type (so '2024-03-01' works)."""
-        label = self.table.index.label_column
+        label = self._info.label_column
         typ = self.table.columns.get(label, "DOUBLE")
         return f"CAST(${side} AS {typ})"
 
@@ -153,17 +154,26 @@ class Search:
                 p["hi"] = self._window[1]
         return p
 
-    def _project(self, hits: str, query_col: bool) -> str:
+    def _project(self, hits: str, cond: Optional[str] = None, cut: bool = False) -> str:
+        """Hits (query, id, distance) joined back to the table (so rows the table no longer holds
+        never come back), optionally filtered and cut to k per query, with the selected columns."""
         t = self.table
         cols = ", ".join(f"t.{q(c)}" for c in self._columns())
-        head = "h.query, " if query_col else ""
-        order = "h.query, h.distance, h.id" if query_col else "h.distance, h.id"
-        return (f"SELECT {head}{cols}, h.distance FROM ({hits}) h JOIN {q(t.name)} t "
-                f"ON t.{q(t.id_column)} = h.id ORDER BY {order}")
+        head = "" if self.single else "h.query, "
+        sql = (f"SELECT {head}{cols}, h.distance FROM ({hits}) h JOIN {q(t.name)} t "
+               f"ON t.{q(t.id_column)} = h.id")
+        if cond:
+            sql += f" WHERE ({cond})"
+        if cut and not self.single:
+            sql += f" QUALIFY row_number() OVER (PARTITION BY h.query ORDER BY h.distance, h.id) <= {self._k}"
+        sql += f" ORDER BY {head}h.distance, h.id"
+        if cut and self.single:
+            sql += f" LIMIT {self._k}"
+        return sql
 
     def _index_hits(self, fetch: int) -> str:
         """Candidate rows (query, id, distance) from the index; the window goes to the index."""
-        info = self.table.index
+        info = self._info
         ef = self._ef
         lo = self._bound_sql("lo") if self._window and self._window[0] is not None else "NULL"
         hi = self._bound_sql("hi") if self._window and self._window[1] is not None else "NULL"
@@ -195,49 +205,43 @@ class Search:
                 f"{q(t.id_column)}, {q(t.vector_column)}, (SELECT list({{'qid': query, 'emb': emb}} ORDER BY query) "
                 f"FROM _knnsql_queries), {k}, '{t.metric}')) AS r FROM {q(t.name)}{where})")
 
-    def _filtered(self, hits: str) -> str:
-        """Index candidates joined to the table, filtered, cut to k per query."""
-        t = self.table
-        cond = render(parse_filter(self._where, t.all_columns))
-        return (f"SELECT h.query, h.id, h.distance FROM ({hits}) h JOIN {q(t.name)} t "
-                f"ON t.{q(t.id_column)} = h.id WHERE ({cond}) "
-                f"QUALIFY row_number() OVER (PARTITION BY h.query ORDER BY h.distance, h.id) <= {self._k}")
-
     # -- planning and running ----------------------------------------------------------------------
     def _run(self):
-        import pyarrow as pa
-
         t = self.table
         con = t.db.con
-        info = t.index
+        info = self._info = t.index
         if info is not None and not self._exact:
-            t.db._auto_refresh(t)
-        nq = len(self.Q)
-        qtable = pa.table({"query": pa.array(np.arange(nq, dtype=np.int64)),
-                           "emb": pa.FixedSizeListArray.from_arrays(pa.array(self.Q.reshape(-1)), t.dim)})
-        con.register("_knnsql_queries", qtable)
+            t.db._auto_refresh(t, info)
+        if not self.single:
+            import pyarrow as pa
+            con.register("_knnsql_queries", pa.table({
+                "query": pa.array(np.arange(len(self.Q), dtype=np.int64)),
+                "emb": pa.FixedSizeListArray.from_arrays(pa.array(self.Q.reshape(-1)), t.dim)}))
         try:
             params = {"q": self.Q[0].tolist()} if self.single else {}
+            params.update(self._params(True))
             if info is None or self._exact:
-                return self._execute(self._project(self._exact_hits(self._k), not self.single),
-                                     {**params, **self._params(True)}, "exact", self._k)
+                return self._run_exact(params)
             if self._where is None:
-                return self._overfetch(info, params, None, "index")
+                return self._overfetch(info, params, self._k, "index")
             cond = self._filter_sql(with_window=True)
             n_all, n_match = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {cond}) FROM {q(t.name)}",
                                          self._params(True)).fetchall()[0]
-            if n_match == 0:
-                return self._execute(self._project(self._exact_hits(self._k), not self.single),
-                                     {**params, **self._params(True)}, "exact", self._k)
             n_window = self._window_rows() if self._window is not None else n_all
-            s = n_match / max(n_window, 1)
-            fetch = min(max(n_window, 1), math.ceil(self._k / s * OVERFETCH_MARGIN) + self._k)
-            if self._exact_is_cheaper(info, n_match, fetch):
-                return self._execute(self._project(self._exact_hits(self._k), not self.single),
-                                     {**params, **self._params(True)}, "exact", self._k)
+            fetch = min(max(n_window, 1), math.ceil(self._k * n_window / max(n_match, 1) * OVERFETCH_MARGIN)
+                        + self._k)
+            if n_match == 0 or self._exact_is_cheaper(info, n_match, fetch):
+                return self._run_exact(params)
             return self._overfetch(info, params, fetch, "index+overfetch", want=min(self._k, n_match))
         finally:
-            con.unregister("_knnsql_queries")
+            if not self.single:
+                con.unregister("_knnsql_queries")
+
+    def _run_exact(self, params: dict):
+        sql = self._project(self._exact_hits(self._k))
+        result = _arrow(self.table.db.con, sql, params)
+        self.plan, self.fetched, self._last_sql = "exact", self._k, sql
+        return result
 
     def _exact_is_cheaper(self, info, n_match: int, fetch: int) -> bool:
         """Exact scores the matching rows; a graph beam of width ef' scores ~2*m*ef' rows (module doc).
@@ -249,7 +253,7 @@ class Search:
         return n_match < 2 * m_graph * ef
 
     def _window_only(self) -> str:
-        label = q(self.table.index.label_column)
+        label = q(self._info.label_column)
         parts = []
         if self._window[0] is not None:
             parts.append(f"{label} >= {self._bound_sql('lo')}")
@@ -257,39 +261,35 @@ class Search:
             parts.append(f"{label} <= {self._bound_sql('hi')}")
         return " AND ".join(parts) or "true"
 
-    def _overfetch(self, info, params: dict, fetch: Optional[int], plan: str, want: Optional[int] = None):
+    def _overfetch(self, info, params: dict, fetch: int, plan: str, want: Optional[int] = None):
         """Index search, widened until each query has ``want`` rows that exist in the table (and pass
-        the filter), or the index has nothing more to give."""
-        t = self.table
-        con = t.db.con
-        cap = max(1, con.execute("SELECT rows FROM knn_indexes() WHERE name = ?", [info.name]).fetchall()[0][0])
-        if want is None:
-            want = min(self._k, self._window_rows())
-        fetch = min(max(fetch or self._k, self._k), cap)
-        p = {**params, **self._params(True)}
+        the filter), or the index has nothing more to give. ``want`` and the index size are only
+        counted when a first try comes back short."""
+        con = self.table.db.con
+        cond = render(parse_filter(self._where, self.table.all_columns)) if self._where is not None else None
+        fetch, cap = max(fetch, self._k), None
         while True:
-            hits = self._index_hits(fetch)
-            hits = self._filtered(hits) if self._where is not None else (
-                f"SELECT h.* FROM ({hits}) h SEMI JOIN {q(t.name)} t ON t.{q(t.id_column)} = h.id "
-                f"QUALIFY row_number() OVER (PARTITION BY h.query ORDER BY h.distance, h.id) <= {self._k}")
-            sql = self._project(hits, not self.single)
-            result = _arrow(con, sql, p)
-            counts = np.array([result.num_rows]) if self.single else \
-                np.bincount(np.asarray(result.column("query")), minlength=len(self.Q))
-            if counts.min() >= want or fetch >= cap:
-                self.plan, self.fetched, self._last_sql = plan, fetch, sql
-                return result
+            sql = self._project(self._index_hits(fetch), cond, cut=True)
+            result = _arrow(con, sql, params)
+            got = result.num_rows if self.single else \
+                int(np.bincount(np.asarray(result.column("query")), minlength=len(self.Q)).min())
+            if got < self._k and want is None:
+                want = min(self._k, self._window_rows())
+            if got >= self._k or got >= want:
+                break
+            if cap is None:
+                cap = max(1, con.execute("SELECT rows FROM knn_indexes() WHERE name = ?",
+                                         [info.name]).fetchall()[0][0])
+            if fetch >= cap:
+                break
             fetch = min(cap, fetch * 2)
+        self.plan, self.fetched, self._last_sql = plan, fetch, sql
+        return result
 
     def _window_rows(self) -> int:
         t = self.table
         cond = self._window_only() if self._window is not None else "true"
         return t.db.con.execute(f"SELECT count(*) FROM {q(t.name)} WHERE {cond}", self._params(True)).fetchall()[0][0]
-
-    def _execute(self, sql: str, params: dict, plan: str, fetch: int):
-        result = _arrow(self.table.db.con, sql, params)
-        self.plan, self.fetched, self._last_sql = plan, fetch, sql
-        return result
 
     # -- results -----------------------------------------------------------------------------------
     def to_arrow(self):

@@ -61,7 +61,7 @@ class VectorTable:
     @property
     def index(self) -> Optional[IndexInfo]:
         """The index caching this table's vectors, or None."""
-        return _catalog.index_for(self.db.con, self.name, self.vector_column)
+        return self.db._index_for(self.name, self.vector_column)
 
     # -- writes ------------------------------------------------------------------------------------
     def _batch(self, data: Any):
@@ -90,6 +90,7 @@ class VectorTable:
             self._index_upsert("_knnsql_batch")
         finally:
             con.unregister("_knnsql_batch")
+        self.db._note_rows(self, self.index)
         return len(ids)
 
     def update(self, data: Any) -> int:
@@ -133,9 +134,12 @@ class VectorTable:
                 con.execute(f"DELETE FROM _knnsql_index_live WHERE index_name = ? AND id IN ({doomed})",
                             [info.name]).fetchall()
             count = con.execute(f"DELETE FROM {q(self.name)} WHERE {cond}").fetchall()[0][0]
+            if info is not None:
+                self.db._dirty.add(info.name)
         finally:
             if ids is not None:
                 con.unregister("_knnsql_del")
+        self.db._note_rows(self, self.index)
         return int(count)
 
     def _index_upsert(self, batch_name: str) -> None:
@@ -176,9 +180,12 @@ class VectorTable:
                 raise ValueError(f"{self.name!r} already has index {existing.name!r}; pass replace=True "
                                  "to rebuild it")
             _catalog.drop_index(self.db.con, existing)
+            self.db._indexes_changed()
         info = IndexInfo(f"{self.name}__{self.vector_column}", self.name, self.vector_column, label, kind,
                          dict(params))
         report = _catalog.create_index(self.db.con, info, self.id_column, self.dim, self.metric)
+        self.db._indexes_changed()
+        self.db._note_rows(self, info)
         self.db._dirty.add(info.name)
         return report
 
@@ -186,12 +193,14 @@ class VectorTable:
         info = self.index
         if info is not None:
             _catalog.drop_index(self.db.con, info)
+            self.db._indexes_changed()
 
     def refresh_index(self) -> Freshness:
         """Checks the index against the table (rows added, removed or changed by any client, plain
         SQL included) and repairs only what changed. Returns the counts."""
         info = self._require_index()
         report = _catalog.refresh(self.db.con, info, self.id_column)
+        self.db._note_rows(self, info)
         if report.changed:
             self.db._dirty.add(info.name)
         return report
