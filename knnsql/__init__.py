@@ -6,10 +6,16 @@
 """
 
 from ._arrow import vectors_table
+from ._catalog import Freshness
 from ._extension import Database, connect, extension_path, load
 from ._ffi import KnnError
+from ._ingest import DataError
+from ._sql import FilterError
 from ._version import __version__
 from .index import Index
+from .rewrite import Rewrite
+from .search import Search
+from .table import VectorTable
 
 
 def debug() -> dict:
@@ -22,4 +28,5 @@ def debug() -> dict:
             "simd_best": s(lib.knn_simd_best()).decode()}
 
 
-__all__ = ["Database", "Index", "KnnError", "connect", "debug", "extension_path", "load", "vectors_table", "__version__"]
+__all__ = ["DataError", "Database", "FilterError", "Freshness", "Index", "KnnError", "Rewrite", "Search",
+           "VectorTable", "connect", "debug", "extension_path", "load", "vectors_table", "__version__"]

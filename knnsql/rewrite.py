@@ -176,7 +176,10 @@ def plan(db: "Database", sql: str, params: Any = None) -> Rewrite:
     fetch = k if not residual else min(n_window, math.ceil(k * n_window / n_match * 1.5) + k)
     m_graph = int(info.params.get("m", 16))
     ef = max(int(info.params.get("ef", 64)), fetch)
-    if info.kind == "flat" or n_match < 2 * m_graph * ef:
+    # Without other predicates the index plans the window itself (an exact scan of the window's
+    # slice when it is small), so the rewrite always pays; with them, an over-fetching graph search
+    # must beat DuckDB scoring the matching rows.
+    if residual and (info.kind == "flat" or n_match < 2 * m_graph * ef):
         return keep(f"{n_match} matching rows: scoring them exactly is cheaper than the index")
 
     label_type = vt["types"].get(info.label_column, "DOUBLE") if info.label_column else "DOUBLE"

@@ -212,3 +212,22 @@ def test_create_index_errors(docs):
         docs.create_index()
     docs.create_index(replace=True, kind="flat")
     assert docs.index.kind == "flat"
+
+
+def test_long_builds_show_progress_on_a_terminal_only(docs, monkeypatch, capsys):
+    import sys
+
+    from knnsql import _catalog
+
+    X = vectors(1000)
+    docs.add({"id": np.arange(1000), "emb": X})
+    monkeypatch.setattr(_catalog, "PROGRESS_CHUNK", 300)
+    docs.create_index(m=8)                               # pytest's stderr is not a terminal: silent
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    docs.create_index(m=8, replace=True)
+    err = capsys.readouterr().err
+    assert "building docs__emb" in err and "1,000/1,000" in err
+    assert docs.db.execute("SELECT rows FROM knn_indexes() WHERE name = 'docs__emb'").fetchone()[0] == 1000
+    ids, _ = docs.search(X[999]).limit(1).to_numpy()
+    assert ids.tolist() == [999]

@@ -38,3 +38,12 @@ def test_readme_dataframe_example_runs(tmp_path, monkeypatch):
     assert len(hits) == 10 and set(hits["lang"]) == {"en"}
     assert hits["ts"].min() >= np.datetime64("2024-01-05") and hits["ts"].max() <= np.datetime64("2024-01-20")
     assert list(hits["distance"]) == sorted(hits["distance"])
+
+
+def test_vector_tables_example_runs():
+    import runpy
+
+    import pytest
+
+    pytest.importorskip("pandas")
+    runpy.run_path(str(ROOT / "examples" / "vector_tables.py"), run_name="__main__")
