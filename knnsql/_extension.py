@@ -68,6 +68,7 @@ class Database:
         self.open_report: list[dict] = []
         self._dirty: set[str] = set()
         self._index_cache: Optional[dict] = None
+        self._meta_cache: dict[str, Optional[dict]] = {}
         self._seen_rows: dict[str, int] = {}
         self._closed = False
         # DuckDB finds Python variables named in a query (DataFrames, Arrow tables) in the caller's
@@ -166,6 +167,7 @@ class Database:
         return [r[0] for r in self.con.execute("SELECT name FROM _knnsql_tables ORDER BY name").fetchall()]
 
     def _record_table(self, name, id_column, vector, dim, metric) -> None:
+        self._meta_cache.clear()
         self.con.execute("DELETE FROM _knnsql_tables WHERE lower(name) = lower(?)", [name]).fetchall()
         self.con.execute("INSERT INTO _knnsql_tables VALUES (?, ?, ?, ?, ?)", [name, id_column, vector, dim, metric]).fetchall()
 
@@ -175,6 +177,13 @@ class Database:
         return {r[0]: r[1] for r in rows} if rows else None
 
     def _table_meta(self, name: str) -> Optional[dict]:
+        """The recorded settings of a vector table (cached until this object records a table)."""
+        key = name.lower()
+        if key not in self._meta_cache:
+            self._meta_cache[key] = self._read_table_meta(name)
+        return self._meta_cache[key]
+
+    def _read_table_meta(self, name: str) -> Optional[dict]:
         if not _catalog.has_meta(self.con):
             return None
         row = self.con.execute("SELECT name, id_column, vector_column, dim, metric FROM _knnsql_tables "

@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
+import duckdb
 import sqlglot
 from sqlglot import exp
 
@@ -94,10 +95,22 @@ def _window_of(conj: exp.Expression, label: str) -> Optional[dict]:
 
 
 def plan(db: "Database", sql: str, params: Any = None) -> Rewrite:
-    """Decides whether ``sql`` can run on an index and builds the statement that runs."""
+    """Decides whether ``sql`` can run on an index and builds the statement that runs. A planning
+    query that fails (say, the table was dropped meanwhile) leaves the statement unchanged, so
+    DuckDB reports its own error for it."""
+    try:
+        return _plan(db, sql, params)
+    except duckdb.Error as exc:
+        return Rewrite(sql, sql, False, f"planning failed ({str(exc).splitlines()[0]})")
+
+
+def _plan(db: "Database", sql: str, params: Any) -> Rewrite:
     def keep(reason: str) -> Rewrite:
         return Rewrite(sql, sql, False, reason)
 
+    low = sql.lower()
+    if "limit" not in low or not any(name in low for name in DISTANCE_METRIC):
+        return keep("no ORDER BY <distance> LIMIT k")       # fast path: no parse, no catalog query
     try:
         trees = [t for t in sqlglot.parse(sql, dialect=DIALECT) if t is not None]
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
