@@ -68,8 +68,8 @@ class Search:
         self._select: Optional[list[str]] = None
         self._exact = False
         self._ef: Optional[int] = None
-        #: the plan the last run used: "index", "index+overfetch" or "exact"; and its k'
         self._info = table.index
+        #: the plan the last run used: "index", "index+overfetch" or "exact"; and its k'
         self.plan: Optional[str] = None
         self.fetched: Optional[int] = None
         self._last_sql: Optional[str] = None
