@@ -10,6 +10,7 @@ from ._extension import Database, connect, extension_path, load
 from ._ffi import KnnError
 from ._version import __version__
 from .index import Index
+from . import sampling
 
 
 def debug() -> dict:
@@ -22,4 +23,4 @@ def debug() -> dict:
             "simd_best": s(lib.knn_simd_best()).decode()}
 
 
-__all__ = ["Database", "Index", "KnnError", "connect", "debug", "extension_path", "load", "vectors_table", "__version__"]
+__all__ = ["Database", "Index", "KnnError", "connect", "debug", "extension_path", "load", "sampling", "vectors_table", "__version__"]
