@@ -32,6 +32,8 @@
 
 #define KT_DELTA 0.5
 #define KT_MEDIAN_PAIRS 4096
+/* Sweeps of KT-SWAP over the coreset slots (goodpoints does one; a second lowers MMD further). */
+#define KT_SWAP_PASSES 2
 
 typedef struct kt_ctx {
     const float *X;
@@ -52,14 +54,14 @@ static void gather(const kt_ctx *c, const int64_t *idx, size_t m, float *G) {
     for (size_t i = 0; i < m; i++) memcpy(G + i * c->d, c->X + (size_t)idx[i] * c->d, c->d * sizeof(float));
 }
 
-/* Reduces idx[0..s) in place to its first c entries (s/2 <= c <= s). */
+/* Reduces idx[0..s) in place to its first `target` entries (s/2 <= target <= s); the dropped points follow. */
 static knn_status halve_to(const kt_ctx *c, int64_t *idx, size_t s, size_t target, knn_rng *rng, knn_error *err) {
     if (target >= s) return KNN_OK;
     size_t pairs = s - target, m = 2 * pairs;
     float *G = malloc(m * c->d * sizeof *G);
     float *ka = malloc(m * sizeof *ka), *kb = malloc(m * sizeof *kb);
     double *psi = calloc(m, sizeof *psi);
-    int64_t *kept = malloc(pairs * sizeof *kept);
+    int64_t *kept = malloc(2 * pairs * sizeof *kept), *dropped = kept + pairs;
     if (!G || !ka || !kb || !psi || !kept) {
         free(G);
         free(ka);
@@ -90,11 +92,13 @@ static knn_status halve_to(const kt_ctx *c, int64_t *idx, size_t s, size_t targe
         double prob_a = 0.5 * (1.0 - alpha / thresh);
         double sign = knn_rng_uniform(rng) < prob_a ? 1.0 : -1.0;
         kept[i] = sign > 0 ? idx[a] : idx[b];
+        dropped[i] = sign > 0 ? idx[b] : idx[a];
         for (size_t y = 2; y < rest; y++) psi[a + y] += sign * ((double)ka[y] - (double)kb[y]);
     }
-    /* kept pair winners first, then the unpaired tail */
+    /* kept pair winners first, then the unpaired tail, then the dropped points (idx stays a permutation) */
     memmove(idx + pairs, idx + m, (s - m) * sizeof *idx);
     memcpy(idx, kept, pairs * sizeof *idx);
+    memcpy(idx + target, dropped, pairs * sizeof *idx);
     free(G);
     free(ka);
     free(kb);
@@ -191,7 +195,8 @@ static knn_status kt_swap(const kt_ctx *c, int64_t *T, size_t N, size_t n, knn_e
         for (size_t u = 0; u < N; u++) sumC[u] += col[u];
     }
     const double inv_n = 1.0 / (double)n;
-    for (size_t j = 0; j < n; j++) {
+    for (size_t pass = 0; pass < KT_SWAP_PASSES * n; pass++) {
+        size_t j = pass % n;
         size_t cur = slot[j];
         kernel_row(c, G + cur * c->d, G, N, col);
         for (size_t u = 0; u < N; u++) sumC[u] -= col[u];
