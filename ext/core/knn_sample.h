@@ -117,31 +117,31 @@ knn_sample_result *knn_sample_result_new(size_t cap, knn_error *err);
 
 /* ---- nearest-center cover (knn_sample_kcenter.c) --------------------------------------------------
  * Keeps, for a growing set of centers (rows of X), every row's squared distance to its nearest center
- * and each center's member list. Adding a center rescans only clusters the triangle inequality cannot
- * rule out: a member x of center c_j can move to a new center c only if d(c, c_j) < 2 d(x, c_j). Rows
- * that are centers carry mind = -1 so they are never drawn again. Shared by k-center (FPS) and k-means++. */
+ * (mind) and that center (owner). Rows are scanned in fixed 64-row blocks, each with the sum and the
+ * maximum of its rows' mind, so drawing a row by D^2 and finding the farthest row cost O(n/64 + 64).
+ * Adding a center rescans a block only when one of its rows could move: x can get nearer to a new
+ * center c than to its own c_j only if d(c, c_j) < 2 d(x, c_j) (triangle inequality). In low dimension
+ * most blocks are skipped once centers spread; in high dimension (GloVe-50) almost none are, and the pass
+ * is a bandwidth-bound SIMD scan split over threads. Rows that are centers carry mind = -1. */
 typedef struct knn_cover {
     const float *X;
-    size_t n, d;
+    size_t n, d, threads;
     const knn_kernels *kern;
     float *mind;      /* n */
     int32_t *owner;   /* n: center slot */
     float *C;         /* cap x d */
     int64_t *cidx;    /* cap: row of each center */
-    int32_t **mem;    /* cap member lists */
-    size_t *mem_n, *mem_cap;
-    double *csum;     /* sum of mind over members (centers excluded) */
-    float *cmax;      /* largest mind among members */
-    int64_t *cargmax; /* its row (-1 when none) */
-    float *dcc;       /* scratch: distances of a new center to the centers */
-    float *dist;      /* scratch: member block distances */
-    const float **ptrs;
-    int32_t *moved;   /* scratch: rows moving to the new center */
+    float *dcc;       /* cap: squared distances of the newest (or candidate) center to the centers */
+    size_t nblocks;
+    double *bsum;     /* per block: sum of mind over non-center rows */
+    float *bmax;      /* per block: largest mind (-1 when every row is a center) */
+    int64_t *barg;    /* its row */
+    double *bpot;     /* scratch: per-block potentials of a candidate */
     size_t nc, cap;
 } knn_cover;
 
-knn_status knn_cover_init(knn_cover *c, const float *X, size_t n, size_t d, size_t cap, const knn_kernels *kern,
-                          knn_error *err);
+knn_status knn_cover_init(knn_cover *c, const float *X, size_t n, size_t d, size_t cap, size_t threads,
+                          const knn_kernels *kern, knn_error *err);
 /* Adds row as a new center (row must not be one already). */
 knn_status knn_cover_add(knn_cover *c, int64_t row, knn_error *err);
 /* Potential (sum of mind) if row were added, without changing anything. */
@@ -151,6 +151,8 @@ double knn_cover_potential(const knn_cover *c);
 int64_t knn_cover_draw(const knn_cover *c, knn_rng *r);
 /* The non-center row farthest from the centers (ties: lowest row); -1 when every row is a center. */
 int64_t knn_cover_farthest(const knn_cover *c, float *dist2);
+/* Rows owned by each center (excluding the center itself) into sizes[0..nc). */
+void knn_cover_sizes(const knn_cover *c, double *sizes);
 void knn_cover_free(knn_cover *c);
 
 /* ---- families ---------------------------------------------------------------------------------- */
@@ -168,7 +170,8 @@ knn_status knn_sample_dpp(const knn_sample_in *in, knn_sample_result *r, knn_err
 
 /* k-means++ seeds: k row positions into centers_idx (pick order). */
 knn_status knn_kmeanspp_seed(const float *X, size_t n, size_t d, size_t k, knn_kpp_variant variant, size_t trials,
-                             knn_rng *rng, const knn_kernels *kern, int64_t *centers_idx, knn_error *err);
+                             knn_rng *rng, size_t threads, const knn_kernels *kern, int64_t *centers_idx,
+                             knn_error *err);
 
 /* Nearest centroid of every row (ties: lower centroid), by a panel (GEMM-style) kernel, then the exact
  * squared distance to it. assign/dist2 may be NULL. threads >= 1; results do not depend on it. */

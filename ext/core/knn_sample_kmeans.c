@@ -13,8 +13,8 @@
  *              After `trials` (default 1000) rejections a uniform row is taken (the paper's fallback).
  * - auto:      greedy when n*k <= 2^24 (it reaches a lower cost, and its O(n k d trials) is cheap
  *              there), rejection above (it never scans all rows per step).
- * d2 and greedy run on the nearest-center cover (knn_sample_kcenter.c), which skips groups the triangle
- * inequality rules out, so a step costs far less than n distance evaluations once centers spread.
+ * d2 and greedy run on the nearest-center cover (knn_sample_kcenter.c): a step is one threaded SIMD pass
+ * that skips blocks the triangle inequality rules out; D^2 draws use per-block sums.
  *
  * Lloyd (1982): assign each row to its nearest centroid, move each centroid to its rows' mean; an
  * empty cluster takes the row farthest from its centroid (as scikit-learn does). Assignment is the
@@ -245,13 +245,14 @@ static knn_kpp_variant resolve_variant(knn_kpp_variant v, size_t n, size_t k) {
 static size_t greedy_trials(size_t trials, size_t k) { return trials ? trials : 2 + (size_t)log((double)k); }
 
 knn_status knn_kmeanspp_seed(const float *X, size_t n, size_t d, size_t k, knn_kpp_variant variant, size_t trials,
-                             knn_rng *rng, const knn_kernels *kern, int64_t *centers_idx, knn_error *err) {
+                             knn_rng *rng, size_t threads, const knn_kernels *kern, int64_t *centers_idx,
+                             knn_error *err) {
     variant = resolve_variant(variant, n, k);
     if (variant == KNN_KPP_REJECTION) {
         return seed_rejection(X, n, d, k, trials ? trials : RS_DEFAULT_TRIALS, rng, kern, centers_idx, err);
     }
     knn_cover cv;
-    knn_status s = knn_cover_init(&cv, X, n, d, k, kern, err);
+    knn_status s = knn_cover_init(&cv, X, n, d, k, threads, kern, err);
     if (s != KNN_OK) return s;
     s = seed_cover(&cv, k, variant == KNN_KPP_GREEDY, greedy_trials(trials, k), rng, centers_idx, err);
     knn_cover_free(&cv);
@@ -265,7 +266,7 @@ knn_status knn_sample_kmeanspp(const knn_sample_in *in, knn_sample_result *r, kn
     knn_kpp_variant v = resolve_variant(in->opts.variant, in->n, k);
     knn_status s = KNN_OK;
     if (v == KNN_KPP_REJECTION) {
-        s = knn_kmeanspp_seed(in->X, in->n, in->d, k, v, in->opts.trials, &rng, in->kern, r->index, err);
+        s = knn_kmeanspp_seed(in->X, in->n, in->d, k, v, in->opts.trials, &rng, in->threads, in->kern, r->index, err);
         if (s != KNN_OK) return s;
         r->n = k;
         for (size_t i = 0; i < k; i++) {
@@ -289,14 +290,15 @@ knn_status knn_sample_kmeanspp(const knn_sample_in *in, knn_sample_result *r, kn
         return KNN_OK;
     }
     knn_cover cv;
-    s = knn_cover_init(&cv, in->X, in->n, in->d, k, in->kern, err);
+    s = knn_cover_init(&cv, in->X, in->n, in->d, k, in->threads, in->kern, err);
     if (s != KNN_OK) return s;
     s = seed_cover(&cv, k, v == KNN_KPP_GREEDY, greedy_trials(in->opts.trials, k), &rng, r->index, err);
     if (s == KNN_OK) {
         r->n = k;
+        knn_cover_sizes(&cv, r->weight);
         for (size_t i = 0; i < k; i++) {
             r->cluster[i] = (int64_t)i;
-            r->weight[i] = 1.0 + (double)cv.mem_n[i];
+            r->weight[i] += 1.0;
         }
         r->cost = knn_cover_potential(&cv);
         if (in->opts.assign) {
@@ -335,7 +337,7 @@ knn_status knn_kmeans_run(const float *X, size_t n, size_t d, size_t k, size_t i
         s = knn_error_set(err, KNN_ENOMEM, "out of memory for k-means with k = %zu on %zu rows", k, n);
         goto cleanup;
     }
-    s = knn_kmeanspp_seed(X, n, d, k, init, trials, rng, kern, seeds, err);
+    s = knn_kmeanspp_seed(X, n, d, k, init, trials, rng, threads, kern, seeds, err);
     if (s != KNN_OK) goto cleanup;
     for (size_t c = 0; c < k; c++) memcpy(fit->C + c * d, X + (size_t)seeds[c] * d, d * sizeof(float));
     for (size_t it = 0; it < iters; it++) {
