@@ -16,6 +16,7 @@ from .index import Index
 from .rewrite import Rewrite
 from .search import Search
 from .table import VectorTable
+from . import sampling
 
 
 def debug() -> dict:
@@ -28,5 +29,5 @@ def debug() -> dict:
             "simd_best": s(lib.knn_simd_best()).decode()}
 
 
-__all__ = ["DataError", "Database", "FilterError", "Freshness", "Index", "KnnError", "Rewrite", "Search",
+__all__ = ["DataError", "Database", "FilterError", "Freshness", "Index", "KnnError", "Rewrite", "Search", "sampling",
            "VectorTable", "connect", "debug", "extension_path", "load", "vectors_table", "__version__"]

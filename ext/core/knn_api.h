@@ -89,6 +89,34 @@ void knn_graph_list_ids(knn_graph *index, int64_t *out);
 int knn_graph_to_bytes(knn_graph *index, uint8_t **buf, size_t *len, char *errmsg, size_t errmsg_len);
 int knn_graph_from_bytes(const uint8_t *buf, size_t len, knn_graph **out, char *errmsg, size_t errmsg_len);
 void knn_bytes_free(uint8_t *buf);
+/* Sampling and selection (knn_api_sample.c). Picks are row positions 0..rows-1 in pick order. */
+typedef struct knn_sample_result {
+    size_t n;            /* number of picks */
+    int64_t *index;      /* row position of each pick */
+    double *weight;      /* rows each pick stands for (coreset weight) */
+    double *score;       /* per pick: kcenter covering radius after it; weighted key; kt/dpp NaN */
+    int64_t *cluster;    /* cluster of each pick, -1 when the method has none */
+    float *centroids;    /* kmeans: n_centroids x dim, else NULL */
+    size_t n_centroids;
+    int32_t *assign;     /* kmeans and k-means++ (D2): nearest pick/centroid of every row, else NULL */
+    double cost;         /* k-means family: sum of squared distances to the nearest center (NaN when
+                            not computed); kcenter: final covering radius */
+    size_t iters;        /* kmeans: Lloyd iterations run */
+    double bandwidth;    /* kernel_thinning / dpp rbf: the Gaussian sigma used */
+} knn_sample_result;
+
+/* Runs sampler `method` (see knn_sample_methods) on rows x dim float32 rows X. weights (may be NULL)
+ * are required by 'weighted'. options is "key=value, ..." (may be NULL or empty). start (kcenter only)
+ * holds row positions picked first. threads = 0 uses every core; output never depends on it. */
+int knn_sample_run(const float *X, size_t rows, size_t dim, const double *weights, size_t n, const char *method,
+                   uint64_t seed, const char *options, const int64_t *start, size_t n_start, size_t threads,
+                   knn_sample_result **out, char *errmsg, size_t errmsg_len);
+void knn_sample_result_free(knn_sample_result *r);
+/* Comma-separated list of the method names knn_sample_run accepts. */
+const char *knn_sample_methods(void);
+/* Nearest of k centroids C (k x dim) for every row; assign/dist2 may be NULL; *cost = sum of dist2. */
+int knn_sample_assign(const float *X, size_t rows, size_t dim, const float *C, size_t k, size_t threads,
+                      int32_t *assign, float *dist2, double *cost, char *errmsg, size_t errmsg_len);
 /* cffi-end */
 
 #endif

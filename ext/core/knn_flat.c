@@ -414,3 +414,28 @@ cleanup:
     free(q_norm2);
     return knn_error_export(&err, errmsg, errmsg_len);
 }
+
+knn_status knn_flat_export_rows(knn_flat *ix, int windowed, double lo, double hi, int64_t **ids, float **vecs,
+                                size_t *n, knn_error *err) {
+    pthread_rwlock_rdlock(&ix->rw);
+    size_t cap = ix->count ? ix->count : 1, m = 0;
+    int64_t *oi = malloc(cap * sizeof *oi);
+    float *ov = malloc(cap * ix->dim * sizeof *ov);
+    if (oi == NULL || ov == NULL) {
+        pthread_rwlock_unlock(&ix->rw);
+        free(oi);
+        free(ov);
+        return knn_error_set(err, KNN_ENOMEM, "out of memory copying %zu rows", cap);
+    }
+    for (size_t i = 0; i < ix->count; i++) {
+        if (windowed && !(ix->labels[i] >= lo && ix->labels[i] <= hi)) continue;
+        oi[m] = ix->ids[i];
+        memcpy(ov + m * ix->dim, ix->vecs + i * ix->dim, ix->dim * sizeof(float));
+        m++;
+    }
+    pthread_rwlock_unlock(&ix->rw);
+    *ids = oi;
+    *vecs = ov;
+    *n = m;
+    return KNN_OK;
+}

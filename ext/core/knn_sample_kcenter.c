@@ -1,0 +1,269 @@
+/* k-center by greedy farthest-point selection (Gonzalez 1985; "FPS" in PointNet++), and the
+ * nearest-center cover it shares with k-means++.
+ *
+ * FPS starts from given rows (an already labelled set) or one seeded random row, then repeatedly picks
+ * the row farthest from every pick so far. Its covering radius is at most twice the optimal k-center
+ * radius (Gonzalez). The score of each pick is the covering radius (Euclidean, not squared) after it.
+ *
+ * Speed: a step is one fused pass (SIMD distance to the new center, min update, per-block max) over
+ * fixed 64-row blocks split across threads; a block is skipped when no row in it can move (triangle
+ * inequality, see knn_sample.h), which saves most of the work in low dimension and little in high
+ * dimension, where the pass is bandwidth-bound. The farthest row is the max over block maxima. Picks
+ * are those of plain FPS (exact distances, same tie rule: lowest row), for any thread count. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "knn_parallel.h"
+#include "knn_sample.h"
+
+#define COVER_BLOCK 64
+/* Slack on pruning tests so float rounding never skips a row that could move. */
+#define PRUNE_SLACK 1.001f
+/* Below this many floats a pass runs on one thread (thread start-up would dominate). */
+#define PAR_MIN_FLOATS (1u << 20)
+
+knn_status knn_cover_init(knn_cover *c, const float *X, size_t n, size_t d, size_t cap, size_t threads,
+                          const knn_kernels *kern, knn_error *err) {
+    memset(c, 0, sizeof *c);
+    c->X = X;
+    c->n = n;
+    c->d = d;
+    c->kern = kern;
+    c->cap = cap;
+    c->threads = threads ? threads : 1;
+    if (n * d < PAR_MIN_FLOATS) c->threads = 1;
+    c->nblocks = (n + COVER_BLOCK - 1) / COVER_BLOCK;
+    c->mind = malloc(n * sizeof *c->mind);
+    c->owner = malloc(n * sizeof *c->owner);
+    c->C = malloc(cap * d * sizeof *c->C);
+    c->cidx = malloc(cap * sizeof *c->cidx);
+    c->dcc = malloc(cap * sizeof *c->dcc);
+    c->bsum = calloc(c->nblocks, sizeof *c->bsum);
+    c->bmax = malloc(c->nblocks * sizeof *c->bmax);
+    c->barg = malloc(c->nblocks * sizeof *c->barg);
+    c->bpot = malloc(c->nblocks * sizeof *c->bpot);
+    if (!c->mind || !c->owner || !c->C || !c->cidx || !c->dcc || !c->bsum || !c->bmax || !c->barg || !c->bpot) {
+        knn_cover_free(c);
+        return knn_error_set(err, KNN_ENOMEM, "out of memory for the center cover of %zu rows", n);
+    }
+    return KNN_OK;
+}
+
+void knn_cover_free(knn_cover *c) {
+    free(c->mind);
+    free(c->owner);
+    free(c->C);
+    free(c->cidx);
+    free(c->dcc);
+    free(c->bsum);
+    free(c->bmax);
+    free(c->barg);
+    free(c->bpot);
+    memset(c, 0, sizeof *c);
+}
+
+static void block_stats(knn_cover *c, size_t b) {
+    size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
+    double s = 0;
+    float mx = -1.0f;
+    int64_t arg = -1;
+    for (size_t i = lo; i < hi; i++) {
+        float v = c->mind[i];
+        if (v < 0) continue;
+        s += v;
+        if (v > mx) {
+            mx = v;
+            arg = (int64_t)i;
+        }
+    }
+    c->bsum[b] = s;
+    c->bmax[b] = mx;
+    c->barg[b] = arg;
+}
+
+/* True when some row of block b could be nearer to the center whose distances to the others are in
+ * c->dcc (the first pass, with no centers yet, always scans). */
+static int block_needs(const knn_cover *c, size_t b, int first) {
+    if (first) return 1;
+    size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
+    for (size_t i = lo; i < hi; i++) {
+        float m = c->mind[i];
+        if (m > 0 && c->dcc[c->owner[i]] < 4.0f * m * PRUNE_SLACK) return 1;
+    }
+    return 0;
+}
+
+typedef struct cover_job {
+    knn_cover *c;
+    const float *q;
+    int64_t row;     /* the candidate or new center */
+    int32_t slot;    /* add: its slot; potential: -1 */
+    int first;
+} cover_job;
+
+static void cover_task(void *arg, size_t t) {
+    cover_job *j = arg;
+    knn_cover *c = j->c;
+    size_t b0 = c->nblocks * t / c->threads, b1 = c->nblocks * (t + 1) / c->threads;
+    float buf[COVER_BLOCK];
+    for (size_t b = b0; b < b1; b++) {
+        size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
+        if (!block_needs(c, b, j->first)) {
+            if (j->slot < 0) c->bpot[b] = c->bsum[b];
+            continue;
+        }
+        c->kern->l2sq_rows(j->q, c->X + lo * c->d, hi - lo, c->d, buf);
+        if (j->slot < 0) { /* potential with the candidate */
+            double s = 0;
+            for (size_t i = lo; i < hi; i++) {
+                float m = c->mind[i];
+                if (m < 0 || (int64_t)i == j->row) continue;
+                float v = buf[i - lo];
+                s += v < m ? v : m;
+            }
+            c->bpot[b] = s;
+            continue;
+        }
+        int changed = 0;
+        for (size_t i = lo; i < hi; i++) {
+            float v = buf[i - lo];
+            if (j->first || v < c->mind[i]) {
+                c->mind[i] = v;
+                c->owner[i] = j->slot;
+                changed = 1;
+            }
+        }
+        if (changed) block_stats(c, b);
+    }
+}
+
+static void cover_pass(knn_cover *c, cover_job *job) { knn_parallel_run(c->threads, cover_task, job); }
+
+knn_status knn_cover_add(knn_cover *c, int64_t row, knn_error *err) {
+    if (c->nc >= c->cap) return knn_error_set(err, KNN_ESTATE, "center cover is full (%zu centers)", c->cap);
+    const size_t d = c->d, slot = c->nc;
+    const float *q = c->X + (size_t)row * d;
+    memcpy(c->C + slot * d, q, d * sizeof(float));
+    c->cidx[slot] = row;
+    if (slot > 0) c->kern->l2sq_rows(q, c->C, slot, d, c->dcc);
+    /* the new center leaves its block's statistics first, so it is never drawn or moved again */
+    cover_job job = {c, q, row, (int32_t)slot, slot == 0};
+    cover_pass(c, &job);
+    c->mind[row] = -1.0f;
+    c->owner[row] = (int32_t)slot;
+    block_stats(c, (size_t)row / COVER_BLOCK);
+    c->nc++;
+    return KNN_OK;
+}
+
+double knn_cover_potential(const knn_cover *c) {
+    double s = 0;
+    for (size_t b = 0; b < c->nblocks; b++) s += c->bsum[b];
+    return s;
+}
+
+double knn_cover_potential_with(knn_cover *c, int64_t row) {
+    const float *q = c->X + (size_t)row * c->d;
+    c->kern->l2sq_rows(q, c->C, c->nc, c->d, c->dcc);
+    cover_job job = {c, q, row, -1, 0};
+    cover_pass(c, &job);
+    double s = 0;
+    for (size_t b = 0; b < c->nblocks; b++) s += c->bpot[b];
+    return s;
+}
+
+int64_t knn_cover_draw(const knn_cover *c, knn_rng *r) {
+    double total = knn_cover_potential(c);
+    size_t free_rows = c->n - c->nc;
+    if (free_rows == 0) return -1;
+    if (!(total > 0)) {
+        /* every remaining row sits on a center: uniform over the non-centers */
+        size_t t = (size_t)knn_rng_below(r, free_rows);
+        for (size_t i = 0; i < c->n; i++) {
+            if (c->mind[i] >= 0 && t-- == 0) return (int64_t)i;
+        }
+        return -1;
+    }
+    double u = knn_rng_uniform(r) * total;
+    size_t b = 0, last = 0;
+    for (; b < c->nblocks; b++) {
+        if (c->bsum[b] > 0) last = b;
+        if (u < c->bsum[b]) break;
+        u -= c->bsum[b];
+    }
+    if (b == c->nblocks) { /* rounding: take the last block with mass */
+        b = last;
+        u = c->bsum[b] * 0.5;
+    }
+    size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
+    int64_t pick = -1;
+    for (size_t i = lo; i < hi; i++) {
+        float v = c->mind[i];
+        if (v <= 0) continue;
+        pick = (int64_t)i;
+        if (u < v) return pick;
+        u -= v;
+    }
+    return pick;
+}
+
+int64_t knn_cover_farthest(const knn_cover *c, float *dist2) {
+    float best = -1.0f;
+    int64_t arg = -1;
+    for (size_t b = 0; b < c->nblocks; b++) {
+        if (c->bmax[b] > best) { /* blocks in row order, so ties keep the lowest row */
+            best = c->bmax[b];
+            arg = c->barg[b];
+        }
+    }
+    if (dist2) *dist2 = best < 0 ? 0 : best;
+    return arg;
+}
+
+void knn_cover_sizes(const knn_cover *c, double *sizes) {
+    for (size_t j = 0; j < c->nc; j++) sizes[j] = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->mind[i] >= 0) sizes[c->owner[i]] += 1;
+    }
+}
+
+knn_status knn_sample_kcenter(const knn_sample_in *in, knn_sample_result *r, knn_error *err) {
+    size_t want = in->target;
+    if (want > in->n - in->n_start) want = in->n - in->n_start; /* documented: n > rows gives every row */
+    knn_cover c;
+    knn_status s = knn_cover_init(&c, in->X, in->n, in->d, in->n_start + want, in->threads, in->kern, err);
+    if (s != KNN_OK) return s;
+    knn_rng rng;
+    knn_rng_init(&rng, in->seed, 1);
+    for (size_t i = 0; i < in->n_start && s == KNN_OK; i++) s = knn_cover_add(&c, in->start[i], err);
+    for (size_t p = 0; p < want && s == KNN_OK; p++) {
+        int64_t row;
+        if (c.nc == 0) {
+            row = (int64_t)knn_rng_below(&rng, in->n);
+        } else {
+            row = knn_cover_farthest(&c, NULL);
+            if (row < 0) break;
+        }
+        s = knn_cover_add(&c, row, err);
+        if (s != KNN_OK) break;
+        float rad2;
+        knn_cover_farthest(&c, &rad2);
+        r->index[r->n] = row;
+        r->score[r->n] = sqrt((double)rad2);
+        r->cluster[r->n] = (int64_t)r->n;
+        r->n++;
+    }
+    double *sizes = s == KNN_OK ? malloc((c.nc ? c.nc : 1) * sizeof *sizes) : NULL;
+    if (s == KNN_OK && sizes == NULL) s = knn_error_set(err, KNN_ENOMEM, "out of memory for cluster sizes");
+    if (s == KNN_OK) {
+        knn_cover_sizes(&c, sizes);
+        for (size_t p = 0; p < r->n; p++) r->weight[p] = 1.0 + sizes[in->n_start + p];
+        float rad2;
+        knn_cover_farthest(&c, &rad2);
+        r->cost = sqrt((double)rad2);
+    }
+    free(sizes);
+    knn_cover_free(&c);
+    return s;
+}
