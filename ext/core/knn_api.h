@@ -144,6 +144,8 @@ int knn_an_gumbel_topk(const double *logw, size_t m, size_t n, uint64_t seed, in
 /* recall@k of a graph index per query vs an exact scan of its live rows (windowed: labels in [lo, hi]). */
 int knn_an_graph_recall(knn_graph *g, const float *Q, size_t nq, size_t k, size_t ef, int windowed, double lo,
                         double hi, size_t threads, double *out_recall, char *errmsg, size_t errmsg_len);
+/* Smallest and largest label of live rows of a graph; 0 when none has a label. */
+int knn_graph_label_range(knn_graph *g, double *lo, double *hi);
 /* cffi-end */
 
 #endif
