@@ -11,6 +11,7 @@ typedef bool (*register_fn)(duckdb_connection, knn_registry *, knn_error *);
 static const register_fn areas[] = {
     knn_register_exact,       knn_register_debug,        knn_register_index_admin,
     knn_register_index_write, knn_register_index_search, knn_register_index_dump,
+    knn_register_analytics,
 };
 
 DUCKDB_EXTENSION_ENTRYPOINT(duckdb_connection connection, duckdb_extension_info info,
