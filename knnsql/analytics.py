@@ -467,3 +467,153 @@ def recall_audit(index, Q, k: int = 10, *, ef: Optional[int] = None, windows: Op
             rows.append((i, "all" if not windowed else (f"{float(w):g}" if np.isscalar(w) else f"[{lo:g}, {hi:g}]"),
                          lo, hi, r))
     return pd.DataFrame(rows, columns=["query", "window", "lo", "hi", "recall"])
+
+
+# ---- SQL entry points: the aggregates over a table or query, run inside DuckDB ------------------------------
+
+def _con(db):
+    """The DuckDB connection of a knnsql.Database, or db itself."""
+    return getattr(db, "con", db)
+
+
+def _quote_ident(name: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"column and table names must be non-empty strings, got {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _relation(relation: str) -> str:
+    """A table name (quoted) or a query (parenthesised)."""
+    if not isinstance(relation, str) or not relation.strip():
+        raise TypeError("relation must be a table name or a SQL query string")
+    text = relation.strip()
+    head = text.split(None, 1)[0].upper()
+    if head in ("SELECT", "WITH", "FROM", "VALUES", "(") or text.startswith("("):
+        return f"({text})"
+    return ".".join(_quote_ident(p) for p in text.split("."))
+
+
+def _opts(**kw) -> str:
+    parts = []
+    for key, value in kw.items():
+        if value is None or value is False:
+            continue
+        if value is True:
+            value = "true"
+        text = str(value)
+        if "," in text or "=" in text:
+            raise ValueError(f"option {key} must not contain ',' or '=': {text!r}")
+        parts.append(f"{key}={text}")
+    return ", ".join(parts)
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _run_list(db, agg: str, relation: str, where: Optional[str] = None):
+    """Unnests a LIST(STRUCT) aggregate into a DataFrame."""
+    sql = f"SELECT r.* FROM (SELECT unnest({agg}) AS r FROM {_relation(relation)}{' WHERE ' + where if where else ''})"
+    return _con(db).execute(sql).df()
+
+
+def sql_predict(db, relation: str, *, k: int = 5, id: str = "id", vec: str = "emb", label: str = "label",
+                weighting: str = "uniform", temperature: Optional[float] = None, metric: str = "l2",
+                adaptive: bool = False, support: Optional[int] = None, index: Optional[str] = None,
+                ef: Optional[int] = None):
+    """``knn_predict`` over a table or query: rows with a NULL ``label`` are predicted from the others.
+
+    A BIGINT label classifies (columns ``id, label, prob, k_used``); a DOUBLE label regresses (``id,
+    value, k_used``). ``index`` names a knnsql index over the labelled rows' ids to search instead of
+    an exact scan. Returns a pandas DataFrame.
+    """
+    o = _opts(metric=metric, weighting=weighting, temperature=temperature, adaptive=adaptive, support=support,
+              index=index, ef=ef)
+    agg = (f"knn_predict({_quote_ident(id)}, {_quote_ident(vec)}, {_quote_ident(label)}, {_int('k', k, 1)}, "
+           f"{_lit(o)})")
+    return _run_list(db, agg, relation)
+
+
+def sql_impute(db, relation: str, *, k: int = 5, id: str = "id", vec: str = "emb", value: str = "value",
+               weighting: str = "uniform", draws: int = 0, seed: int = 0, interval: Tuple[float, float] = (0.05, 0.95),
+               metric: str = "l2"):
+    """``knn_impute``: one row per NULL ``value`` with its kNNImputer mean, the [lo, hi] neighbour
+    quantiles and ``draws`` kNNSampler draws. Returns a DataFrame ``id, value, lo, hi, draws``."""
+    o = _opts(metric=metric, weighting=weighting, draws=draws or None, seed=seed, lo=interval[0], hi=interval[1])
+    agg = f"knn_impute({_quote_ident(id)}, {_quote_ident(vec)}, {_quote_ident(value)}, {_int('k', k, 1)}, {_lit(o)})"
+    return _run_list(db, agg, relation)
+
+
+def sql_smote(db, relation: str, n: int, *, k: int = 5, id: str = "id", vec: str = "emb", where: Optional[str] = None,
+              seed: int = 0, metric: str = "l2"):
+    """``knn_smote`` over the minority rows (``where`` filters them, e.g. ``"label = 1"``): ``n`` synthetic
+    rows ``parent_id, neighbor_id, gap, vec``."""
+    agg = (f"knn_smote({_quote_ident(id)}, {_quote_ident(vec)}, {_int('n', n, 0)}, {_int('k', k, 1)}, "
+           f"{_lit(_opts(metric=metric, seed=seed))})")
+    return _run_list(db, agg, relation, where)
+
+
+def sql_lid(db, relation: str, *, k: int = 20, id: str = "id", vec: str = "emb", metric: str = "l2"):
+    """``knn_lid`` per row (``id, lid, r_k``) and ``knn_lid_estimate`` for the table: (DataFrame, float)."""
+    rows = _run_list(db, f"knn_lid({_quote_ident(id)}, {_quote_ident(vec)}, {_int('k', k, 2)}, "
+                         f"{_lit(_opts(metric=metric))})", relation)
+    table = _con(db).execute(f"SELECT knn_lid_estimate({_quote_ident(vec)}, {int(k)}, {_lit(_opts(metric=metric))}) "
+                             f"FROM {_relation(relation)}").fetchone()[0]
+    return rows, table
+
+
+def sql_divergence(db, relation: str, side: str, *, k: int = 5, vec: str = "emb", method: str = "kl",
+                   alpha: float = 0.5) -> float:
+    """``knn_divergence(vec, side, k)``: D(P || Q) with P the rows where the boolean expression ``side``
+    holds and Q the others."""
+    o = _opts(method=method, alpha=alpha if method in ("renyi", "ratio_renyi") else None)
+    return _con(db).execute(f"SELECT knn_divergence({_quote_ident(vec)}, ({side})::BOOLEAN, {_int('k', k, 1)}, "
+                            f"{_lit(o)}) FROM {_relation(relation)}").fetchone()[0]
+
+
+def sql_precision_recall(db, relation: str, generated: str, *, k: int = 5, vec: str = "emb",
+                         metric: str = "l2") -> Dict[str, float]:
+    """``knn_precision_recall(vec, generated, k)``: generated rows are those where the boolean expression
+    ``generated`` holds, the others are real."""
+    row = _con(db).execute(f"SELECT knn_precision_recall({_quote_ident(vec)}, ({generated})::BOOLEAN, "
+                           f"{_int('k', k, 1)}, {_lit(_opts(metric=metric))}) FROM {_relation(relation)}").fetchone()[0]
+    return dict(row)
+
+
+def sql_iid_test(db, relation: str, order: str, *, k: int = 10, vec: str = "emb", permutations: int = 100,
+                 seed: int = 0, significance: float = 0.05, metric: str = "l2") -> Dict[str, float]:
+    """``knn_iid_test(order, vec, k)``: drift test over the row order given by the BIGINT expression
+    ``order`` (e.g. ``"epoch_us(ts)"`` or ``"id"``)."""
+    o = _opts(metric=metric, permutations=permutations, seed=seed, significance=significance)
+    row = _con(db).execute(f"SELECT knn_iid_test(({order})::BIGINT, {_quote_ident(vec)}, {_int('k', k, 1)}, {_lit(o)}) "
+                           f"FROM {_relation(relation)}").fetchone()[0]
+    return dict(row)
+
+
+def sql_importance_sample(db, relation: str, is_target: str, n: int, *, k: int = 10, id: str = "id",
+                          vec: str = "emb", seed: int = 0, metric: str = "l2"):
+    """``knn_importance_sample``: every raw row (``is_target`` false) with its log weight and its draw
+    order ``pick`` (1..n, NULL when not picked)."""
+    agg = (f"knn_importance_sample({_quote_ident(id)}, {_quote_ident(vec)}, ({is_target})::BOOLEAN, "
+           f"{_int('n', n, 0)}, {_int('k', k, 1)}, {_lit(_opts(metric=metric, seed=seed))})")
+    return _run_list(db, agg, relation)
+
+
+def sql_density_sample(db, relation: str, n: int, *, k: int = 10, id: str = "id", vec: str = "emb",
+                       alpha: float = 1.0, seed: int = 0, metric: str = "l2"):
+    """``knn_density_sample``: every row with log weight ``alpha * log r_k`` and draw order ``pick``."""
+    agg = (f"knn_density_sample({_quote_ident(id)}, {_quote_ident(vec)}, {_int('n', n, 0)}, {_int('k', k, 1)}, "
+           f"{_lit(_opts(metric=metric, alpha=alpha, seed=seed))})")
+    return _run_list(db, agg, relation)
+
+
+def sql_recall(db, index: str, relation: str, *, k: int = 10, vec: str = "emb", ef: Optional[int] = None,
+               lo: Optional[float] = None, hi: Optional[float] = None):
+    """``knn_recall`` of the named graph index for every query row of ``relation``: a DataFrame with one
+    ``recall`` column (summarise with ``.recall.mean()``)."""
+    args = [_lit(index), _quote_ident(vec), str(_int("k", k, 1))]
+    if ef is not None or lo is not None or hi is not None:
+        args.append("NULL" if ef is None else str(_int("ef", ef, 1)))
+    if lo is not None or hi is not None:
+        args += ["NULL" if lo is None else repr(float(lo)), "NULL" if hi is None else repr(float(hi))]
+    return _con(db).execute(f"SELECT knn_recall({', '.join(args)}) AS recall FROM {_relation(relation)}").df()
