@@ -66,6 +66,9 @@ static knn_status index_neighbors(const an_rows *rows, const int64_t *train_ids,
     int64_t *ids = malloc(kk * sizeof *ids);
     float *ds = malloc(kk * sizeof *ds);
     id_pos *map = malloc(n_train * sizeof *map);
+    int64_t *all_ids = NULL;
+    float *all_ds = NULL;
+    size_t *found = NULL;
     if (!ids || !ds || !map) {
         s = knn_error_set(err, KNN_ENOMEM, "%s: out of memory", fn);
         goto done;
@@ -82,23 +85,39 @@ static knn_status index_neighbors(const an_rows *rows, const int64_t *train_ids,
     }
     for (size_t i = 0; i < n_train; i++) map[i] = (id_pos){train_ids[i], i};
     qsort(map, n_train, sizeof *map, cmp_idpos);
+    /* one batch: the graph's threaded query path, or the flat index's blocked many-query scan */
+    all_ids = malloc((nq ? nq : 1) * kk * sizeof *all_ids);
+    all_ds = malloc((nq ? nq : 1) * kk * sizeof *all_ds);
+    found = malloc((nq ? nq : 1) * sizeof *found);
+    if (!all_ids || !all_ds || !found) {
+        s = knn_error_set(err, KNN_ENOMEM, "%s: out of memory", fn);
+        goto done;
+    }
+    if (e->kind == KNN_KIND_GRAPH) {
+        char msg[MSG];
+        s = core(knn_graph_query(e->graph, Q, nq, kk, (size_t)rows->opts.ef, 0, all_ids, all_ds, found, msg, MSG), msg,
+                 err);
+    } else {
+        size_t f = 0;
+        s = knn_entry_search_flat_batch(e, Q, nq, kk, all_ids, all_ds, &f, err);
+        for (size_t q = 0; q < nq; q++) found[q] = f;
+    }
     for (size_t q = 0; q < nq && s == KNN_OK; q++) {
-        size_t found = 0;
-        s = knn_entry_search(e, Q + q * e->dim, kk, (size_t)rows->opts.ef, ids, ds, &found, err);
-        if (s != KNN_OK) break;
+        const int64_t *qi = all_ids + q * kk;
+        const float *qd = all_ds + q * kk;
         size_t o = 0;
-        for (size_t j = 0; j < found && o < k; j++) {
-            if (drop_self && ids[j] == train_ids[q]) continue;
-            id_pos key = {ids[j], 0};
+        for (size_t j = 0; j < found[q] && o < k; j++) {
+            if (drop_self && qi[j] == train_ids[q]) continue;
+            id_pos key = {qi[j], 0};
             id_pos *hit = bsearch(&key, map, n_train, sizeof *map, cmp_idpos);
             if (!hit) {
                 s = knn_error_set(err, KNN_EDATA, "%s: index '%s' returned id %lld, which is not among the labelled "
                                   "rows of the input; build the index over the same rows", fn, e->name,
-                                  (long long)ids[j]);
+                                  (long long)qi[j]);
                 break;
             }
             out_ids[q * k + o] = (int64_t)hit->pos;
-            out_dists[q * k + o] = ds[j];
+            out_dists[q * k + o] = qd[j];
             o++;
         }
         if (s == KNN_OK && o < k) {
@@ -110,6 +129,9 @@ done:
     free(ids);
     free(ds);
     free(map);
+    free(all_ids);
+    free(all_ds);
+    free(found);
     knn_entry_release(e);
     return s;
 }
