@@ -39,14 +39,14 @@ SUMMARY = "knn_predict vs sklearn KNeighborsClassifier (Fashion-MNIST), knn_impu
 DEFAULT_DATASETS = ["fashion"]
 
 K = 5
-FULL = dict(repeats=3, queries=10_000, impute_rows=20_000, efs=[32, 64])
+FULL = dict(repeats=3, queries=10_000, impute_rows=10_000, efs=[32, 64])
 QUICK = dict(repeats=1, queries=1_000, impute_rows=5_000, efs=[32])
 IMPUTE_COL = 350
 
 
 def add_arguments(p) -> None:
     p.add_argument("--queries", type=int, default=None, help="test images used as queries (default 10000)")
-    p.add_argument("--impute-rows", type=int, default=None, help="rows of the imputation workload (default 20000)")
+    p.add_argument("--impute-rows", type=int, default=None, help="rows of the imputation workload (default 10000)")
     p.add_argument("--no-sql", action="store_true", help="skip the SQL contenders")
 
 
