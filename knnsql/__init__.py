@@ -10,6 +10,7 @@ from ._extension import Database, connect, extension_path, load
 from ._ffi import KnnError
 from ._version import __version__
 from .index import Index
+from . import analytics  # noqa: E402  (kNN analytics: knnsql.analytics)
 
 
 def debug() -> dict:
@@ -23,3 +24,4 @@ def debug() -> dict:
 
 
 __all__ = ["Database", "Index", "KnnError", "connect", "debug", "extension_path", "load", "vectors_table", "__version__"]
+__all__ += ["analytics"]
