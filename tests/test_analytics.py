@@ -435,3 +435,17 @@ def test_recall_audit_against_numpy_ground_truth(rng):
     assert np.allclose(w.hi, 0.25 * 2999)
     with pytest.raises(ValueError, match="needs a graph index"):
         A.recall_audit(knnsql.Index(12), Q, 10)
+
+
+def test_iid_statistic_matches_numpy_ks(rng):
+    X = np.cumsum(rng.normal(size=(300, 3)), axis=0)  # a random walk: strongly ordered
+    k = 6
+    r = A.iid_test(X, k, permutations=10, seed=0)
+    nbr, _ = A.neighbors(X, None, k)
+    n = len(X)
+    gaps = np.abs(nbr - np.arange(n)[:, None]).ravel()
+    t = np.arange(1, n)
+    ecdf = np.searchsorted(np.sort(gaps), t, side="right") / len(gaps)
+    background = (2 * n * t - t * (t + 1)) / (n * (n - 1))
+    assert r.statistic == pytest.approx(np.abs(ecdf - background).max())
+    assert r.p_value == pytest.approx(1 / 11)

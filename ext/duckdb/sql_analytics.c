@@ -208,6 +208,13 @@ static void report(duckdb_function_info info, const char *fn, const knn_error *e
     duckdb_aggregate_function_set_error(info, msg);
 }
 
+/* How errors name a row: by its id when the function takes one. */
+static const char *row_name(const an_spec *sp, int64_t id, char *buf, size_t cap) {
+    if (sp->id_col < 0) return "a row";
+    snprintf(buf, cap, "row %lld", (long long)id);
+    return buf;
+}
+
 static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb_aggregate_state *states) {
     an_info *ai = duckdb_aggregate_function_get_extra_info(info);
     const an_spec *sp = ai->spec;
@@ -309,6 +316,7 @@ static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb
             }
         }
         an_acc *a = st->acc;
+        char rn[48];
         if (tmp_dim < a->dim) {
             free(tmp);
             tmp = malloc(a->dim * sizeof *tmp);
@@ -322,18 +330,19 @@ static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb
         size_t got = 0;
         knn_row_state rs = knn_vreader_get(&vr, i, a->dim, tmp, &v, &got);
         if (rs == KNN_ROW_DIM_MISMATCH) {
-            knn_error_set(&err, KNN_EDATA, "dimension mismatch: the vector of row %lld has %zu elements but the first "
-                          "row's has %zu; every vector of a group needs the same dimension", (long long)id, got, a->dim);
+            knn_error_set(&err, KNN_EDATA, "dimension mismatch: the vector of %s has %zu elements but the first "
+                          "row's has %zu; every vector of a group needs the same dimension",
+                          row_name(sp, id, rn, sizeof rn), got, a->dim);
             goto done;
         }
         if (rs == KNN_ROW_NULL_ELEMENT) {
-            knn_error_set(&err, KNN_EDATA, "the vector of row %lld contains a NULL element", (long long)id);
+            knn_error_set(&err, KNN_EDATA, "the vector of %s contains a NULL element", row_name(sp, id, rn, sizeof rn));
             goto done;
         }
         for (size_t j = 0; j < a->dim; j++) {
             if (!isfinite(v[j])) {
-                knn_error_set(&err, KNN_EDATA, "the vector of row %lld has a NaN or Inf at position %zu; vectors "
-                              "must be finite", (long long)id, j);
+                knn_error_set(&err, KNN_EDATA, "the vector of %s has a NaN or Inf at position %zu; vectors "
+                              "must be finite", row_name(sp, id, rn, sizeof rn), j);
                 goto done;
             }
         }
@@ -349,8 +358,8 @@ static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb
             case AN_AUX_DOUBLE: {
                 double x = ((const double *)aux_data)[i];
                 if (!isfinite(x)) {
-                    knn_error_set(&err, KNN_EDATA, "the value of row %lld is NaN or Inf; use NULL for a missing "
-                                  "value", (long long)id);
+                    knn_error_set(&err, KNN_EDATA, "the value of %s is NaN or Inf; use NULL for a missing "
+                                  "value", row_name(sp, id, rn, sizeof rn));
                     goto done;
                 }
                 a->dval[r] = x;

@@ -63,13 +63,11 @@ static knn_status index_neighbors(const an_rows *rows, const int64_t *train_ids,
     if (!e) return err->status;
     knn_status s = KNN_OK;
     size_t kk = k + (drop_self ? 1 : 0);
-    int64_t *ids = malloc(kk * sizeof *ids);
-    float *ds = malloc(kk * sizeof *ds);
     id_pos *map = malloc(n_train * sizeof *map);
     int64_t *all_ids = NULL;
     float *all_ds = NULL;
     size_t *found = NULL;
-    if (!ids || !ds || !map) {
+    if (!map) {
         s = knn_error_set(err, KNN_ENOMEM, "%s: out of memory", fn);
         goto done;
     }
@@ -126,8 +124,6 @@ static knn_status index_neighbors(const an_rows *rows, const int64_t *train_ids,
         }
     }
 done:
-    free(ids);
-    free(ds);
     free(map);
     free(all_ids);
     free(all_ds);
