@@ -39,7 +39,7 @@ SUMMARY = "knn_predict vs sklearn KNeighborsClassifier (Fashion-MNIST), knn_impu
 DEFAULT_DATASETS = ["fashion"]
 
 K = 5
-FULL = dict(repeats=3, queries=10_000, impute_rows=10_000, efs=[32, 64])
+FULL = dict(repeats=3, queries=10_000, impute_rows=10_000, efs=[32, 64, 128])
 QUICK = dict(repeats=1, queries=1_000, impute_rows=5_000, efs=[32])
 IMPUTE_COL = 350
 
