@@ -17,6 +17,7 @@ from .rewrite import Rewrite
 from .search import Search
 from .table import VectorTable
 from . import sampling
+from . import analytics
 
 
 def debug() -> dict:
@@ -29,5 +30,5 @@ def debug() -> dict:
             "simd_best": s(lib.knn_simd_best()).decode()}
 
 
-__all__ = ["DataError", "Database", "FilterError", "Freshness", "Index", "KnnError", "Rewrite", "Search", "sampling",
+__all__ = ["DataError", "Database", "FilterError", "Freshness", "Index", "KnnError", "Rewrite", "Search", "analytics", "sampling",
            "VectorTable", "connect", "debug", "extension_path", "load", "vectors_table", "__version__"]

@@ -48,6 +48,11 @@ def test_extension_path_is_loadable_file():
     assert con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name LIKE 'knn%'").fetchall()[0][0] >= 3
 
 
+# kNN analytics (sql/reference/knn_analytics.md)
+ANALYTICS = {"knn_predict", "knn_impute", "knn_smote", "knn_lid", "knn_lid_estimate", "knn_divergence",
+             "knn_precision_recall", "knn_iid_test", "knn_importance_sample", "knn_density_sample", "knn_recall"}
+
+
 def test_api_surface():
     """Every SQL function knnsql registers, listed once (a new function must be added here and documented)."""
     with knnsql.connect() as db:
@@ -62,7 +67,7 @@ def test_api_surface():
     assert names == {"knn_debug", "knn_exact", "knn_exact_join", "knn_index_create", "knn_index_drop",
                      "knn_index_optimize", "knn_indexes", "knn_index_ids", "knn_index_insert", "knn_index_delete",
                      "knn_index_dump", "knn_index_restore", "knn_search", "knn",
-                     "knn_sample_agg", "knn_sample_weighted", "knn_sample"}
+                     "knn_sample_agg", "knn_sample_weighted", "knn_sample"} | ANALYTICS
 
 
 def test_versions_agree():

@@ -16,6 +16,8 @@ bool knn_register_index_write(duckdb_connection con, knn_registry *reg, knn_erro
 bool knn_register_index_search(duckdb_connection con, knn_registry *reg, knn_error *err);
 bool knn_register_index_dump(duckdb_connection con, knn_registry *reg, knn_error *err);
 bool knn_register_sample(duckdb_connection con, knn_registry *reg, knn_error *err);
+/* kNN analytics aggregates and knn_recall (sql_analytics*.c). */
+bool knn_register_analytics(duckdb_connection con, knn_registry *reg, knn_error *err);
 
 /* Registers a table function whose extra_info is reg (retained). A positional DUCKDB_TYPE_LIST marks
  * the query vector (registered as ANY). named is NULL-terminated, with named_types alongside. */

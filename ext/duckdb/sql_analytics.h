@@ -1,0 +1,98 @@
+/* kNN analytics aggregates: the shared collector (sql_analytics.c) and the per-function finalisers
+ * (sql_analytics_fns.c).
+ *
+ * Every analytics aggregate gathers its whole input — (id, vector, role column) rows — into one
+ * accumulator per group, merges accumulators of parallel scans in combine, and in finalize sorts the
+ * rows by (id, role value, vector bytes) so that the result does not depend on how DuckDB split the
+ * scan, then hands contiguous arrays to the core (ext/core/knn_analytics_*.c). */
+#ifndef SQL_ANALYTICS_H
+#define SQL_ANALYTICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "duckdb_extension.h"
+#include "knn_error.h"
+#include "knn_registry.h"
+
+/* What the role column holds. */
+typedef enum an_aux {
+    AN_AUX_NONE = 0,
+    AN_AUX_BIGINT = 1, /* class label; NULL marks a row to predict */
+    AN_AUX_DOUBLE = 2, /* value; NULL marks a row to predict / impute */
+    AN_AUX_BOOL = 3,   /* side flag; NULL rows are skipped */
+    AN_AUX_ORDER = 4   /* BIGINT order key; NULL rows are skipped */
+} an_aux;
+
+/* Options given as one 'key=value, key=value' string (aggregates take no named parameters). */
+typedef struct an_opts {
+    char metric[16];
+    int weighting;
+    double temperature;
+    uint64_t seed;
+    int64_t draws;
+    bool adaptive;
+    int64_t support;
+    double alpha;
+    int method;
+    int64_t permutations;
+    double q_lo, q_hi;
+    char index[KNN_NAME_MAX + 1];
+    int64_t ef;
+    double significance;
+} an_opts;
+
+typedef struct an_spec an_spec;
+
+/* All rows of one group. */
+typedef struct an_acc {
+    const an_spec *spec;
+    knn_registry *reg;
+    size_t dim, n, cap;
+    float *vecs;
+    int64_t *ids;
+    double *dval;
+    int64_t *ival;
+    unsigned char *has_aux;
+    int64_t k, count_param;
+    char opt_text[512];
+    bool has_opts;
+} an_acc;
+
+/* Rows in canonical order: perm[i] is the accumulator row at sorted position i. */
+typedef struct an_rows {
+    const an_acc *acc;
+    size_t *perm;
+    an_opts opts;
+} an_rows;
+
+typedef knn_status (*an_finalize_fn)(const an_rows *rows, duckdb_vector result, idx_t out_row, knn_error *err);
+
+struct an_spec {
+    const char *name;
+    int id_col, vec_col, aux_col, k_col, count_col; /* -1 when absent; the options column follows the last */
+    an_aux aux;
+    const char *keys;            /* option keys accepted, comma-separated */
+    an_finalize_fn finalize;
+    duckdb_logical_type (*result_type)(bool double_aux);
+};
+
+/* Parses opts text for spec (defaults first); errors name the bad key and the accepted ones. */
+knn_status an_opts_parse(const an_spec *spec, const char *text, an_opts *o, knn_error *err);
+
+/* Contiguous copies of the rows at sorted positions selected by sel (NULL: all), count *n. */
+knn_status an_gather(const an_rows *rows, bool (*sel)(const an_acc *, size_t), float **vecs, int64_t **ids,
+                     size_t **src, size_t *n, knn_error *err);
+
+/* Output helpers: start a list of n entries for out_row of a LIST result; returns the child's first position. */
+knn_status an_list_begin(duckdb_vector result, idx_t out_row, size_t n, idx_t *base, knn_error *err);
+void an_set_null(duckdb_vector v, idx_t row);
+
+/* The specs (sql_analytics_fns.c) and registration. */
+extern const an_spec an_specs[];
+extern const size_t an_n_specs;
+bool knn_analytics_register_all(duckdb_connection con, knn_registry *reg, knn_error *err);
+bool knn_analytics_register_recall(duckdb_connection con, knn_registry *reg, knn_error *err);
+
+#endif

@@ -1,0 +1,619 @@
+"""kNN analytics on numpy arrays and on DuckDB relations: prediction, imputation, SMOTE, divergence,
+drift test, generative precision/recall, intrinsic dimension, importance / density sampling and the
+recall audit of an ANN index.
+
+Two kinds of entry point, one C core (``ext/core/knn_analytics_*.c``):
+
+* numpy functions (``predict``, ``impute``, ``smote``, ``divergence``, ``lid``, ``precision_recall``,
+  ``iid_test``, ``importance_sample``, ``density_sample``, ``recall_audit``) take arrays and return
+  arrays or small dataclasses; no database needed.
+* ``sql_*`` functions take a DuckDB connection (or ``knnsql.Database``) and a table name or a SQL
+  query, run the matching SQL aggregate (``knn_predict``, ``knn_impute``, ...; see
+  ``sql/reference/knn_analytics.md``) inside DuckDB and return a pandas DataFrame or a dict.
+
+Every randomised function takes ``seed`` and gives the same answer for the same seed at any thread
+count. Distances follow the project's metrics: ``l2`` is squared Euclidean, ``cosine`` is ``1 - cos``,
+``ip`` is the negative inner product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _ffi
+
+__all__ = [
+    "neighbors", "predict", "PredictResult", "impute", "ImputeResult", "smote", "SmoteResult", "divergence", "lid",
+    "precision_recall", "iid_test", "IIDResult", "importance_sample", "density_sample", "recall_audit",
+    "sql_predict", "sql_impute", "sql_smote", "sql_divergence", "sql_lid", "sql_precision_recall", "sql_iid_test",
+    "sql_importance_sample", "sql_density_sample", "sql_recall",
+]
+
+_WEIGHTINGS = {"uniform": 0, "distance": 1, "inverse_distance": 1, "softmax": 2}
+_DIVERGENCE = {"kl": 0, "renyi": 1, "ratio_kl": 2, "ratio_renyi": 3}
+
+
+# ---- argument helpers ---------------------------------------------------------------------------------
+
+def _matrix(X, what: str, dim: Optional[int] = None) -> np.ndarray:
+    arr = np.asarray(X)
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D array (rows x dim), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{what} is empty; give at least one row")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{what} has zero columns; vectors need at least one dimension")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"dimension mismatch: {what} has {arr.shape[1]} columns, expected {dim}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        bad = int(np.argwhere(~np.isfinite(arr))[0][0])
+        raise ValueError(f"{what} row {bad} has a NaN or Inf; vectors must be finite")
+    return arr
+
+
+def _int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _weighting(w: str) -> int:
+    if w not in _WEIGHTINGS:
+        raise ValueError(f"unknown weighting {w!r}; use 'uniform', 'distance' or 'softmax'")
+    return _WEIGHTINGS[w]
+
+
+def _ptr(kind: str, arr):
+    return _ffi.ffi.from_buffer(kind + "[]", arr)
+
+
+def _call(fn, *args):
+    buf = _ffi.errbuf()
+    _ffi.check(fn(*args, buf, _ffi.ERRMSG_LEN), buf)
+
+
+def neighbors(X, Q=None, k: int = 10, *, metric: str = "l2", threads: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest rows of ``X`` for each query (row positions and distances).
+
+    With ``Q=None`` the queries are the rows of ``X`` themselves and each row's own position is left out
+    (the leave-one-out graph); then ``k`` must be smaller than ``len(X)``.
+    """
+    X = _matrix(X, "X")
+    k = _int("k", k, 1)
+    self_ = Q is None
+    Qm = X if self_ else _matrix(Q, "Q", X.shape[1])
+    nq = Qm.shape[0]
+    ids = np.empty((nq, k), dtype=np.int64)
+    dists = np.empty((nq, k), dtype=np.float32)
+    lib = _ffi.lib()
+    _call(lib.knn_an_neighbors, _ptr("float", X), X.shape[0], _ptr("float", Qm), 0 if self_ else nq, X.shape[1],
+          metric.encode(), k, int(self_), _int("threads", threads, 0), _ptr("int64_t", ids), _ptr("float", dists))
+    return ids, dists
+
+
+def _index_neighbors(index, Q, k: int, ef: Optional[int], n_train: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Neighbours from a knnsql.Index whose ids are the training row positions 0..n-1."""
+    if len(index) != n_train:
+        raise ValueError(f"the index holds {len(index)} rows but {n_train} training rows were given; build it over "
+                         "the training rows with ids 0..n-1")
+    kwargs = {} if ef is None or index.kind == "flat" else {"ef": ef}
+    ids, dists = index.search(Q, k, **kwargs)
+    if ids.shape[1] < k:
+        raise ValueError(f"the index returned {ids.shape[1]} neighbours, fewer than k = {k}")
+    return np.ascontiguousarray(ids), np.ascontiguousarray(dists)
+
+
+# ---- prediction ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PredictResult:
+    """Predictions for each query row.
+
+    ``labels``: predicted class (classification) or value (regression). ``prob``: the winning class's
+    weighted vote share (classification; None for regression). ``probs``: per-class vote shares, columns
+    in the order of ``classes``. ``k_used``: neighbours used per query (differs from k with adaptive k).
+    """
+    labels: np.ndarray
+    prob: Optional[np.ndarray]
+    probs: Optional[np.ndarray]
+    classes: Optional[np.ndarray]
+    k_used: np.ndarray
+
+
+def predict(X, y, Q, k: int = 5, *, task: str = "auto", weighting: str = "uniform", temperature: float = 1.0,
+            metric: str = "l2", adaptive: bool = False, support: int = 25, index=None, ef: Optional[int] = None,
+            threads: int = 0) -> PredictResult:
+    """kNN classification or regression of the query rows ``Q`` from training rows ``X`` with targets ``y``.
+
+    Parameters
+    ----------
+    X, y : training vectors (n x d) and their labels / values (n).
+    Q : query vectors (nq x d).
+    k : neighbours (with ``adaptive=True``: the largest k considered).
+    task : ``'classification'``, ``'regression'`` or ``'auto'`` (float targets regress, others classify).
+    weighting : ``'uniform'`` (scikit-learn's default), ``'distance'`` (1 / Euclidean distance, as
+        scikit-learn's ``weights='distance'``) or ``'softmax'`` (``exp(-distance / temperature)``).
+    adaptive : choose k per query in 1..k by the expected accuracy of the query's ``support`` nearest
+        training rows (their leave-one-out votes); classification only.
+    index : optional ``knnsql.Index`` built over ``X`` with ids ``0..n-1``; a graph index makes the
+        search approximate and much faster (``ef`` sets its beam width).
+
+    Notes
+    -----
+    With uniform weights and exact search this equals ``KNeighborsClassifier(k)`` /
+    ``KNeighborsRegressor(k)`` (ties between classes go to the smaller label).
+    """
+    X = _matrix(X, "X")
+    Q = _matrix(Q, "Q", X.shape[1])
+    y = np.asarray(y)
+    n = X.shape[0]
+    if y.shape != (n,):
+        raise ValueError(f"y must have one label per training row: got shape {y.shape}, expected ({n},)")
+    k = _int("k", k, 1)
+    if k > n:
+        raise ValueError(f"k = {k} is larger than the {n} training rows; lower k")
+    w = _weighting(weighting)
+    if task == "auto":
+        task = "regression" if np.issubdtype(y.dtype, np.floating) else "classification"
+    if task not in ("classification", "regression"):
+        raise ValueError(f"unknown task {task!r}; use 'classification', 'regression' or 'auto'")
+    if task == "regression":
+        y = np.ascontiguousarray(y, dtype=np.float64)
+        if np.isnan(y).any():
+            raise ValueError("y has NaN (missing) targets; drop those rows or impute them first")
+    elif y.dtype.kind == "f" and np.isnan(y).any():
+        raise ValueError("y has NaN (missing) labels; drop those rows or impute them first")
+    if adaptive and task != "classification":
+        raise ValueError("adaptive k applies to classification only")
+    support = _int("support", support, 1)
+    kq = max(k, support) if adaptive else k
+    if kq > n:
+        raise ValueError(f"support = {support} is larger than the {n} training rows; lower it")
+    if index is None:
+        nbr, dist = neighbors(X, Q, kq, metric=metric, threads=threads)
+    else:
+        nbr, dist = _index_neighbors(index, Q, kq, ef, n)
+        metric = index.metric
+    nq = Q.shape[0]
+    lib = _ffi.lib()
+    k_used = np.full(nq, k, dtype=np.uintp)
+    kptr = _ffi.ffi.NULL
+    if task == "regression":
+        out = np.empty(nq, dtype=np.float64)
+        _call(lib.knn_an_regress, _ptr("int64_t", nbr), _ptr("float", dist), nq, kq, k, _ptr("double", y), n,
+              metric.encode(), w, float(temperature), kptr, _ptr("double", out))
+        return PredictResult(out, None, None, None, k_used.astype(np.int64))
+    classes, codes = np.unique(y, return_inverse=True)
+    codes = np.ascontiguousarray(codes, dtype=np.int32)
+    if adaptive:
+        if k >= n:
+            raise ValueError(f"adaptive k needs k < {n} training rows (leave-one-out votes)")
+        tn, td = (neighbors(X, None, k, metric=metric, threads=threads) if index is None
+                  else _loo_from_index(index, X, k, ef))
+        _call(lib.knn_an_adaptive_k, _ptr("int64_t", tn), _ptr("float", td), n, k, _ptr("int32_t", codes),
+              len(classes), _ptr("int64_t", nbr), nq, kq, k, support, metric.encode(), w, float(temperature),
+              _ffi.ffi.cast("size_t *", _ptr("size_t", k_used)))
+        kptr = _ffi.ffi.cast("size_t *", _ptr("size_t", k_used))
+    lab = np.empty(nq, dtype=np.int32)
+    prob = np.empty(nq, dtype=np.float64)
+    probs = np.empty((nq, len(classes)), dtype=np.float64)
+    _call(lib.knn_an_classify, _ptr("int64_t", nbr), _ptr("float", dist), nq, kq, k, _ptr("int32_t", codes), n,
+          len(classes), metric.encode(), w, float(temperature), kptr, _ptr("int32_t", lab), _ptr("double", prob),
+          _ptr("double", probs))
+    return PredictResult(classes[lab], prob, probs, classes, k_used.astype(np.int64))
+
+
+def _loo_from_index(index, X, k: int, ef: Optional[int]):
+    """Leave-one-out neighbours of the training rows through an index (k + 1, own row dropped)."""
+    ids, dists = _index_neighbors(index, X, k + 1, ef, X.shape[0])
+    n = X.shape[0]
+    out_i = np.empty((n, k), dtype=np.int64)
+    out_d = np.empty((n, k), dtype=np.float32)
+    for i in range(n):
+        keep = ids[i] != i
+        ii, dd = ids[i][keep][:k], dists[i][keep][:k]
+        out_i[i], out_d[i] = ii, dd
+    return out_i, out_d
+
+
+# ---- imputation ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImputeResult:
+    """One row per missing value: ``rows`` (positions in the input), ``mean`` (kNNImputer value),
+    ``draws`` (rows x draws, kNNSampler imputations), and the ``lo`` / ``hi`` neighbour-value quantiles."""
+    rows: np.ndarray
+    mean: np.ndarray
+    draws: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def filled(self, y) -> np.ndarray:
+        """``y`` with its missing values replaced by the means."""
+        out = np.array(y, dtype=np.float64, copy=True)
+        out[self.rows] = self.mean
+        return out
+
+
+def impute(X, y, k: int = 5, *, weighting: str = "uniform", draws: int = 0, seed: int = 0,
+           interval: Tuple[float, float] = (0.05, 0.95), metric: str = "l2", threads: int = 0) -> ImputeResult:
+    """Imputes the missing (NaN) entries of ``y`` from the k nearest rows (by covariates ``X``) whose
+    ``y`` is observed.
+
+    The mean is scikit-learn's ``KNNImputer`` (``weights='uniform'`` or ``'distance'``) when ``X`` is
+    complete; ``draws > 0`` adds kNNSampler draws (each the value of one uniformly chosen neighbour), for
+    multiple imputation; ``interval`` gives quantiles of the k neighbour values.
+    """
+    X = _matrix(X, "X")
+    y = np.asarray(y, dtype=np.float64)
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have one value per row of X: got shape {y.shape}, expected ({X.shape[0]},)")
+    k = _int("k", k, 1)
+    draws = _int("draws", draws, 0)
+    w = _weighting(weighting)
+    if w == 2:
+        raise ValueError("impute supports weighting 'uniform' or 'distance'")
+    miss = np.flatnonzero(np.isnan(y))
+    donors = np.flatnonzero(~np.isnan(y))
+    if len(donors) == 0:
+        raise ValueError("no row has an observed value to impute from")
+    if k > len(donors):
+        raise ValueError(f"k = {k} is larger than the {len(donors)} rows with an observed value; lower k")
+    nq = len(miss)
+    mean = np.empty(nq)
+    dr = np.empty((nq, draws))
+    lo = np.empty(nq)
+    hi = np.empty(nq)
+    if nq:
+        nbr, dist = neighbors(X[donors], X[miss], k, metric=metric, threads=threads)
+        yd = np.ascontiguousarray(y[donors])
+        _call(_ffi.lib().knn_an_impute, _ptr("int64_t", nbr), _ptr("float", dist), nq, k, k, _ptr("double", yd),
+              len(donors), metric.encode(), w, draws, int(seed) & (2**64 - 1), float(interval[0]), float(interval[1]),
+              _ptr("double", mean), _ptr("double", dr) if draws else _ffi.ffi.NULL, _ptr("double", lo),
+              _ptr("double", hi))
+    return ImputeResult(miss, mean, dr, lo, hi)
+
+
+# ---- SMOTE ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SmoteResult:
+    """Synthetic rows ``vecs`` = parent + gap * (neighbour - parent); ``parent`` and ``neighbor`` are row
+    positions in the minority input."""
+    vecs: np.ndarray
+    parent: np.ndarray
+    neighbor: np.ndarray
+    gap: np.ndarray
+
+
+def smote(X_minority, n: int, k: int = 5, *, seed: int = 0, metric: str = "l2", threads: int = 0) -> SmoteResult:
+    """SMOTE: ``n`` synthetic minority rows on segments between a minority row and one of its k nearest
+    minority neighbours (imbalanced-learn's convention: one gap per row, parents drawn uniformly)."""
+    X = _matrix(X_minority, "X_minority")
+    n = _int("n", n, 0)
+    k = _int("k", k, 1)
+    if k >= X.shape[0]:
+        raise ValueError(f"k = {k} needs at least k + 1 = {k + 1} minority rows, got {X.shape[0]}; lower k")
+    nbr, _ = neighbors(X, None, k, metric=metric, threads=threads)
+    d = X.shape[1]
+    vecs = np.empty((n, d), dtype=np.float32)
+    parent = np.empty(n, dtype=np.int64)
+    nb = np.empty(n, dtype=np.int64)
+    gap = np.empty(n)
+    if n:
+        _call(_ffi.lib().knn_an_smote, _ptr("float", X), X.shape[0], d, _ptr("int64_t", nbr), k, k, n,
+              int(seed) & (2**64 - 1), _ptr("float", vecs), _ptr("int64_t", parent), _ptr("int64_t", nb),
+              _ptr("double", gap))
+    return SmoteResult(vecs, parent, nb, gap)
+
+
+# ---- estimators -----------------------------------------------------------------------------------------
+
+def divergence(P, Q, k: int = 5, *, method: str = "kl", alpha: float = 0.5, threads: int = 0) -> float:
+    """kNN estimate of D(P || Q) between two samples (Euclidean distances).
+
+    ``method``: ``'kl'`` (Wang, Kulkarni & Verdú 2009), ``'renyi'`` (Rényi-``alpha``, Póczos & Schneider
+    2011), ``'ratio_kl'`` / ``'ratio_renyi'`` (nearest-neighbour-ratio estimator, Noshad et al. 2017).
+    """
+    P = _matrix(P, "P")
+    Q = _matrix(Q, "Q", P.shape[1])
+    if method not in _DIVERGENCE:
+        raise ValueError(f"unknown method {method!r}; use one of {', '.join(map(repr, _DIVERGENCE))}")
+    out = _ffi.ffi.new("double *")
+    _call(_ffi.lib().knn_an_divergence, _ptr("float", P), P.shape[0], _ptr("float", Q), Q.shape[0], P.shape[1],
+          _int("k", k, 1), _DIVERGENCE[method], float(alpha), threads, out)
+    return float(out[0])
+
+
+def lid(X, k: int = 20, *, metric: str = "l2", threads: int = 0) -> Tuple[np.ndarray, float]:
+    """Local intrinsic dimensionality (Levina–Bickel MLE) of every row, and the pooled table estimate
+    (MacKay–Ghahramani: the inverse of the mean inverse). Rows with duplicate neighbours get NaN."""
+    X = _matrix(X, "X")
+    k = _int("k", k, 2)
+    _, dist = neighbors(X, None, k, metric=metric, threads=threads)
+    n = X.shape[0]
+    out = np.empty(n)
+    table = _ffi.ffi.new("double *")
+    _call(_ffi.lib().knn_an_lid, _ptr("float", dist), n, k, k, metric.encode(), _ptr("double", out), _ffi.ffi.NULL,
+          table)
+    return out, float(table[0])
+
+
+def precision_recall(real, fake, k: int = 5, *, metric: str = "l2", threads: int = 0) -> Dict[str, float]:
+    """Generative-model metrics of ``fake`` against ``real``: precision, recall (Kynkäänniemi et al.),
+    density, coverage (Naeem et al.), p_precision, p_recall (Park & Kim) and sym_precision, sym_recall."""
+    R = _matrix(real, "real")
+    F = _matrix(fake, "fake", R.shape[1])
+    out = np.empty(8)
+    _call(_ffi.lib().knn_an_precision_recall, _ptr("float", R), R.shape[0], _ptr("float", F), F.shape[0],
+          R.shape[1], metric.encode(), _int("k", k, 1), threads, _ptr("double", out))
+    names = ("precision", "recall", "density", "coverage", "p_precision", "p_recall", "sym_precision", "sym_recall")
+    return dict(zip(names, map(float, out)))
+
+
+@dataclass(frozen=True)
+class IIDResult:
+    """kNN drift / non-IID test: KS ``statistic``, permutation ``p_value``, ``non_iid`` (p < alpha) and
+    per-row ``scores`` (mean neighbour index distance over its IID expectation; << 1 is suspicious)."""
+    statistic: float
+    p_value: float
+    non_iid: bool
+    scores: np.ndarray
+
+
+def iid_test(X, k: int = 10, *, permutations: int = 100, seed: int = 0, alpha: float = 0.05, metric: str = "l2",
+             threads: int = 0) -> IIDResult:
+    """Tests whether the rows of ``X``, in the given order, look IID (no drift): near neighbours in
+    feature space should not sit near each other in the order."""
+    X = _matrix(X, "X")
+    k = _int("k", k, 1)
+    nbr, _ = neighbors(X, None, k, metric=metric, threads=threads)
+    n = X.shape[0]
+    stat, p = _ffi.ffi.new("double *"), _ffi.ffi.new("double *")
+    scores = np.empty(n)
+    _call(_ffi.lib().knn_an_iid_test, _ptr("int64_t", nbr), n, k, k, _int("permutations", permutations, 1),
+          int(seed) & (2**64 - 1), stat, p, _ptr("double", scores))
+    return IIDResult(float(stat[0]), float(p[0]), bool(p[0] < alpha), scores)
+
+
+# ---- sampling -------------------------------------------------------------------------------------------
+
+def _gumbel(logw: np.ndarray, n: int, seed: int) -> np.ndarray:
+    rank = np.empty(len(logw), dtype=np.int64)
+    logw = np.ascontiguousarray(logw, dtype=np.float64)
+    _call(_ffi.lib().knn_an_gumbel_topk, _ptr("double", logw), len(logw), _int("n", n, 0), int(seed) & (2**64 - 1),
+          _ptr("int64_t", rank))
+    return rank
+
+
+def importance_sample(raw, target, n: int, k: int = 10, *, seed: int = 0, metric: str = "l2",
+                      threads: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """DSIR-style importance resampling: picks ``n`` rows of ``raw`` (without replacement, Gumbel-top-k)
+    with probability ∝ the kNN density ratio p_target / p_raw. Returns (picked row positions in draw
+    order, log weight of every raw row)."""
+    R = _matrix(raw, "raw")
+    T = _matrix(target, "target", R.shape[1])
+    Z = np.concatenate([R, T])
+    k = _int("k", k, 1)
+    nbr, _ = neighbors(Z, None, k, metric=metric, threads=threads)
+    nbr = np.ascontiguousarray(nbr[: len(R)])
+    logw = np.empty(len(R))
+    _call(_ffi.lib().knn_an_importance, _ptr("int64_t", nbr), len(R), k, k, len(T), _ptr("double", logw))
+    rank = _gumbel(logw, n, seed)
+    return np.argsort(np.where(rank < 0, np.iinfo(np.int64).max, rank))[:n], logw
+
+
+def density_sample(X, n: int, k: int = 10, *, alpha: float = 1.0, seed: int = 0, metric: str = "l2",
+                   threads: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Density (coverage) sampling: picks ``n`` rows with probability ∝ r_k^alpha, r_k the distance to the
+    k-th neighbour (alpha = dim is p ∝ 1 / kNN density; 0 is uniform). Returns (picked positions in draw
+    order, log weights)."""
+    X = _matrix(X, "X")
+    k = _int("k", k, 1)
+    _, dist = neighbors(X, None, k, metric=metric, threads=threads)
+    logw = np.empty(X.shape[0])
+    _call(_ffi.lib().knn_an_density_logw, _ptr("float", dist), X.shape[0], k, k, metric.encode(), float(alpha),
+          _ptr("double", logw))
+    rank = _gumbel(logw, n, seed)
+    return np.argsort(np.where(rank < 0, np.iinfo(np.int64).max, rank))[:n], logw
+
+
+def recall_audit(index, Q, k: int = 10, *, ef: Optional[int] = None, windows: Optional[Sequence] = None,
+                 threads: int = 0):
+    """Recall@k of a graph ``knnsql.Index`` against exact search over its own rows, per query.
+
+    ``windows``: optional list of ``(lo, hi)`` label windows, of fractions ``f`` in (0, 1] meaning the
+    window over the lowest fraction ``f`` of the label range, or ``None`` for the whole index. Returns a pandas DataFrame with columns
+    ``query, window, lo, hi, recall``.
+    """
+    import pandas as pd
+
+    if index.kind != "graph":
+        raise ValueError("recall_audit needs a graph index (a flat index is exact: its recall is 1)")
+    Q = _matrix(Q, "Q", index.dim)
+    k = _int("k", k, 1)
+    ef = 0 if ef is None else _int("ef", ef, 1)
+    specs = [None] if windows is None else list(windows)
+    lab_lo = lab_hi = None
+    rows = []
+    for w in specs:
+        if w is None or (isinstance(w, tuple) and w == (None, None)):
+            lo, hi, windowed = -np.inf, np.inf, 0
+        elif np.isscalar(w):
+            f = float(w)
+            if not 0 < f <= 1:
+                raise ValueError(f"window fraction must be in (0, 1], got {f}")
+            if lab_lo is None:
+                lo_p, hi_p = _ffi.ffi.new("double *"), _ffi.ffi.new("double *")
+                if not _ffi.lib().knn_graph_label_range(index._handle, lo_p, hi_p):
+                    raise ValueError("window fractions need a labelled index; add rows with labels")
+                lab_lo, lab_hi = lo_p[0], hi_p[0]
+            lo, hi, windowed = lab_lo, lab_lo + f * (lab_hi - lab_lo), 1
+        else:
+            lo, hi = (-np.inf if w[0] is None else float(w[0])), (np.inf if w[1] is None else float(w[1]))
+            windowed = 1
+        rec = np.empty(Q.shape[0])
+        _call(_ffi.lib().knn_an_graph_recall, index._handle, _ptr("float", Q), Q.shape[0], k, ef, windowed, lo, hi,
+              threads, _ptr("double", rec))
+        for i, r in enumerate(rec):
+            rows.append((i, "all" if not windowed else (f"{float(w):g}" if np.isscalar(w) else f"[{lo:g}, {hi:g}]"),
+                         lo, hi, r))
+    return pd.DataFrame(rows, columns=["query", "window", "lo", "hi", "recall"])
+
+
+# ---- SQL entry points: the aggregates over a table or query, run inside DuckDB ------------------------------
+
+def _con(db):
+    """The DuckDB connection of a knnsql.Database, or db itself."""
+    return getattr(db, "con", db)
+
+
+def _quote_ident(name: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"column and table names must be non-empty strings, got {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _relation(relation: str) -> str:
+    """A table name (quoted) or a query (parenthesised)."""
+    if not isinstance(relation, str) or not relation.strip():
+        raise TypeError("relation must be a table name or a SQL query string")
+    text = relation.strip()
+    head = text.split(None, 1)[0].upper()
+    if head in ("SELECT", "WITH", "FROM", "VALUES", "(") or text.startswith("("):
+        return f"({text})"
+    return ".".join(_quote_ident(p) for p in text.split("."))
+
+
+def _opts(**kw) -> str:
+    parts = []
+    for key, value in kw.items():
+        if value is None or value is False:
+            continue
+        if value is True:
+            value = "true"
+        text = str(value)
+        if "," in text or "=" in text:
+            raise ValueError(f"option {key} must not contain ',' or '=': {text!r}")
+        parts.append(f"{key}={text}")
+    return ", ".join(parts)
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _run_list(db, agg: str, relation: str, where: Optional[str] = None):
+    """Unnests a LIST(STRUCT) aggregate into a DataFrame."""
+    sql = f"SELECT r.* FROM (SELECT unnest({agg}) AS r FROM {_relation(relation)}{' WHERE ' + where if where else ''})"
+    return _con(db).execute(sql).df()
+
+
+def sql_predict(db, relation: str, *, k: int = 5, id: str = "id", vec: str = "emb", label: str = "label",
+                weighting: str = "uniform", temperature: Optional[float] = None, metric: str = "l2",
+                adaptive: bool = False, support: Optional[int] = None, index: Optional[str] = None,
+                ef: Optional[int] = None):
+    """``knn_predict`` over a table or query: rows with a NULL ``label`` are predicted from the others.
+
+    A BIGINT label classifies (columns ``id, label, prob, k_used``); a DOUBLE label regresses (``id,
+    value, k_used``). ``index`` names a knnsql index over the labelled rows' ids to search instead of
+    an exact scan. Returns a pandas DataFrame.
+    """
+    o = _opts(metric=metric, weighting=weighting, temperature=temperature, adaptive=adaptive, support=support,
+              index=index, ef=ef)
+    agg = (f"knn_predict({_quote_ident(id)}, {_quote_ident(vec)}, {_quote_ident(label)}, {_int('k', k, 1)}, "
+           f"{_lit(o)})")
+    return _run_list(db, agg, relation)
+
+
+def sql_impute(db, relation: str, *, k: int = 5, id: str = "id", vec: str = "emb", value: str = "value",
+               weighting: str = "uniform", draws: int = 0, seed: int = 0, interval: Tuple[float, float] = (0.05, 0.95),
+               metric: str = "l2"):
+    """``knn_impute``: one row per NULL ``value`` with its kNNImputer mean, the [lo, hi] neighbour
+    quantiles and ``draws`` kNNSampler draws. Returns a DataFrame ``id, value, lo, hi, draws``."""
+    o = _opts(metric=metric, weighting=weighting, draws=draws or None, seed=seed, lo=interval[0], hi=interval[1])
+    agg = f"knn_impute({_quote_ident(id)}, {_quote_ident(vec)}, {_quote_ident(value)}, {_int('k', k, 1)}, {_lit(o)})"
+    return _run_list(db, agg, relation)
+
+
+def sql_smote(db, relation: str, n: int, *, k: int = 5, id: str = "id", vec: str = "emb", where: Optional[str] = None,
+              seed: int = 0, metric: str = "l2"):
+    """``knn_smote`` over the minority rows (``where`` filters them, e.g. ``"label = 1"``): ``n`` synthetic
+    rows ``parent_id, neighbor_id, gap, vec``."""
+    agg = (f"knn_smote({_quote_ident(id)}, {_quote_ident(vec)}, {_int('n', n, 0)}, {_int('k', k, 1)}, "
+           f"{_lit(_opts(metric=metric, seed=seed))})")
+    return _run_list(db, agg, relation, where)
+
+
+def sql_lid(db, relation: str, *, k: int = 20, id: str = "id", vec: str = "emb", metric: str = "l2"):
+    """``knn_lid`` per row (``id, lid, r_k``) and ``knn_lid_estimate`` for the table: (DataFrame, float)."""
+    rows = _run_list(db, f"knn_lid({_quote_ident(id)}, {_quote_ident(vec)}, {_int('k', k, 2)}, "
+                         f"{_lit(_opts(metric=metric))})", relation)
+    table = _con(db).execute(f"SELECT knn_lid_estimate({_quote_ident(vec)}, {int(k)}, {_lit(_opts(metric=metric))}) "
+                             f"FROM {_relation(relation)}").fetchone()[0]
+    return rows, table
+
+
+def sql_divergence(db, relation: str, side: str, *, k: int = 5, vec: str = "emb", method: str = "kl",
+                   alpha: float = 0.5) -> float:
+    """``knn_divergence(vec, side, k)``: D(P || Q) with P the rows where the boolean expression ``side``
+    holds and Q the others."""
+    o = _opts(method=method, alpha=alpha if method in ("renyi", "ratio_renyi") else None)
+    return _con(db).execute(f"SELECT knn_divergence({_quote_ident(vec)}, ({side})::BOOLEAN, {_int('k', k, 1)}, "
+                            f"{_lit(o)}) FROM {_relation(relation)}").fetchone()[0]
+
+
+def sql_precision_recall(db, relation: str, generated: str, *, k: int = 5, vec: str = "emb",
+                         metric: str = "l2") -> Dict[str, float]:
+    """``knn_precision_recall(vec, generated, k)``: generated rows are those where the boolean expression
+    ``generated`` holds, the others are real."""
+    row = _con(db).execute(f"SELECT knn_precision_recall({_quote_ident(vec)}, ({generated})::BOOLEAN, "
+                           f"{_int('k', k, 1)}, {_lit(_opts(metric=metric))}) FROM {_relation(relation)}").fetchone()[0]
+    return dict(row)
+
+
+def sql_iid_test(db, relation: str, order: str, *, k: int = 10, vec: str = "emb", permutations: int = 100,
+                 seed: int = 0, significance: float = 0.05, metric: str = "l2") -> Dict[str, float]:
+    """``knn_iid_test(order, vec, k)``: drift test over the row order given by the BIGINT expression
+    ``order`` (e.g. ``"epoch_us(ts)"`` or ``"id"``)."""
+    o = _opts(metric=metric, permutations=permutations, seed=seed, significance=significance)
+    row = _con(db).execute(f"SELECT knn_iid_test(({order})::BIGINT, {_quote_ident(vec)}, {_int('k', k, 1)}, {_lit(o)}) "
+                           f"FROM {_relation(relation)}").fetchone()[0]
+    return dict(row)
+
+
+def sql_importance_sample(db, relation: str, is_target: str, n: int, *, k: int = 10, id: str = "id",
+                          vec: str = "emb", seed: int = 0, metric: str = "l2"):
+    """``knn_importance_sample``: every raw row (``is_target`` false) with its log weight and its draw
+    order ``pick`` (1..n, NULL when not picked)."""
+    agg = (f"knn_importance_sample({_quote_ident(id)}, {_quote_ident(vec)}, ({is_target})::BOOLEAN, "
+           f"{_int('n', n, 0)}, {_int('k', k, 1)}, {_lit(_opts(metric=metric, seed=seed))})")
+    return _run_list(db, agg, relation)
+
+
+def sql_density_sample(db, relation: str, n: int, *, k: int = 10, id: str = "id", vec: str = "emb",
+                       alpha: float = 1.0, seed: int = 0, metric: str = "l2"):
+    """``knn_density_sample``: every row with log weight ``alpha * log r_k`` and draw order ``pick``."""
+    agg = (f"knn_density_sample({_quote_ident(id)}, {_quote_ident(vec)}, {_int('n', n, 0)}, {_int('k', k, 1)}, "
+           f"{_lit(_opts(metric=metric, alpha=alpha, seed=seed))})")
+    return _run_list(db, agg, relation)
+
+
+def sql_recall(db, index: str, relation: str, *, k: int = 10, vec: str = "emb", ef: Optional[int] = None,
+               lo: Optional[float] = None, hi: Optional[float] = None):
+    """``knn_recall`` of the named graph index for every query row of ``relation``: a DataFrame with one
+    ``recall`` column (summarise with ``.recall.mean()``)."""
+    args = [_lit(index), _quote_ident(vec), str(_int("k", k, 1))]
+    if ef is not None or lo is not None or hi is not None:
+        args.append("NULL" if ef is None else str(_int("ef", ef, 1)))
+    if lo is not None or hi is not None:
+        args += ["NULL" if lo is None else repr(float(lo)), "NULL" if hi is None else repr(float(hi))]
+    return _con(db).execute(f"SELECT knn_recall({', '.join(args)}) AS recall FROM {_relation(relation)}").df()

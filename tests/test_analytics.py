@@ -1,0 +1,451 @@
+"""kNN analytics on numpy arrays, checked against references: scikit-learn, imbalanced-learn, closed forms."""
+
+import numpy as np
+import pytest
+
+import knnsql
+from knnsql import KnnError
+from knnsql import analytics as A
+
+
+def blobs(rng, n=600, d=6, classes=3):
+    y = rng.integers(0, classes, n)
+    centres = rng.normal(scale=2.0, size=(classes, d))
+    X = (centres[y] + rng.normal(size=(n, d))).astype(np.float32)
+    return X, y
+
+
+# ---- neighbours -------------------------------------------------------------------------------------------
+
+def test_neighbors_match_numpy_and_leave_self_out(rng):
+    X = rng.normal(size=(300, 5)).astype(np.float32)
+    ids, d = A.neighbors(X, None, 4)
+    D = ((X[:, None, :].astype(np.float64) - X[None]) ** 2).sum(-1)
+    np.fill_diagonal(D, np.inf)
+    ref = np.argsort(D, axis=1, kind="stable")[:, :4]
+    assert (ids == ref).all()
+    np.testing.assert_allclose(d, np.take_along_axis(D, ref, 1), rtol=1e-4)
+
+
+def test_neighbors_same_at_any_thread_count(rng):
+    X = rng.normal(size=(2000, 16)).astype(np.float32)
+    a = A.neighbors(X, None, 7, threads=1)
+    b = A.neighbors(X, None, 7, threads=2)
+    assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
+
+
+# ---- predict ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("weighting", ["uniform", "distance"])
+def test_predict_classification_equals_sklearn(rng, weighting):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y = blobs(rng)
+    Q = blobs(rng, 200)[0]
+    r = A.predict(X, y, Q, 7, weighting=weighting)
+    ref = KNeighborsClassifier(7, weights=weighting, algorithm="brute").fit(X, y)
+    assert (r.labels == ref.predict(Q)).all()
+    np.testing.assert_allclose(r.probs, ref.predict_proba(Q), atol=1e-6)
+    np.testing.assert_allclose(r.prob, r.probs.max(1))
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "distance"])
+def test_predict_regression_equals_sklearn(rng, weighting):
+    from sklearn.neighbors import KNeighborsRegressor
+
+    X = rng.normal(size=(500, 4)).astype(np.float32)
+    y = X[:, 0] * 3.0 + np.sin(X[:, 1])
+    Q = rng.normal(size=(100, 4)).astype(np.float32)
+    r = A.predict(X, y.astype(np.float64), Q, 6, weighting=weighting)
+    ref = KNeighborsRegressor(6, weights=weighting, algorithm="brute").fit(X, y).predict(Q)
+    np.testing.assert_allclose(r.labels, ref, rtol=1e-5, atol=1e-5)
+    assert r.prob is None
+
+
+def test_predict_string_labels_and_softmax(rng):
+    X, y = blobs(rng, 300)
+    names = np.array(["cat", "dog", "eel"])[y]
+    Q = X[:20] + 0.01
+    T = 0.5
+    r = A.predict(X, names, Q, 5, weighting="softmax", temperature=T)
+    ids, d = A.neighbors(X, Q, 5)
+    for q in range(20):
+        w = np.exp(-(d[q] - d[q].min()) / T)
+        votes = {c: w[names[ids[q]] == c].sum() for c in r.classes}
+        best = max(sorted(votes), key=lambda c: votes[c])
+        assert r.labels[q] == best
+        assert r.prob[q] == pytest.approx(votes[best] / w.sum(), rel=1e-6)
+
+
+def test_predict_softmax_low_temperature_is_1nn(rng):
+    X, y = blobs(rng, 400)
+    Q = blobs(rng, 50)[0]
+    r = A.predict(X, y, Q, 10, weighting="softmax", temperature=1e-6)
+    nn = A.neighbors(X, Q, 1)[0][:, 0]
+    assert (r.labels == y[nn]).all()
+
+
+def test_predict_adaptive_k_matches_reference(rng):
+    X, y = blobs(rng, 300, classes=3)
+    Q = blobs(rng, 40)[0]
+    kmax, support = 9, 5
+    r = A.predict(X, y, Q, kmax, adaptive=True, support=support)
+    # reference: leave-one-out correctness of every training row for k = 1..kmax
+    loo, _ = A.neighbors(X, None, kmax)
+    right = np.zeros((len(X), kmax), bool)
+    for i in range(len(X)):
+        for k in range(1, kmax + 1):
+            counts = np.bincount(y[loo[i, :k]], minlength=3)
+            right[i, k - 1] = counts.argmax() == y[i]
+    qn, _ = A.neighbors(X, Q, max(kmax, support))
+    for q in range(len(Q)):
+        score = right[qn[q, :support]].sum(0)
+        k = int(score.argmax()) + 1
+        assert r.k_used[q] == k
+        counts = np.bincount(y[qn[q, :k]], minlength=3)
+        assert r.labels[q] == counts.argmax()
+
+
+def test_predict_with_graph_index_matches_exact(rng):
+    X, y = blobs(rng, 2000, d=8)
+    Q = blobs(rng, 200, d=8)[0]
+    ix = knnsql.Index(8, kind="graph", ef=200)
+    ix.add(X, np.arange(len(X)))
+    exact = A.predict(X, y, Q, 5)
+    approx = A.predict(X, y, Q, 5, index=ix, ef=200)
+    assert (exact.labels == approx.labels).mean() >= 0.98
+
+
+def test_predict_errors(rng):
+    X, y = blobs(rng, 50)
+    with pytest.raises(ValueError, match="larger than the 50 training rows"):
+        A.predict(X, y, X[:3], 51)
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        A.predict(X, y, X[:3, :2], 3)
+    with pytest.raises(ValueError, match="one label per training row"):
+        A.predict(X, y[:10], X[:3], 3)
+    with pytest.raises(ValueError, match="missing"):
+        A.predict(X, np.where(y == 0, np.nan, 1.0), X[:3], 3, task="classification")
+    with pytest.raises(ValueError, match="is empty"):
+        A.predict(X[:0], y[:0], X[:3], 1)
+    with pytest.raises(ValueError, match="unknown weighting"):
+        A.predict(X, y, X[:3], 3, weighting="gaussian")
+    with pytest.raises(KnnError, match="temperature must be a positive number"):
+        A.predict(X, y, X[:3], 3, weighting="softmax", temperature=0.0)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="row 3 has a NaN"):
+        A.predict(bad, y, X[:3], 3)
+
+
+# ---- impute ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("weighting", ["uniform", "distance"])
+def test_impute_mean_equals_knnimputer(rng, weighting):
+    from sklearn.impute import KNNImputer
+
+    X = rng.normal(size=(800, 5)).astype(np.float32)
+    y = X[:, 0] * 2 + X[:, 3] ** 2 + rng.normal(scale=0.1, size=800)
+    y[rng.random(800) < 0.2] = np.nan
+    r = A.impute(X, y, 5, weighting=weighting)
+    ref = KNNImputer(n_neighbors=5, weights=weighting).fit_transform(np.column_stack([X.astype(np.float64), y]))[:, -1]
+    np.testing.assert_allclose(r.filled(y), ref, rtol=1e-6, atol=1e-6)
+    assert (r.rows == np.flatnonzero(np.isnan(y))).all()
+
+
+def test_impute_draws_and_interval_come_from_neighbours(rng):
+    X = rng.normal(size=(400, 3)).astype(np.float32)
+    y = X[:, 0].astype(np.float64)
+    y[::7] = np.nan
+    r = A.impute(X, y, 6, draws=20, seed=3, interval=(0.1, 0.9))
+    donors = np.flatnonzero(~np.isnan(y))
+    ids, _ = A.neighbors(X[donors], X[r.rows], 6)
+    vals = y[donors][ids]
+    for q in range(len(r.rows)):
+        assert set(r.draws[q]) <= set(vals[q])
+        assert r.lo[q] == pytest.approx(np.quantile(vals[q], 0.1))
+        assert r.hi[q] == pytest.approx(np.quantile(vals[q], 0.9))
+    # draws are uniform over the k neighbours: every neighbour shows up across many draws
+    many = A.impute(X, y, 6, draws=600, seed=4)
+    assert all(len(set(many.draws[q])) == len(set(vals[q])) for q in range(5))
+    again = A.impute(X, y, 6, draws=20, seed=3, interval=(0.1, 0.9))
+    assert (again.draws == r.draws).all()
+    assert not (A.impute(X, y, 6, draws=20, seed=5).draws == r.draws).all()
+
+
+def test_impute_errors(rng):
+    X = rng.normal(size=(20, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="no row has an observed value"):
+        A.impute(X, np.full(20, np.nan), 3)
+    y = np.full(20, np.nan)
+    y[:3] = 1.0
+    with pytest.raises(ValueError, match="larger than the 3 rows with an observed value"):
+        A.impute(X, y, 4)
+    with pytest.raises(KnnError, match="interval quantiles"):
+        A.impute(X, y, 2, interval=(0.9, 0.1))
+
+
+# ---- SMOTE -------------------------------------------------------------------------------------------------
+
+def _on_knn_segments(Xmin, synth, k):
+    """True for each synthetic point lying on a segment between a minority row and one of its k
+    nearest minority neighbours."""
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(Xmin)
+    nbr = nn.kneighbors(Xmin, return_distance=False)[:, 1:]
+    ok = []
+    for s in synth.astype(np.float64):
+        found = False
+        for i in range(len(Xmin)):
+            a = Xmin[i].astype(np.float64)
+            for j in nbr[i]:
+                b = Xmin[j].astype(np.float64)
+                v = b - a
+                t = np.dot(s - a, v) / np.dot(v, v)
+                if -1e-6 <= t <= 1 + 1e-6 and np.linalg.norm(a + t * v - s) < 1e-4:
+                    found = True
+                    break
+            if found:
+                break
+        ok.append(found)
+    return np.array(ok)
+
+
+def test_smote_points_on_minority_knn_segments_like_imblearn(rng):
+    from imblearn.over_sampling import SMOTE
+
+    Xmin = rng.normal(size=(40, 3)).astype(np.float32)
+    Xmaj = (rng.normal(size=(200, 3)) + 4).astype(np.float32)
+    r = A.smote(Xmin, 60, k=5, seed=1)
+    assert r.vecs.shape == (60, 3)
+    assert ((r.gap >= 0) & (r.gap < 1)).all()
+    np.testing.assert_allclose(r.vecs, Xmin[r.parent] + r.gap[:, None] * (Xmin[r.neighbor] - Xmin[r.parent]),
+                               atol=1e-5)
+    nbr, _ = A.neighbors(Xmin, None, 5)
+    assert all(r.neighbor[s] in nbr[r.parent[s]] for s in range(60))
+    assert _on_knn_segments(Xmin, r.vecs, 5).all()
+    # imbalanced-learn's output has the same property
+    X = np.concatenate([Xmaj, Xmin])
+    y = np.r_[np.zeros(200), np.ones(40)]
+    Xs, ys = SMOTE(k_neighbors=5, random_state=0).fit_resample(X, y)
+    ref = Xs[len(X):]
+    assert _on_knn_segments(Xmin, ref[:60], 5).all()
+    assert len(ref) == 160
+
+
+def test_smote_deterministic_and_errors(rng):
+    Xmin = rng.normal(size=(10, 2)).astype(np.float32)
+    a, b = A.smote(Xmin, 30, 3, seed=9), A.smote(Xmin, 30, 3, seed=9)
+    assert (a.vecs == b.vecs).all()
+    assert not (A.smote(Xmin, 30, 3, seed=10).vecs == a.vecs).all()
+    with pytest.raises(ValueError, match="needs at least k \\+ 1 = 11 minority rows"):
+        A.smote(Xmin, 5, 10)
+    assert A.smote(Xmin, 0, 3).vecs.shape == (0, 2)
+
+
+# ---- divergence ----------------------------------------------------------------------------------------------
+
+def _gauss_pair(rng, n, d=2, shift=1.0):
+    P = rng.normal(size=(n, d))
+    Q = rng.normal(size=(n, d))
+    Q[:, 0] += shift
+    return P, Q
+
+
+def test_kl_between_gaussians_matches_closed_form_and_improves_with_n():
+    # KL(N(0, I) || N(mu, I)) = |mu|^2 / 2 = 0.5
+    errs = {}
+    for n in (300, 4000):
+        e = []
+        for seed in range(4):
+            P, Q = _gauss_pair(np.random.default_rng(seed), n)
+            e.append(abs(A.divergence(P, Q, 5) - 0.5))
+        errs[n] = np.mean(e)
+    assert errs[4000] < 0.06
+    assert errs[4000] < errs[300]
+
+
+def test_renyi_between_gaussians_matches_closed_form():
+    # Renyi-alpha(N(0, I) || N(mu, I)) = alpha |mu|^2 / 2
+    est = [A.divergence(*_gauss_pair(np.random.default_rng(s), 4000), 5, method="renyi", alpha=0.5) for s in range(3)]
+    assert abs(np.mean(est) - 0.25) < 0.05
+    same = A.divergence(*_gauss_pair(np.random.default_rng(7), 3000, shift=0.0), 5)
+    assert abs(same) < 0.05
+
+
+def test_ratio_estimator_orders_divergences():
+    rng = np.random.default_rng(3)
+    vals = [A.divergence(*_gauss_pair(rng, 3000, shift=s), 10, method="ratio_kl") for s in (0.0, 1.0, 2.0)]
+    assert vals[0] < vals[1] < vals[2]
+
+
+def test_divergence_errors(rng):
+    P = rng.normal(size=(10, 2))
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        A.divergence(P, rng.normal(size=(10, 3)))
+    with pytest.raises(KnnError, match="k = 10 needs more than k rows in P"):
+        A.divergence(P, P + 1, 10)
+    with pytest.raises(KnnError, match="distance 0"):
+        A.divergence(np.zeros((10, 2)), P, 3)
+    with pytest.raises(KnnError, match="alpha must be positive and not 1"):
+        A.divergence(P, P + 1, 3, method="renyi", alpha=1.0)
+    with pytest.raises(ValueError, match="unknown method"):
+        A.divergence(P, P + 1, 3, method="js")
+
+
+# ---- LID -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("true_dim", [2, 5, 8])
+def test_lid_near_dimension_of_linear_manifold(true_dim):
+    rng = np.random.default_rng(true_dim)
+    Z = rng.normal(size=(3000, true_dim)) @ rng.normal(size=(true_dim, 32))
+    per_row, table = A.lid(Z, 20)
+    assert abs(table - true_dim) < 0.15 * true_dim + 0.3
+    assert abs(np.nanmedian(per_row) - true_dim) < 0.25 * true_dim + 0.5
+
+
+def test_lid_duplicates_give_nan_and_errors(rng):
+    X = rng.normal(size=(50, 3))
+    X[1] = X[0]
+    X[2] = X[0]
+    per_row, _ = A.lid(X, 5)
+    assert np.isnan(per_row[0]) and np.isfinite(per_row[10])
+    with pytest.raises(ValueError, match="k must be >= 2"):
+        A.lid(X, 1)
+    with pytest.raises(KnnError, match="needs at least k \\+ 1"):
+        A.lid(X[:5], 5)
+
+
+# ---- precision / recall ---------------------------------------------------------------------------------------
+
+def test_precision_recall_move_the_expected_way():
+    rng = np.random.default_rng(11)
+    real = rng.normal(size=(1500, 4))
+    res = {s: A.precision_recall(real, rng.normal(size=(1500, 4)) + [s, 0, 0, 0], 5) for s in (0.0, 1.0, 2.0, 4.0)}
+    for key in ("precision", "recall", "coverage", "p_precision", "p_recall", "sym_precision", "sym_recall", "density"):
+        vals = [res[s][key] for s in (0.0, 1.0, 2.0, 4.0)]
+        assert all(a > b for a, b in zip(vals, vals[1:])), (key, vals)
+    assert res[0.0]["precision"] > 0.95 and res[0.0]["recall"] > 0.95
+    assert res[4.0]["precision"] < 0.6 and res[4.0]["coverage"] < 0.1  # outlier balls keep kNN precision up
+    # a collapsed generator (tight around the mean): precise but not diverse
+    collapsed = A.precision_recall(real, rng.normal(size=(1500, 4)) * 0.2, 5)
+    assert collapsed["precision"] > 0.95 and collapsed["recall"] < 0.5
+    assert collapsed["coverage"] < res[0.0]["coverage"]
+
+
+def test_precision_recall_matches_brute_force_definition(rng):
+    R = rng.normal(size=(120, 3)).astype(np.float32)
+    F = (rng.normal(size=(90, 3)) + 0.5).astype(np.float32)
+    k = 3
+    out = A.precision_recall(R, F, k)
+    d = lambda a, b: ((a[:, None, :].astype(np.float64) - b[None]) ** 2).sum(-1)
+    DRR, DFF, DFR = d(R, R), d(F, F), d(F, R)
+    rR = np.sort(DRR, 1)[:, k]
+    rF = np.sort(DFF, 1)[:, k]
+    assert out["precision"] == pytest.approx(((DFR <= rR[None]).any(1)).mean(), abs=1e-9)
+    assert out["recall"] == pytest.approx(((DFR.T <= rF[None]).any(1)).mean(), abs=1e-9)
+    assert out["density"] == pytest.approx((DFR <= rR[None]).sum() / (k * len(F)), rel=1e-6)
+    assert out["coverage"] == pytest.approx((DFR.min(0) <= rR).mean(), abs=1e-9)
+    rho = 1.2 * np.sqrt(rR).mean()
+    p = np.clip(1 - np.sqrt(DFR) / rho, 0, None)
+    assert out["p_precision"] == pytest.approx((1 - np.prod(1 - p, 1)).mean(), rel=1e-4)
+
+
+def test_precision_recall_errors(rng):
+    with pytest.raises(KnnError, match="smaller than both set sizes"):
+        A.precision_recall(rng.normal(size=(5, 2)), rng.normal(size=(50, 2)), 5)
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        A.precision_recall(rng.normal(size=(5, 2)), rng.normal(size=(5, 3)), 2)
+
+
+# ---- drift / IID test ------------------------------------------------------------------------------------------
+
+def test_iid_test_rejects_drift_not_shuffled():
+    rejections_drift = rejections_iid = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        n = 400
+        drift = np.linspace(0, 3, n)[:, None] * np.array([[1, 0.5, 0]]) + rng.normal(size=(n, 3))
+        rejections_drift += A.iid_test(drift, 10, permutations=50, seed=seed).non_iid
+        rejections_iid += A.iid_test(rng.permutation(drift), 10, permutations=50, seed=seed).non_iid
+    assert rejections_drift == 20
+    assert rejections_iid <= 3  # 5% level: expect ~1 of 20
+
+
+def test_iid_scores_flag_the_drifting_rows(rng):
+    n = 300
+    X = rng.normal(size=(n, 2))
+    X[150:] = np.linspace(0, 20, 150)[:, None] * [1, 0] + rng.normal(scale=0.05, size=(150, 2)) + 50
+    r = A.iid_test(X, 5, permutations=20)
+    assert np.median(r.scores[150:]) < 0.3 < np.median(r.scores[:150])
+
+
+# ---- sampling ------------------------------------------------------------------------------------------------
+
+def test_gumbel_topk_frequencies_follow_weights():
+    w = np.array([1.0, 2.0, 3.0, 4.0])
+    counts = np.zeros(4)
+    for seed in range(4000):
+        rank = A._gumbel(np.log(w), 1, seed)
+        counts[rank == 0] += 1
+    np.testing.assert_allclose(counts / counts.sum(), w / w.sum(), atol=0.03)
+
+
+def test_importance_sample_moves_toward_target(rng):
+    raw = np.concatenate([rng.normal(size=(900, 2)), rng.normal(size=(300, 2)) + 5])
+    target = rng.normal(size=(300, 2)) + 5
+    picked, logw = A.importance_sample(raw, target, 200, 10, seed=2)
+    assert len(set(picked)) == 200
+    assert (picked >= 900).mean() > 0.75  # 25% of the raw rows
+    assert logw[900:].mean() > logw[:900].mean() + 2
+    again, _ = A.importance_sample(raw, target, 200, 10, seed=2)
+    assert (again == picked).all()
+
+
+def test_density_sample_favours_sparse_regions(rng):
+    X = np.concatenate([rng.normal(scale=0.1, size=(900, 2)), rng.normal(scale=3, size=(100, 2)) + 10])
+    picked, _ = A.density_sample(X, 100, 10, alpha=2, seed=1)
+    assert (picked >= 900).mean() > 0.5  # 10% of rows, most of the sample
+    uniform, _ = A.density_sample(X, 100, 10, alpha=0, seed=1)
+    assert (uniform >= 900).mean() < 0.25
+    with pytest.raises(KnnError, match="larger than the 1000 candidate rows"):
+        A.density_sample(X, 1001, 10)
+
+
+# ---- recall audit ----------------------------------------------------------------------------------------------
+
+def test_recall_audit_against_numpy_ground_truth(rng):
+    X = rng.normal(size=(3000, 12)).astype(np.float32)
+    Q = rng.normal(size=(40, 12)).astype(np.float32)
+    ix = knnsql.Index(12, kind="graph", m=4, ef_construction=16)
+    ix.add(X, np.arange(3000), labels=np.arange(3000.0))
+    df = A.recall_audit(ix, Q, 10, ef=10, windows=[None, 0.25, (100.0, 900.0)])
+    ids, _ = ix.search(Q, 10, ef=10)
+    D = ((Q[:, None, :].astype(np.float64) - X[None]) ** 2).sum(-1)
+    kth = np.sort(D, 1)[:, 9]
+    got = np.take_along_axis(D, ids, 1)
+    ref = (got <= kth[:, None] * (1 + 1e-5) + 1e-6).sum(1) / 10
+    np.testing.assert_allclose(df[df.window == "all"].recall.to_numpy(), ref)
+    assert df[df.window == "all"].recall.mean() < 1.0  # a deliberately weak graph misses some
+    strong = A.recall_audit(ix, Q, 10, ef=400)
+    assert strong.recall.mean() > df[df.window == "all"].recall.mean()
+    assert set(df.window) == {"all", "0.25", "[100, 900]"}
+    w = df[df.window == "0.25"]
+    assert np.allclose(w.hi, 0.25 * 2999)
+    with pytest.raises(ValueError, match="needs a graph index"):
+        A.recall_audit(knnsql.Index(12), Q, 10)
+
+
+def test_iid_statistic_matches_numpy_ks(rng):
+    X = np.cumsum(rng.normal(size=(300, 3)), axis=0)  # a random walk: strongly ordered
+    k = 6
+    r = A.iid_test(X, k, permutations=10, seed=0)
+    nbr, _ = A.neighbors(X, None, k)
+    n = len(X)
+    gaps = np.abs(nbr - np.arange(n)[:, None]).ravel()
+    t = np.arange(1, n)
+    ecdf = np.searchsorted(np.sort(gaps), t, side="right") / len(gaps)
+    background = (2 * n * t - t * (t + 1)) / (n * (n - 1))
+    assert r.statistic == pytest.approx(np.abs(ecdf - background).max())
+    assert r.p_value == pytest.approx(1 / 11)
