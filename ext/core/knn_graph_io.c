@@ -142,7 +142,16 @@ knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_e
     }
     if (metric > KNN_METRIC_IP) CORRUPT("unknown metric code %u", metric);
     knn_graph_params p = {m, efc, ef, seed};
-    if ((s = knn_graph_alloc(dim, (knn_metric)metric, &p, &g, err)) != KNN_OK) goto fail;
+    if ((s = knn_graph_alloc(dim, (knn_metric)metric, &p, &g, err)) != KNN_OK) {
+        /* Settings out of range in the bytes are damage, not a caller's mistake: say so. */
+        if (s == KNN_EINVAL) {
+            char why[KNN_ERROR_MSG_LEN];
+            memcpy(why, err->msg, sizeof why);
+            why[sizeof why - 1] = '\0';
+            CORRUPT("header settings invalid (%.200s)", why);
+        }
+        goto fail;
+    }
     if (count >= KNN_NO_NODE || n_deleted > count) CORRUPT("node counts %llu/%llu out of range",
                                                            (unsigned long long)count, (unsigned long long)n_deleted);
     /* Each node needs at least its fixed part: refuse counts the buffer cannot hold before allocating. */
