@@ -6,7 +6,7 @@
 # graph_load: libFuzzer (clang -fsanitize=fuzzer,address,undefined) on fuzz/fuzz_graph_load.c, the
 #             byte loader behind knn_index_restore and knnsql.Index.load.
 # sql:        atheris on fuzz/fuzz_sql.py, against an extension built by clang with
-#             -fsanitize=fuzzer-no-link so libFuzzer sees the C code's coverage too.
+#             -fsanitize-coverage=inline-8bit-counters,pc-table,trace-cmp so libFuzzer sees the C code's coverage too.
 # Seeds come from fuzz/corpus/<target>/ (committed, small); new inputs go to a scratch corpus under
 # $FUZZ_WORK (default: a temporary directory), crashes to $FUZZ_WORK/<target>/crash-*.
 # Needs clang with compiler-rt (Debian: apt-get install clang libclang-rt-14-dev) and atheris.
@@ -23,17 +23,22 @@ if ! command -v "$CLANG" >/dev/null; then
 fi
 mkdir -p "$work"
 
+fresh() { # target: a clean scratch directory seeded from the committed corpus
+    rm -rf "${work:?}/$1"
+    mkdir -p "$work/$1/corpus"
+    cp fuzz/corpus/"$1"/* "$work/$1/corpus/"
+}
+
 report() { # target log
     local execs crashes
     execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$2" | tail -1 | awk '{print $2}')
-    crashes=$(find "$work/$1" -maxdepth 1 -name 'crash-*' -o -maxdepth 1 -name 'leak-*' -o -maxdepth 1 -name 'oom-*' -o -maxdepth 1 -name 'timeout-*' | wc -l)
+    crashes=$(find "$work/$1" -maxdepth 1 \( -name 'crash-*' -o -name 'leak-*' -o -name 'oom-*' -o -name 'timeout-*' \) | wc -l)
     echo "fuzz: $1: ${execs:-?} executions in ${secs}s, $crashes crash/leak/oom/timeout inputs (log $2)"
 }
 
 run_graph_load() {
     local dir="$work/graph_load"
-    mkdir -p "$dir/corpus"
-    cp fuzz/corpus/graph_load/* "$dir/corpus/"
+    fresh graph_load
     mapfile -t core < <(find ext/core -name '*.c' | sort)
     "$CLANG" -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -g -fno-omit-frame-pointer \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iext/core \
@@ -45,12 +50,16 @@ run_graph_load() {
 
 run_sql() {
     local dir="$work/sql"
-    mkdir -p "$dir/corpus"
-    cp fuzz/corpus/sql/* "$dir/corpus/"
-    CC="$CLANG" KNNSQL_CFLAGS="-fsanitize=fuzzer-no-link -g" \
+    fresh sql
+    CC="$CLANG" KNNSQL_CFLAGS="-fsanitize-coverage=inline-8bit-counters,pc-table,trace-cmp -g" \
         "$PY" -c "import sys; sys.path.insert(0, 'ext'); import build; from pathlib import Path; build.build(Path(sys.argv[1]))" \
         "$dir/knnsql.duckdb_extension"
-    (cd "$dir" && KNNSQL_FUZZ_EXTENSION="$dir/knnsql.duckdb_extension" PYTHONPATH="$OLDPWD" \
+    # A shared libFuzzer preloaded into Python: atheris then drives it ("preloaded libfuzzer" mode) and
+    # the extension's coverage hooks resolve to the same copy when DuckDB dlopens it.
+    local rt
+    rt="$("$CLANG" -print-resource-dir)/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a"
+    "$CLANG"++ -shared -fPIC -o "$dir/libfuzzer.so" -Wl,--whole-archive "$rt" -Wl,--no-whole-archive
+    (cd "$dir" && LD_PRELOAD="$dir/libfuzzer.so" KNNSQL_FUZZ_EXTENSION="$dir/knnsql.duckdb_extension" PYTHONPATH="$OLDPWD" \
         "$PY" "$OLDPWD/fuzz/fuzz_sql.py" -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=4096 \
         -timeout=30 corpus) >"$dir/log" 2>&1 || true
     report sql "$dir/log"
