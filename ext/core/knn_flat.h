@@ -11,4 +11,7 @@ int knn_flat_label_range(knn_flat *index, double *lo, double *hi);
 /* Copies up to cap ids in storage order; returns how many were copied. */
 size_t knn_flat_ids_bounded(knn_flat *index, int64_t *out, size_t cap);
 
+/* Rows the storage holds before it grows (it doubles, from 1024). */
+size_t knn_flat_capacity(const knn_flat *ix);
+
 #endif
