@@ -9,8 +9,8 @@ damaged dump bytes. The oracle:
 - the process never dies (a crash or sanitizer report ends the run with the reproducer saved);
 - every failure is a ``duckdb.Error`` carrying a message, never an INTERNAL error (which would
   invalidate the database) and never another Python exception;
-- successful searches return ids that exist in the source table, at most k rows, distances
-  ascending and equal to the distance recomputed by DuckDB's own array functions.
+- successful searches return ids some insert wrote (derived from the source table's), without
+  repeats, with distances ascending and never NULL or NaN.
 
 With ``KNNSQL_FUZZ_EXTENSION`` pointing at an extension built with clang's ``-fsanitize-coverage=inline-8bit-counters,pc-table,trace-cmp``
 (scripts/fuzz.sh does this), libFuzzer sees the C code's edge coverage; otherwise the run is
@@ -175,7 +175,7 @@ class Program:
 
 
 def check_search(con, sql: str, rows) -> None:
-    """Ids exist in t, distances ascending."""
+    """Ids come from inserts, no repeats, distances ascending and not NaN."""
     ids = [r[0] for r in rows]
     dists = [r[1] for r in rows]
     if any(d is None or math.isnan(d) for d in dists):
@@ -184,10 +184,9 @@ def check_search(con, sql: str, rows) -> None:
         raise AssertionError(f"distances not ascending from {sql}: {dists}")
     if len(set(ids)) != len(ids):
         raise AssertionError(f"duplicate ids from {sql}: {ids}")
-    if ids:
-        present = con.execute(f"SELECT count(*) FROM t WHERE id IN ({', '.join(map(str, ids))})").fetchone()[0]
-        if present != len(ids):
-            raise AssertionError(f"ids not in the table from {sql}: {ids}")
+    # inserts use id, -id, id * 0 or id::DOUBLE of t's ids 0..199, so any other id came from nowhere
+    if any(not -200 < i < 200 for i in ids):
+        raise AssertionError(f"ids no insert could have written from {sql}: {ids}")
 
 
 STATE = {}
