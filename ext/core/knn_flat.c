@@ -125,9 +125,11 @@ int knn_flat_label_range(knn_flat *ix, double *lo, double *hi) {
 }
 
 size_t knn_flat_bytes(const knn_flat *ix) {
-    return sizeof *ix + ix->cap * (ix->dim * sizeof(float) + sizeof(float) + sizeof(int64_t)) +
+    return sizeof *ix + ix->cap * (ix->dim * sizeof(float) + sizeof(float) + sizeof(int64_t) + sizeof(double)) +
            ix->slots.cap * (sizeof(int64_t) + sizeof(uint32_t));
 }
+
+size_t knn_flat_capacity(const knn_flat *ix) { return ix->cap; }
 
 size_t knn_flat_count(const knn_flat *ix) { return ix->count; }
 size_t knn_flat_dim(const knn_flat *ix) { return ix->dim; }

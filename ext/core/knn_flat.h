@@ -15,5 +15,7 @@ size_t knn_flat_ids_bounded(knn_flat *index, int64_t *out, size_t cap);
 /* Copies live rows (those labelled in [lo, hi] when windowed) into malloc'd ids / vecs (free both). */
 knn_status knn_flat_export_rows(knn_flat *index, int windowed, double lo, double hi, int64_t **ids, float **vecs,
                                 size_t *n, knn_error *err);
+/* Rows the storage holds before it grows (it doubles, from 1024). */
+size_t knn_flat_capacity(const knn_flat *ix);
 
 #endif

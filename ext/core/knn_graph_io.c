@@ -6,7 +6,8 @@
  *   then per node: i64 id | f64 label (NaN: none) | u8 deleted | u8 level | u16 0 | f32 vec[dim]
  *   | per level 0..level: u32 n | u32 links[n]
  *   then a u64 FNV-1a hash (over 8-byte words, then tail bytes) of every preceding byte.
- * Loading checks the checksum first, then every count, level and link against the header. */
+ * Loading checks the checksum first, then every count, level and link against the header, and that
+ * each upper-level link reaches a node present on that level. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,7 +143,16 @@ knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_e
     }
     if (metric > KNN_METRIC_IP) CORRUPT("unknown metric code %u", metric);
     knn_graph_params p = {m, efc, ef, seed};
-    if ((s = knn_graph_alloc(dim, (knn_metric)metric, &p, &g, err)) != KNN_OK) goto fail;
+    if ((s = knn_graph_alloc(dim, (knn_metric)metric, &p, &g, err)) != KNN_OK) {
+        /* Settings out of range in the bytes are damage, not a caller's mistake: say so. */
+        if (s == KNN_EINVAL) {
+            char why[KNN_ERROR_MSG_LEN];
+            memcpy(why, err->msg, sizeof why);
+            why[sizeof why - 1] = '\0';
+            CORRUPT("header settings invalid (%.200s)", why);
+        }
+        goto fail;
+    }
     if (count >= KNN_NO_NODE || n_deleted > count) CORRUPT("node counts %llu/%llu out of range",
                                                            (unsigned long long)count, (unsigned long long)n_deleted);
     /* Each node needs at least its fixed part: refuse counts the buffer cannot hold before allocating. */
@@ -187,6 +197,16 @@ knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_e
         }
     }
     if (r.p != r.end) CORRUPT("%zu unexpected trailing bytes", (size_t)(r.end - r.p));
+    /* A link on level lev must reach a node that has level lev: searches read the target's links there. */
+    for (uint32_t i = 0; i < count; i++) {
+        for (int lev = 1; lev <= g->levels[i]; lev++) {
+            const uint32_t *l = knn_graph_links(g, i, lev);
+            for (uint32_t j = 0; j < l[0]; j++) {
+                if (g->levels[l[1 + j]] < lev) CORRUPT("node %u links on level %d to node %u of level %u", i, lev,
+                                                       l[1 + j], g->levels[l[1 + j]]);
+            }
+        }
+    }
     if (deleted_seen != n_deleted) CORRUPT("deleted count mismatch");
     if (count == 0) {
         if (entry != KNN_NO_NODE || max_level != -1) CORRUPT("empty index with an entry point");

@@ -1,6 +1,7 @@
 #include "knn_registry.h"
 
 #include "knn_flat.h"
+#include "knn_graph_internal.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@ struct knn_registry {
     knn_entry **items;
     size_t n, cap;
     _Atomic long refs;
+    _Atomic size_t default_memory_limit;
 };
 
 knn_registry *knn_registry_new(void) {
@@ -21,6 +23,12 @@ knn_registry *knn_registry_new(void) {
     atomic_init(&r->refs, 1);
     return r;
 }
+
+void knn_registry_set_default_memory_limit(knn_registry *r, size_t bytes) {
+    atomic_store(&r->default_memory_limit, bytes);
+}
+
+size_t knn_registry_default_memory_limit(knn_registry *r) { return atomic_load(&r->default_memory_limit); }
 
 void knn_registry_retain(knn_registry *r) { atomic_fetch_add(&r->refs, 1); }
 
@@ -88,12 +96,14 @@ static knn_entry *entry_new(const char *name, size_t len, knn_error *err) {
     atomic_init(&e->refs, 1);
     atomic_init(&e->last_optimize, 0.0);
     atomic_init(&e->label_kind, 0u);
+    atomic_init(&e->memory_limit, (size_t)0);
     return e;
 }
 
 knn_status knn_registry_create(knn_registry *r, const char *name, size_t len, knn_kind kind, size_t dim,
                                knn_metric metric, const knn_graph_params *params, knn_error *err) {
     knn_entry *e = entry_new(name, len, err);
+    if (e) atomic_store(&e->memory_limit, atomic_load(&r->default_memory_limit));
     if (e == NULL) return err->status;
     e->kind = kind;
     e->dim = dim;
@@ -112,6 +122,7 @@ knn_status knn_registry_create(knn_registry *r, const char *name, size_t len, kn
 
 knn_status knn_registry_adopt(knn_registry *r, const char *name, size_t len, knn_graph *graph, knn_error *err) {
     knn_entry *e = entry_new(name, len, err);
+    if (e) atomic_store(&e->memory_limit, atomic_load(&r->default_memory_limit));
     if (e == NULL) {
         knn_graph_free(graph);
         return err->status;
@@ -247,6 +258,37 @@ size_t knn_entry_deleted(const knn_entry *e) { return e->kind == KNN_KIND_GRAPH 
 
 size_t knn_entry_memory(const knn_entry *e) {
     return e->kind == KNN_KIND_GRAPH ? knn_graph_memory(e->graph) : knn_flat_bytes(e->flat);
+}
+
+double knn_entry_bytes_after(knn_entry *e, size_t rows, int labelled) {
+    double vec = (double)e->dim * sizeof(float);
+    double buffered = vec + 2 * sizeof(int64_t); /* the insert's copy: vector, id, label */
+    double idmap = 48;                          /* id map: 12-byte slots, up to 4 per row after it doubles */
+    double have = (double)knn_entry_memory(e);
+    if (e->kind == KNN_KIND_GRAPH) {
+        knn_graph *g = e->graph;
+        pthread_rwlock_rdlock(&g->rw);
+        size_t count = g->count, cap = g->capacity, m = g->p.m, slot = g->slot_bytes;
+        pthread_rwlock_unlock(&g->rw);
+        size_t need = count + rows, grown = cap;
+        if (need > cap) { /* as knn_graph_reserve */
+            grown = cap + cap / 2;
+            if (grown < need) grown = need;
+            if (grown < 64) grown = 64;
+        }
+        double per_slot = (double)slot + sizeof(uint32_t *) + 1 + sizeof(int64_t) + 1 + 1 + sizeof(double);
+        /* a node has upper levels with probability 1/(m-1) on average, each of m+1 words */
+        double upper = m > 1 ? (double)(m + 1) * sizeof(uint32_t) / (double)(m - 1) : 0;
+        double window = labelled ? vec + 2 * sizeof(double) + 2 * sizeof(uint32_t) + sizeof(int64_t) : 0;
+        return have + (double)(grown - cap) * per_slot + (double)rows * (upper + idmap + window + buffered);
+    }
+    size_t count = knn_flat_count(e->flat), cap = knn_flat_capacity(e->flat), need = count + rows, grown = cap;
+    if (need > cap) { /* as the flat index grows: doubling from 1024 */
+        grown = cap ? cap : 1024;
+        while (grown < need) grown *= 2;
+    }
+    double per_slot = vec + sizeof(float) + sizeof(int64_t) + sizeof(double);
+    return have + (double)(grown - cap) * per_slot + (double)rows * (idmap + buffered);
 }
 
 knn_status knn_entry_ids(knn_entry *e, int64_t **out, size_t *n, knn_error *err) {

@@ -28,6 +28,7 @@ typedef struct knn_entry {
     knn_metric metric;
     _Atomic double last_optimize; /* unix seconds of the last optimize, 0 when never */
     _Atomic unsigned label_kind;  /* the SQL label type of this index (glue's code), 0 until labelled */
+    _Atomic size_t memory_limit;  /* bytes an insert may grow the index to; 0: no cap */
     _Atomic long refs;
 } knn_entry;
 
@@ -37,6 +38,10 @@ knn_registry *knn_registry_new(void);
 void knn_registry_retain(knn_registry *r);
 /* Drops one reference; the last one frees every index. */
 void knn_registry_release(knn_registry *r);
+
+/* Memory cap new entries start with (0: none); the SQL layer sets it from DuckDB's memory_limit. */
+void knn_registry_set_default_memory_limit(knn_registry *r, size_t bytes);
+size_t knn_registry_default_memory_limit(knn_registry *r);
 
 /* Checks an index name: 1..128 bytes. */
 knn_status knn_name_check(const char *name, size_t len, knn_error *err);
@@ -78,6 +83,10 @@ unsigned knn_entry_claim_label_kind(knn_entry *e, unsigned kind);
 int knn_entry_label_range(knn_entry *e, double *lo, double *hi);
 size_t knn_entry_deleted(const knn_entry *e);
 size_t knn_entry_memory(const knn_entry *e);
+/* Estimated knn_entry_memory after adding `rows` new rows (labelled or not): the storage growth the
+ * index would make (flat doubles, graph grows by half), upper links, id map and window copy, plus the
+ * insert's own buffer of the rows. Errs on the high side; used to refuse builds over a memory cap. */
+double knn_entry_bytes_after(knn_entry *e, size_t rows, int labelled);
 /* Live ids: malloc'd array (free with free()), count in *n. */
 knn_status knn_entry_ids(knn_entry *e, int64_t **out, size_t *n, knn_error *err);
 const char *knn_kind_name(knn_kind kind);

@@ -1,11 +1,13 @@
 /* Index lifecycle table functions: knn_index_create, knn_index_drop, knn_index_optimize, knn_indexes,
  * knn_index_ids. Each validates at bind and acts once when executed. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "duckdb_extension.h"
 #include "knn_glue.h"
+#include "knn_memlimit.h"
 #include "knn_registry.h"
 #include "sql_register.h"
 
@@ -18,6 +20,8 @@ typedef struct admin_bind {
     knn_metric metric;
     knn_kind kind;
     knn_graph_params params;
+    int has_memory_limit;
+    size_t memory_limit;
 } admin_bind;
 
 /* Per-execution state: a cursor over rows produced on the first call. */
@@ -138,6 +142,18 @@ static void create_bind(duckdb_bind_info info) {
         *opts[i].dst = (size_t)v;
     }
     if (knn_bind_named_int(info, "seed", &v) == 1) b->params.seed = (uint64_t)v;
+    char *cap = knn_bind_named_varchar(info, "memory_limit");
+    if (cap) {
+        knn_status s = knn_parse_bytes(cap, &b->memory_limit, &err);
+        duckdb_free(cap);
+        if (s != KNN_OK) {
+            char msg[KNN_ERROR_MSG_LEN];
+            memcpy(msg, err.msg, sizeof msg);
+            knn_error_set(&err, KNN_EINVAL, "%s: %s", fn, msg);
+            return fail_bind(info, b, &err);
+        }
+        b->has_memory_limit = 1;
+    }
     knn_bind_column(info, "name", DUCKDB_TYPE_VARCHAR);
     knn_bind_column(info, "kind", DUCKDB_TYPE_VARCHAR);
     knn_bind_column(info, "dim", DUCKDB_TYPE_INTEGER);
@@ -161,6 +177,11 @@ static void create_run(duckdb_function_info info, duckdb_data_chunk out) {
         snprintf(msg, sizeof msg, "knn_index_create: %s", err.msg);
         duckdb_function_set_error(info, msg);
         return;
+    }
+    if (b->has_memory_limit) {
+        knn_entry *e = knn_registry_get(registry_of(info), b->name, b->name_len, &err);
+        if (e) atomic_store(&e->memory_limit, b->memory_limit);
+        knn_entry_release(e);
     }
     duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 0), 0, b->name);
     duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 1), 0, knn_kind_name(b->kind));
@@ -235,6 +256,7 @@ static void indexes_bind(duckdb_bind_info info) {
         {"memory_bytes", DUCKDB_TYPE_BIGINT}, {"m", DUCKDB_TYPE_INTEGER},       {"ef_construction", DUCKDB_TYPE_INTEGER},
         {"ef", DUCKDB_TYPE_INTEGER},    {"last_optimize", DUCKDB_TYPE_TIMESTAMP},
         {"label_type", DUCKDB_TYPE_VARCHAR}, {"label_min", DUCKDB_TYPE_DOUBLE}, {"label_max", DUCKDB_TYPE_DOUBLE},
+        {"memory_limit", DUCKDB_TYPE_BIGINT},
     };
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) knn_bind_column(info, cols[i].name, cols[i].type);
 }
@@ -251,8 +273,8 @@ static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
         st->n = knn_registry_list(registry_of(info), &st->entries);
     }
     idx_t rows = 0, cap = duckdb_vector_size();
-    duckdb_vector v[14];
-    for (int c = 0; c < 14; c++) v[c] = duckdb_data_chunk_get_vector(out, c);
+    duckdb_vector v[15];
+    for (int c = 0; c < 15; c++) v[c] = duckdb_data_chunk_get_vector(out, c);
     for (; st->pos < st->n && rows < cap; st->pos++, rows++) {
         knn_entry *e = st->entries[st->pos];
         duckdb_vector_assign_string_element(v[0], rows, e->name);
@@ -291,6 +313,12 @@ static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
         } else {
             set_null(v[12], rows);
             set_null(v[13], rows);
+        }
+        size_t cap = atomic_load(&e->memory_limit);
+        if (cap) {
+            ((int64_t *)duckdb_vector_get_data(v[14]))[rows] = cap > INT64_MAX ? INT64_MAX : (int64_t)cap;
+        } else {
+            set_null(v[14], rows);
         }
     }
     duckdb_data_chunk_set_size(out, rows);
@@ -344,10 +372,11 @@ typedef struct tf_spec {
     const duckdb_type *named_types;
 } tf_spec;
 
-static const char *const create_named[] = {"dim", "metric", "kind", "m", "ef_construction", "ef", "seed", NULL};
+static const char *const create_named[] = {"dim", "metric", "kind", "m", "ef_construction", "ef", "seed",
+                                           "memory_limit", NULL};
 static const duckdb_type create_types[] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_VARCHAR,
                                            DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT,  DUCKDB_TYPE_BIGINT,
-                                           DUCKDB_TYPE_BIGINT};
+                                           DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR};
 
 static const tf_spec specs[] = {
     {"knn_index_create", create_bind, create_run, 1, create_named, create_types},
@@ -390,6 +419,7 @@ bool knn_register_table_function(duckdb_connection con, knn_registry *reg, const
 
 bool knn_register_index_admin(duckdb_connection con, knn_registry *reg, knn_error *err) {
     const duckdb_type name_param[1] = {DUCKDB_TYPE_VARCHAR};
+    knn_memlimit_init_default(con, reg); /* the default cap of knn_index_create: DuckDB's memory_limit now */
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         if (!knn_register_table_function(con, reg, specs[i].name, specs[i].bind, admin_init, specs[i].run, name_param,
                                          specs[i].takes_name ? 1 : 0, specs[i].named, specs[i].named_types)) {

@@ -250,6 +250,12 @@ static void restore_finalize(duckdb_function_info info, duckdb_aggregate_state *
             total += a->parts[j].len;
         }
         if (err.status != KNN_OK) break;
+        size_t cap = knn_registry_default_memory_limit(reg);
+        if (cap && total > cap) { /* the loaded index takes at least its byte size */
+            knn_error_set(&err, KNN_ENOMEM, "index '%s' is %zu bytes, over the memory_limit of %zu bytes in force when "
+                          "knnsql was loaded; SET memory_limit higher before loading knnsql", a->name, total, cap);
+            break;
+        }
         uint8_t *all = malloc(total ? total : 1);
         if (all == NULL) {
             knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu bytes", total);

@@ -17,6 +17,7 @@
 #include "duckdb_extension.h"
 #include "knn_glue.h"
 #include "knn_idmap.h"
+#include "knn_memlimit.h"
 #include "knn_registry.h"
 #include "sql_register.h"
 
@@ -63,6 +64,8 @@ static void write_destroy(duckdb_aggregate_state *states, idx_t count) {
 
 static knn_status acc_reserve(write_acc *a, size_t need, bool with_vecs, bool with_labels, knn_error *err) {
     if (need <= a->cap && (!with_labels || a->labels)) return KNN_OK;
+    /* An insert that would outgrow the index's memory cap stops while buffering, before the build. */
+    if (with_vecs && knn_memory_check(a->e, need, with_labels, err) != KNN_OK) return err->status;
     size_t cap = a->cap ? a->cap : 1024;
     while (cap < need) cap *= 2;
     int64_t *ids = realloc(a->ids, cap * sizeof *ids);
@@ -248,6 +251,7 @@ static void write_finalize(duckdb_function_info info, duckdb_aggregate_state *so
                               (long long)dup);
                 break;
             }
+            if (knn_memory_check(a->e, a->n, a->had_labels, &err) != KNN_OK) break;
             if (knn_entry_add(a->e, a->vecs, a->ids, a->had_labels ? a->labels : NULL, a->n, &err) != KNN_OK) break;
             out[offset + i] = (int64_t)a->n;
         } else {

@@ -1,0 +1,280 @@
+/* C-level test driver of the core, run under AddressSanitizer, UndefinedBehaviorSanitizer and
+ * LeakSanitizer by scripts/sanitize.sh (DuckDB and CPython are not sanitized, so leak checking of the
+ * extension inside Python would drown in their allocations; this driver links the core alone).
+ *
+ * It walks every public path of ext/core/knn_api.h: flat and graph build, search (plain, batched,
+ * windowed, k beyond the row count), delete, optimize, serialise, load, and load of damaged bytes
+ * (truncations, bit flips with the checksum patched so the structural checks run), checking answers
+ * against a brute-force reference. Exit status 0 means every check held; a sanitizer report aborts. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "knn_api.h"
+
+#define ERR 512
+static int failures;
+
+#define CHECK(cond, ...)                                   \
+    do {                                                   \
+        if (!(cond)) {                                     \
+            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                  \
+            fputc('\n', stderr);                           \
+            failures++;                                    \
+        }                                                  \
+    } while (0)
+#define OK(call)                                                        \
+    do {                                                                \
+        char errbuf_[ERR];                                              \
+        int st_ = (call);                                               \
+        CHECK(st_ == 0, "%s failed (%d): %s", #call, st_, errbuf_);     \
+    } while (0)
+/* OK() passes errbuf_; calls name it as the message buffer. */
+#define EB errbuf_, ERR
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+static float frand(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static float l2(const float *a, const float *b, size_t d) {
+    double s = 0;
+    for (size_t i = 0; i < d; i++) s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    return (float)s;
+}
+
+/* Brute-force k-th distance among live rows (live[i] != 0). */
+static float kth_ref(const float *X, const unsigned char *live, size_t n, size_t d, const float *q, size_t k) {
+    float *ds = malloc(n * sizeof *ds);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) if (live[i]) ds[m++] = l2(X + i * d, q, d);
+    for (size_t i = 0; i < m && i < k; i++) { /* partial selection sort */
+        size_t best = i;
+        for (size_t j = i + 1; j < m; j++) if (ds[j] < ds[best]) best = j;
+        float t = ds[i]; ds[i] = ds[best]; ds[best] = t;
+    }
+    float out = m == 0 ? INFINITY : ds[(k < m ? k : m) - 1];
+    free(ds);
+    return out;
+}
+
+static void test_flat(void) {
+    const size_t n = 600, d = 17, k = 10, nq = 7;
+    float *X = malloc(n * d * sizeof *X), *Q = malloc(nq * d * sizeof *Q);
+    int64_t *ids = malloc(n * sizeof *ids);
+    double *labels = malloc(n * sizeof *labels);
+    unsigned char *live = malloc(n);
+    for (size_t i = 0; i < n * d; i++) X[i] = frand();
+    for (size_t i = 0; i < nq * d; i++) Q[i] = frand();
+    for (size_t i = 0; i < n; i++) { ids[i] = (int64_t)i; labels[i] = (double)i; live[i] = 1; }
+    knn_flat *f = NULL;
+    OK(knn_flat_new(d, "l2", &f, EB));
+    OK(knn_flat_add_labeled(f, X, ids, labels, n, EB));
+    int64_t oid[7 * 10];
+    float od[7 * 10];
+    size_t found = 0, fpq[7];
+    OK(knn_flat_search(f, Q, nq, k, 2, oid, od, &found, EB));
+    for (size_t q = 0; q < nq; q++) {
+        float kth = kth_ref(X, live, n, d, Q + q * d, k);
+        CHECK(fabsf(od[q * k + k - 1] - kth) <= 1e-4f * (1 + kth), "flat k-th distance %g vs %g", od[q * k + k - 1], kth);
+        for (size_t j = 0; j < k; j++) {
+            float want = l2(X + (size_t)oid[q * k + j] * d, Q + q * d, d);
+            CHECK(fabsf(od[q * k + j] - want) <= 1e-4f * (1 + want), "flat distance of id %lld", (long long)oid[q * k + j]);
+        }
+    }
+    /* window [100, 109] holds exactly 10 rows */
+    OK(knn_flat_search_window(f, Q, nq, k, 1, 1, 100.0, 109.0, oid, od, &found, fpq, EB));
+    for (size_t q = 0; q < nq; q++) {
+        CHECK(fpq[q] == 10, "flat window found %zu", fpq[q]);
+        for (size_t j = 0; j < fpq[q]; j++) CHECK(oid[q * k + j] >= 100 && oid[q * k + j] <= 109, "flat window id");
+    }
+    size_t removed = 0;
+    int64_t gone[3] = {0, 5, 99999};
+    OK(knn_flat_remove(f, gone, 3, &removed, EB));
+    CHECK(removed == 2 && knn_flat_count(f) == n - 2, "flat remove %zu", removed);
+    /* k beyond the row count: every row comes back */
+    size_t bigk = n + 50;
+    int64_t *bid = malloc(bigk * sizeof *bid);
+    float *bd = malloc(bigk * sizeof *bd);
+    OK(knn_flat_search(f, Q, 1, bigk, 1, bid, bd, &found, EB));
+    CHECK(found == n - 2, "flat big k found %zu", found);
+    int64_t *listed = malloc(knn_flat_count(f) * sizeof *listed);
+    knn_flat_list_ids(f, listed);
+    free(listed);
+    /* bad input: NaN row, wrong metric, zero dim */
+    float bad[17];
+    for (size_t i = 0; i < d; i++) bad[i] = NAN;
+    int64_t bid1 = 1;
+    char eb[ERR];
+    CHECK(knn_flat_add(f, bad, &bid1, 1, eb, ERR) != 0 && strstr(eb, "NaN") != NULL, "NaN accepted: %s", eb);
+    knn_flat *f2 = NULL;
+    CHECK(knn_flat_new(d, "nope", &f2, eb, ERR) != 0 && f2 == NULL, "bad metric accepted");
+    CHECK(knn_flat_new(0, "l2", &f2, eb, ERR) != 0 && f2 == NULL, "dim 0 accepted");
+    knn_flat_destroy(f);
+    /* empty flat index */
+    OK(knn_flat_new(d, "cosine", &f, EB));
+    OK(knn_flat_search(f, Q, 1, k, 1, oid, od, &found, EB));
+    CHECK(found == 0, "empty flat found %zu", found);
+    knn_flat_destroy(f);
+    free(bid); free(bd); free(X); free(Q); free(ids); free(labels); free(live);
+}
+
+/* Patches the trailing FNV-1a checksum so damaged bytes reach the structural checks. */
+static void patch_checksum(uint8_t *b, size_t len) {
+    if (len < 8) return;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    size_t i = 0, n = len - 8;
+    for (; i + 8 <= n; i += 8) { uint64_t w; memcpy(&w, b + i, 8); h ^= w; h *= 0x100000001b3ULL; }
+    for (; i < n; i++) { h ^= b[i]; h *= 0x100000001b3ULL; }
+    memcpy(b + n, &h, 8);
+}
+
+static void test_graph(void) {
+    const size_t n = 1500, d = 12, k = 10, nq = 5;
+    float *X = malloc(n * d * sizeof *X), *Q = malloc(nq * d * sizeof *Q);
+    int64_t *ids = malloc(n * sizeof *ids);
+    double *labels = malloc(n * sizeof *labels);
+    unsigned char *live = malloc(n);
+    for (size_t i = 0; i < n * d; i++) X[i] = frand();
+    for (size_t i = 0; i < nq * d; i++) Q[i] = frand();
+    for (size_t i = 0; i < n; i++) { ids[i] = (int64_t)i; labels[i] = (double)(i % 100); live[i] = 1; }
+    knn_graph *g = NULL;
+    OK(knn_graph_new(d, "l2", 8, 64, 64, 7, &g, EB));
+    OK(knn_graph_add_rows(g, X, ids, labels, n / 2, 2, EB));            /* bulk */
+    OK(knn_graph_add_rows(g, X + n / 2 * d, ids + n / 2, labels + n / 2, n - n / 2, 1, EB)); /* incremental */
+    CHECK(knn_graph_count(g) == n, "graph count %zu", knn_graph_count(g));
+    int64_t oid[5 * 10];
+    float od[5 * 10];
+    size_t found[5];
+    int plans[5];
+    OK(knn_graph_query(g, Q, nq, k, 200, 2, oid, od, found, EB));
+    for (size_t q = 0; q < nq; q++) {
+        CHECK(found[q] == k, "graph found %zu", found[q]);
+        for (size_t j = 0; j < found[q]; j++) {
+            float want = l2(X + (size_t)oid[q * k + j] * d, Q + q * d, d);
+            CHECK(fabsf(od[q * k + j] - want) <= 1e-4f * (1 + want), "graph distance");
+        }
+    }
+    /* delete a third, search must not return them */
+    int64_t *del = malloc(n / 3 * sizeof *del);
+    for (size_t i = 0; i < n / 3; i++) { del[i] = (int64_t)(3 * i); live[3 * i] = 0; }
+    size_t removed = 0;
+    OK(knn_graph_remove(g, del, n / 3, &removed, EB));
+    CHECK(removed == n / 3, "graph removed %zu", removed);
+    OK(knn_graph_query_window(g, Q, nq, k, 0, 10.0, 19.0, 2, oid, od, found, plans, EB));
+    for (size_t q = 0; q < nq; q++) {
+        CHECK(found[q] == k, "graph window found %zu", found[q]);
+        for (size_t j = 0; j < found[q]; j++) {
+            int64_t id = oid[q * k + j];
+            CHECK(live[id] && labels[id] >= 10 && labels[id] <= 19, "graph window returned id %lld", (long long)id);
+        }
+    }
+    for (int plan = 0; plan <= 1; plan++) {
+        knn_graph_force_window_plan(g, plan);
+        OK(knn_graph_query_window(g, Q, nq, k, 0, 42.0, 42.0, 1, oid, od, found, plans, EB));
+        for (size_t q = 0; q < nq; q++) CHECK(found[q] == k, "forced plan %d found %zu", plan, found[q]);
+    }
+    knn_graph_force_window_plan(g, -1);
+    OK(knn_graph_rebuild(g, 2, EB));
+    CHECK(knn_graph_tombstones(g) == 0 && knn_graph_count(g) == n - n / 3, "optimize left %zu tombstones",
+          knn_graph_tombstones(g));
+    /* exhaustive search after optimize is exact (ef >= rows) */
+    OK(knn_graph_query(g, Q, nq, k, n, 1, oid, od, found, EB));
+    for (size_t q = 0; q < nq; q++) {
+        float kth = kth_ref(X, live, n, d, Q + q * d, k);
+        CHECK(fabsf(od[q * k + k - 1] - kth) <= 1e-4f * (1 + kth), "graph exhaustive k-th %g vs %g", od[q * k + k - 1], kth);
+        for (size_t j = 0; j < k; j++) CHECK(live[oid[q * k + j]], "deleted id %lld returned", (long long)oid[q * k + j]);
+    }
+    /* k beyond the row count */
+    size_t bigk = n * 2;
+    int64_t *bid = malloc(bigk * sizeof *bid);
+    float *bd = malloc(bigk * sizeof *bd);
+    OK(knn_graph_query(g, Q, 1, bigk, 0, 1, bid, bd, found, EB));
+    CHECK(found[0] == n - n / 3, "graph big k found %zu", found[0]);
+    free(bid); free(bd);
+    int64_t *listed = malloc(knn_graph_count(g) * sizeof *listed);
+    knn_graph_list_ids(g, listed);
+    free(listed);
+
+    /* serialise, load, compare */
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    OK(knn_graph_to_bytes(g, &bytes, &len, EB));
+    knn_graph *h = NULL;
+    OK(knn_graph_from_bytes(bytes, len, &h, EB));
+    if (h) {
+        int64_t oid2[5 * 10];
+        float od2[5 * 10];
+        size_t found2[5];
+        OK(knn_graph_query(g, Q, nq, k, 64, 1, oid, od, found, EB));
+        OK(knn_graph_query(h, Q, nq, k, 64, 1, oid2, od2, found2, EB));
+        CHECK(memcmp(oid, oid2, sizeof oid) == 0, "loaded graph answers differently");
+        knn_graph_destroy(h);
+    }
+    /* damaged bytes: every truncation length class, and bit flips with a patched checksum */
+    uint8_t *copy = malloc(len);
+    char eb[ERR];
+    size_t rejected = 0, accepted = 0;
+    for (size_t cut = 0; cut < len; cut += 1 + cut / 3) {
+        h = NULL;
+        if (knn_graph_from_bytes(bytes, cut, &h, eb, ERR) == 0) { accepted++; knn_graph_destroy(h); } else rejected++;
+        CHECK(h == NULL || accepted, "truncated load");
+    }
+    CHECK(accepted == 0, "a truncated buffer loaded");
+    for (size_t trial = 0; trial < 400; trial++) {
+        memcpy(copy, bytes, len);
+        size_t pos = (size_t)((frand() + 1.0f) * 0.5f * (float)(len - 9));
+        if (trial < 120) pos = 8 + trial % 72; /* the header, field by field */
+        copy[pos] ^= (uint8_t)(1u << (trial % 8));
+        if (trial % 2) patch_checksum(copy, len);
+        h = NULL;
+        if (knn_graph_from_bytes(copy, len, &h, eb, ERR) == 0) {
+            /* a flip the format cannot see (a vector value, a label): the index must still be usable */
+            OK(knn_graph_query(h, Q, nq, k, 0, 1, oid, od, found, EB));
+            knn_graph_destroy(h);
+        } else {
+            CHECK(h == NULL && strstr(eb, "graph index") != NULL, "load error message: %s", eb);
+        }
+    }
+    CHECK(rejected > 0, "no truncation rejected");
+    free(copy);
+    knn_bytes_free(bytes);
+    knn_graph_destroy(g);
+
+    /* empty and single-row graphs, serialised too */
+    OK(knn_graph_new(d, "cosine", 0, 0, 0, 1, &g, EB));
+    OK(knn_graph_query(g, Q, 1, k, 0, 1, oid, od, found, EB));
+    CHECK(found[0] == 0, "empty graph found %zu", found[0]);
+    OK(knn_graph_to_bytes(g, &bytes, &len, EB));
+    OK(knn_graph_from_bytes(bytes, len, &h, EB));
+    knn_graph_destroy(h);
+    knn_bytes_free(bytes);
+    OK(knn_graph_add_rows(g, X, ids, NULL, 1, 1, EB));
+    OK(knn_graph_query(g, Q, 1, k, 0, 1, oid, od, found, EB));
+    CHECK(found[0] == 1 && oid[0] == 0, "single-row graph found %zu", found[0]);
+    /* error paths must not leak */
+    float zero[12] = {0};
+    int64_t zid = 77;
+    CHECK(knn_graph_add_rows(g, zero, &zid, NULL, 1, 1, eb, ERR) != 0, "zero vector accepted under cosine");
+    CHECK(knn_graph_from_bytes((const uint8_t *)"KNNGRAPH", 8, &h, eb, ERR) != 0, "8 bytes loaded");
+    knn_graph_destroy(g);
+    knn_graph *bad = NULL;
+    CHECK(knn_graph_new(0, "l2", 0, 0, 0, 1, &bad, eb, ERR) != 0 && bad == NULL, "dim 0 graph accepted");
+    free(del); free(X); free(Q); free(ids); free(labels); free(live);
+}
+
+int main(void) {
+    test_flat();
+    test_graph();
+    if (failures) {
+        fprintf(stderr, "core_driver: %d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("core_driver: all checks passed\n");
+    return 0;
+}

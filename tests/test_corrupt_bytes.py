@@ -1,0 +1,96 @@
+"""Regression tests for damaged graph index bytes found by the sanitizer driver and the fuzzers.
+
+The helpers walk the documented layout (ext/core/knn_graph_io.c) so each test damages exactly one
+field and re-seals the checksum, which makes the structural checks (not the checksum) answer.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+import knnsql
+from knnsql import KnnError
+
+HEADER = 80  # magic 8, eight u32, four u64, u32 entry, i32 max_level
+
+
+def fnv1a64_words(data: bytes) -> int:
+    h = 0xCBF29CE484222325
+    n8 = len(data) // 8 * 8
+    for (w,) in struct.iter_unpack("<Q", data[:n8]):
+        h = ((h ^ w) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    for b in data[n8:]:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def reseal(body: bytearray) -> bytes:
+    return bytes(body[:-8]) + struct.pack("<Q", fnv1a64_words(bytes(body[:-8])))
+
+
+def nodes(raw: bytes):
+    """(offset of the level byte, level, [(level, offset of link j, target)]) per node."""
+    dim = struct.unpack_from("<I", raw, 16)[0]
+    count = struct.unpack_from("<Q", raw, 48)[0]
+    pos, out = HEADER, []
+    for _ in range(count):
+        level = raw[pos + 17]
+        level_at = pos + 17
+        pos += 20 + 4 * dim
+        links = []
+        for lev in range(level + 1):
+            n = struct.unpack_from("<I", raw, pos)[0]
+            for j in range(n):
+                links.append((lev, pos + 4 + 4 * j, struct.unpack_from("<I", raw, pos + 4 + 4 * j)[0]))
+            pos += 4 * (1 + n)
+        out.append((level_at, level, links))
+    assert pos == len(raw) - 8
+    return out
+
+
+@pytest.fixture(scope="module")
+def graph_bytes():
+    rng = np.random.default_rng(3)
+    g = knnsql.Index(4, "l2", kind="graph", m=4, ef_construction=32, seed=5)
+    g.add(rng.normal(size=(400, 4)).astype(np.float32))
+    return g.to_bytes()
+
+
+def test_upper_level_link_to_a_node_without_that_level_is_corrupt(graph_bytes):
+    # Found by fuzz/fuzz_graph_load.c: such a link made the search read the target's missing upper
+    # links (a null or out-of-bounds read). The loader now refuses it.
+    ns = nodes(graph_bytes)
+    low = next(i for i, (_, level, _) in enumerate(ns) if level == 0)
+    src, (lev, at, _) = next((i, link) for i, (_, _, links) in enumerate(ns) for link in links if link[0] >= 1)
+    body = bytearray(graph_bytes)
+    struct.pack_into("<I", body, at, low)
+    with pytest.raises(KnnError, match=rf"corrupt graph index bytes: node {src} links on level {lev} to node {low} "
+                                       r"of level 0"):
+        knnsql.Index.from_bytes(reseal(body))
+    # untouched bytes still load and search
+    assert len(knnsql.Index.from_bytes(graph_bytes)) == 400
+
+
+@pytest.mark.parametrize("offset,value,field", [(16, 1 << 27, "dim"), (24, 520, "'m'"), (28, 0, "'ef_construction'"),
+                                                (32, 1 << 27, "'ef'")])
+def test_out_of_range_settings_in_the_header_are_corrupt_bytes(graph_bytes, offset, value, field):
+    # Found by tests/c/core_driver.c: the message read as if the caller had passed the setting.
+    body = bytearray(graph_bytes)
+    struct.pack_into("<I", body, offset, value)
+    with pytest.raises(KnnError, match=rf"corrupt graph index bytes: header settings invalid \(.*{field}"):
+        knnsql.Index.from_bytes(reseal(body))
+
+
+def test_restore_in_sql_refuses_the_bad_link_too(graph_bytes, db):
+    ns = nodes(graph_bytes)
+    low = next(i for i, (_, level, _) in enumerate(ns) if level == 0)
+    _, at, _ = next(link for _, _, links in ns for link in links if link[0] >= 1)
+    body = bytearray(graph_bytes)
+    struct.pack_into("<I", body, at, low)
+    import duckdb
+
+    with pytest.raises(duckdb.Error, match="knn_index_restore: corrupt graph index bytes: node .* links on level"):
+        db.execute("SELECT knn_index_restore('x', 0, $b::BLOB)", {"b": reseal(body)})
