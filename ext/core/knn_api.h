@@ -69,11 +69,13 @@ int knn_graph_rebuild(knn_graph *index, size_t threads, char *errmsg, size_t err
 int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, size_t threads,
                     int64_t *out_ids, float *out_dists, size_t *found, char *errmsg, size_t errmsg_len);
 /* As knn_graph_query, counting only rows whose label is in [lo, hi]; plans[q] (may be NULL) reports the
- * plan of each query: 0 exact scan of the window, 1 filtered graph, 2 graph then exact fallback. */
+ * plan of each query: 0 exact scan of the window, 1 two-hop filtered beam, 2 a beam then the exact
+ * fallback, 3 in-search postfilter (plain beam admitting only in-window rows). */
 int knn_graph_query_window(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, double lo,
                            double hi, size_t threads, int64_t *out_ids, float *out_dists, size_t *found, int *plans,
                            char *errmsg, size_t errmsg_len);
-/* Sets the plan window queries use: -1 the cost model (default), 0 always exact, 1 always graph.
+/* Sets the plan window queries use: -1 the cost model (default), 0 always exact, 1 always the two-hop
+ * beam, 3 always the in-search postfilter (other values: the cost model).
  * A benchmarking and testing knob; kept per index. */
 void knn_graph_force_window_plan(knn_graph *index, int plan);
 size_t knn_graph_count(const knn_graph *index);

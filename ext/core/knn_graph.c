@@ -172,9 +172,10 @@ knn_status knn_graph_alloc(size_t dim, knn_metric metric, const knn_graph_params
     g->slot_bytes = (g->links_offset + (1 + g->m0) * sizeof(uint32_t) + 63) / 64 * 64;
     g->entry = KNN_NO_NODE;
     g->max_level = -1;
-    atomic_init(&g->ns_scan, 0.0);
-    atomic_init(&g->ns_visit, 0.0);
+    atomic_init(&g->calibrated, 0);
+    atomic_init(&g->cal_rows, 0);
     atomic_init(&g->forced_plan, -1);
+    pthread_mutex_init(&g->cal_lock, NULL);
     pthread_rwlock_init(&g->rw, NULL);
     pthread_mutex_init(&g->entry_lock, NULL);
     pthread_mutex_init(&g->pool_lock, NULL);
@@ -221,6 +222,7 @@ void knn_graph_free(knn_graph *g) {
     pthread_rwlock_destroy(&g->rw);
     pthread_mutex_destroy(&g->entry_lock);
     pthread_mutex_destroy(&g->pool_lock);
+    pthread_mutex_destroy(&g->cal_lock);
     free(g);
 }
 
@@ -354,12 +356,14 @@ static int search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, u
 #define WINDOW_FRESH_CAP 512
 
 /* Collects the unvisited in-window nodes reachable from node in one or two hops (through
- * out-of-window neighbours), marking them visited; returns how many were written to out. */
+ * out-of-window neighbours), marking them visited; returns how many were written to out (at most
+ * cap, as ACORN truncates the expanded neighbour list to its degree). */
 static uint32_t window_neighbours(const knn_graph *g, knn_search_ctx *c, const admit_rule *rule, uint32_t node,
-                                  uint32_t *out) {
+                                  uint32_t *out, uint32_t cap) {
     const uint32_t *l = knn_graph_links(g, node, 0);
     uint32_t fresh = 0;
-    for (uint32_t j = 0; j < l[0] && fresh < WINDOW_FRESH_CAP; j++) {
+    if (cap > WINDOW_FRESH_CAP) cap = WINDOW_FRESH_CAP;
+    for (uint32_t j = 0; j < l[0] && fresh < cap; j++) {
         uint32_t e = l[1 + j];
         if (c->marks[e] == c->epoch) continue;
         c->marks[e] = c->epoch;
@@ -368,7 +372,7 @@ static uint32_t window_neighbours(const knn_graph *g, knn_search_ctx *c, const a
             continue;
         }
         const uint32_t *l2 = knn_graph_links(g, e, 0);
-        for (uint32_t t = 0; t < l2[0] && fresh < WINDOW_FRESH_CAP; t++) {
+        for (uint32_t t = 0; t < l2[0] && fresh < cap; t++) {
             uint32_t e2 = l2[1 + t];
             if (c->marks[e2] == c->epoch || !admitted(g, rule, e2)) continue;
             c->marks[e2] = c->epoch;
@@ -384,8 +388,8 @@ static uint32_t window_neighbours(const knn_graph *g, knn_search_ctx *c, const a
  * 1/selectivity. Seeds: the in-window neighbourhood of the descent's entry point plus nodes spread
  * over the window in label order (which also covers windows far from the query). */
 static int search_window_layer(const knn_graph *g, knn_search_ctx *c, const float *q, uint32_t ep,
-                               const uint32_t *seeds, size_t nseeds, size_t ef, const admit_rule *rule,
-                               size_t *ntop, size_t *visits) {
+                               const uint32_t *seeds, size_t nseeds, size_t ef, uint32_t fanout,
+                               const admit_rule *rule, size_t *ntop, size_t *visits) {
     uint32_t buf[WINDOW_FRESH_CAP + 64];
     float dist[WINDOW_FRESH_CAP + 64];
     size_t ncand = 0;
@@ -394,7 +398,7 @@ static int search_window_layer(const knn_graph *g, knn_search_ctx *c, const floa
     uint32_t fresh = 0;
     c->marks[ep] = c->epoch;
     if (admitted(g, rule, ep)) buf[fresh++] = ep;
-    fresh += window_neighbours(g, c, rule, ep, buf + fresh);
+    fresh += window_neighbours(g, c, rule, ep, buf + fresh, WINDOW_FRESH_CAP);
     for (size_t i = 0; i < nseeds && fresh < WINDOW_FRESH_CAP + 64; i++) {
         if (c->marks[seeds[i]] == c->epoch) continue;
         c->marks[seeds[i]] = c->epoch;
@@ -416,7 +420,7 @@ static int search_window_layer(const knn_graph *g, knn_search_ctx *c, const floa
         knn_hitem best = c->cand[0];
         if (-best.key > bound && *ntop >= ef) break;
         heap_pop(c->cand, &ncand);
-        fresh = window_neighbours(g, c, rule, best.id, buf);
+        fresh = window_neighbours(g, c, rule, best.id, buf, fanout);
     }
     return 1;
 }
@@ -1033,44 +1037,205 @@ knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, s
                                         plan, err);
 }
 
-/* Measures, once per index and machine, the two plans' costs (under the read lock; racing calibrations
- * agree): ns per row of the exact window scan (contiguous, on the sorted copy), and ns per filtered
- * graph search at the default ef on a window of a quarter of the rows. */
+/* Runs one graph plan (KNN_PLAN_TWO_HOP or KNN_PLAN_POST) for the window [lo, hi] = sorted positions
+ * [s, e) (all_live: the window holds every row and none is deleted); leaves the best ef in-window
+ * nodes in c->top. Returns 0 when out of memory. */
+static int window_beam(const knn_graph *g, knn_search_ctx *c, const float *q, int plan, double lo, double hi,
+                       size_t s, size_t e, size_t ef, int all_live, size_t *ntop) {
+    uint32_t ep = g->entry;
+    float epd = vdist(g, q, knn_graph_vec(g, ep));
+    for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, LOCK_NONE);
+    admit_rule rule = {1, 1, lo, hi};
+    if (plan == KNN_PLAN_POST) {
+        /* a window holding every row (and no tombstones) filters nothing: the plain search */
+        const admit_rule *r = all_live ? NULL : &rule;
+        return search_layer(g, c, q, ep, epd, ef, 0, LOCK_NONE, r, ntop, NULL);
+    }
+    /* seeds spread over the window in label order (they also reach windows far from the query) */
+    uint32_t seeds[16];
+    size_t nseeds = 0, span = e - s;
+    for (size_t i = 0; span && i < 16; i++) {
+        uint32_t v = g->win.nodes[s + (span * (2 * i + 1)) / 32];
+        if (!g->deleted[v]) seeds[nseeds++] = v;
+    }
+    return search_window_layer(g, c, q, ep, seeds, nseeds, ef, (uint32_t)g->m0, &rule, ntop, NULL);
+}
+
+/* Calibration window j: holds 2^-j of the sorted rows, at a position varying with the query number i. */
+static void cal_window(const knn_graph *g, int j, size_t i, size_t *s, size_t *e) {
+    size_t w = g->win.n >> j;
+    if (w == 0) w = 1;
+    size_t room = g->win.n - w;
+    *s = room ? (i * 40503u + 12345u) % (room + 1) : 0;
+    *e = *s + w;
+}
+
+/* Calibration query i at point j: a stored row spread over the index. */
+static const float *cal_query(const knn_graph *g, int j, size_t i) {
+    return knn_graph_vec(g, g->win.nodes[(i * 2654435761u + 7u * (size_t)j) % g->win.n]);
+}
+
+/* How many of the exact top-10 of calibration window (j, i) the graph plan finds; -1 when out of memory. */
+static long cal_hits(const knn_graph *g, knn_search_ctx *c, int j, size_t i, int plan) {
+    enum { K = 10 };
+    size_t s, e, ntop, found = 0;
+    int64_t truth[K], ids[K];
+    float d[K];
+    knn_error err;
+    cal_window(g, j, i, &s, &e);
+    const float *v = cal_query(g, j, i);
+    double lo = g->win.labels[s], hi = g->win.labels[e - 1];
+    if (exact_window(g, v, K, lo, hi, s, e, truth, d, &found, &err) != KNN_OK) return -1;
+    if (!window_beam(g, c, v, plan, lo, hi, s, e, g->p.ef, 0, &ntop)) return -1;
+    qsort(c->top, ntop, sizeof *c->top, cmp_hitem_asc);
+    size_t n = ntop < K ? ntop : K;
+    for (size_t t = 0; t < n; t++) ids[t] = g->ids[c->top[t].id];
+    long hits = 0;
+    for (size_t a = 0; a < found; a++) {
+        for (size_t b = 0; b < n; b++) hits += truth[a] == ids[b];
+    }
+    return hits;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of n timings (sorts them): robust to the few searches a shared machine preempts. */
+static double median_ns(double *t, size_t n) {
+    qsort(t, n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* Measures, once per index and machine, what each plan costs here: ns per row of the exact window
+ * scan (contiguous, on the sorted copy), and ns per search of each graph plan at the default ef on
+ * windows of 2^0 .. 2^-(KNN_CAL_POINTS-1) of the rows. Every search is timed on its own and the median
+ * is kept; the two graph plans are timed interleaved on the same queries and windows, so load from
+ * other processes skews neither against the other. Queries are stored rows spread over the index. */
 static void calibrate(knn_graph *g, knn_search_ctx *c) {
-    if (atomic_load(&g->ns_visit) > 0 || g->win.n == 0) return;
+    if (g->win.n == 0 || (atomic_load(&g->calibrated) && g->win.n < 2 * atomic_load(&g->cal_rows))) return;
+    pthread_mutex_lock(&g->cal_lock);
+    if (atomic_load(&g->calibrated) && g->win.n < 2 * g->cal_rows) {
+        pthread_mutex_unlock(&g->cal_lock);
+        return;
+    }
+    enum { SEARCHES = 9 };
     knn_error err;
     knn_topk t;
-    knn_topk_init(&t, 10, NULL);
-    size_t rows = g->win.n < 16384 ? g->win.n : 16384;
-    const float *q = g->win.vecs + (g->win.n / 3) * g->dim;
+    double scan[SEARCHES], two[KNN_CAL_POINTS], post[KNN_CAL_POINTS], t2[SEARCHES], tp[SEARCHES];
+    unsigned char two_ok[KNN_CAL_POINTS] = {0};
+    size_t rows = g->win.n < 4096 ? g->win.n : 4096;
     knn_metric scan_metric = g->metric == KNN_METRIC_COSINE ? KNN_METRIC_IP : g->metric;
-    knn_rows slice = {g->win.vecs, NULL, g->win.ids, 0, rows, g->dim, g->win.filter, -INFINITY, INFINITY};
-    double t0 = now_ns();
-    knn_scan_one(g->kern, scan_metric, q, 1.0f, &slice, &t, &err);
-    double scan = (now_ns() - t0) / (double)rows;
-    knn_topk_free(&t);
-    size_t a = g->win.n * 3 / 8, b = g->win.n * 5 / 8; /* a quarter of the labelled rows */
-    admit_rule rule = {1, 1, g->win.labels[a], g->win.labels[b > a ? b - 1 : a]};
-    size_t searches = 8, ntop;
-    t0 = now_ns();
-    for (size_t i = 0; i < searches; i++) {
-        const float *v = g->win.vecs + ((i * 2654435761u) % g->win.n) * g->dim;
-        uint32_t ep = g->entry;
-        float epd = vdist(g, v, knn_graph_vec(g, ep));
-        for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, v, ep, &epd, lev, LOCK_NONE);
-        uint32_t seeds[4] = {g->win.nodes[a], g->win.nodes[(a + b) / 2], g->win.nodes[b > a ? b - 1 : a], ep};
-        if (!search_window_layer(g, c, v, ep, seeds, 3, g->p.ef, &rule, &ntop, NULL)) return;
+    int ok = knn_topk_init(&t, 10, NULL) == KNN_OK;
+    for (size_t i = 0; ok && i < SEARCHES; i++) {
+        size_t s0 = g->win.n > rows ? (i * 40503u) % (g->win.n - rows + 1) : 0;
+        knn_rows slice = {g->win.vecs + s0 * g->dim, NULL, g->win.ids + s0, 0, rows, g->dim, g->win.filter + s0,
+                          -INFINITY, INFINITY};
+        const float *q = g->win.vecs + ((i * 2654435761u) % g->win.n) * g->dim;
+        double t0 = now_ns();
+        knn_scan_one(g->kern, scan_metric, q, 1.0f, &slice, &t, &err);
+        scan[i] = (now_ns() - t0) / (double)rows;
+        knn_topk_reset(&t);
     }
-    double search = (now_ns() - t0) / (double)searches;
-    atomic_store(&g->ns_scan, scan > 0 ? scan : 1e-3);
-    atomic_store(&g->ns_visit, search > 0 ? search : 1e-3);
+    knn_topk_free(&t);
+    double scan_ns_med = median_ns(scan, SEARCHES);
+    int time_two = 1, time_post = 1;
+    for (int j = 0; ok && j < KNN_CAL_POINTS; j++) {
+        double exact_j = scan_ns_med * (double)(g->win.n >> j);
+        if (!time_two && !time_post) { /* both beams already lost to the exact scan, which only gets cheaper */
+            two[j] = two[j - 1];
+            post[j] = 2 * post[j - 1];
+            two_ok[j] = 0;
+            continue;
+        }
+        for (size_t i = 0; ok && i < SEARCHES; i++) {
+            size_t s, e, ntop;
+            cal_window(g, j, i, &s, &e);
+            const float *v = cal_query(g, j, i);
+            double lo = g->win.labels[s], hi = g->win.labels[e - 1];
+            double t0 = now_ns();
+            if (time_two) ok = window_beam(g, c, v, KNN_PLAN_TWO_HOP, lo, hi, s, e, g->p.ef, 0, &ntop);
+            double t1 = now_ns();
+            if (time_post) ok = ok && window_beam(g, c, v, KNN_PLAN_POST, lo, hi, s, e, g->p.ef, 0, &ntop);
+            t2[i] = time_two ? t1 - t0 : (j ? 2 * two[j - 1] : INFINITY);
+            tp[i] = time_post ? now_ns() - t1 : (j ? 2 * post[j - 1] : INFINITY);
+        }
+        two[j] = median_ns(t2, SEARCHES);
+        post[j] = median_ns(tp, SEARCHES);
+        /* a beam slower than the exact scan here stays slower on every smaller window: stop timing it */
+        time_two = two[j] < exact_j;
+        time_post = post[j] < exact_j;
+        /* Where the two-hop beam is the cheaper beam it must also be as accurate: its hits against the
+         * exact window top-10 may trail the postfilter's by at most one over these queries. */
+        two_ok[j] = 0;
+        if (ok && two[j] < post[j] && two[j] < exact_j) {
+            long hits_two = 0, hits_post = 0;
+            for (size_t i = 0; ok && i < SEARCHES; i++) {
+                long h2 = cal_hits(g, c, j, i, KNN_PLAN_TWO_HOP), hp = cal_hits(g, c, j, i, KNN_PLAN_POST);
+                if (h2 < 0 || hp < 0) ok = 0;
+                hits_two += h2;
+                hits_post += hp;
+            }
+            two_ok[j] = ok && hits_two + 1 >= hits_post;
+        }
+    }
+    if (ok) {
+        g->ns_scan = scan_ns_med > 0 ? scan_ns_med : 1e-3;
+        for (int j = 0; j < KNN_CAL_POINTS; j++) {
+            g->ns_two_hop[j] = two[j] > 0 ? two[j] : 1e-3;
+            g->ns_post[j] = post[j] > 0 ? post[j] : 1e-3;
+            g->two_hop_ok[j] = two_ok[j];
+        }
+        atomic_store(&g->cal_rows, g->win.n);
+        atomic_store(&g->calibrated, 1);
+    }
+    pthread_mutex_unlock(&g->cal_lock);
+}
+
+/* A graph plan's calibrated cost at window fraction f (0 < f <= 1): log-linear in log2 f between the
+ * calibration points, extended beyond the last one along its last segment. */
+static double plan_cost(const double *ns, double f) {
+    double x = -log2(f); /* >= 0 */
+    int j = (int)x;
+    if (j >= KNN_CAL_POINTS - 1) j = KNN_CAL_POINTS - 2;
+    double a = log(ns[j]), b = log(ns[j + 1]);
+    return exp(a + (b - a) * (x - j));
+}
+
+/* Whether the calibration found the two-hop beam as accurate as the postfilter around fraction f. */
+static int two_hop_allowed(const knn_graph *g, double f) {
+    double x = -log2(f);
+    int j = (int)x;
+    if (j >= KNN_CAL_POINTS - 1) return g->two_hop_ok[KNN_CAL_POINTS - 1];
+    return g->two_hop_ok[j] && (x == j || g->two_hop_ok[j + 1]);
+}
+
+/* The cheapest plan for a window of w rows (a fraction f of the live rows) at this ef, by the calibrated
+ * costs (read under cal_lock: a recalibration may be rewriting them). The two-hop beam is offered only
+ * where the calibration found it as accurate as the postfilter, and only when the window holds at least
+ * 4/m0 of the rows: below that, two-hop bridges no longer keep the in-window subgraph navigable. The
+ * in-search postfilter stays accurate at any size; its cost grows as 1/f, which the calibration sees. */
+static int choose_plan(knn_graph *g, size_t w, double f, size_t ef) {
+    if (!atomic_load(&g->calibrated)) return KNN_PLAN_EXACT;
+    double scale = (double)ef / (double)g->p.ef;
+    pthread_mutex_lock(&g->cal_lock);
+    double exact_cost = (double)w * g->ns_scan;
+    double post_cost = plan_cost(g->ns_post, f) * scale;
+    int two_ok = f >= 4.0 / (double)g->m0 && two_hop_allowed(g, f);
+    double two_cost = two_ok ? plan_cost(g->ns_two_hop, f) * scale : INFINITY;
+    pthread_mutex_unlock(&g->cal_lock);
+    int chosen = KNN_PLAN_EXACT;
+    if (post_cost < exact_cost && post_cost <= two_cost) chosen = KNN_PLAN_POST;
+    if (two_cost < exact_cost && two_cost < post_cost) chosen = KNN_PLAN_TWO_HOP;
+    return chosen;
 }
 
 knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
                                         int force, int64_t *out_ids, float *out_dists, size_t *found, int *plan,
                                         knn_error *err) {
     *found = 0;
-    if (plan) *plan = 0;
+    if (plan) *plan = KNN_PLAN_EXACT;
     if (k == 0) return knn_error_set(err, KNN_EINVAL, "k must be >= 1, got 0");
     if (isnan(lo) || isnan(hi)) return knn_error_set(err, KNN_EINVAL, "window bounds must not be NaN");
     knn_status s = KNN_OK;
@@ -1096,42 +1261,24 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     if (ef == 0) ef = g->p.ef;
     if (ef < k) ef = k;
     double live = (double)(g->count - g->n_deleted);
-    /* The filtered beam crosses out-of-window nodes two hops at a time; below ~4/m0 of the rows the
-     * in-window subgraph thins out too far for it to stay accurate, so only the exact plan remains. */
-    int graph_ok = (double)w / live >= 4.0 / (double)g->m0;
-    double exact_cost = (double)w * atomic_load(&g->ns_scan);
-    double graph_cost = atomic_load(&g->ns_visit) * ((double)ef / (double)g->p.ef);
-    if (force == 0 || (force < 0 && (!graph_ok || exact_cost <= graph_cost))) {
+    double f = (double)w / live;
+    if (f > 1) f = 1; /* the sorted list may still count rows deleted since its rebuild */
+    int chosen = force;
+    if (chosen != KNN_PLAN_EXACT && chosen != KNN_PLAN_TWO_HOP && chosen != KNN_PLAN_POST) {
+        chosen = choose_plan(g, w, f, ef);
+    }
+    if (chosen == KNN_PLAN_EXACT) {
         s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, err);
         goto done;
     }
-    if (plan) *plan = 1;
-    uint32_t ep = g->entry;
-    float epd = vdist(g, q, knn_graph_vec(g, ep));
-    for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, LOCK_NONE);
-    admit_rule rule = {1, 1, lo, hi};
+    if (plan) *plan = chosen;
     size_t ntop;
-    int ok;
-    if ((double)w / live >= 0.4) {
-        /* A wide window: the plain beam over the whole graph, admitting only in-window rows, costs at
-         * most ~1/selectivity of an unfiltered search and needs no bridging (a postfilter in effect). */
-        ok = search_layer(g, c, q, ep, epd, ef, 0, LOCK_NONE, &rule, &ntop, NULL);
-    } else {
-        /* seeds spread over the window in label order */
-        uint32_t seeds[16];
-        size_t nseeds = 0, span = hi_pos - lo_pos;
-        for (size_t i = 0; span && i < 16; i++) {
-            uint32_t v = g->win.nodes[lo_pos + (span * (2 * i + 1)) / 32];
-            if (!g->deleted[v]) seeds[nseeds++] = v;
-        }
-        ok = search_window_layer(g, c, q, ep, seeds, nseeds, ef, &rule, &ntop, NULL);
-    }
-    if (!ok) {
+    if (!window_beam(g, c, q, chosen, lo, hi, lo_pos, hi_pos, ef, g->n_deleted == 0 && w == g->count, &ntop)) {
         s = knn_error_set(err, KNN_ENOMEM, "out of memory during search");
         goto done;
     }
     if (ntop < k) { /* fewer than k found: the window decides exactly (it may hold fewer than k rows) */
-        if (plan) *plan = 2;
+        if (plan) *plan = KNN_PLAN_FALLBACK;
         s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, err);
         goto done;
     }
@@ -1182,4 +1329,7 @@ int knn_graph_label_range(knn_graph *g, double *lo, double *hi) {
     return any;
 }
 
-void knn_graph_force_window_plan(knn_graph *g, int plan) { atomic_store(&g->forced_plan, plan < 0 ? -1 : plan ? 1 : 0); }
+void knn_graph_force_window_plan(knn_graph *g, int plan) {
+    int ok = plan == KNN_PLAN_EXACT || plan == KNN_PLAN_TWO_HOP || plan == KNN_PLAN_POST;
+    atomic_store(&g->forced_plan, ok ? plan : -1);
+}

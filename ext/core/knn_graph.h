@@ -54,14 +54,22 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err);
 knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t ef, int64_t *out_ids,
                             float *out_dists, size_t *found, knn_error *err);
 
+/* Window plans (reported per query, and the values knn_graph_search_window_plan may force). */
+enum {
+    KNN_PLAN_EXACT = 0,    /* exact scan of the label-sorted window slice */
+    KNN_PLAN_TWO_HOP = 1,  /* beam over in-window nodes, crossing out-of-window ones two hops at a time */
+    KNN_PLAN_FALLBACK = 2, /* a beam found fewer than k rows: the exact scan decided (reported only) */
+    KNN_PLAN_POST = 3      /* plain beam over the whole graph admitting only in-window rows (in-search postfilter) */
+};
+
 /* Window search: the k nearest live rows whose label lies in [lo, hi] (inclusive; pass -inf / +inf for
- * an open side). A cost model picks, per query, an exact scan of the label-sorted window or a beam
- * search that admits only in-window rows; either way k rows come back whenever k rows are in the window.
- * *plan (may be NULL) reports the choice: 0 exact, 1 filtered graph, 2 graph then exact fallback. */
+ * an open side). A calibrated cost model picks, per query, the cheapest of the exact window scan, the
+ * two-hop filtered beam and the in-search postfilter; either way k rows come back whenever k rows are in
+ * the window. *plan (may be NULL) reports the choice as a KNN_PLAN_* code. */
 knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
                                    int64_t *out_ids, float *out_dists, size_t *found, int *plan, knn_error *err);
-/* As knn_graph_search_window with the plan forced: 0 exact scan, 1 graph (for benchmarks and tests);
- * -1 lets the cost model choose. */
+/* As knn_graph_search_window with the plan forced (KNN_PLAN_EXACT, _TWO_HOP or _POST; for benchmarks
+ * and tests); -1 lets the cost model choose. */
 knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
                                         int force, int64_t *out_ids, float *out_dists, size_t *found, int *plan,
                                         knn_error *err);

@@ -12,6 +12,7 @@
 #define KNN_NO_NODE UINT32_MAX
 #define KNN_MAX_LEVEL 31
 #define KNN_VISITED_POOL 64
+#define KNN_CAL_POINTS 6 /* window fractions 2^0 .. 2^-5 timed by the window cost model */
 
 /* Window support: live labelled nodes as of the last rebuild, sorted by label, with their vectors and
  * ids copied in that order so an exact window scan reads one contiguous slice (as Engels et al. permute
@@ -65,10 +66,18 @@ struct knn_graph {
     double *labels;       /* per node; NaN when the row has no label */
     uint32_t label_tag;   /* what the labels mean, opaque to the core (the SQL layer's label type) */
     knn_window win;
-    /* Cost model, calibrated on the first window search: ns per row of the exact window scan, and ns
-     * per filtered graph search at the default ef. */
-    _Atomic double ns_scan, ns_visit;
-    _Atomic int forced_plan; /* -1: cost model; 0 exact; 1 graph (benchmark knob) */
+    /* Cost model, calibrated on the first window search and again whenever the sorted rows have doubled
+     * since (under cal_lock, published by `calibrated`):
+     * ns per row of the exact window scan, and ns per search of each graph plan at the default ef on
+     * windows holding 2^-j of the labelled rows, j = 0 .. KNN_CAL_POINTS-1, and whether the two-hop
+     * beam was as accurate as the in-search postfilter there. */
+    _Atomic int calibrated;
+    double ns_scan;
+    double ns_two_hop[KNN_CAL_POINTS], ns_post[KNN_CAL_POINTS];
+    unsigned char two_hop_ok[KNN_CAL_POINTS]; /* the two-hop beam matched the postfilter's recall there */
+    _Atomic size_t cal_rows; /* sorted rows at the last calibration; redone once the index has doubled */
+    pthread_mutex_t cal_lock;
+    _Atomic int forced_plan; /* -1: cost model; else a KNN_PLAN_* code (benchmark and test knob) */
     pthread_rwlock_t rw;
     pthread_mutex_t entry_lock;
     pthread_mutex_t pool_lock;

@@ -1,0 +1,109 @@
+"""Each window plan on its own (forced through the core's benchmark knob) and the cost model's choice:
+exact agreement with a numpy prefilter on small sets, k rows whenever k rows lie in the window, rows
+inside the window only, and the plan each query reports."""
+
+import numpy as np
+import pytest
+
+import knnsql
+from knnsql import _ffi
+
+EXACT, TWO_HOP, FALLBACK, POST = 0, 1, 2, 3
+
+
+def prefilter(X, labels, q, k, lo, hi):
+    """numpy reference: squared L2 over the in-window rows, top k ids (ties by id) and distances."""
+    keep = np.nonzero((labels >= lo) & (labels <= hi))[0]
+    d = ((X[keep].astype(np.float64) - q.astype(np.float64)) ** 2).sum(1)
+    order = np.lexsort((keep, d))[:k]
+    return keep[order], d[order]
+
+
+def query(g, q, k, lo, hi, ef):
+    """One window query through the core call; returns (ids, dists, plan)."""
+    ffi, lib = _ffi.ffi, _ffi.lib()
+    q = np.ascontiguousarray(q, dtype=np.float32).reshape(1, -1)
+    ids = np.empty((1, k), dtype=np.int64)
+    dists = np.empty((1, k), dtype=np.float32)
+    found = np.empty(1, dtype=np.uintp)
+    plans = np.full(1, -7, dtype=np.intc)
+    buf = _ffi.errbuf()
+    st = lib.knn_graph_query_window(g._handle, ffi.from_buffer("float[]", q), 1, k, ef, float(lo), float(hi), 1,
+                                    ffi.from_buffer("int64_t[]", ids), ffi.from_buffer("float[]", dists),
+                                    ffi.cast("size_t *", ffi.from_buffer("size_t[]", found)),
+                                    ffi.cast("int *", ffi.from_buffer("int[]", plans)), buf, _ffi.ERRMSG_LEN)
+    _ffi.check(st, buf)
+    n = int(found[0])
+    return ids[0, :n], dists[0, :n], int(plans[0])
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(21)
+    X = rng.standard_normal((400, 8)).astype(np.float32)
+    labels = rng.integers(0, 40, len(X)).astype(np.float64)  # ~10 rows per label: duplicates at every bound
+    g = knnsql.Index(8, "l2", "graph", m=8)
+    g.add(X, labels=labels)
+    yield X, labels, g, rng
+    _ffi.lib().knn_graph_force_window_plan(g._handle, -1)
+
+
+@pytest.mark.parametrize("plan", [EXACT, POST])
+def test_plan_agrees_exactly_with_prefilter_on_a_small_set(small, plan):
+    """With ef >= n the in-search postfilter never stops early: it walks the whole graph, so it is exact."""
+    X, labels, g, rng = small
+    _ffi.lib().knn_graph_force_window_plan(g._handle, plan)
+    for t in range(40):
+        lo = int(rng.integers(0, 40))
+        hi = lo + int(rng.integers(0, 20))
+        q = rng.standard_normal(8).astype(np.float32)
+        want, wd = prefilter(X, labels, q, 10, lo, hi)
+        ids, d, used = query(g, q, 10, lo, hi, len(X))
+        assert used in (plan, FALLBACK) if plan == POST else used == EXACT
+        np.testing.assert_allclose(d, wd, rtol=1e-4, atol=1e-4)
+        assert ids.tolist() == want.tolist()  # random float data: no ties
+
+
+@pytest.mark.parametrize("plan", [EXACT, TWO_HOP, POST, -1])
+def test_every_plan_returns_k_rows_inside_the_window(small, plan):
+    X, labels, g, rng = small
+    _ffi.lib().knn_graph_force_window_plan(g._handle, plan)
+    windows = [(0, 39), (5, 5), (39, 39), (0, 0), (10.5, 10.9), (12, 13), (-5, 0), (39, 1e9), (20, 19)]
+    windows += [(int(a), int(a) + int(b)) for a, b in zip(rng.integers(0, 40, 30), rng.integers(0, 8, 30))]
+    hits = total = 0
+    for lo, hi in windows:
+        for ef in (10, 32):
+            q = rng.standard_normal(8).astype(np.float32)
+            want, wd = prefilter(X, labels, q, 10, lo, hi)
+            ids, d, used = query(g, q, 10, lo, hi, ef)
+            assert len(ids) == len(want), f"k rows whenever k exist (window {lo}..{hi}, plan {used})"
+            assert np.all((labels[ids] >= lo) & (labels[ids] <= hi))
+            assert len(set(ids.tolist())) == len(ids)
+            assert np.all(np.diff(d) >= 0)
+            np.testing.assert_allclose(d, ((X[ids] - q) ** 2).sum(1), rtol=1e-4, atol=1e-4)
+            if plan in (TWO_HOP, POST):
+                assert used in (plan, FALLBACK, EXACT), used
+                assert used != EXACT or len(want) == 0
+            hits += len(set(ids.tolist()) & set(want.tolist()))
+            total += len(want)
+    assert hits / total >= (1.0 if plan == EXACT else 0.9)
+
+
+def test_cost_model_plans():
+    """A one-row window is always scanned exactly; the whole range of a large index goes to a beam, and
+    the in-search postfilter over the whole range returns what a plain search does."""
+    rng = np.random.default_rng(22)
+    X = rng.standard_normal((20000, 16)).astype(np.float32)
+    labels = np.arange(len(X), dtype=np.float64)
+    g = knnsql.Index(16, "l2", "graph", m=12)
+    g.add(X, labels=labels)
+    q = rng.standard_normal(16).astype(np.float32)
+    ids, _, used = query(g, q, 1, 777, 777, 0)
+    assert ids.tolist() == [777] and used == EXACT
+    ids, d, used = query(g, q, 10, -np.inf, np.inf, 64)
+    assert used in (POST, TWO_HOP), "scoring 20,000 rows costs more than a beam"
+    _ffi.lib().knn_graph_force_window_plan(g._handle, POST)
+    ids, d, used = query(g, q, 10, -np.inf, np.inf, 64)
+    _ffi.lib().knn_graph_force_window_plan(g._handle, -1)
+    plain, pd = g.search(q, 10, ef=64)
+    assert used == POST and ids.tolist() == plain[0].tolist()
