@@ -279,6 +279,14 @@ def sample_sql(source: Any, n: int, method: str = "kcenter", *, seed: int = 0, w
             f"(SELECT unnest({agg}) AS p FROM {src} AS _src{filt}) ORDER BY p.pick_order")
 
 
+def _normalised_options(options: dict) -> dict:
+    """Method options as sample_sql takes them (start ids as 'a/b/c')."""
+    options = dict(options)
+    if "start" in options and options["start"] is not None and not isinstance(options["start"], str):
+        options["start"] = "/".join(str(int(v)) for v in options["start"])
+    return options
+
+
 def sample(db, source: Any, n: int, method: str = "kcenter", *, seed: int = 0, where: Optional[str] = None,
            id: str = "id", vec: str = "emb", weight: Optional[str] = None, replace: bool = False, **options: Any):
     """Samples rows of a table or query in SQL and returns a pandas DataFrame.
@@ -311,8 +319,7 @@ def sample(db, source: Any, n: int, method: str = "kcenter", *, seed: int = 0, w
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an integer, got {type(n).__name__}")
-    if "start" in options and options["start"] is not None and not isinstance(options["start"], str):
-        options["start"] = "/".join(str(int(v)) for v in options["start"])
+    options = _normalised_options(options)
     sql = sample_sql(source, n, method, seed=seed, where=where, id=id, vec=vec, weight=weight, replace=replace,
                      **options)
     con = getattr(db, "con", db)

@@ -225,5 +225,49 @@ class VectorTable:
         from .search import Search
         return Search(self, query)
 
+    def sample(self, n: int, method: str = "kcenter", *, seed: int = 0, where: Optional[str] = None,
+               window: Optional[tuple] = None, weight: Optional[str] = None, replace: bool = False,
+               **options: Any):
+        """Selects ``n`` rows (diverse subsets, coresets, weighted draws; ``knnsql.sampling.METHODS``)
+        and returns them as a pandas DataFrame: the row's columns (not the vector) plus ``weight``,
+        ``pick_order``, ``score`` and ``cluster``, in pick order. ``where`` filters rows like
+        ``search().where``; ``window=(lo, hi)`` keeps rows whose index label lies in the range.
+        Same seed, same picks. ``options`` are the method's (``iters=``, ``variant=``, ``start=``...)."""
+        from . import sampling
+
+        conds = []
+        if where is not None:
+            conds.append("(" + render(parse_filter(where, self.all_columns)) + ")")
+        if window is not None:
+            info = self.index
+            if info is None or info.label_column is None:
+                raise ValueError(f"window= needs an index with a label on {self.name!r}: "
+                                 "table.create_index(label='<column>')")
+            lo, hi = window
+            typ = self.columns[info.label_column]
+            for bound, op in ((lo, ">="), (hi, "<=")):
+                if bound is not None:
+                    conds.append(f"{q(info.label_column)} {op} CAST({_bound_literal(bound)} AS {typ})")
+        if weight is not None and weight not in self.columns:
+            raise ValueError(f"weight column {weight!r} is not in {self.name!r}; columns are {list(self.columns)}")
+        picks = sampling.sample_sql(self.name, n, method, seed=seed, where=" AND ".join(conds) or None,
+                                    id=self.id_column, vec=self.vector_column, weight=weight, replace=replace,
+                                    **sampling._normalised_options(options))
+        cols = ", ".join(f"t.{q(c)}" for c in [self.id_column, *self.columns])
+        sql = (f"SELECT {cols}, p.weight, p.pick_order, p.score, p.cluster FROM ({picks}) p "
+               f"JOIN {q(self.name)} t ON t.{q(self.id_column)} = p.id ORDER BY p.pick_order")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"n must be an integer, got {type(n).__name__}")
+        return self.db.con.execute(sql, {"n": int(n), "seed": int(seed)}).df()
+
     def to_pandas(self):
+        """The whole table as a pandas DataFrame."""
         return self.db.con.execute(f"SELECT * FROM {q(self.name)}").df()
+
+
+def _bound_literal(value) -> str:
+    """A SQL string literal for a window bound (numbers, dates, datetimes, ISO strings)."""
+    from .search import _bound_param
+    value = _bound_param(value)
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return "'" + text.replace("'", "''") + "'"

@@ -231,3 +231,28 @@ def test_long_builds_show_progress_on_a_terminal_only(docs, monkeypatch, capsys)
     assert docs.db.execute("SELECT rows FROM knn_indexes() WHERE name = 'docs__emb'").fetchone()[0] == 1000
     ids, _ = docs.search(X[999]).limit(1).to_numpy()
     assert ids.tolist() == [999]
+
+
+def test_table_sample_returns_rows_and_respects_filters(db):
+    rng = np.random.default_rng(5)
+    centers = rng.standard_normal((4, D)) * 20
+    X = (centers[np.arange(400) % 4] + rng.standard_normal((400, D))).astype(np.float32)
+    t = db.create_table("pts", dim=D, metric="l2", columns={"grp": "INTEGER", "ts": "DATE"})
+    t.add({"id": np.arange(400), "emb": X, "grp": np.arange(400) % 4,
+           "ts": np.datetime64("2024-01-01") + np.arange(400).astype("timedelta64[D]")})
+    picked = t.sample(4, method="kcenter", seed=1)
+    assert list(picked.columns) == ["id", "grp", "ts", "weight", "pick_order", "score", "cluster"]
+    assert sorted(picked["grp"]) == [0, 1, 2, 3]          # farthest-point picks one per cluster
+    assert picked.equals(t.sample(4, method="kcenter", seed=1))
+    only = t.sample(10, method="kmeans++", seed=3, where="grp = 2")
+    assert set(only["grp"]) == {2} and len(only) == 10
+    t.create_index(label="ts", m=8)
+    win = t.sample(5, method="kcenter", window=("2024-02-01", "2024-02-10"))
+    assert len(win) == 5 and win["ts"].min() >= np.datetime64("2024-02-01") \
+        and win["ts"].max() <= np.datetime64("2024-02-10")
+    with pytest.raises(knnsql.FilterError):
+        t.sample(3, where="1=1; DROP TABLE pts")
+    with pytest.raises(ValueError, match="weight column"):
+        t.sample(3, method="weighted", weight="nope")
+    with pytest.raises(knnsql.KnnError, match="unknown sampling method"):
+        t.sample(3, method="magic")
