@@ -225,6 +225,8 @@ def test_errors(db, data, sql, message):
 def test_empty_input_and_nulls(db, data):
     assert db.execute("SELECT knn_predict(id, emb, y, 3) FROM t WHERE false").fetchone()[0] is None
     assert db.execute("SELECT knn_divergence(emb, id < 3, 3) FROM t WHERE false").fetchone()[0] is None
+    assert db.execute("SELECT knn_precision_recall(emb, id < 3, 3) FROM t WHERE false").fetchone()[0] is None
+    assert db.execute("SELECT knn_iid_test(id, emb, 3) FROM t WHERE false").fetchone()[0] is None
     # rows with a NULL id, vector or side flag are skipped
     n = db.execute("SELECT len(knn_lid(CASE WHEN id < 10 THEN NULL ELSE id END, emb, 5)) FROM t").fetchone()[0]
     assert n == 490
