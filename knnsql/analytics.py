@@ -28,7 +28,7 @@ from . import _ffi
 __all__ = [
     "neighbors", "predict", "PredictResult", "impute", "ImputeResult", "smote", "SmoteResult", "divergence", "lid",
     "precision_recall", "iid_test", "IIDResult", "importance_sample", "density_sample", "recall_audit",
-    "sql_predict", "sql_impute", "sql_smote", "sql_divergence", "sql_lid", "sql_precision_recall", "sql_iid_test",
+    "sql_predict", "sql_impute", "sql_smote", "sql_divergence", "sql_lid", "sql_precision_recall", "sql_iid_test", "sql_iid_scores",
     "sql_importance_sample", "sql_density_sample", "sql_recall",
 ]
 
@@ -588,6 +588,13 @@ def sql_iid_test(db, relation: str, order: str, *, k: int = 10, vec: str = "emb"
     row = _con(db).execute(f"SELECT knn_iid_test(({order})::BIGINT, {_quote_ident(vec)}, {_int('k', k, 1)}, {_lit(o)}) "
                            f"FROM {_relation(relation)}").fetchone()[0]
     return dict(row)
+
+
+def sql_iid_scores(db, relation: str, order: str, *, k: int = 10, vec: str = "emb", metric: str = "l2"):
+    """``knn_iid_scores``: per-row drift scores (``pos, score``; ~1 under IID, << 1 where neighbours sit
+    next to each other in the order)."""
+    agg = f"knn_iid_scores(({order})::BIGINT, {_quote_ident(vec)}, {_int('k', k, 1)}, {_lit(_opts(metric=metric))})"
+    return _run_list(db, agg, relation)
 
 
 def sql_importance_sample(db, relation: str, is_target: str, n: int, *, k: int = 10, id: str = "id",

@@ -127,6 +127,10 @@ def test_estimators_sql_equal_numpy(db, data):
     ref = A.iid_test(X, 5, permutations=30, seed=1)
     assert it["statistic"] == pytest.approx(ref.statistic) and it["p_value"] == pytest.approx(ref.p_value)
     assert it["non_iid"]  # rows come in class blocks: neighbours sit close in id order
+    sc = db.execute("SELECT r.pos, r.score FROM (SELECT unnest(knn_iid_scores(id, emb, 5)) AS r FROM t) "
+                    "ORDER BY r.pos").fetchnumpy()
+    assert (sc["pos"] == np.arange(500)).all()
+    np.testing.assert_allclose(sc["score"], ref.scores)
 
 
 def test_sampling_sql_equals_numpy(db, data):
@@ -225,6 +229,8 @@ def test_errors(db, data, sql, message):
 def test_empty_input_and_nulls(db, data):
     assert db.execute("SELECT knn_predict(id, emb, y, 3) FROM t WHERE false").fetchone()[0] is None
     assert db.execute("SELECT knn_divergence(emb, id < 3, 3) FROM t WHERE false").fetchone()[0] is None
+    assert db.execute("SELECT knn_precision_recall(emb, id < 3, 3) FROM t WHERE false").fetchone()[0] is None
+    assert db.execute("SELECT knn_iid_test(id, emb, 3) FROM t WHERE false").fetchone()[0] is None
     # rows with a NULL id, vector or side flag are skipped
     n = db.execute("SELECT len(knn_lid(CASE WHEN id < 10 THEN NULL ELSE id END, emb, 5)) FROM t").fetchone()[0]
     assert n == 490

@@ -543,6 +543,48 @@ done:
     return s;
 }
 
+/* Per-row scores of the drift test: mean position gap to the row's neighbours over its IID expectation. */
+static knn_status iid_scores_fin(const an_rows *rows, duckdb_vector result, idx_t out_row, knn_error *err) {
+    const an_acc *a = rows->acc;
+    char msg[MSG];
+    float *X = NULL, *dist = NULL;
+    int64_t *nbr = NULL;
+    size_t *src = NULL, n = 0, k = (size_t)a->k;
+    double *scores = NULL, stat, p;
+    knn_status s;
+    if ((s = an_gather(rows, NULL, &X, NULL, &src, &n, err))) goto done;
+    if (k >= n) {
+        s = knn_error_set(err, KNN_EINVAL, "k = %zu needs at least k + 1 = %zu rows, got %zu; lower k", k, k + 1, n);
+        goto done;
+    }
+    nbr = malloc(n * k * sizeof *nbr);
+    dist = malloc(n * k * sizeof *dist);
+    scores = malloc(n * sizeof *scores);
+    if (!nbr || !dist || !scores) {
+        s = knn_error_set(err, KNN_ENOMEM, "out of memory");
+        goto done;
+    }
+    s = core(knn_an_neighbors(X, n, NULL, 0, a->dim, rows->opts.metric, k, 1, 0, nbr, dist, msg, MSG), msg, err);
+    if (s) goto done;
+    s = core(knn_an_iid_test(nbr, n, k, k, 1, 0, &stat, &p, scores, msg, MSG), msg, err);
+    if (s) goto done;
+    idx_t base;
+    if ((s = an_list_begin(result, out_row, n, &base, err))) goto done;
+    int64_t *f_pos = field(result, 0, true);
+    double *f_s = field(result, 1, true);
+    for (size_t i = 0; i < n; i++) {
+        f_pos[base + i] = a->ival[src[i]];
+        f_s[base + i] = scores[i];
+    }
+done:
+    free(X);
+    free(dist);
+    free(nbr);
+    free(src);
+    free(scores);
+    return s;
+}
+
 /* ---- sampling ------------------------------------------------------------------------------------------------ */
 
 static knn_status write_sample(duckdb_vector result, idx_t out_row, const int64_t *ids, const double *logw,
@@ -723,6 +765,13 @@ static duckdb_logical_type iid_type(bool unused) {
     return struct_of(3, n, t, false);
 }
 
+static duckdb_logical_type iid_scores_type(bool unused) {
+    (void)unused;
+    const char *n[] = {"pos", "score"};
+    const duckdb_type t[] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_DOUBLE};
+    return struct_of(2, n, t, true);
+}
+
 static duckdb_logical_type sample_type(bool unused) {
     (void)unused;
     const char *n[] = {"id", "log_weight", "pick"};
@@ -743,6 +792,7 @@ const an_spec an_specs[] = {
     {"knn_divergence", -1, 0, 1, 2, -1, AN_AUX_BOOL, "method,alpha", divergence_fin, double_type},
     {"knn_precision_recall", -1, 0, 1, 2, -1, AN_AUX_BOOL, "metric", genpr_fin, genpr_type},
     {"knn_iid_test", -1, 1, 0, 2, -1, AN_AUX_ORDER, "metric,permutations,seed,significance", iid_fin, iid_type},
+    {"knn_iid_scores", -1, 1, 0, 2, -1, AN_AUX_ORDER, "metric", iid_scores_fin, iid_scores_type},
     {"knn_importance_sample", 0, 1, 2, 4, 3, AN_AUX_BOOL, "metric,seed", importance_fin, sample_type},
     {"knn_density_sample", 0, 1, -1, 3, 2, AN_AUX_NONE, "metric,alpha,seed", density_fin, sample_type},
 };
