@@ -100,7 +100,7 @@ int knn_flat_remove(knn_flat *ix, const int64_t *ids, size_t n, size_t *removed,
 size_t knn_flat_ids_bounded(knn_flat *ix, int64_t *out, size_t cap) {
     pthread_rwlock_rdlock(&ix->rw);
     size_t n = ix->count < cap ? ix->count : cap;
-    memcpy(out, ix->ids, n * sizeof *out);
+    if (n) memcpy(out, ix->ids, n * sizeof *out); /* ids is NULL before the first add */
     pthread_rwlock_unlock(&ix->rw);
     return n;
 }

@@ -120,6 +120,10 @@ static void test_flat(void) {
     OK(knn_flat_new(d, "cosine", &f, EB));
     OK(knn_flat_search(f, Q, 1, k, 1, oid, od, &found, EB));
     CHECK(found == 0, "empty flat found %zu", found);
+    knn_flat_list_ids(f, oid); /* copied nothing from a never-allocated id array (was UB: memcpy from NULL) */
+    OK(knn_flat_search_window(f, Q, 1, k, 1, 1, 0.0, 1.0, oid, od, &found, fpq, EB));
+    OK(knn_flat_remove(f, gone, 3, &removed, EB));
+    CHECK(removed == 0, "empty flat removed %zu", removed);
     knn_flat_destroy(f);
     free(bid); free(bd); free(X); free(Q); free(ids); free(labels); free(live);
 }

@@ -1,0 +1,56 @@
+"""Security review of the Python layer, as tests: the extension that gets loaded is the package's own
+file, its path cannot inject SQL into LOAD, and names given to SQL functions are data, never SQL."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import knnsql
+from knnsql import _ffi
+
+
+def test_extension_path_is_the_packages_own_file(monkeypatch, tmp_path):
+    path = Path(knnsql.extension_path())
+    assert path.parent == Path(knnsql.__file__).resolve().parent and path.is_file()
+    # neither the working directory nor the environment can substitute another file
+    (tmp_path / "knnsql.duckdb_extension").write_bytes(b"not an extension")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KNNSQL_EXTENSION", str(tmp_path / "knnsql.duckdb_extension"))
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(tmp_path))
+    assert Path(knnsql.extension_path()) == path
+
+
+def test_a_quote_in_the_install_path_cannot_inject_sql(monkeypatch, tmp_path):
+    evil = tmp_path / "it's'; CREATE TABLE pwned(x INT); --"
+    evil.mkdir()
+    shutil.copy(knnsql.extension_path(), evil / "knnsql.duckdb_extension")
+    monkeypatch.setattr(_ffi, "_PACKAGE", evil)
+    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    try:
+        knnsql.load(con)  # the quoted path is one string literal: it loads, and nothing else runs
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'pwned'").fetchone()[0] == 0
+        assert con.execute("SELECT knn_debug() IS NOT NULL").fetchone()[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("name", ["x'); DROP TABLE t; --", "a\"b", "é 名前", "semi;colon", "back\\slash"])
+def test_index_names_are_data(db, name):
+    db.execute("CREATE TABLE t AS SELECT i AS id, [i, 1]::FLOAT[2] AS emb FROM range(10) r(i)")
+    literal = "'" + name.replace("'", "''") + "'"
+    db.execute(f"SELECT * FROM knn_index_create({literal}, dim := 2)")
+    assert db.execute("SELECT knn_index_insert($n, id, emb) FROM t", {"n": name}).fetchone()[0] == 10
+    assert db.execute("SELECT name FROM knn_indexes()").fetchall() == [(name,)]
+    assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 10  # the table is untouched
+    db.execute(f"CREATE TABLE d AS SELECT * FROM knn_index_dump({literal})")
+    db.execute(f"SELECT * FROM knn_index_drop({literal})")
+    assert db.execute("SELECT knn_index_restore($n, part, bytes) FROM d", {"n": name}).fetchone()[0] == 10
+
+
+def test_overlong_names_are_refused_with_the_limit(db):
+    with pytest.raises(duckdb.Error, match="index name is 129 bytes; the limit is 128"):
+        db.execute(f"SELECT * FROM knn_index_create('{'n' * 129}', dim := 2)")
