@@ -42,8 +42,7 @@ knn_status knn_cover_init(knn_cover *c, const float *X, size_t n, size_t d, size
     c->bsum = calloc(c->nblocks, sizeof *c->bsum);
     c->bmax = malloc(c->nblocks * sizeof *c->bmax);
     c->barg = malloc(c->nblocks * sizeof *c->barg);
-    c->bpot = malloc(c->nblocks * sizeof *c->bpot);
-    if (!c->mind || !c->owner || !c->C || !c->cidx || !c->dcc || !c->bsum || !c->bmax || !c->barg || !c->bpot) {
+    if (!c->mind || !c->owner || !c->C || !c->cidx || !c->dcc || !c->bsum || !c->bmax || !c->barg) {
         knn_cover_free(c);
         return knn_error_set(err, KNN_ENOMEM, "out of memory for the center cover of %zu rows", n);
     }
@@ -59,7 +58,6 @@ void knn_cover_free(knn_cover *c) {
     free(c->bsum);
     free(c->bmax);
     free(c->barg);
-    free(c->bpot);
     memset(c, 0, sizeof *c);
 }
 
@@ -84,21 +82,21 @@ static void block_stats(knn_cover *c, size_t b) {
 
 /* True when some row of block b could be nearer to the center whose distances to the others are in
  * c->dcc (the first pass, with no centers yet, always scans). */
-static int block_needs(const knn_cover *c, size_t b, int first) {
-    if (first) return 1;
+static int block_needs_dcc(const knn_cover *c, const float *dcc, size_t b) {
     size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
     for (size_t i = lo; i < hi; i++) {
         float m = c->mind[i];
-        if (m > 0 && c->dcc[c->owner[i]] < 4.0f * m * PRUNE_SLACK) return 1;
+        if (m > 0 && dcc[c->owner[i]] < 4.0f * m * PRUNE_SLACK) return 1;
     }
     return 0;
 }
 
+static int block_needs(const knn_cover *c, size_t b, int first) { return first || block_needs_dcc(c, c->dcc, b); }
+
 typedef struct cover_job {
     knn_cover *c;
     const float *q;
-    int64_t row;     /* the candidate or new center */
-    int32_t slot;    /* add: its slot; potential: -1 */
+    int32_t slot;    /* the new center's slot */
     int first;
 } cover_job;
 
@@ -109,22 +107,8 @@ static void cover_task(void *arg, size_t t) {
     float buf[COVER_BLOCK];
     for (size_t b = b0; b < b1; b++) {
         size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
-        if (!block_needs(c, b, j->first)) {
-            if (j->slot < 0) c->bpot[b] = c->bsum[b];
-            continue;
-        }
+        if (!block_needs(c, b, j->first)) continue;
         c->kern->l2sq_rows(j->q, c->X + lo * c->d, hi - lo, c->d, buf);
-        if (j->slot < 0) { /* potential with the candidate */
-            double s = 0;
-            for (size_t i = lo; i < hi; i++) {
-                float m = c->mind[i];
-                if (m < 0 || (int64_t)i == j->row) continue;
-                float v = buf[i - lo];
-                s += v < m ? v : m;
-            }
-            c->bpot[b] = s;
-            continue;
-        }
         int changed = 0;
         for (size_t i = lo; i < hi; i++) {
             float v = buf[i - lo];
@@ -148,7 +132,7 @@ knn_status knn_cover_add(knn_cover *c, int64_t row, knn_error *err) {
     c->cidx[slot] = row;
     if (slot > 0) c->kern->l2sq_rows(q, c->C, slot, d, c->dcc);
     /* the new center leaves its block's statistics first, so it is never drawn or moved again */
-    cover_job job = {c, q, row, (int32_t)slot, slot == 0};
+    cover_job job = {c, q, (int32_t)slot, slot == 0};
     cover_pass(c, &job);
     c->mind[row] = -1.0f;
     c->owner[row] = (int32_t)slot;
@@ -163,14 +147,63 @@ double knn_cover_potential(const knn_cover *c) {
     return s;
 }
 
-double knn_cover_potential_with(knn_cover *c, int64_t row) {
-    const float *q = c->X + (size_t)row * c->d;
-    c->kern->l2sq_rows(q, c->C, c->nc, c->d, c->dcc);
-    cover_job job = {c, q, row, -1, 0};
-    cover_pass(c, &job);
-    double s = 0;
-    for (size_t b = 0; b < c->nblocks; b++) s += c->bpot[b];
-    return s;
+/* Potentials of several candidates in one pass: each block is read once while every candidate is
+ * scored against it (it stays in L1), instead of one pass over the rows per candidate. */
+typedef struct multi_job {
+    knn_cover *c;
+    const int64_t *rows;
+    size_t m;
+    const float *dccs; /* m x nc */
+    double *bpots;     /* m x nblocks */
+} multi_job;
+
+static void multi_task(void *arg, size_t t) {
+    multi_job *j = arg;
+    knn_cover *c = j->c;
+    size_t b0 = c->nblocks * t / c->threads, b1 = c->nblocks * (t + 1) / c->threads;
+    float buf[COVER_BLOCK];
+    for (size_t b = b0; b < b1; b++) {
+        size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
+        for (size_t q = 0; q < j->m; q++) {
+            double *out = j->bpots + q * c->nblocks + b;
+            if (!block_needs_dcc(c, j->dccs + q * c->nc, b)) {
+                *out = c->bsum[b];
+                continue;
+            }
+            c->kern->l2sq_rows(c->X + (size_t)j->rows[q] * c->d, c->X + lo * c->d, hi - lo, c->d, buf);
+            double s = 0;
+            for (size_t i = lo; i < hi; i++) {
+                float mi = c->mind[i];
+                if (mi < 0 || (int64_t)i == j->rows[q]) continue;
+                float v = buf[i - lo];
+                s += v < mi ? v : mi;
+            }
+            *out = s;
+        }
+    }
+}
+
+knn_status knn_cover_potentials(knn_cover *c, const int64_t *rows, size_t m, double *out, knn_error *err) {
+    float *dccs = malloc((m * c->nc + 1) * sizeof *dccs);
+    double *bpots = malloc((m * c->nblocks + 1) * sizeof *bpots);
+    if (!dccs || !bpots) {
+        free(dccs);
+        free(bpots);
+        return knn_error_set(err, KNN_ENOMEM, "out of memory scoring %zu k-means++ candidates", m);
+    }
+    for (size_t q = 0; q < m; q++) {
+        c->kern->l2sq_rows(c->X + (size_t)rows[q] * c->d, c->C, c->nc, c->d, dccs + q * c->nc);
+    }
+    multi_job job = {c, rows, m, dccs, bpots};
+    knn_parallel_run(c->threads, multi_task, &job);
+    for (size_t q = 0; q < m; q++) {
+        double s = 0;
+        for (size_t b = 0; b < c->nblocks; b++) s += bpots[q * c->nblocks + b];
+        out[q] = s;
+    }
+    free(dccs);
+    free(bpots);
+    return KNN_OK;
 }
 
 int64_t knn_cover_draw(const knn_cover *c, knn_rng *r) {
