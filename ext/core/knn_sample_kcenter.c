@@ -80,19 +80,6 @@ static void block_stats(knn_cover *c, size_t b) {
     c->barg[b] = arg;
 }
 
-/* True when some row of block b could be nearer to the center whose distances to the others are in
- * c->dcc (the first pass, with no centers yet, always scans). */
-static int block_needs_dcc(const knn_cover *c, const float *dcc, size_t b) {
-    size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
-    for (size_t i = lo; i < hi; i++) {
-        float m = c->mind[i];
-        if (m > 0 && dcc[c->owner[i]] < 4.0f * m * PRUNE_SLACK) return 1;
-    }
-    return 0;
-}
-
-static int block_needs(const knn_cover *c, size_t b, int first) { return first || block_needs_dcc(c, c->dcc, b); }
-
 typedef struct cover_job {
     knn_cover *c;
     const float *q;
@@ -100,18 +87,45 @@ typedef struct cover_job {
     int first;
 } cover_job;
 
+/* Rows of block [lo, hi) that could move to a center whose squared distances to the centers are dcc:
+ * their offsets into sel, count returned; every row on the first pass. */
+static size_t block_select(const knn_cover *c, const float *dcc, size_t lo, size_t hi, int first, uint8_t *sel) {
+    size_t cnt = 0;
+    for (size_t i = lo; i < hi; i++) {
+        float m = c->mind[i];
+        if (first || (m > 0 && dcc[c->owner[i]] < 4.0f * m * PRUNE_SLACK)) sel[cnt++] = (uint8_t)(i - lo);
+    }
+    return cnt;
+}
+
+/* Distances from q to the selected rows of a block: the contiguous kernel when every row is selected,
+ * the pointer kernel on the selected rows otherwise (rows that cannot move are never read). */
+static void block_distances(const knn_cover *c, const float *q, size_t lo, size_t hi, const uint8_t *sel, size_t cnt,
+                            float *buf) {
+    if (cnt == hi - lo) {
+        c->kern->l2sq_rows(q, c->X + lo * c->d, hi - lo, c->d, buf);
+        return;
+    }
+    const float *ptrs[COVER_BLOCK];
+    for (size_t k = 0; k < cnt; k++) ptrs[k] = c->X + (lo + sel[k]) * c->d;
+    c->kern->l2sq_ptrs(q, ptrs, cnt, c->d, buf);
+}
+
 static void cover_task(void *arg, size_t t) {
     cover_job *j = arg;
     knn_cover *c = j->c;
     size_t b0 = c->nblocks * t / c->threads, b1 = c->nblocks * (t + 1) / c->threads;
     float buf[COVER_BLOCK];
+    uint8_t sel[COVER_BLOCK];
     for (size_t b = b0; b < b1; b++) {
         size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
-        if (!block_needs(c, b, j->first)) continue;
-        c->kern->l2sq_rows(j->q, c->X + lo * c->d, hi - lo, c->d, buf);
+        size_t cnt = block_select(c, c->dcc, lo, hi, j->first, sel);
+        if (cnt == 0) continue;
+        block_distances(c, j->q, lo, hi, sel, cnt, buf);
         int changed = 0;
-        for (size_t i = lo; i < hi; i++) {
-            float v = buf[i - lo];
+        for (size_t k = 0; k < cnt; k++) {
+            size_t i = lo + sel[k];
+            float v = buf[k];
             if (j->first || v < c->mind[i]) {
                 c->mind[i] = v;
                 c->owner[i] = j->slot;
@@ -162,21 +176,23 @@ static void multi_task(void *arg, size_t t) {
     knn_cover *c = j->c;
     size_t b0 = c->nblocks * t / c->threads, b1 = c->nblocks * (t + 1) / c->threads;
     float buf[COVER_BLOCK];
+    uint8_t sel[COVER_BLOCK];
     for (size_t b = b0; b < b1; b++) {
         size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
         for (size_t q = 0; q < j->m; q++) {
             double *out = j->bpots + q * c->nblocks + b;
-            if (!block_needs_dcc(c, j->dccs + q * c->nc, b)) {
+            size_t cnt = block_select(c, j->dccs + q * c->nc, lo, hi, 0, sel);
+            if (cnt == 0) {
                 *out = c->bsum[b];
                 continue;
             }
-            c->kern->l2sq_rows(c->X + (size_t)j->rows[q] * c->d, c->X + lo * c->d, hi - lo, c->d, buf);
-            double s = 0;
-            for (size_t i = lo; i < hi; i++) {
+            block_distances(c, c->X + (size_t)j->rows[q] * c->d, lo, hi, sel, cnt, buf);
+            double s = c->bsum[b];
+            for (size_t k = 0; k < cnt; k++) {
+                size_t i = lo + sel[k];
                 float mi = c->mind[i];
-                if (mi < 0 || (int64_t)i == j->rows[q]) continue;
-                float v = buf[i - lo];
-                s += v < mi ? v : mi;
+                float v = (int64_t)i == j->rows[q] ? 0.0f : buf[k];
+                if (v < mi) s -= (double)mi - (double)v;
             }
             *out = s;
         }
