@@ -258,6 +258,10 @@ int knn_sample_run(const float *X, size_t rows, size_t dim, const double *weight
         knn_error_set(&err, KNN_EINVAL, "n must be >= 1, got 0; ask for at least one row");
         goto done;
     }
+    if (n > (size_t)INT32_MAX) {
+        knn_error_set(&err, KNN_EINVAL, "n must be at most %d, got %zu", INT32_MAX, n);
+        goto done;
+    }
     if (rows == 0) {
         knn_error_set(&err, KNN_EINVAL, "no rows to sample from");
         goto done;

@@ -136,7 +136,6 @@ typedef struct knn_cover {
     double *bsum;     /* per block: sum of mind over non-center rows */
     float *bmax;      /* per block: largest mind (-1 when every row is a center) */
     int64_t *barg;    /* its row */
-    double *bpot;     /* scratch: per-block potentials of a candidate */
     size_t nc, cap;
 } knn_cover;
 
@@ -144,9 +143,9 @@ knn_status knn_cover_init(knn_cover *c, const float *X, size_t n, size_t d, size
                           const knn_kernels *kern, knn_error *err);
 /* Adds row as a new center (row must not be one already). */
 knn_status knn_cover_add(knn_cover *c, int64_t row, knn_error *err);
-/* Potential (sum of mind) if row were added, without changing anything. */
-double knn_cover_potential_with(knn_cover *c, int64_t row);
 double knn_cover_potential(const knn_cover *c);
+/* Potentials of m candidate rows at once (one pass over the rows), into out[0..m). */
+knn_status knn_cover_potentials(knn_cover *c, const int64_t *rows, size_t m, double *out, knn_error *err);
 /* A non-center row drawn with probability proportional to mind (uniform over non-centers when all are 0). */
 int64_t knn_cover_draw(const knn_cover *c, knn_rng *r);
 /* The non-center row farthest from the centers (ties: lowest row); -1 when every row is a center. */

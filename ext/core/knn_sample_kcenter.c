@@ -42,8 +42,7 @@ knn_status knn_cover_init(knn_cover *c, const float *X, size_t n, size_t d, size
     c->bsum = calloc(c->nblocks, sizeof *c->bsum);
     c->bmax = malloc(c->nblocks * sizeof *c->bmax);
     c->barg = malloc(c->nblocks * sizeof *c->barg);
-    c->bpot = malloc(c->nblocks * sizeof *c->bpot);
-    if (!c->mind || !c->owner || !c->C || !c->cidx || !c->dcc || !c->bsum || !c->bmax || !c->barg || !c->bpot) {
+    if (!c->mind || !c->owner || !c->C || !c->cidx || !c->dcc || !c->bsum || !c->bmax || !c->barg) {
         knn_cover_free(c);
         return knn_error_set(err, KNN_ENOMEM, "out of memory for the center cover of %zu rows", n);
     }
@@ -59,7 +58,6 @@ void knn_cover_free(knn_cover *c) {
     free(c->bsum);
     free(c->bmax);
     free(c->barg);
-    free(c->bpot);
     memset(c, 0, sizeof *c);
 }
 
@@ -82,52 +80,55 @@ static void block_stats(knn_cover *c, size_t b) {
     c->barg[b] = arg;
 }
 
-/* True when some row of block b could be nearer to the center whose distances to the others are in
- * c->dcc (the first pass, with no centers yet, always scans). */
-static int block_needs(const knn_cover *c, size_t b, int first) {
-    if (first) return 1;
-    size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
-    for (size_t i = lo; i < hi; i++) {
-        float m = c->mind[i];
-        if (m > 0 && c->dcc[c->owner[i]] < 4.0f * m * PRUNE_SLACK) return 1;
-    }
-    return 0;
-}
-
 typedef struct cover_job {
     knn_cover *c;
     const float *q;
-    int64_t row;     /* the candidate or new center */
-    int32_t slot;    /* add: its slot; potential: -1 */
+    int32_t slot;    /* the new center's slot */
     int first;
 } cover_job;
+
+/* Rows of block [lo, hi) that could move to a center whose squared distances to the centers are dcc:
+ * their offsets into sel, count returned; every row on the first pass. */
+static size_t block_select(const knn_cover *c, const float *dcc, size_t lo, size_t hi, int first, uint8_t *sel) {
+    size_t cnt = 0;
+    for (size_t i = lo; i < hi; i++) {
+        float m = c->mind[i];
+        if (first || (m > 0 && dcc[c->owner[i]] < 4.0f * m * PRUNE_SLACK)) sel[cnt++] = (uint8_t)(i - lo);
+    }
+    return cnt;
+}
+
+/* Distances from q to the selected rows of a block, buf[k] for sel[k]. When most rows are selected
+ * (high dimension: GloVe-50 rules out ~5%) the contiguous kernel scores the whole block, which streams
+ * faster than gathering; otherwise the pointer kernel reads only the selected rows. */
+static void block_distances(const knn_cover *c, const float *q, size_t lo, size_t hi, const uint8_t *sel, size_t cnt,
+                            float *buf) {
+    if (4 * cnt >= 3 * (hi - lo)) {
+        float all[COVER_BLOCK];
+        c->kern->l2sq_rows(q, c->X + lo * c->d, hi - lo, c->d, all);
+        for (size_t k = 0; k < cnt; k++) buf[k] = all[sel[k]];
+        return;
+    }
+    const float *ptrs[COVER_BLOCK];
+    for (size_t k = 0; k < cnt; k++) ptrs[k] = c->X + (lo + sel[k]) * c->d;
+    c->kern->l2sq_ptrs(q, ptrs, cnt, c->d, buf);
+}
 
 static void cover_task(void *arg, size_t t) {
     cover_job *j = arg;
     knn_cover *c = j->c;
     size_t b0 = c->nblocks * t / c->threads, b1 = c->nblocks * (t + 1) / c->threads;
     float buf[COVER_BLOCK];
+    uint8_t sel[COVER_BLOCK];
     for (size_t b = b0; b < b1; b++) {
         size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
-        if (!block_needs(c, b, j->first)) {
-            if (j->slot < 0) c->bpot[b] = c->bsum[b];
-            continue;
-        }
-        c->kern->l2sq_rows(j->q, c->X + lo * c->d, hi - lo, c->d, buf);
-        if (j->slot < 0) { /* potential with the candidate */
-            double s = 0;
-            for (size_t i = lo; i < hi; i++) {
-                float m = c->mind[i];
-                if (m < 0 || (int64_t)i == j->row) continue;
-                float v = buf[i - lo];
-                s += v < m ? v : m;
-            }
-            c->bpot[b] = s;
-            continue;
-        }
+        size_t cnt = block_select(c, c->dcc, lo, hi, j->first, sel);
+        if (cnt == 0) continue;
+        block_distances(c, j->q, lo, hi, sel, cnt, buf);
         int changed = 0;
-        for (size_t i = lo; i < hi; i++) {
-            float v = buf[i - lo];
+        for (size_t k = 0; k < cnt; k++) {
+            size_t i = lo + sel[k];
+            float v = buf[k];
             if (j->first || v < c->mind[i]) {
                 c->mind[i] = v;
                 c->owner[i] = j->slot;
@@ -148,7 +149,7 @@ knn_status knn_cover_add(knn_cover *c, int64_t row, knn_error *err) {
     c->cidx[slot] = row;
     if (slot > 0) c->kern->l2sq_rows(q, c->C, slot, d, c->dcc);
     /* the new center leaves its block's statistics first, so it is never drawn or moved again */
-    cover_job job = {c, q, row, (int32_t)slot, slot == 0};
+    cover_job job = {c, q, (int32_t)slot, slot == 0};
     cover_pass(c, &job);
     c->mind[row] = -1.0f;
     c->owner[row] = (int32_t)slot;
@@ -163,14 +164,65 @@ double knn_cover_potential(const knn_cover *c) {
     return s;
 }
 
-double knn_cover_potential_with(knn_cover *c, int64_t row) {
-    const float *q = c->X + (size_t)row * c->d;
-    c->kern->l2sq_rows(q, c->C, c->nc, c->d, c->dcc);
-    cover_job job = {c, q, row, -1, 0};
-    cover_pass(c, &job);
-    double s = 0;
-    for (size_t b = 0; b < c->nblocks; b++) s += c->bpot[b];
-    return s;
+/* Potentials of several candidates in one pass: each block is read once while every candidate is
+ * scored against it (it stays in L1), instead of one pass over the rows per candidate. */
+typedef struct multi_job {
+    knn_cover *c;
+    const int64_t *rows;
+    size_t m;
+    const float *dccs; /* m x nc */
+    double *bpots;     /* m x nblocks */
+} multi_job;
+
+static void multi_task(void *arg, size_t t) {
+    multi_job *j = arg;
+    knn_cover *c = j->c;
+    size_t b0 = c->nblocks * t / c->threads, b1 = c->nblocks * (t + 1) / c->threads;
+    float buf[COVER_BLOCK];
+    uint8_t sel[COVER_BLOCK];
+    for (size_t b = b0; b < b1; b++) {
+        size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
+        for (size_t q = 0; q < j->m; q++) {
+            double *out = j->bpots + q * c->nblocks + b;
+            size_t cnt = block_select(c, j->dccs + q * c->nc, lo, hi, 0, sel);
+            if (cnt == 0) {
+                *out = c->bsum[b];
+                continue;
+            }
+            block_distances(c, c->X + (size_t)j->rows[q] * c->d, lo, hi, sel, cnt, buf);
+            double s = c->bsum[b];
+            for (size_t k = 0; k < cnt; k++) {
+                size_t i = lo + sel[k];
+                float mi = c->mind[i];
+                float v = (int64_t)i == j->rows[q] ? 0.0f : buf[k];
+                if (v < mi) s -= (double)mi - (double)v;
+            }
+            *out = s;
+        }
+    }
+}
+
+knn_status knn_cover_potentials(knn_cover *c, const int64_t *rows, size_t m, double *out, knn_error *err) {
+    float *dccs = malloc((m * c->nc + 1) * sizeof *dccs);
+    double *bpots = malloc((m * c->nblocks + 1) * sizeof *bpots);
+    if (!dccs || !bpots) {
+        free(dccs);
+        free(bpots);
+        return knn_error_set(err, KNN_ENOMEM, "out of memory scoring %zu k-means++ candidates", m);
+    }
+    for (size_t q = 0; q < m; q++) {
+        c->kern->l2sq_rows(c->X + (size_t)rows[q] * c->d, c->C, c->nc, c->d, dccs + q * c->nc);
+    }
+    multi_job job = {c, rows, m, dccs, bpots};
+    knn_parallel_run(c->threads, multi_task, &job);
+    for (size_t q = 0; q < m; q++) {
+        double s = 0;
+        for (size_t b = 0; b < c->nblocks; b++) s += bpots[q * c->nblocks + b];
+        out[q] = s;
+    }
+    free(dccs);
+    free(bpots);
+    return KNN_OK;
 }
 
 int64_t knn_cover_draw(const knn_cover *c, knn_rng *r) {

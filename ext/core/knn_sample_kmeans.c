@@ -148,25 +148,38 @@ static knn_status seed_cover(knn_cover *cv, size_t k, int greedy, size_t trials,
     knn_status s = knn_cover_add(cv, (int64_t)knn_rng_below(rng, cv->n), err);
     if (s != KNN_OK) return s;
     out[0] = cv->cidx[0];
-    for (size_t i = 1; i < k; i++) {
-        int64_t pick = knn_cover_draw(cv, rng);
-        if (greedy && trials > 1) {
-            double best = knn_cover_potential_with(cv, pick);
-            for (size_t t = 1; t < trials; t++) {
-                int64_t cand = knn_cover_draw(cv, rng);
-                double pot = knn_cover_potential_with(cv, cand);
-                if (pot < best) {
-                    best = pot;
-                    pick = cand;
+    size_t m = greedy && trials > 1 ? trials : 1;
+    int64_t *cand = malloc(m * sizeof *cand);
+    double *pot = malloc(m * sizeof *pot);
+    if (!cand || !pot) {
+        free(cand);
+        free(pot);
+        return knn_error_set(err, KNN_ENOMEM, "out of memory for k-means++ candidates");
+    }
+    for (size_t i = 1; i < k && s == KNN_OK; i++) {
+        for (size_t t = 0; t < m; t++) cand[t] = knn_cover_draw(cv, rng);
+        int64_t pick = cand[0];
+        if (pick < 0) {
+            s = knn_error_set(err, KNN_ESTATE, "k-means++ ran out of rows at center %zu", i);
+            break;
+        }
+        if (m > 1) {
+            s = knn_cover_potentials(cv, cand, m, pot, err);
+            if (s != KNN_OK) break;
+            double best = pot[0];
+            for (size_t t = 1; t < m; t++) {
+                if (pot[t] < best) {
+                    best = pot[t];
+                    pick = cand[t];
                 }
             }
         }
-        if (pick < 0) return knn_error_set(err, KNN_ESTATE, "k-means++ ran out of rows at center %zu", i);
         s = knn_cover_add(cv, pick, err);
-        if (s != KNN_OK) return s;
         out[i] = pick;
     }
-    return KNN_OK;
+    free(cand);
+    free(pot);
+    return s;
 }
 
 static knn_status seed_rejection(const float *X, size_t n, size_t d, size_t k, size_t trials, knn_rng *rng,
