@@ -8,6 +8,8 @@ table's own columns: no statements, no subqueries, no functions with side effect
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Iterable, Optional, Sequence
 
 import sqlglot
@@ -79,6 +81,19 @@ _FORBIDDEN = (exp.Query, exp.Subquery, exp.DDL, exp.DML, exp.Command, exp.Placeh
               exp.Pragma, exp.Set, exp.Use, exp.Transaction, exp.ReadCSV, exp.ReadParquet, exp.ToFile)
 
 
+@contextlib.contextmanager
+def _sqlglot_quiet():
+    """sqlglot logs a warning for text it falls back to parsing as a command; for user filters that
+    is an error we raise ourselves, not log noise."""
+    logger = logging.getLogger("sqlglot")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def parse_filter(text: str, columns: Iterable[str], *, what: str = "where") -> exp.Expression:
     """Parses ``text`` as one boolean expression over ``columns``; raises FilterError otherwise.
 
@@ -87,7 +102,8 @@ def parse_filter(text: str, columns: Iterable[str], *, what: str = "where") -> e
     if not isinstance(text, str) or not text.strip():
         raise FilterError(f"{what}() takes a non-empty SQL boolean expression as a string, got {text!r}")
     try:
-        parsed = sqlglot.parse(text, dialect=DIALECT)
+        with _sqlglot_quiet():
+            parsed = sqlglot.parse(text, dialect=DIALECT)
     except (ParseError, sqlglot.errors.TokenError) as exc:
         raise FilterError(f"{what}({text!r}) is not a valid SQL expression: {exc}") from None
     parsed = [p for p in parsed if p is not None]

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs each coverage-guided fuzzer for a set time and prints executions and crashes per target.
 #
-#   bash scripts/fuzz.sh [graph_load|sql|all] [seconds per target, default 60]
+#   bash scripts/fuzz.sh [graph_load|sql|where|all] [seconds per target, default 60]
 #
 # graph_load: libFuzzer (clang -fsanitize=fuzzer,address,undefined) on fuzz/fuzz_graph_load.c, the
 #             byte loader behind knn_index_restore and knnsql.Index.load.
 # sql:        atheris on fuzz/fuzz_sql.py, against an extension built by clang with
 #             -fsanitize-coverage=inline-8bit-counters,pc-table,trace-cmp so libFuzzer sees the C code's coverage too.
+# where:      atheris on fuzz/fuzz_where.py, the Python `where` validator (knnsql._sql.parse_filter) and
+#             the statements built around it, against a canary database.
 # Seeds come from fuzz/corpus/<target>/ (committed, small); new inputs go to a scratch corpus under
 # $FUZZ_WORK (default: a temporary directory), crashes to $FUZZ_WORK/<target>/crash-*.
 # Needs clang with compiler-rt (Debian: apt-get install clang libclang-rt-14-dev) and atheris.
@@ -65,9 +67,19 @@ run_sql() {
     report sql "$dir/log"
 }
 
+run_where() {
+    # Pure Python (atheris instruments sqlglot and knnsql's filter validator); no clang build needed.
+    local dir="$work/where"
+    fresh where
+    (cd "$dir" && PYTHONPATH="$OLDPWD" "$PY" "$OLDPWD/fuzz/fuzz_where.py" -max_total_time="$secs" \
+        -print_final_stats=1 -rss_limit_mb=4096 -timeout=30 corpus) >"$dir/log" 2>&1 || true
+    report where "$dir/log"
+}
+
 case "$target" in
     graph_load) run_graph_load ;;
     sql) run_sql ;;
-    all) run_graph_load; run_sql ;;
-    *) echo "fuzz: unknown target '$target' (graph_load, sql, all)" >&2; exit 2 ;;
+    where) run_where ;;
+    all) run_graph_load; run_sql; run_where ;;
+    *) echo "fuzz: unknown target '$target' (graph_load, sql, where, all)" >&2; exit 2 ;;
 esac

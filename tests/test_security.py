@@ -54,3 +54,26 @@ def test_index_names_are_data(db, name):
 def test_overlong_names_are_refused_with_the_limit(db):
     with pytest.raises(duckdb.Error, match="index name is 129 bytes; the limit is 128"):
         db.execute(f"SELECT * FROM knn_index_create('{'n' * 129}', dim := 2)")
+
+
+def test_where_filter_oracle_smoke():
+    """The fuzz/fuzz_where.py oracle over 2,000 random splices of hostile SQL fragments (the
+    coverage-guided run is scripts/fuzz.sh where)."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuzz"))
+    import fuzz_where
+
+    rng = np.random.default_rng(11)
+    accepted = 0
+    for _ in range(2000):
+        text = fuzz_where.splice(rng)
+        try:
+            fuzz_where.parse_filter(text, fuzz_where.COLUMNS)
+            accepted += 1
+        except fuzz_where.FilterError:
+            pass
+        fuzz_where.check(text)
+    assert accepted > 20      # the splices do reach the accepting paths
