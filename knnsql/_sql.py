@@ -94,10 +94,12 @@ def _sqlglot_quiet():
         logger.setLevel(level)
 
 
-def parse_filter(text: str, columns: Iterable[str], *, what: str = "where") -> exp.Expression:
+def parse_filter(text: str, columns: Optional[Iterable[str]], *, what: str = "where") -> exp.Expression:
     """Parses ``text`` as one boolean expression over ``columns``; raises FilterError otherwise.
 
-    Identifiers in the result are the table's own column names, to be rendered quoted.
+    Identifiers in the result are the table's own column names, to be rendered quoted. With
+    ``columns=None`` (a source whose columns are not known here, such as a user's query) column names
+    are not checked; everything else is.
     """
     if not isinstance(text, str) or not text.strip():
         raise FilterError(f"{what}() takes a non-empty SQL boolean expression as a string, got {text!r}")
@@ -110,7 +112,7 @@ def parse_filter(text: str, columns: Iterable[str], *, what: str = "where") -> e
     if len(parsed) != 1:
         raise FilterError(f"{what}({text!r}) must be one expression, not {len(parsed)} statements")
     tree = parsed[0]
-    known = {c.lower(): c for c in columns}
+    known = None if columns is None else {c.lower(): c for c in columns}
     for node in tree.walk():
         if isinstance(node, _FORBIDDEN):
             raise FilterError(f"{what}({text!r}) may not contain {type(node).__name__.lower()} "
@@ -125,6 +127,8 @@ def parse_filter(text: str, columns: Iterable[str], *, what: str = "where") -> e
                 raise FilterError(f"{what}({text!r}): write column names without a table qualifier "
                                   f"({node.sql(dialect=DIALECT)})")
             name = node.name
+            if known is None:
+                continue
             if name.lower() not in known:
                 raise FilterError(f"{what}({text!r}) names column {name!r}, which the table lacks; "
                                   f"columns are {sorted(known.values())}")

@@ -24,6 +24,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _ffi
+from ._sql import parse_filter, render
 
 __all__ = [
     "neighbors", "predict", "PredictResult", "impute", "ImputeResult", "smote", "SmoteResult", "divergence", "lid",
@@ -513,7 +514,8 @@ def _lit(text: str) -> str:
 
 def _run_list(db, agg: str, relation: str, where: Optional[str] = None):
     """Unnests a LIST(STRUCT) aggregate into a DataFrame."""
-    sql = f"SELECT r.* FROM (SELECT unnest({agg}) AS r FROM {_relation(relation)}{' WHERE ' + where if where else ''})"
+    cond = f" WHERE {render(parse_filter(where, None))}" if where else ""
+    sql = f"SELECT r.* FROM (SELECT unnest({agg}) AS r FROM {_relation(relation)}{cond})"
     return _con(db).execute(sql).df()
 
 

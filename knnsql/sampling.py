@@ -26,6 +26,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from . import _ffi
+from ._sql import parse_filter, render
 
 METHODS = ("kcenter", "kmeans++", "kmeans", "weighted", "sensitivity", "balanced", "kernel_thinning", "dpp")
 
@@ -264,7 +265,7 @@ def sample_sql(source: Any, n: int, method: str = "kcenter", *, seed: int = 0, w
     if method not in METHODS:
         raise _ffi.KnnError(f"unknown sampling method '{method}'; use one of {', '.join(METHODS)}")
     src = _source_sql(source)
-    filt = f" WHERE {where}" if where else ""
+    filt = f" WHERE {render(parse_filter(where, None))}" if where else ""
     if method == "weighted":
         if weight is None:
             raise _ffi.KnnError("weighted: method 'weighted' needs a weight column; pass weight='column'")

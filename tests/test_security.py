@@ -77,3 +77,20 @@ def test_where_filter_oracle_smoke():
             pass
         fuzz_where.check(text)
     assert accepted > 20      # the splices do reach the accepting paths
+
+
+def test_sql_helpers_refuse_statements_in_where(tmp_path):
+    """knnsql.sampling.sample and the knnsql.analytics SQL helpers take a where condition: it must be
+    one expression, never a second statement or a subquery."""
+    from knnsql import analytics, sampling
+    from knnsql._sql import FilterError
+
+    with knnsql.connect() as db:
+        db.execute("CREATE TABLE pts AS SELECT i AS id, [i, i % 3]::FLOAT[2] AS emb, i % 2 AS y FROM range(50) r(i)")
+        for where in ["1=1; DROP TABLE pts", "id IN (SELECT id FROM pts)"]:
+            with pytest.raises(FilterError):
+                sampling.sample(db, "pts", 3, where=where)
+            with pytest.raises(FilterError):
+                analytics.sql_smote(db, "pts", 3, where=where)
+        assert db.execute("SELECT count(*) FROM pts").fetchone()[0] == 50
+        assert len(sampling.sample(db, "pts", 3, where="y = 1")) == 3
