@@ -133,6 +133,13 @@ def parse_filter(text: str, columns: Optional[Iterable[str]], *, what: str = "wh
                 raise FilterError(f"{what}({text!r}) names column {name!r}, which the table lacks; "
                                   f"columns are {sorted(known.values())}")
             node.set("this", ident(known[name.lower()]))
+    # sqlglot is lenient: a lone operator such as '@' (DuckDB's abs) parses into a node missing its
+    # operand, which renders to SQL nothing parses. Accept only what survives a round trip.
+    try:
+        with _sqlglot_quiet():
+            sqlglot.parse_one(render(tree), dialect=DIALECT)
+    except (ParseError, sqlglot.errors.TokenError):
+        raise FilterError(f"{what}({text!r}) is not a complete SQL expression") from None
     if not isinstance(tree, (exp.Predicate, exp.Connector, exp.Not, exp.Boolean, exp.Paren, exp.Is,
                              exp.In, exp.Between, exp.Like, exp.ILike, exp.Anonymous, exp.Func,
                              exp.Column)):

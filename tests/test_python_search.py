@@ -128,6 +128,7 @@ INJECTIONS = [
     "",
     "count(*) > 1",
     "$1 = 1",
+    "@",            # found by fuzz/fuzz_where.py: parsed as abs() without its operand
 ]
 
 
