@@ -107,3 +107,26 @@ def test_cost_model_plans():
     _ffi.lib().knn_graph_force_window_plan(g._handle, -1)
     plain, pd = g.search(q, 10, ef=64)
     assert used == POST and ids.tolist() == plain[0].tolist()
+
+
+def test_queries_far_from_a_wide_window_stay_exact_when_the_beam_gives_up():
+    """Clusters with disjoint label ranges, a window over half of them and queries near a cluster outside
+    it: the postfilter beam must walk far, may stop at its budget (the exact scan's cost) and hand over
+    to the exact scan. Whatever the plan, k in-window rows come back; after a hand-over they are exact."""
+    rng = np.random.default_rng(23)
+    centers = rng.standard_normal((20, 16)).astype(np.float32) * 8
+    X = np.concatenate([c + rng.standard_normal((500, 16)).astype(np.float32) for c in centers])
+    labels = np.repeat(np.arange(20), 500).astype(np.float64)
+    g = knnsql.Index(16, "l2", "graph", m=8)
+    g.add(X, labels=labels)
+    seen = set()
+    for t in range(20):
+        q = centers[10 + t % 10] + rng.standard_normal(16).astype(np.float32)
+        want, wd = prefilter(X, labels, q, 10, 0, 9)
+        ids, d, used = query(g, q, 10, 0, 9, 16)
+        seen.add(used)
+        assert len(ids) == 10 and np.all(labels[ids] <= 9)
+        np.testing.assert_allclose(d, ((X[ids] - q) ** 2).sum(1), rtol=1e-4, atol=1e-4)
+        if used in (EXACT, FALLBACK):
+            np.testing.assert_allclose(d, wd, rtol=1e-4, atol=1e-4)
+    assert seen <= {EXACT, TWO_HOP, FALLBACK, POST}

@@ -310,7 +310,7 @@ static inline int admitted(const knn_graph *g, const admit_rule *r, uint32_t e) 
  * distance). Adds the number of distances computed to *visits when visits is not NULL. */
 static int search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, uint32_t ep, float epd, size_t ef,
                         int level, int64_t lock_except, const admit_rule *rule, size_t *ntop, size_t *visits) {
-    size_t ncand = 0;
+    size_t ncand = 0, spent = 0;
     *ntop = 0;
     uint32_t buf[513];
     float dist[513];
@@ -337,6 +337,11 @@ static int search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, u
         if (lk) node_unlock(g, best.id);
         vdists(g, q, buf, fresh, dist);
         if (visits) *visits += fresh;
+        spent += fresh;
+        if (c->budget && spent > c->budget) {
+            c->over = 1;
+            break;
+        }
         for (uint32_t j = 0; j < fresh; j++) {
             uint32_t e = buf[j];
             float d = dist[j];
@@ -1039,9 +1044,10 @@ knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, s
 
 /* Runs one graph plan (KNN_PLAN_TWO_HOP or KNN_PLAN_POST) for the window [lo, hi] = sorted positions
  * [s, e) (all_live: the window holds every row and none is deleted); leaves the best ef in-window
- * nodes in c->top. Returns 0 when out of memory. */
+ * nodes in c->top. The postfilter beam stops after `budget` distances (0: no limit), setting c->over.
+ * Adds the distances computed to *visits (may be NULL). Returns 0 when out of memory. */
 static int window_beam(const knn_graph *g, knn_search_ctx *c, const float *q, int plan, double lo, double hi,
-                       size_t s, size_t e, size_t ef, int all_live, size_t *ntop) {
+                       size_t s, size_t e, size_t ef, int all_live, size_t budget, size_t *ntop, size_t *visits) {
     uint32_t ep = g->entry;
     float epd = vdist(g, q, knn_graph_vec(g, ep));
     for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, LOCK_NONE);
@@ -1049,7 +1055,11 @@ static int window_beam(const knn_graph *g, knn_search_ctx *c, const float *q, in
     if (plan == KNN_PLAN_POST) {
         /* a window holding every row (and no tombstones) filters nothing: the plain search */
         const admit_rule *r = all_live ? NULL : &rule;
-        return search_layer(g, c, q, ep, epd, ef, 0, LOCK_NONE, r, ntop, NULL);
+        c->budget = budget;
+        c->over = 0;
+        int ok = search_layer(g, c, q, ep, epd, ef, 0, LOCK_NONE, r, ntop, visits);
+        c->budget = 0;
+        return ok;
     }
     /* seeds spread over the window in label order (they also reach windows far from the query) */
     uint32_t seeds[16];
@@ -1086,7 +1096,7 @@ static long cal_hits(const knn_graph *g, knn_search_ctx *c, int j, size_t i, int
     const float *v = cal_query(g, j, i);
     double lo = g->win.labels[s], hi = g->win.labels[e - 1];
     if (exact_window(g, v, K, lo, hi, s, e, truth, d, &found, &err) != KNN_OK) return -1;
-    if (!window_beam(g, c, v, plan, lo, hi, s, e, g->p.ef, 0, &ntop)) return -1;
+    if (!window_beam(g, c, v, plan, lo, hi, s, e, g->p.ef, 0, 0, &ntop, NULL)) return -1;
     qsort(c->top, ntop, sizeof *c->top, cmp_hitem_asc);
     size_t n = ntop < K ? ntop : K;
     for (size_t t = 0; t < n; t++) ids[t] = g->ids[c->top[t].id];
@@ -1124,6 +1134,7 @@ static void calibrate(knn_graph *g, knn_search_ctx *c) {
     knn_error err;
     knn_topk t;
     double scan[SEARCHES], two[KNN_CAL_POINTS], post[KNN_CAL_POINTS], t2[SEARCHES], tp[SEARCHES];
+    double dist_n[SEARCHES] = {0};
     unsigned char two_ok[KNN_CAL_POINTS] = {0};
     size_t rows = g->win.n < 4096 ? g->win.n : 4096;
     knn_metric scan_metric = g->metric == KNN_METRIC_COSINE ? KNN_METRIC_IP : g->metric;
@@ -1155,9 +1166,11 @@ static void calibrate(knn_graph *g, knn_search_ctx *c) {
             const float *v = cal_query(g, j, i);
             double lo = g->win.labels[s], hi = g->win.labels[e - 1];
             double t0 = now_ns();
-            if (time_two) ok = window_beam(g, c, v, KNN_PLAN_TWO_HOP, lo, hi, s, e, g->p.ef, 0, &ntop);
+            if (time_two) ok = window_beam(g, c, v, KNN_PLAN_TWO_HOP, lo, hi, s, e, g->p.ef, 0, 0, &ntop, NULL);
             double t1 = now_ns();
-            if (time_post) ok = ok && window_beam(g, c, v, KNN_PLAN_POST, lo, hi, s, e, g->p.ef, 0, &ntop);
+            size_t vis = 0;
+            if (time_post) ok = ok && window_beam(g, c, v, KNN_PLAN_POST, lo, hi, s, e, g->p.ef, 0, 0, &ntop, &vis);
+            if (j == 0) dist_n[i] = (double)vis;
             t2[i] = time_two ? t1 - t0 : (j ? 2 * two[j - 1] : INFINITY);
             tp[i] = time_post ? now_ns() - t1 : (j ? 2 * post[j - 1] : INFINITY);
         }
@@ -1187,6 +1200,8 @@ static void calibrate(knn_graph *g, knn_search_ctx *c) {
             g->ns_post[j] = post[j] > 0 ? post[j] : 1e-3;
             g->two_hop_ok[j] = two_ok[j];
         }
+        double nd = median_ns(dist_n, SEARCHES);
+        g->ns_distance = nd > 0 ? g->ns_post[0] / nd : g->ns_scan;
         atomic_store(&g->cal_rows, g->win.n);
         atomic_store(&g->calibrated, 1);
     }
@@ -1273,11 +1288,22 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     }
     if (plan) *plan = chosen;
     size_t ntop;
-    if (!window_beam(g, c, q, chosen, lo, hi, lo_pos, hi_pos, ef, g->n_deleted == 0 && w == g->count, &ntop)) {
+    /* A query may be far harder than the calibration's (a window far from the query makes the postfilter
+     * beam walk much of the graph): it stops once it has spent what the exact scan of the window costs,
+     * and the exact scan answers, so no query costs more than about twice the exact plan. */
+    size_t budget = 0;
+    if (chosen == KNN_PLAN_POST && force < 0 && atomic_load(&g->calibrated)) {
+        pthread_mutex_lock(&g->cal_lock);
+        double b = (double)w * g->ns_scan / g->ns_distance;
+        pthread_mutex_unlock(&g->cal_lock);
+        budget = b < 1.0 ? 1 : b > 1e15 ? 0 : (size_t)b;
+    }
+    if (!window_beam(g, c, q, chosen, lo, hi, lo_pos, hi_pos, ef, g->n_deleted == 0 && w == g->count, budget,
+                     &ntop, NULL)) {
         s = knn_error_set(err, KNN_ENOMEM, "out of memory during search");
         goto done;
     }
-    if (ntop < k) { /* fewer than k found: the window decides exactly (it may hold fewer than k rows) */
+    if (ntop < k || (budget && c->over)) { /* the window decides exactly (it may hold fewer than k rows) */
         if (plan) *plan = KNN_PLAN_FALLBACK;
         s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, err);
         goto done;

@@ -39,6 +39,8 @@ typedef struct knn_search_ctx {
     struct knn_hitem *cand, *top;
     size_t cand_cap, top_cap;
     float *qbuf;
+    size_t budget; /* most distances a layer search may compute (0: no limit); window plans only */
+    int over;      /* set when a search stopped at the budget */
 } knn_search_ctx;
 
 struct knn_graph {
@@ -74,6 +76,7 @@ struct knn_graph {
     _Atomic int calibrated;
     double ns_scan;
     double ns_two_hop[KNN_CAL_POINTS], ns_post[KNN_CAL_POINTS];
+    double ns_distance; /* ns per distance the postfilter beam computes (plain search at the default ef) */
     unsigned char two_hop_ok[KNN_CAL_POINTS]; /* the two-hop beam matched the postfilter's recall there */
     _Atomic size_t cal_rows; /* sorted rows at the last calibration; redone once the index has doubled */
     pthread_mutex_t cal_lock;
