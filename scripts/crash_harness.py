@@ -45,8 +45,19 @@ VEC = ("[cos(id + ver), sin(id * 0.5 + ver), cos(0.37 * id), sin(0.37 * id + ver
 FINGERPRINT = "SELECT count(*) AS n, bit_xor(hash(id, emb)) AS h FROM t"
 
 
+def _package_root() -> str:
+    """The folder holding the knnsql this process imports (an install, or the repo for -e / PYTHONPATH
+    use): workers must load the same build, not a source tree without a compiled extension."""
+    try:
+        import knnsql
+    except ImportError:
+        sys.path.insert(0, str(ROOT))
+        import knnsql
+    return str(Path(knnsql.__file__).resolve().parent.parent)
+
+
 def connect(path):
-    sys.path.insert(0, str(ROOT))
+    _package_root()
     import knnsql
 
     return knnsql.connect(str(path), threads=2)
@@ -198,7 +209,7 @@ def verify(path: Path, rng: random.Random, rot_chance: float) -> tuple[str, list
 
 
 def trial(path: Path, seed: int, rng: random.Random, oplog: Path, rot_chance: float) -> tuple[str, str, list[str]]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=_package_root())
     proc = subprocess.Popen([sys.executable, __file__, "--worker", str(path), "--seed", str(seed), "--oplog",
                              str(oplog)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     line = proc.stdout.readline().decode().strip()

@@ -14,7 +14,6 @@ import pytest
 
 import knnsql
 
-ROOT = Path(__file__).resolve().parent.parent
 D = 8
 
 WRITER = textwrap.dedent("""
@@ -74,7 +73,9 @@ def _check(path: Path) -> str:
 
 def _trial(tmp_path: Path, trial: int, rng) -> str:
     path = tmp_path / f"crash{trial}.duckdb"
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # the worker imports the same knnsql build as this process (an install in CI, the repo in development)
+    package_root = str(Path(knnsql.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     for run in range(2):   # kill a fresh build once, then a reopened database
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(trial * 10 + run)],
                                 stdout=subprocess.PIPE, env=env)
