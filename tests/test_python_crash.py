@@ -78,7 +78,8 @@ def _trial(tmp_path: Path, trial: int, rng) -> str:
     env = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     for run in range(2):   # kill a fresh build once, then a reopened database
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(trial * 10 + run)],
-                                stdout=subprocess.PIPE, env=env)
+                                stdout=subprocess.PIPE, env=env, cwd=str(tmp_path))  # not the repo: its
+        # knnsql/ source folder (no compiled extension in CI) would shadow the installed package
         assert proc.stdout.readline().strip() == b"ready"
         time.sleep(float(rng.uniform(0.05, 1.5)))
         proc.send_signal(signal.SIGKILL)
