@@ -8,12 +8,13 @@ The pattern::
 
 where ``<query>`` is a constant or a parameter and the table has an index over ``<column>`` with
 the matching metric (``l2`` for ``array_distance``, whose order is the squared distance's). The
-rewrite only adds a candidate filter::
+rewrite asks the index for k' candidates at plan time (``knn_search('<index>', <query>, k := k',
+lo := , hi := )``) and only adds them as constants::
 
-    WHERE <predicates> AND id IN (SELECT id FROM knn_search('<index>', <query>, k := k', lo := , hi := ))
+    WHERE <predicates> AND id IN (<candidate ids>)
 
 and keeps the ORDER BY and LIMIT, so DuckDB still computes and orders by the user's own distance
-expression — over k' candidates instead of every row. Conjuncts ``label BETWEEN a AND b``,
+expression — over k' candidates, fetched through the primary key, instead of every row. Conjuncts ``label BETWEEN a AND b``,
 ``label >= a``, ``label <= b`` (constants) on the index label become the index's window; other
 predicates make k' an over-fetch, widened until LIMIT rows pass (or every row is a candidate).
 Anything else (joins, GROUP BY, DISTINCT, a descending order, a query vector taken from a column or
@@ -176,47 +177,54 @@ def _plan(db: "Database", sql: str, params: Any) -> Rewrite:
         used = {k: v for k, v in (params or {}).items() if re.search(rf"\${re.escape(k)}\b", text)}
         return con.execute(text, used).fetchall()[0][0]
 
-    table_sql = render(exp.Table(this=exp.Identifier(this=vt["name"], quoted=True)))
-    where_sql = render(where.this) if where else "true"
-    # Counting uses the user's own predicates and parameters.
-    n_match = count(f"SELECT count(*) FROM {table_sql} WHERE {where_sql}")
-    if n_match == 0:
-        return keep("no row matches the WHERE clause")
-    n_window = n_match
-    if residual:
-        wsql = " AND ".join(render(c) for c in _conjuncts(where.this) if c not in residual) or "true"
-        n_window = count(f"SELECT count(*) FROM {table_sql} WHERE {wsql}")
-    fetch = k if not residual else min(n_window, math.ceil(k * n_window / n_match * 1.5) + k)
-    m_graph = int(info.params.get("m", 16))
-    ef = max(int(info.params.get("ef", 64)), fetch)
-    # Without other predicates the index plans the window itself (an exact scan of the window's
-    # slice when it is small), so the rewrite always pays; with them, an over-fetching graph search
-    # must beat DuckDB scoring the matching rows.
-    if residual and (info.kind == "flat" or n_match < 2 * m_graph * ef):
-        return keep(f"{n_match} matching rows: scoring them exactly is cheaper than the index")
+    def rows(text: str) -> list:
+        used = {k: v for k, v in (params or {}).items() if re.search(rf"\${re.escape(k)}\b", text)}
+        return con.execute(text, used).fetchall()
 
+    table_sql = render(exp.Table(this=exp.Identifier(this=vt["name"], quoted=True)))
     label_type = vt["types"].get(info.label_column, "DOUBLE") if info.label_column else "DOUBLE"
     id_col = exp.Column(this=exp.Identifier(this=vt["id_column"], quoted=True))
-    cap = con.execute("SELECT rows FROM knn_indexes() WHERE name = ?", [info.name]).fetchall()[0][0]
-    want = min(k, n_match)
-    while True:
+
+    def with_candidates(fetch: int) -> str:
+        """The statement with the index's candidate ids as constants: DuckDB answers an IN list of
+        constants from the primary key instead of scanning the table for a semi-join."""
         named = {"k": lit(fetch)}
         for side in ("lo", "hi"):
             if side in window:
                 named[side] = exp.Cast(this=window[side].copy(), to=exp.DataType.build(label_type, dialect=DIALECT))
-        search = func("knn_search", lit(info.name), query.copy(), **named)
-        cand = exp.select(exp.Column(this=exp.Identifier(this="id", quoted=True))).from_(
-            exp.Table(this=search))
+        search = render(exp.select(exp.Column(this=exp.Identifier(this="id", quoted=True))).from_(
+            exp.Table(this=func("knn_search", lit(info.name), query.copy(), **named))))
+        ids = [r[0] for r in rows(search)]
         new = tree.copy()
-        member = exp.In(this=id_col.copy(), query=exp.Subquery(this=cand))
+        member = exp.In(this=id_col.copy(), expressions=[lit(int(i)) for i in ids] or [exp.Null()])
         new.set("where", exp.Where(this=exp.and_(where.this.copy(), member) if where else member))
-        text = render(new)
-        if not residual:
-            break
-        got = count(f"SELECT count(*) FROM ({text})")
-        if got >= want or fetch >= cap:
-            break
-        fetch = min(cap, fetch * 2)
+        return render(new)
+
+    if not residual:
+        # The index plans the window itself (an exact scan of the window's slice when it is small),
+        # so the rewrite always pays, and k candidates give k rows whenever the window holds k.
+        text, fetch = with_candidates(k), k
+    else:
+        where_sql = render(where.this)
+        n_match = count(f"SELECT count(*) FROM {table_sql} WHERE {where_sql}")
+        if n_match == 0:
+            return keep("no row matches the WHERE clause")
+        wsql = " AND ".join(render(c) for c in _conjuncts(where.this) if c not in residual) or "true"
+        n_window = count(f"SELECT count(*) FROM {table_sql} WHERE {wsql}")
+        fetch = min(n_window, math.ceil(k * n_window / n_match * 1.5) + k)
+        m_graph = int(info.params.get("m", 16))
+        ef = max(int(info.params.get("ef", 64)), fetch)
+        # With other predicates, an over-fetching graph search must beat DuckDB scoring the matching rows.
+        if info.kind == "flat" or n_match < 2 * m_graph * ef:
+            return keep(f"{n_match} matching rows: scoring them exactly is cheaper than the index")
+        cap = con.execute("SELECT rows FROM knn_indexes() WHERE name = ?", [info.name]).fetchall()[0][0]
+        want = min(k, n_match)
+        while True:
+            text = with_candidates(fetch)
+            got = count(f"SELECT count(*) FROM ({text})")
+            if got >= want or fetch >= cap:
+                break
+            fetch = min(cap, fetch * 2)
     reason = "ORDER BY distance LIMIT k over the index" + (" with an over-fetch for other predicates"
                                                           if residual else "")
     shown = {side: render(v) for side, v in window.items()}
