@@ -430,7 +430,7 @@ knn_status knn_flat_export_rows(knn_flat *ix, int windowed, double lo, double hi
         return knn_error_set(err, KNN_ENOMEM, "out of memory copying %zu rows", cap);
     }
     for (size_t i = 0; i < ix->count; i++) {
-        if (windowed && !(ix->labels[i] >= lo && ix->labels[i] <= hi)) continue;
+        if (windowed && !(ix->labels && ix->labels[i] >= lo && ix->labels[i] <= hi)) continue;
         oi[m] = ix->ids[i];
         memcpy(ov + m * ix->dim, ix->vecs + i * ix->dim, ix->dim * sizeof(float));
         m++;
