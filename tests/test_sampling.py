@@ -54,6 +54,25 @@ def test_kcenter_matches_numpy_fps(rng):
     assert r.weight.sum() == pytest.approx(len(X))
 
 
+def _screen_cases(rng):
+    """Data for the 8-bit screen (d >= 8): an odd dimension (a padding code), pixels on the 0..255 grid
+    (coded exactly), one dimension with a 1000x larger range (coarse codes for the others) and many
+    duplicate rows (ties at distance 0)."""
+    gauss = rng.normal(size=(2500, 33)).astype(np.float32)
+    pixels = rng.integers(0, 256, size=(2000, 20)).astype(np.float32)
+    skewed = rng.normal(size=(2000, 10)).astype(np.float32)
+    skewed[:, 3] *= 1000
+    dups = np.repeat(rng.normal(size=(300, 9)).astype(np.float32), 4, axis=0)
+    return {"gauss": gauss, "pixels": pixels, "skewed": skewed, "dups": dups}
+
+
+@pytest.mark.parametrize("case", ["gauss", "pixels", "skewed", "dups"])
+def test_kcenter_screen_keeps_plain_fps_picks(isa, case):
+    X = _screen_cases(np.random.default_rng(77))[case]
+    r = ks.kcenter(X, 80, seed=3)
+    assert list(r.index) == numpy_fps(X, 80, int(r.index[0]))
+
+
 @pytest.mark.parametrize("instance", range(5))
 def test_kcenter_radius_within_twice_bruteforce_optimum(instance):
     rng = np.random.default_rng(100 + instance)

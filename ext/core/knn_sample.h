@@ -119,10 +119,26 @@ knn_sample_result *knn_sample_result_new(size_t cap, knn_error *err);
  * Keeps, for a growing set of centers (rows of X), every row's squared distance to its nearest center
  * (mind) and that center (owner). Rows are scanned in fixed 64-row blocks, each with the sum and the
  * maximum of its rows' mind, so drawing a row by D^2 and finding the farthest row cost O(n/64 + 64).
- * Adding a center rescans a block only when one of its rows could move: x can get nearer to a new
- * center c than to its own c_j only if d(c, c_j) < 2 d(x, c_j) (triangle inequality). In low dimension
- * most blocks are skipped once centers spread; in high dimension (GloVe-50) almost none are, and the pass
- * is a bandwidth-bound SIMD scan split over threads. Rows that are centers carry mind = -1. */
+ * Adding a center recomputes the exact distance of a row only when the 8-bit screen (knn_screen) cannot
+ * rule it out. Without the screen, a block is rescanned only when one of its rows could move: x can get
+ * nearer to a new center c than to its own c_j only if d(c, c_j) < 2 d(x, c_j) (triangle inequality),
+ * which in high dimension (GloVe-50) rules out almost nothing. Rows that are centers carry mind = -1. */
+/* 8-bit screening copy of X (knn_sample_screen.c). Each row is coded per dimension as
+ * q = round((x - lo_j) / scale) in 0..255 with one scale for all dimensions, so the code distance times
+ * scale is the exact distance between the decoded rows, and by the triangle inequality
+ *     d(x, c) >= scale * ||q(x) - q(c)|| - err(x) - err(c),   err(x) = ||x - decode(q(x))||.
+ * reach[i] = (sqrt(mind[i]) + err[i]) with slack: a pass for a new center c recomputes the exact
+ * distance of row i only when scale * ||q(i) - q(c)|| < reach[i] + err[c]; every other row provably
+ * keeps its center. So picks are exactly those of the unscreened pass, while a pass reads one byte per
+ * coordinate instead of four and exact distances are computed for the few rows near c. */
+typedef struct knn_screen {
+    uint8_t *codes;   /* nblocks x npairs x 2*KNN_CODE_BLOCK, layout of knn_kernels.u8_l2sq_block */
+    size_t npairs;
+    float scale2;     /* scale^2 with rounding slack */
+    float *err;       /* n: ||x - decode(q(x))||, rounded up */
+    float *reach;     /* n: sqrt(mind) + err, rounded up; -1 for centers */
+} knn_screen;
+
 typedef struct knn_cover {
     const float *X;
     size_t n, d, threads;
@@ -137,6 +153,7 @@ typedef struct knn_cover {
     float *bmax;      /* per block: largest mind (-1 when every row is a center) */
     int64_t *barg;    /* its row */
     size_t nc, cap;
+    knn_screen screen; /* 8-bit lower-bound screen (screen.codes == NULL when off) */
 } knn_cover;
 
 knn_status knn_cover_init(knn_cover *c, const float *X, size_t n, size_t d, size_t cap, size_t threads,
@@ -153,6 +170,15 @@ int64_t knn_cover_farthest(const knn_cover *c, float *dist2);
 /* Rows owned by each center (excluding the center itself) into sizes[0..nc). */
 void knn_cover_sizes(const knn_cover *c, double *sizes);
 void knn_cover_free(knn_cover *c);
+
+/* Builds the screen for c's rows (knn_cover_init calls it). Leaves the screen off, without error, when
+ * its memory cannot be had or d > 32768. */
+void knn_screen_build(knn_cover *c);
+void knn_screen_free(knn_screen *s);
+/* Row i's codes (2 * npairs bytes) into out. */
+void knn_screen_codes(const knn_cover *c, size_t i, uint8_t *out);
+/* Refreshes reach[i] after mind[i] changed. */
+void knn_screen_touch(knn_cover *c, size_t i);
 
 /* ---- families ---------------------------------------------------------------------------------- */
 

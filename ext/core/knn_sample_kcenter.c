@@ -5,11 +5,14 @@
  * the row farthest from every pick so far. Its covering radius is at most twice the optimal k-center
  * radius (Gonzalez). The score of each pick is the covering radius (Euclidean, not squared) after it.
  *
- * Speed: a step is one fused pass (SIMD distance to the new center, min update, per-block max) over
- * fixed 64-row blocks split across threads; a block is skipped when no row in it can move (triangle
- * inequality, see knn_sample.h), which saves most of the work in low dimension and little in high
- * dimension, where the pass is bandwidth-bound. The farthest row is the max over block maxima. Picks
- * are those of plain FPS (exact distances, same tie rule: lowest row), for any thread count. */
+ * Speed: a step is one pass over fixed 64-row blocks split across threads. The 8-bit screen
+ * (knn_sample_screen.c, design note at knn_screen in knn_sample.h) reads one byte per coordinate and
+ * proves, for all but the few rows near the new center, that they keep their center; only those rows get
+ * an exact float distance. FPS and k-means++ on GloVe-50 (400k rows) recompute under 1% of the rows per
+ * step, so the pass costs about what reading 50 bytes a row costs. Without the screen (its memory could
+ * not be had) a block is skipped when no row in it can move by the triangle inequality (see
+ * knn_sample.h). The farthest row is the max over block maxima. Picks are those of plain FPS (exact
+ * distances, same tie rule: lowest row), for any thread count, with or without the screen. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,7 @@
 #include "knn_sample.h"
 
 #define COVER_BLOCK 64
+_Static_assert(COVER_BLOCK == KNN_CODE_BLOCK, "the screen codes rows in cover blocks");
 /* Slack on pruning tests so float rounding never skips a row that could move. */
 #define PRUNE_SLACK 1.001f
 /* Below this many floats a pass runs on one thread (thread start-up would dominate). */
@@ -46,6 +50,7 @@ knn_status knn_cover_init(knn_cover *c, const float *X, size_t n, size_t d, size
         knn_cover_free(c);
         return knn_error_set(err, KNN_ENOMEM, "out of memory for the center cover of %zu rows", n);
     }
+    knn_screen_build(c);
     return KNN_OK;
 }
 
@@ -58,6 +63,7 @@ void knn_cover_free(knn_cover *c) {
     free(c->bsum);
     free(c->bmax);
     free(c->barg);
+    knn_screen_free(&c->screen);
     memset(c, 0, sizeof *c);
 }
 
@@ -85,7 +91,19 @@ typedef struct cover_job {
     const float *q;
     int32_t slot;    /* the new center's slot */
     int first;
+    const uint8_t *cq; /* the new center's codes (screen on) */
+    float cerr;        /* and its decoding error */
 } cover_job;
+
+/* Rows of block b that the screen cannot rule out for a center with codes cq and error cerr. */
+static size_t block_screen(const knn_cover *c, size_t b, const uint8_t *cq, float cerr, uint8_t *sel) {
+    const knn_screen *sc = &c->screen;
+    uint64_t m = c->kern->u8_screen_block(cq, sc->codes + b * sc->npairs * 2 * KNN_CODE_BLOCK, sc->npairs,
+                                          sc->reach + b * KNN_CODE_BLOCK, cerr, sc->scale2);
+    size_t cnt = 0;
+    for (; m; m &= m - 1) sel[cnt++] = (uint8_t)__builtin_ctzll(m);
+    return cnt;
+}
 
 /* Rows of block [lo, hi) that could move to a center whose squared distances to the centers are dcc:
  * their offsets into sel, count returned; every row on the first pass. */
@@ -98,20 +116,15 @@ static size_t block_select(const knn_cover *c, const float *dcc, size_t lo, size
     return cnt;
 }
 
-/* Distances from q to the selected rows of a block, buf[k] for sel[k]. When most rows are selected
- * (high dimension: GloVe-50 rules out ~5%) the contiguous kernel scores the whole block, which streams
- * faster than gathering; otherwise the pointer kernel reads only the selected rows. */
-static void block_distances(const knn_cover *c, const float *q, size_t lo, size_t hi, const uint8_t *sel, size_t cnt,
+/* Distances from q to the selected rows of a block, buf[k] for sel[k]. One kernel call per row, so a
+ * row's distance is the same float whichever rows were selected with it (the kernels' four-row paths
+ * round differently from their one-row path): the screen then changes no pick, bit for bit. */
+static void block_distances(const knn_cover *c, const float *q, size_t lo, const uint8_t *sel, size_t cnt,
                             float *buf) {
-    if (4 * cnt >= 3 * (hi - lo)) {
-        float all[COVER_BLOCK];
-        c->kern->l2sq_rows(q, c->X + lo * c->d, hi - lo, c->d, all);
-        for (size_t k = 0; k < cnt; k++) buf[k] = all[sel[k]];
-        return;
+    for (size_t k = 0; k < cnt; k++) {
+        const float *row = c->X + (lo + sel[k]) * c->d;
+        c->kern->l2sq_ptrs(q, &row, 1, c->d, buf + k);
     }
-    const float *ptrs[COVER_BLOCK];
-    for (size_t k = 0; k < cnt; k++) ptrs[k] = c->X + (lo + sel[k]) * c->d;
-    c->kern->l2sq_ptrs(q, ptrs, cnt, c->d, buf);
 }
 
 static void cover_task(void *arg, size_t t) {
@@ -122,9 +135,10 @@ static void cover_task(void *arg, size_t t) {
     uint8_t sel[COVER_BLOCK];
     for (size_t b = b0; b < b1; b++) {
         size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
-        size_t cnt = block_select(c, c->dcc, lo, hi, j->first, sel);
+        size_t cnt = c->screen.codes && !j->first ? block_screen(c, b, j->cq, j->cerr, sel)
+                                                  : block_select(c, c->dcc, lo, hi, j->first, sel);
         if (cnt == 0) continue;
-        block_distances(c, j->q, lo, hi, sel, cnt, buf);
+        block_distances(c, j->q, lo, sel, cnt, buf);
         int changed = 0;
         for (size_t k = 0; k < cnt; k++) {
             size_t i = lo + sel[k];
@@ -132,6 +146,7 @@ static void cover_task(void *arg, size_t t) {
             if (j->first || v < c->mind[i]) {
                 c->mind[i] = v;
                 c->owner[i] = j->slot;
+                if (c->screen.codes) knn_screen_touch(c, i);
                 changed = 1;
             }
         }
@@ -147,12 +162,22 @@ knn_status knn_cover_add(knn_cover *c, int64_t row, knn_error *err) {
     const float *q = c->X + (size_t)row * d;
     memcpy(c->C + slot * d, q, d * sizeof(float));
     c->cidx[slot] = row;
-    if (slot > 0) c->kern->l2sq_rows(q, c->C, slot, d, c->dcc);
+    if (slot > 0 && !c->screen.codes) c->kern->l2sq_rows(q, c->C, slot, d, c->dcc);
     /* the new center leaves its block's statistics first, so it is never drawn or moved again */
-    cover_job job = {c, q, (int32_t)slot, slot == 0};
+    uint8_t cq_stack[256], *cq = NULL;
+    float cerr = 0;
+    if (c->screen.codes) {
+        cq = 2 * c->screen.npairs <= sizeof cq_stack ? cq_stack : malloc(2 * c->screen.npairs);
+        if (cq == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory for a center's codes");
+        knn_screen_codes(c, (size_t)row, cq);
+        cerr = c->screen.err[row];
+    }
+    cover_job job = {c, q, (int32_t)slot, slot == 0, cq, cerr};
     cover_pass(c, &job);
+    if (cq != cq_stack) free(cq);
     c->mind[row] = -1.0f;
     c->owner[row] = (int32_t)slot;
+    if (c->screen.codes) knn_screen_touch(c, (size_t)row);
     block_stats(c, (size_t)row / COVER_BLOCK);
     c->nc++;
     return KNN_OK;
@@ -172,6 +197,7 @@ typedef struct multi_job {
     size_t m;
     const float *dccs; /* m x nc */
     double *bpots;     /* m x nblocks */
+    const uint8_t *cqs; /* m x 2*npairs codes (screen on) */
 } multi_job;
 
 static void multi_task(void *arg, size_t t) {
@@ -184,12 +210,13 @@ static void multi_task(void *arg, size_t t) {
         size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
         for (size_t q = 0; q < j->m; q++) {
             double *out = j->bpots + q * c->nblocks + b;
-            size_t cnt = block_select(c, j->dccs + q * c->nc, lo, hi, 0, sel);
+            size_t cnt = j->cqs ? block_screen(c, b, j->cqs + q * 2 * c->screen.npairs, c->screen.err[j->rows[q]], sel)
+                                : block_select(c, j->dccs + q * c->nc, lo, hi, 0, sel);
             if (cnt == 0) {
                 *out = c->bsum[b];
                 continue;
             }
-            block_distances(c, c->X + (size_t)j->rows[q] * c->d, lo, hi, sel, cnt, buf);
+            block_distances(c, c->X + (size_t)j->rows[q] * c->d, lo, sel, cnt, buf);
             double s = c->bsum[b];
             for (size_t k = 0; k < cnt; k++) {
                 size_t i = lo + sel[k];
@@ -203,17 +230,24 @@ static void multi_task(void *arg, size_t t) {
 }
 
 knn_status knn_cover_potentials(knn_cover *c, const int64_t *rows, size_t m, double *out, knn_error *err) {
-    float *dccs = malloc((m * c->nc + 1) * sizeof *dccs);
+    const int screen = c->screen.codes != NULL;
+    float *dccs = screen ? NULL : malloc((m * c->nc + 1) * sizeof *dccs);
+    uint8_t *cqs = screen ? malloc(m * 2 * c->screen.npairs) : NULL;
     double *bpots = malloc((m * c->nblocks + 1) * sizeof *bpots);
-    if (!dccs || !bpots) {
+    if (!(dccs || cqs) || !bpots) {
         free(dccs);
+        free(cqs);
         free(bpots);
         return knn_error_set(err, KNN_ENOMEM, "out of memory scoring %zu k-means++ candidates", m);
     }
     for (size_t q = 0; q < m; q++) {
-        c->kern->l2sq_rows(c->X + (size_t)rows[q] * c->d, c->C, c->nc, c->d, dccs + q * c->nc);
+        if (screen) {
+            knn_screen_codes(c, (size_t)rows[q], cqs + q * 2 * c->screen.npairs);
+        } else {
+            c->kern->l2sq_rows(c->X + (size_t)rows[q] * c->d, c->C, c->nc, c->d, dccs + q * c->nc);
+        }
     }
-    multi_job job = {c, rows, m, dccs, bpots};
+    multi_job job = {c, rows, m, dccs, bpots, cqs};
     knn_parallel_run(c->threads, multi_task, &job);
     for (size_t q = 0; q < m; q++) {
         double s = 0;
@@ -221,6 +255,7 @@ knn_status knn_cover_potentials(knn_cover *c, const int64_t *rows, size_t m, dou
         out[q] = s;
     }
     free(dccs);
+    free(cqs);
     free(bpots);
     return KNN_OK;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "knn_api.h"
+#include "knn_sample.h"
 
 #define ERR 512
 static int failures;
@@ -272,9 +273,56 @@ static void test_graph(void) {
     free(del); free(X); free(Q); free(ids); free(labels); free(live);
 }
 
+/* The 8-bit screen of the center cover only skips work: with and without it, every potential of a
+ * candidate and every row's nearest center agree bit for bit, for each kernel level this CPU runs. */
+static void test_cover_screen(void) {
+    const size_t n = 1500, d = 27, cap = 40, m = 6;
+    float *X = malloc(n * d * sizeof *X);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < d; j++) X[i * d + j] = i % 5 == 4 ? X[(i - 1) * d + j] : frand() * (j == 2 ? 50.0f : 1.0f);
+    }
+    knn_isa levels[] = {KNN_ISA_SCALAR, KNN_ISA_AVX2, KNN_ISA_AVX512};
+    for (size_t lv = 0; lv < 3; lv++) {
+        const knn_kernels *kern = knn_kernels_for(levels[lv]);
+        if (kern == NULL) continue;
+        knn_cover a, b;
+        knn_error err;
+        CHECK(knn_cover_init(&a, X, n, d, cap, 1, kern, &err) == KNN_OK, "cover init: %s", err.msg);
+        CHECK(knn_cover_init(&b, X, n, d, cap, 2, kern, &err) == KNN_OK, "cover init: %s", err.msg);
+        CHECK(a.screen.codes != NULL, "no screen at d = %zu", d);
+        knn_screen_free(&b.screen); /* b runs the unscreened passes */
+        int64_t next = 11;
+        for (size_t step = 0; step < cap && !failures; step++) {
+            CHECK(knn_cover_add(&a, next, &err) == KNN_OK && knn_cover_add(&b, next, &err) == KNN_OK, "add: %s", err.msg);
+            CHECK(memcmp(a.mind, b.mind, n * sizeof *a.mind) == 0, "%s: mind differs after %zu centers", kern->name, step + 1);
+            CHECK(memcmp(a.owner, b.owner, n * sizeof *a.owner) == 0, "%s: owners differ", kern->name);
+            if (step + 1 == cap) break;
+            int64_t cand[6];
+            double pa[6], pb[6];
+            for (size_t t = 0; t < m; t++) {
+                size_t r = (step * 7919 + t * 104729 + 3) % n;
+                while (a.mind[r] < 0) r = (r + 1) % n;
+                cand[t] = (int64_t)r;
+            }
+            CHECK(knn_cover_potentials(&a, cand, m, pa, &err) == KNN_OK, "potentials: %s", err.msg);
+            CHECK(knn_cover_potentials(&b, cand, m, pb, &err) == KNN_OK, "potentials: %s", err.msg);
+            size_t best = 0;
+            for (size_t t = 0; t < m; t++) {
+                CHECK(pa[t] == pb[t], "%s: potential %zu differs: %.17g vs %.17g", kern->name, t, pa[t], pb[t]);
+                if (pa[t] < pa[best]) best = t;
+            }
+            next = step % 3 == 0 ? knn_cover_farthest(&a, NULL) : cand[best];
+        }
+        knn_cover_free(&a);
+        knn_cover_free(&b);
+    }
+    free(X);
+}
+
 int main(void) {
     test_flat();
     test_graph();
+    test_cover_screen();
     if (failures) {
         fprintf(stderr, "core_driver: %d check(s) failed\n", failures);
         return 1;

@@ -234,13 +234,41 @@ TARGET static void dot_panel_avx2(const float *Q, size_t nq, const float *panel,
     }
 }
 
+/* Eight rows per 256-bit register: a row's two codes of a dimension pair widen to adjacent 16-bit
+ * lanes, so one madd squares and sums the pair into that row's 32-bit lane. */
+TARGET uint64_t knn_u8_screen_block_avx2(const uint8_t *cq, const uint8_t *block, size_t npairs, const float *reach,
+                                         float cerr, float scale2) {
+    __m256i acc[KNN_CODE_BLOCK / 8];
+    for (size_t k = 0; k < KNN_CODE_BLOCK / 8; k++) acc[k] = _mm256_setzero_si256();
+    for (size_t p = 0; p < npairs; p++) {
+        const uint8_t *src = block + p * 2 * KNN_CODE_BLOCK;
+        __m256i c = _mm256_set1_epi32((int32_t)((uint32_t)cq[2 * p] | ((uint32_t)cq[2 * p + 1] << 16)));
+        for (size_t k = 0; k < KNN_CODE_BLOCK / 8; k++) {
+            __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src + 16 * k)));
+            __m256i t = _mm256_sub_epi16(x, c);
+            acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(t, t));
+        }
+    }
+    const __m256 s2 = _mm256_set1_ps(scale2), ce = _mm256_set1_ps(cerr), zero = _mm256_setzero_ps();
+    uint64_t mask = 0;
+    for (size_t k = 0; k < KNN_CODE_BLOCK / 8; k++) {
+        __m256 r = _mm256_loadu_ps(reach + 8 * k);
+        __m256 t = _mm256_add_ps(r, ce);
+        __m256 lhs = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[k]), s2);
+        __m256 keep = _mm256_and_ps(_mm256_cmp_ps(lhs, _mm256_mul_ps(t, t), _CMP_LT_OQ),
+                                    _mm256_cmp_ps(r, zero, _CMP_GE_OQ));
+        mask |= (uint64_t)(uint32_t)_mm256_movemask_ps(keep) << (8 * k);
+    }
+    return mask;
+}
+
 const knn_kernels knn_kernels_avx2 = {
     KNN_ISA_AVX2, "avx2", l2sq_rows_avx2, dot_rows_avx2, dot_norm_rows_avx2, dot_panel_avx2,
-    l2sq_ptrs_avx2, dot_ptrs_avx2,
+    l2sq_ptrs_avx2, dot_ptrs_avx2, knn_u8_screen_block_avx2,
 };
 
 #else
 const knn_kernels knn_kernels_avx2 = {
-    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0, 0, 0,
+    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0, 0, 0, 0,
 };
 #endif

@@ -7,11 +7,14 @@
 #define KNN_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Rows per packed panel in the batch (GEMM-style) kernel, for every ISA. */
 #define KNN_PANEL_ROWS 16
 /* Queries per micro-tile of the batch kernel. */
 #define KNN_TILE_QUERIES 4
+/* Rows per block of the 8-bit code layout (u8_l2sq_block). */
+#define KNN_CODE_BLOCK 64
 
 typedef enum knn_isa { KNN_ISA_SCALAR = 0, KNN_ISA_AVX2 = 1, KNN_ISA_AVX512 = 2 } knn_isa;
 
@@ -31,6 +34,13 @@ typedef struct knn_kernels {
     /* As l2sq_rows / dot_rows for n rows given by pointer (graph neighbours scattered in memory). */
     void (*l2sq_ptrs)(const float *q, const float *const *rows, size_t n, size_t d, float *out);
     void (*dot_ptrs)(const float *q, const float *const *rows, size_t n, size_t d, float *out);
+    /* The 8-bit screen of one block of KNN_CODE_BLOCK code rows against one code vector cq. Codes are
+     * bytes grouped by dimension pairs: block[p*2*KNN_CODE_BLOCK + 2*r + t] is row r's code of dimension
+     * 2p+t, cq[2p+t] the query's. With S_r = sum_j (row_j - cq_j)^2 (exact, in integers), bit r of the
+     * result is set when reach[r] >= 0 and S_r * scale2 < (reach[r] + cerr)^2. npairs <= 16384 keeps
+     * every S_r inside 31 bits. */
+    uint64_t (*u8_screen_block)(const uint8_t *cq, const uint8_t *block, size_t npairs, const float *reach,
+                                float cerr, float scale2);
 } knn_kernels;
 
 extern const knn_kernels knn_kernels_scalar;
@@ -46,5 +56,9 @@ const knn_kernels *knn_kernels_best(void);
 
 /* The kernels of one ISA, or NULL when this CPU cannot run them. */
 const knn_kernels *knn_kernels_for(knn_isa isa);
+
+/* The AVX2 screen kernel, shared by the AVX-512 table (every AVX-512 CPU runs AVX2). */
+uint64_t knn_u8_screen_block_avx2(const uint8_t *cq, const uint8_t *block, size_t npairs, const float *reach,
+                                  float cerr, float scale2);
 
 #endif
