@@ -27,6 +27,19 @@ import suites  # noqa: E402
 from _common import log, machine_info  # noqa: E402
 
 
+def _portable(obj):
+    """The result with this machine's home directory written as ~, so no committed result names a path
+    that exists only here."""
+    home = str(Path.home())
+    if isinstance(obj, str):
+        return "~" + obj[len(home):] if home != "/" and obj.startswith(home + "/") else obj
+    if isinstance(obj, dict):
+        return {k: _portable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_portable(v) for v in obj]
+    return obj
+
+
 def _jsonable(o):
     import numpy as np
 
@@ -99,7 +112,7 @@ def main(argv=None) -> int:
            "command": "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
            "started": started.isoformat(timespec="seconds"), "duration_s": time.perf_counter() - t0,
            "machine": machine, "results": results}
-    doc = _jsonable(doc)
+    doc = _portable(_jsonable(doc))
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

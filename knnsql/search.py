@@ -127,6 +127,14 @@ class Search:
     def _columns(self) -> list[str]:
         cols = self._select if self._select is not None else \
             [c for c in self.table.all_columns if c != self.table.vector_column]
+        taken = {"distance", "query"}  # outputs of every search (query: the batch row; dropped for one query)
+        clash = [c for c in cols if c.lower() in taken]
+        if clash:
+            keep = [c for c in cols if c.lower() not in taken]
+            raise ValueError(
+                f"column {clash[0]!r} of {self.table.name!r} has the name of the search's own "
+                f"{clash[0].lower()!r} output column; leave it out with .select({keep!r}) or rename it "
+                f"(ALTER TABLE {self.table.name} RENAME COLUMN {clash[0]} TO {clash[0]}_value)")
         return cols
 
     def _filter_sql(self, with_window: bool) -> Optional[str]:

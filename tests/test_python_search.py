@@ -203,3 +203,16 @@ def test_sql_finds_python_variables_like_duckdb(db):
     import pyarrow as pa
     arrow_tbl = pa.table(frame)  # noqa: F841
     assert db.sql("SELECT sum(x) FROM arrow_tbl").fetchall() == [(3,)]
+
+
+def test_column_named_like_an_output_column_is_refused_with_the_fix(db):
+    X = np.random.default_rng(3).normal(size=(40, 4)).astype(np.float32)
+    t = db.create_table("clash", dim=4, metric="l2", columns={"distance": "DOUBLE", "query": "INTEGER"})
+    t.add({"id": np.arange(40), "emb": X, "distance": np.arange(40) * 1.0, "query": np.arange(40)})
+    with pytest.raises(ValueError, match=r"'distance'.*select\(\['id'\]\).*RENAME COLUMN"):
+        t.search(X[3]).limit(3).to_pandas()
+    with pytest.raises(ValueError, match=r"'query'.*search's own 'query' output"):
+        t.search(X[:2]).select(["id", "query"]).limit(2).to_pandas()
+    got = t.search(X[3]).select(["id"]).limit(3).to_pandas()
+    assert list(got.columns) == ["id", "distance"] and got["id"].iloc[0] == 3
+    assert list(t.search(X[:2]).select(["id"]).limit(2).to_pandas().columns) == ["query", "id", "distance"]
