@@ -42,6 +42,8 @@ QUICK = dict(repeats=2, kcenter_n=100, kpp_rows=20_000, kpp_k=100, km_rows=20_00
 
 def add_arguments(p) -> None:
     p.add_argument("--skip-sklearn-kpp", action="store_true", help="skip scikit-learn kmeans_plusplus (slowest peer)")
+    p.add_argument("--parts", default="kcenter,kmeanspp,kt,kmeans",
+                   help="comma-separated workloads to run (default: all): kcenter, kmeanspp, kt, kmeans")
 
 
 def _time(fn, repeats):
@@ -214,11 +216,19 @@ def run(args) -> dict:
                 continue
             raise
         log(f"dataset {name}: {ds.X.shape[0]:,} x {ds.X.shape[1]}")
-        entry = {"description": ds.description, "kcenter": kcenter_bench(ds, cfg)}
-        if name == "glove":
+        parts = {p.strip() for p in args.parts.split(",")}
+        unknown = parts - {"kcenter", "kmeanspp", "kt", "kmeans"}
+        if unknown:
+            raise SystemExit(f"--parts: unknown workload(s) {sorted(unknown)}; choose from kcenter, kmeanspp, kt, kmeans")
+        entry = {"description": ds.description}
+        if "kcenter" in parts:
+            entry["kcenter"] = kcenter_bench(ds, cfg)
+        if name == "glove" and "kmeanspp" in parts:
             entry["kmeanspp"] = kpp_bench(ds, cfg, args.skip_sklearn_kpp)
+        if name == "glove" and "kt" in parts:
             entry["kernel_thinning"] = kt_bench(ds, cfg)
-        entry["kmeans"] = kmeans_bench(ds, cfg)
+        if "kmeans" in parts:
+            entry["kmeans"] = kmeans_bench(ds, cfg)
         results["datasets"][name] = entry
     return results
 
@@ -229,6 +239,8 @@ def to_markdown(doc) -> str:
              machine_markdown(doc["machine"]), ""]
     rows = []
     for name, e in res["datasets"].items():
+        if "kcenter" not in e:
+            continue
         k = e["kcenter"]
         rows.append([name, f"{k['rows']:,} x {k['dim']}", k["n"], fmt(k["knnsql_s"]), fmt(k["knnsql_1thread_s"]),
                      fmt(k["numpy_blas_s"]), fmt(k["numpy_naive_s"]), f"{k['speedup_vs_blas']:.1f}x",
@@ -250,6 +262,8 @@ def to_markdown(doc) -> str:
                   md_table(["contender", "seconds", "cost", "speed vs sklearn", "cost / sklearn"], rows), ""]
     rows = []
     for name, e in res["datasets"].items():
+        if "kmeans" not in e:
+            continue
         m = e["kmeans"]
         rows.append([name, f"{m['rows']:,} x {m['dim']}", m["k"], m["iters"], fmt(m["knnsql_s"]), fmt(m["sklearn_s"]),
                      f"{m['speedup']:.1f}x", f"{m['cost_ratio']:.4f}"])

@@ -14,6 +14,7 @@
  * knn_sample.h). The farthest row is the max over block maxima. Picks are those of plain FPS (exact
  * distances, same tie rule: lowest row), for any thread count, with or without the screen. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,19 @@ _Static_assert(COVER_BLOCK == KNN_CODE_BLOCK, "the screen codes rows in cover bl
 #define PRUNE_SLACK 1.001f
 /* Below this many floats a pass runs on one thread (thread start-up would dominate). */
 #define PAR_MIN_FLOATS (1u << 20)
+/* Blocks a thread claims at a time. Threads take chunks from a shared counter rather than fixed
+ * shares, so a thread the OS holds back (a busy machine) does not stall the pass; every block's work
+ * is the same whoever does it, so results do not change. */
+#define CLAIM_BLOCKS 16
+
+/* Next chunk [*b0, *b1) of blocks, or 0 when every block is claimed. */
+static int claim(atomic_size_t *next, size_t nblocks, size_t *b0, size_t *b1) {
+    size_t b = atomic_fetch_add_explicit(next, CLAIM_BLOCKS, memory_order_relaxed);
+    if (b >= nblocks) return 0;
+    *b0 = b;
+    *b1 = b + CLAIM_BLOCKS < nblocks ? b + CLAIM_BLOCKS : nblocks;
+    return 1;
+}
 
 knn_status knn_cover_init(knn_cover *c, const float *X, size_t n, size_t d, size_t cap, size_t threads,
                           const knn_kernels *kern, knn_error *err) {
@@ -93,6 +107,7 @@ typedef struct cover_job {
     int first;
     const uint8_t *cq; /* the new center's codes (screen on) */
     float cerr;        /* and its decoding error */
+    atomic_size_t next; /* next unclaimed block */
 } cover_job;
 
 /* Rows of block b that the screen cannot rule out for a center with codes cq and error cerr. */
@@ -128,11 +143,13 @@ static void block_distances(const knn_cover *c, const float *q, size_t lo, const
 }
 
 static void cover_task(void *arg, size_t t) {
+    (void)t;
     cover_job *j = arg;
     knn_cover *c = j->c;
-    size_t b0 = c->nblocks * t / c->threads, b1 = c->nblocks * (t + 1) / c->threads;
+    size_t b0, b1;
     float buf[COVER_BLOCK];
     uint8_t sel[COVER_BLOCK];
+    while (claim(&j->next, c->nblocks, &b0, &b1))
     for (size_t b = b0; b < b1; b++) {
         size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
         size_t cnt = c->screen.codes && !j->first ? block_screen(c, b, j->cq, j->cerr, sel)
@@ -172,7 +189,7 @@ knn_status knn_cover_add(knn_cover *c, int64_t row, knn_error *err) {
         knn_screen_codes(c, (size_t)row, cq);
         cerr = c->screen.err[row];
     }
-    cover_job job = {c, q, (int32_t)slot, slot == 0, cq, cerr};
+    cover_job job = {c, q, (int32_t)slot, slot == 0, cq, cerr, 0};
     cover_pass(c, &job);
     if (cq != cq_stack) free(cq);
     c->mind[row] = -1.0f;
@@ -198,14 +215,17 @@ typedef struct multi_job {
     const float *dccs; /* m x nc */
     double *bpots;     /* m x nblocks */
     const uint8_t *cqs; /* m x 2*npairs codes (screen on) */
+    atomic_size_t next; /* next unclaimed block */
 } multi_job;
 
 static void multi_task(void *arg, size_t t) {
+    (void)t;
     multi_job *j = arg;
     knn_cover *c = j->c;
-    size_t b0 = c->nblocks * t / c->threads, b1 = c->nblocks * (t + 1) / c->threads;
+    size_t b0, b1;
     float buf[COVER_BLOCK];
     uint8_t sel[COVER_BLOCK];
+    while (claim(&j->next, c->nblocks, &b0, &b1))
     for (size_t b = b0; b < b1; b++) {
         size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
         for (size_t q = 0; q < j->m; q++) {
@@ -247,7 +267,7 @@ knn_status knn_cover_potentials(knn_cover *c, const int64_t *rows, size_t m, dou
             c->kern->l2sq_rows(c->X + (size_t)rows[q] * c->d, c->C, c->nc, c->d, dccs + q * c->nc);
         }
     }
-    multi_job job = {c, rows, m, dccs, bpots, cqs};
+    multi_job job = {c, rows, m, dccs, bpots, cqs, 0};
     knn_parallel_run(c->threads, multi_task, &job);
     for (size_t q = 0; q < m; q++) {
         double s = 0;
