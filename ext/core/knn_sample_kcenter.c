@@ -32,13 +32,29 @@ _Static_assert(COVER_BLOCK == KNN_CODE_BLOCK, "the screen codes rows in cover bl
  * is the same whoever does it, so results do not change. */
 #define CLAIM_BLOCKS 16
 
-/* Next chunk [*b0, *b1) of blocks, or 0 when every block is claimed. */
-static int claim(atomic_size_t *next, size_t nblocks, size_t *b0, size_t *b1) {
-    size_t b = atomic_fetch_add_explicit(next, CLAIM_BLOCKS, memory_order_relaxed);
-    if (b >= nblocks) return 0;
-    *b0 = b;
-    *b1 = b + CLAIM_BLOCKS < nblocks ? b + CLAIM_BLOCKS : nblocks;
-    return 1;
+/* Runs fn(job, b) for every block b on the cover's threads, which claim CLAIM_BLOCKS at a time. */
+typedef void (*block_fn)(void *job, size_t b);
+typedef struct block_run {
+    block_fn fn;
+    void *job;
+    size_t nblocks;
+    atomic_size_t next; /* next unclaimed block */
+} block_run;
+
+static void block_run_task(void *arg, size_t t) {
+    (void)t;
+    block_run *r = arg;
+    for (;;) {
+        size_t b0 = atomic_fetch_add_explicit(&r->next, CLAIM_BLOCKS, memory_order_relaxed);
+        if (b0 >= r->nblocks) return;
+        size_t b1 = b0 + CLAIM_BLOCKS < r->nblocks ? b0 + CLAIM_BLOCKS : r->nblocks;
+        for (size_t b = b0; b < b1; b++) r->fn(r->job, b);
+    }
+}
+
+static void run_blocks(const knn_cover *c, block_fn fn, void *job) {
+    block_run r = {fn, job, c->nblocks, 0};
+    knn_parallel_run(c->threads, block_run_task, &r);
 }
 
 knn_status knn_cover_init(knn_cover *c, const float *X, size_t n, size_t d, size_t cap, size_t threads,
@@ -107,7 +123,6 @@ typedef struct cover_job {
     int first;
     const uint8_t *cq; /* the new center's codes (screen on) */
     float cerr;        /* and its decoding error */
-    atomic_size_t next; /* next unclaimed block */
 } cover_job;
 
 /* Rows of block b that the screen cannot rule out for a center with codes cq and error cerr. */
@@ -142,36 +157,31 @@ static void block_distances(const knn_cover *c, const float *q, size_t lo, const
     }
 }
 
-static void cover_task(void *arg, size_t t) {
-    (void)t;
+static void cover_block(void *arg, size_t b) {
     cover_job *j = arg;
     knn_cover *c = j->c;
-    size_t b0, b1;
     float buf[COVER_BLOCK];
     uint8_t sel[COVER_BLOCK];
-    while (claim(&j->next, c->nblocks, &b0, &b1))
-    for (size_t b = b0; b < b1; b++) {
-        size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
-        size_t cnt = c->screen.codes && !j->first ? block_screen(c, b, j->cq, j->cerr, sel)
-                                                  : block_select(c, c->dcc, lo, hi, j->first, sel);
-        if (cnt == 0) continue;
-        block_distances(c, j->q, lo, sel, cnt, buf);
-        int changed = 0;
-        for (size_t k = 0; k < cnt; k++) {
-            size_t i = lo + sel[k];
-            float v = buf[k];
-            if (j->first || v < c->mind[i]) {
-                c->mind[i] = v;
-                c->owner[i] = j->slot;
-                if (c->screen.codes) knn_screen_touch(c, i);
-                changed = 1;
-            }
+    size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
+    size_t cnt = c->screen.codes && !j->first ? block_screen(c, b, j->cq, j->cerr, sel)
+                                              : block_select(c, c->dcc, lo, hi, j->first, sel);
+    if (cnt == 0) return;
+    block_distances(c, j->q, lo, sel, cnt, buf);
+    int changed = 0;
+    for (size_t k = 0; k < cnt; k++) {
+        size_t i = lo + sel[k];
+        float v = buf[k];
+        if (j->first || v < c->mind[i]) {
+            c->mind[i] = v;
+            c->owner[i] = j->slot;
+            if (c->screen.codes) knn_screen_touch(c, i);
+            changed = 1;
         }
-        if (changed) block_stats(c, b);
     }
+    if (changed) block_stats(c, b);
 }
 
-static void cover_pass(knn_cover *c, cover_job *job) { knn_parallel_run(c->threads, cover_task, job); }
+static void cover_pass(knn_cover *c, cover_job *job) { run_blocks(c, cover_block, job); }
 
 knn_status knn_cover_add(knn_cover *c, int64_t row, knn_error *err) {
     if (c->nc >= c->cap) return knn_error_set(err, KNN_ESTATE, "center cover is full (%zu centers)", c->cap);
@@ -189,7 +199,7 @@ knn_status knn_cover_add(knn_cover *c, int64_t row, knn_error *err) {
         knn_screen_codes(c, (size_t)row, cq);
         cerr = c->screen.err[row];
     }
-    cover_job job = {c, q, (int32_t)slot, slot == 0, cq, cerr, 0};
+    cover_job job = {c, q, (int32_t)slot, slot == 0, cq, cerr};
     cover_pass(c, &job);
     if (cq != cq_stack) free(cq);
     c->mind[row] = -1.0f;
@@ -215,37 +225,27 @@ typedef struct multi_job {
     const float *dccs; /* m x nc */
     double *bpots;     /* m x nblocks */
     const uint8_t *cqs; /* m x 2*npairs codes (screen on) */
-    atomic_size_t next; /* next unclaimed block */
 } multi_job;
 
-static void multi_task(void *arg, size_t t) {
-    (void)t;
+static void multi_block(void *arg, size_t b) {
     multi_job *j = arg;
-    knn_cover *c = j->c;
-    size_t b0, b1;
+    const knn_cover *c = j->c;
     float buf[COVER_BLOCK];
     uint8_t sel[COVER_BLOCK];
-    while (claim(&j->next, c->nblocks, &b0, &b1))
-    for (size_t b = b0; b < b1; b++) {
-        size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
-        for (size_t q = 0; q < j->m; q++) {
-            double *out = j->bpots + q * c->nblocks + b;
-            size_t cnt = j->cqs ? block_screen(c, b, j->cqs + q * 2 * c->screen.npairs, c->screen.err[j->rows[q]], sel)
-                                : block_select(c, j->dccs + q * c->nc, lo, hi, 0, sel);
-            if (cnt == 0) {
-                *out = c->bsum[b];
-                continue;
-            }
-            block_distances(c, c->X + (size_t)j->rows[q] * c->d, lo, sel, cnt, buf);
-            double s = c->bsum[b];
-            for (size_t k = 0; k < cnt; k++) {
-                size_t i = lo + sel[k];
-                float mi = c->mind[i];
-                float v = (int64_t)i == j->rows[q] ? 0.0f : buf[k];
-                if (v < mi) s -= (double)mi - (double)v;
-            }
-            *out = s;
+    size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
+    for (size_t q = 0; q < j->m; q++) {
+        double *out = j->bpots + q * c->nblocks + b;
+        size_t cnt = j->cqs ? block_screen(c, b, j->cqs + q * 2 * c->screen.npairs, c->screen.err[j->rows[q]], sel)
+                            : block_select(c, j->dccs + q * c->nc, lo, hi, 0, sel);
+        double s = c->bsum[b];
+        if (cnt) block_distances(c, c->X + (size_t)j->rows[q] * c->d, lo, sel, cnt, buf);
+        for (size_t k = 0; k < cnt; k++) {
+            size_t i = lo + sel[k];
+            float mi = c->mind[i];
+            float v = (int64_t)i == j->rows[q] ? 0.0f : buf[k];
+            if (v < mi) s -= (double)mi - (double)v;
         }
+        *out = s;
     }
 }
 
@@ -267,8 +267,8 @@ knn_status knn_cover_potentials(knn_cover *c, const int64_t *rows, size_t m, dou
             c->kern->l2sq_rows(c->X + (size_t)rows[q] * c->d, c->C, c->nc, c->d, dccs + q * c->nc);
         }
     }
-    multi_job job = {c, rows, m, dccs, bpots, cqs, 0};
-    knn_parallel_run(c->threads, multi_task, &job);
+    multi_job job = {c, rows, m, dccs, bpots, cqs};
+    run_blocks(c, multi_block, &job);
     for (size_t q = 0; q < m; q++) {
         double s = 0;
         for (size_t b = 0; b < c->nblocks; b++) s += bpots[q * c->nblocks + b];
