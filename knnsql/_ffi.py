@@ -8,6 +8,7 @@ cffi-parsable block of ext/core/knn_api.h, copied into the package at build time
 from __future__ import annotations
 
 import threading
+from typing import Optional
 from pathlib import Path
 
 import cffi
@@ -42,6 +43,26 @@ def lib():
                 ffi.cdef((_PACKAGE / "_cdef.h").read_text())
                 _lib = ffi.dlopen(str(extension_file()))
     return _lib
+
+
+class _Types:
+    """cffi array types resolved once (a string cdecl is parsed again on every from_buffer call)."""
+
+    def __init__(self):
+        self.f32 = ffi.typeof("float[]")
+        self.i64 = ffi.typeof("int64_t[]")
+        self.size = ffi.typeof("size_t[]")
+
+
+_types: Optional[_Types] = None
+
+
+def types() -> _Types:
+    global _types
+    if _types is None:
+        lib()  # the cdef declares the types
+        _types = _Types()
+    return _types
 
 
 def errbuf():

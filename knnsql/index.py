@@ -15,6 +15,8 @@ _KINDS = ("flat", "graph")
 def _bound(name: str, value, default: float) -> float:
     if value is None:
         return default
+    if type(value) is float and value == value:  # the common case, without numpy's per-call cost
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
     if np.isnan(value):
@@ -23,6 +25,8 @@ def _bound(name: str, value, default: float) -> float:
 
 
 def _int_arg(name: str, value, minimum: int) -> int:
+    if type(value) is int and value >= minimum:
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
@@ -91,9 +95,18 @@ class Index:
 
     # ---- properties -------------------------------------------------------------------------------
     @property
+    def _dim(self) -> int:
+        """The dimension, read from the core once (it never changes)."""
+        d = self.__dict__.get("_dim_cached")
+        if d is None:
+            lib = _ffi.lib()
+            d = int(lib.knn_flat_dim(self._handle) if self.kind == "flat" else lib.knn_graph_dimension(self._handle))
+            self.__dict__["_dim_cached"] = d
+        return d
+
+    @property
     def dim(self) -> int:
-        lib = _ffi.lib()
-        return int(lib.knn_flat_dim(self._handle) if self.kind == "flat" else lib.knn_graph_dimension(self._handle))
+        return self._dim
 
     @property
     def metric(self) -> str:
@@ -137,6 +150,12 @@ class Index:
 
     # ---- data -------------------------------------------------------------------------------------
     def _matrix(self, X, what: str) -> np.ndarray:
+        if type(X) is np.ndarray and X.dtype == np.float32 and X.flags.c_contiguous:
+            # fast path of a search loop: one float32 vector or matrix of the right width
+            if X.ndim == 1 and X.shape[0] == self._dim:
+                return X.reshape(1, -1)
+            if X.ndim == 2 and X.shape[1] == self._dim:
+                return X
         arr = np.asarray(X)
         if arr.dtype.kind not in "fiu":
             raise TypeError(f"{what} must be numeric (float32 preferred), got dtype {arr.dtype}")
@@ -144,9 +163,9 @@ class Index:
             arr = arr.reshape(1, -1)
         if arr.ndim != 2:
             raise ValueError(f"{what} must be a 2-d array (n, {self.dim}) or one vector, got shape {arr.shape}")
-        if arr.shape[1] != self.dim:
+        if arr.shape[1] != self._dim:
             raise ValueError(f"dimension mismatch: {what} has {arr.shape[1]} columns but the index has dim "
-                             f"{self.dim}")
+                             f"{self._dim}")
         return np.ascontiguousarray(arr, dtype=np.float32)
 
     @staticmethod
@@ -265,7 +284,8 @@ class Index:
         nq = Q.shape[0]
         kk = min(k, len(self))
         buf, ffi, lib = _ffi.errbuf(), _ffi.ffi, _ffi.lib()
-        qs = ffi.from_buffer("float[]", Q)
+        t = _ffi.types()
+        qs = ffi.from_buffer(t.f32, Q)
         if self.kind == "flat":
             ids = np.empty((nq, k), dtype=np.int64)
             dists = np.empty((nq, k), dtype=np.float32)
@@ -277,8 +297,7 @@ class Index:
         ids = np.empty((nq, max(kk, 1)), dtype=np.int64)
         dists = np.empty((nq, max(kk, 1)), dtype=np.float32)
         found = np.empty(nq, dtype=np.uintp)
-        out = (ffi.from_buffer("int64_t[]", ids), ffi.from_buffer("float[]", dists),
-               ffi.cast("size_t *", ffi.from_buffer("size_t[]", found)))
+        out = (ffi.from_buffer(t.i64, ids), ffi.from_buffer(t.f32, dists), ffi.from_buffer(t.size, found))
         if windowed:
             status = lib.knn_graph_query_window(self._handle, qs, nq, max(kk, 1), ef or 0, lo_v, hi_v, threads, *out,
                                                 ffi.NULL, buf, _ffi.ERRMSG_LEN)
