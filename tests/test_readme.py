@@ -47,3 +47,12 @@ def test_vector_tables_example_runs():
 
     pytest.importorskip("pandas")
     runpy.run_path(str(ROOT / "examples" / "vector_tables.py"), run_name="__main__")
+
+
+def test_curation_example_runs():
+    import runpy
+
+    import pytest
+
+    pytest.importorskip("pandas")
+    runpy.run_path(str(ROOT / "examples" / "curation.py"), run_name="__main__")
