@@ -71,6 +71,12 @@ def test_kcenter_screen_keeps_plain_fps_picks(isa, case):
     X = _screen_cases(np.random.default_rng(77))[case]
     r = ks.kcenter(X, 80, seed=3)
     assert list(r.index) == numpy_fps(X, 80, int(r.index[0]))
+    # lazily refreshed blocks end as eager ones: radius after each pick, and the rows each pick covers
+    D = ((X.astype(np.float64)[:, None, :] - X[r.index].astype(np.float64)[None]) ** 2).sum(-1)
+    radii = np.sqrt([np.min(D[:, :j + 1], 1).max() for j in range(80)])
+    assert np.allclose(r.score, radii, rtol=1e-4, atol=1e-5)
+    owner = np.argmin(D, 1)
+    assert np.array_equal(r.weight, np.bincount(owner, minlength=80).astype(float))
 
 
 @pytest.mark.parametrize("instance", range(5))

@@ -147,7 +147,9 @@ typedef struct knn_cover {
     int32_t *owner;   /* n: center slot */
     float *C;         /* cap x d */
     int64_t *cidx;    /* cap: row of each center */
-    float *dcc;       /* cap: squared distances of the newest (or candidate) center to the centers */
+    size_t *stamp;    /* per block: centers [0, stamp) are applied to its rows */
+    uint8_t *ccodes;  /* cap x 2*npairs: the centers' codes (screen on) */
+    float *cerr;      /* cap: their decoding errors */
     size_t nblocks;
     double *bsum;     /* per block: sum of mind over non-center rows */
     float *bmax;      /* per block: largest mind (-1 when every row is a center) */
@@ -158,8 +160,12 @@ typedef struct knn_cover {
 
 knn_status knn_cover_init(knn_cover *c, const float *X, size_t n, size_t d, size_t cap, size_t threads,
                           const knn_kernels *kern, knn_error *err);
-/* Adds row as a new center (row must not be one already). */
+/* Adds row as a new center (row must not be one already) and brings every row up to date. */
 knn_status knn_cover_add(knn_cover *c, int64_t row, knn_error *err);
+/* Adds row as a new center without touching the other rows: blocks catch up when refreshed. */
+knn_status knn_cover_add_lazy(knn_cover *c, int64_t row, knn_error *err);
+/* Brings every block up to date with every center (threads over blocks). */
+void knn_cover_refresh(knn_cover *c);
 double knn_cover_potential(const knn_cover *c);
 /* Potentials of m candidate rows at once (one pass over the rows), into out[0..m). */
 knn_status knn_cover_potentials(knn_cover *c, const int64_t *rows, size_t m, double *out, knn_error *err);
