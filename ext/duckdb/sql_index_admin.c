@@ -32,6 +32,17 @@ typedef struct admin_state {
     int64_t *ids;        /* knn_index_ids */
 } admin_state;
 
+/* The one-row admin functions emit their row on the first call and end the scan on the next. */
+static bool first_call(duckdb_function_info info, duckdb_data_chunk out) {
+    admin_state *st = duckdb_function_get_init_data(info);
+    if (st->started) {
+        duckdb_data_chunk_set_size(out, 0);
+        return false;
+    }
+    st->started = 1;
+    return true;
+}
+
 static void admin_state_free(void *p) {
     admin_state *st = p;
     if (st == NULL) return;
@@ -163,12 +174,7 @@ static void create_bind(duckdb_bind_info info) {
 
 static void create_run(duckdb_function_info info, duckdb_data_chunk out) {
     admin_bind *b = duckdb_function_get_bind_data(info);
-    admin_state *st = duckdb_function_get_init_data(info);
-    if (st->started) {
-        duckdb_data_chunk_set_size(out, 0);
-        return;
-    }
-    st->started = 1;
+    if (!first_call(info, out)) return;
     knn_error err;
     knn_error_clear(&err);
     if (knn_registry_create(registry_of(info), b->name, b->name_len, b->kind, b->dim, b->metric, &b->params, &err) !=
@@ -209,12 +215,7 @@ static void drop_bind(duckdb_bind_info info) { name_only_bind(info, "knn_index_d
 
 static void drop_run(duckdb_function_info info, duckdb_data_chunk out) {
     admin_bind *b = duckdb_function_get_bind_data(info);
-    admin_state *st = duckdb_function_get_init_data(info);
-    if (st->started) {
-        duckdb_data_chunk_set_size(out, 0);
-        return;
-    }
-    st->started = 1;
+    if (!first_call(info, out)) return;
     bool dropped = knn_registry_drop(registry_of(info), b->name, b->name_len);
     duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 0), 0, b->name);
     ((bool *)duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 1)))[0] = dropped;
@@ -225,12 +226,7 @@ static void optimize_bind(duckdb_bind_info info) { name_only_bind(info, "knn_ind
 
 static void optimize_run(duckdb_function_info info, duckdb_data_chunk out) {
     admin_bind *b = duckdb_function_get_bind_data(info);
-    admin_state *st = duckdb_function_get_init_data(info);
-    if (st->started) {
-        duckdb_data_chunk_set_size(out, 0);
-        return;
-    }
-    st->started = 1;
+    if (!first_call(info, out)) return;
     knn_error err;
     knn_error_clear(&err);
     knn_entry *e = knn_registry_get(registry_of(info), b->name, b->name_len, &err);
