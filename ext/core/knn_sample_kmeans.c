@@ -13,8 +13,9 @@
  *              After `trials` (default 1000) rejections a uniform row is taken (the paper's fallback).
  * - auto:      greedy when n*k <= 2^24 (it reaches a lower cost, and its O(n k d trials) is cheap
  *              there), rejection above (it never scans all rows per step).
- * d2 and greedy run on the nearest-center cover (knn_sample_kcenter.c): a step is one threaded SIMD pass
- * that skips blocks the triangle inequality rules out; D^2 draws use per-block sums.
+ * d2 and greedy run on the nearest-center cover (knn_sample_kcenter.c): a step is one threaded pass
+ * whose 8-bit screen leaves exact distances to the few rows a center can take (greedy scores all its
+ * candidates in the same pass); D^2 draws use per-block sums.
  *
  * Lloyd (1982): assign each row to its nearest centroid, move each centroid to its rows' mean; an
  * empty cluster takes the row farthest from its centroid (as scikit-learn does). Assignment is the
