@@ -73,6 +73,43 @@ def test_predict_through_an_index(db, data):
         db.execute("SELECT knn_predict(id, emb, y, 5, 'index=tix') FROM t WHERE id % 3 = 0").fetchall()
 
 
+def test_predict_refine_equals_numpy_on_the_same_graph(db, rng):
+    n, d = 2000, 16
+    y = rng.integers(0, 4, n + 300)
+    X = (rng.normal(scale=0.6, size=(4, d))[y] + rng.normal(size=(n + 300, d))).astype(np.float32)
+    v = X[:, 0] * 2 + X[:, 1]
+    test = np.arange(n + 300) >= n  # training ids 0..n-1: the graph's ids are the numpy row positions
+    load(db, "w", X, y=pd.array(np.where(test, None, y), dtype="Int64"),
+         v=pd.array(np.where(test, None, v), dtype="Float64"))
+    db.execute("SELECT * FROM knn_index_create('wix', dim := 16, kind := 'graph', m := 4, ef_construction := 16)")
+    db.execute("SELECT knn_index_insert('wix', id, emb) FROM w WHERE id < 2000").fetchall()
+    blob = b"".join(r[1] for r in db.execute("SELECT * FROM knn_index_dump('wix') ORDER BY part").fetchall())
+    ix = knnsql.Index.from_bytes(blob)
+    for label, target in (("y", y[:n]), ("v", v[:n])):
+        got = A.sql_predict(db, "w", k=5, label=label, index="wix", ef=5, refine_ef=200).sort_values("id")
+        ref = A.predict(X[:n], target, X[n:], 5, index=ix, ef=5, refine_ef=200)
+        assert (ref.stage == 2).any()
+        col = "label" if label == "y" else "value"
+        np.testing.assert_allclose(got[col].to_numpy(), ref.labels, rtol=1e-6)
+        plain = A.sql_predict(db, "w", k=5, label=label, index="wix", ef=5).sort_values("id")
+        assert (plain[col].to_numpy() != got[col].to_numpy()).any()
+
+
+def test_predict_refine_errors(db, data):
+    db.execute("SELECT * FROM knn_index_create('fx', dim := 6, kind := 'flat')").fetchall()
+    db.execute("SELECT knn_index_insert('fx', id, emb) FROM t WHERE y IS NOT NULL").fetchall()
+    db.execute("SELECT * FROM knn_index_create('gx', dim := 6, kind := 'graph')").fetchall()
+    db.execute("SELECT knn_index_insert('gx', id, emb) FROM t WHERE y IS NOT NULL").fetchall()
+    with pytest.raises(duckdb.Error, match="refine_ef re-searches the queries of a graph index search; add 'index="):
+        db.execute("SELECT knn_predict(id, emb, y, 5, 'refine_ef=64') FROM t").fetchall()
+    with pytest.raises(duckdb.Error, match="index 'fx' is flat \\(exact\\); drop refine_ef"):
+        db.execute("SELECT knn_predict(id, emb, y, 5, 'index=fx, refine_ef=64') FROM t").fetchall()
+    with pytest.raises(duckdb.Error, match="refine_ef and adaptive=true cannot be combined"):
+        db.execute("SELECT knn_predict(id, emb, y, 5, 'index=gx, refine_ef=64, adaptive=true') FROM t").fetchall()
+    with pytest.raises(duckdb.Error, match="option 'refine_ef' must be"):
+        db.execute("SELECT knn_predict(id, emb, y, 5, 'index=gx, refine_ef=0') FROM t").fetchall()
+
+
 def test_predict_per_group_and_query_relation(db, data):
     X, y, v, test = data
     rows = db.execute("SELECT grp, len(knn_predict(id, emb, y, 3)) FROM t GROUP BY grp ORDER BY grp").fetchall()
