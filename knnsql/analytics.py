@@ -584,16 +584,42 @@ def sql_predict(db, relation: str, *, k: int = 5, id: str = "id", vec: str = "em
                 ef: Optional[int] = None, refine_ef: Optional[int] = None):
     """``knn_predict`` over a table or query: rows with a NULL ``label`` are predicted from the others.
 
-    A BIGINT label classifies (columns ``id, label, prob, k_used``); a DOUBLE label regresses (``id,
-    value, k_used``). ``index`` names a knnsql index over the labelled rows' ids to search instead of
-    an exact scan; with a graph index, ``refine_ef`` re-searches the unsettled votes as ``predict``
-    does. Returns a pandas DataFrame.
+    An integer label classifies (columns ``id, label, prob, k_used``); a floating-point or DECIMAL
+    label regresses (``id, value, k_used``). Any other label type (VARCHAR, ENUM, BOOLEAN, DATE, ...)
+    classifies too: the distinct labels are numbered in SQL sort order, ``knn_predict`` votes on the
+    numbers and the predictions come back as labels (class ties go to the label that sorts first, as
+    with integers and as scikit-learn's sorted classes). ``index`` names a knnsql index over the
+    labelled rows' ids to search instead of an exact scan; with a graph index, ``refine_ef``
+    re-searches the unsettled votes as ``predict`` does. Returns a pandas DataFrame.
     """
     o = _opts(metric=metric, weighting=weighting, temperature=temperature, adaptive=adaptive, support=support,
               index=index, ef=ef, refine_ef=refine_ef)
-    agg = (f"knn_predict({_quote_ident(id)}, {_quote_ident(vec)}, {_quote_ident(label)}, {_int('k', k, 1)}, "
-           f"{_lit(o)})")
-    return _run_list(db, agg, relation)
+    qid, qvec, qlab = _quote_ident(id), _quote_ident(vec), _quote_ident(label)
+    k = _int("k", k, 1)
+    con = _con(db)
+    rel = _relation(relation)
+    ltype = con.execute(f"SELECT typeof({qlab}) FROM {rel} LIMIT 1").fetchone()
+    if ltype is None or _numeric_label(ltype[0]):
+        return _run_list(db, f"knn_predict({qid}, {qvec}, {qlab}, {k}, {_lit(o)})", relation)
+    sql = (f"WITH src AS (SELECT {qid} AS i, {qvec} AS v, {qlab} AS l FROM {rel}), "
+           "classes AS (SELECT l, (row_number() OVER (ORDER BY l) - 1)::BIGINT AS code "
+           "FROM (SELECT DISTINCT l FROM src WHERE l IS NOT NULL)), "
+           "coded AS (SELECT s.i, s.v, c.code FROM src s LEFT JOIN classes c ON s.l = c.l), "
+           f"pred AS (SELECT unnest(knn_predict(i, v, code, {k}, {_lit(o)})) AS r FROM coded) "
+           "SELECT r.id AS id, c.l AS label, r.prob AS prob, r.k_used AS k_used FROM pred JOIN classes c "
+           "ON r.label = c.code")
+    return con.execute(sql).df()
+
+
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                  "UBIGINT", "UHUGEINT"}
+
+
+def _numeric_label(type_name: str) -> bool:
+    """Types knn_predict takes as they are: integers classify, floats and decimals regress."""
+    t = type_name.upper()
+    return t in _INTEGER_TYPES or t in ("FLOAT", "DOUBLE", "REAL") or t.startswith("DECIMAL") or t == '"NULL"' \
+        or t == "NULL"
 
 
 def sql_impute(db, relation: str, *, k: int = 5, id: str = "id", vec: str = "emb", value: str = "value",

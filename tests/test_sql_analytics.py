@@ -73,6 +73,33 @@ def test_predict_through_an_index(db, data):
         db.execute("SELECT knn_predict(id, emb, y, 5, 'index=tix') FROM t WHERE id % 3 = 0").fetchall()
 
 
+@pytest.mark.parametrize("kind", ["VARCHAR", "ENUM", "BOOLEAN"])
+def test_predict_categorical_labels_equal_sklearn(db, data, kind):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y, v, test = data
+    names = np.array(["zebra", "ant", "émeu"])[y] if kind != "BOOLEAN" else (y == 1)
+    col = pd.array(np.where(test, None, names), dtype="string" if kind != "BOOLEAN" else "boolean")
+    load(db, "s", X, y=col)
+    if kind == "ENUM":
+        db.execute("CREATE TYPE animal AS ENUM ('zebra', 'ant', 'émeu')")
+        db.execute("CREATE OR REPLACE TABLE s AS SELECT id, y::animal AS y, emb FROM s")
+    got = A.sql_predict(db, "s", k=5, label="y").sort_values("id")
+    sk = KNeighborsClassifier(5, algorithm="brute").fit(X[~test], names[~test])
+    assert (got.id.to_numpy() == np.flatnonzero(test)).all()
+    assert (got.label.astype(object).to_numpy() == sk.predict(X[test]).astype(object)).all()
+    np.testing.assert_allclose(got.prob.to_numpy(), sk.predict_proba(X[test]).max(1))
+    # numpy's predict takes the same labels directly
+    assert (A.predict(X[~test], names[~test], X[test], 5).labels == sk.predict(X[test])).all()
+
+
+def test_predict_categorical_ties_go_to_the_label_that_sorts_first(db):
+    X = np.array([[0.0], [2.0], [1.0]], dtype=np.float32)
+    load(db, "ties", X, y=pd.array(["b", "a", None], dtype="string"))
+    got = A.sql_predict(db, "ties", k=2, label="y")
+    assert got.label.tolist() == ["a"] and got.prob.tolist() == [0.5]
+
+
 def test_predict_refine_equals_numpy_on_the_same_graph(db, rng):
     n, d = 2000, 16
     y = rng.integers(0, 4, n + 300)
