@@ -150,7 +150,7 @@ def _refine(X, Q, index, nbr, dist, k: int, refine_ef: int, codes, n_classes: in
 
     Unsettled queries (every query when regressing) are searched again with beam refine_ef; those
     whose k-th distance dropped (the first beam had not converged) and whose vote is still unsettled
-    get an exact scan. See knn_an_unsettled in ext/core/knn_analytics_predict.c.
+    get an exact scan of the index's rows. See knn_an_unsettled in ext/core/knn_analytics_predict.c.
     """
     stage = np.zeros(nbr.shape[0], dtype=np.int8)
     clf = codes is not None
@@ -164,9 +164,23 @@ def _refine(X, Q, index, nbr, dist, k: int, refine_ef: int, codes, n_classes: in
     still = _unsettled(n2, d2, k, codes, n_classes, metric, w, temperature) if clf else np.ones(sel.size, bool)
     ex = sel[moved & still]
     if ex.size:
-        nbr[ex], dist[ex] = neighbors(X, Q[ex], nbr.shape[1], metric=metric, threads=threads)
+        nbr[ex], dist[ex] = _index_exact(index, Q[ex], nbr.shape[1], threads)
         stage[ex] = 2
     return stage
+
+
+def _index_exact(index, Q, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Exact neighbours by a scan of a graph index's own rows (no copy of the training matrix)."""
+    Q = np.ascontiguousarray(Q, dtype=np.float32)
+    ffi = _ffi.ffi
+    ids = np.empty((Q.shape[0], k), dtype=np.int64)
+    dists = np.empty((Q.shape[0], k), dtype=np.float32)
+    found = np.empty(Q.shape[0], dtype=np.uintp)
+    _call(_ffi.lib().knn_graph_query_exact, index._handle, _ptr("float", Q), Q.shape[0], k, threads,
+          _ptr("int64_t", ids), _ptr("float", dists), ffi.cast("size_t *", _ptr("size_t", found)))
+    if (found < k).any():
+        raise ValueError(f"the index holds fewer than k = {k} live rows")
+    return ids, dists
 
 
 def predict(X, y, Q, k: int = 5, *, task: str = "auto", weighting: str = "uniform", temperature: float = 1.0,

@@ -191,6 +191,31 @@ def test_refine_regression_rescans_every_unconverged_query(rng):
     np.testing.assert_allclose(r.labels[r.stage == 2], sk[r.stage == 2], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+def test_graph_exact_scan_equals_exact_neighbors(rng, metric):
+    X = rng.normal(size=(700, 9)).astype(np.float32)
+    Q = rng.normal(size=(40, 9)).astype(np.float32)
+    ix = knnsql.Index(9, kind="graph", metric=metric, m=4, ef_construction=8)
+    ix.add(X, np.arange(700))
+    ix.delete(np.arange(0, 700, 7))  # tombstones are skipped
+    live = np.setdiff1d(np.arange(700), np.arange(0, 700, 7))
+    ids, d = A._index_exact(ix, Q, 6, threads=1)
+    ids2, d2 = A._index_exact(ix, Q, 6, threads=2)
+    assert (ids == ids2).all() and (d == d2).all()
+    ref_pos, ref_d = A.neighbors(X[live], Q, 6, metric=metric)
+    assert (ids == live[ref_pos]).all()
+    np.testing.assert_allclose(d, ref_d, rtol=1e-4, atol=1e-4)
+    bad = Q.copy()
+    bad[3, 2] = np.inf
+    with pytest.raises(KnnError, match="query 3 has a NaN or Inf at position 2"):
+        A._index_exact(ix, bad, 6, threads=1)
+    with pytest.raises(KnnError, match="k must be >= 1"):
+        A._index_exact(ix, Q, 0, threads=1)
+    if metric == "cosine":
+        with pytest.raises(KnnError, match="query 0 is the zero vector"):
+            A._index_exact(ix, np.zeros((1, 9), np.float32), 6, threads=1)
+
+
 def test_refine_errors(rng):
     X, y = blobs(rng, 200)
     flat = knnsql.Index(X.shape[1])

@@ -66,6 +66,10 @@ int knn_graph_remove(knn_graph *index, const int64_t *ids, size_t n, size_t *rem
 int knn_graph_rebuild(knn_graph *index, size_t threads, char *errmsg, size_t errmsg_len);
 /* k nearest live rows per query; ef = 0 uses the index default, ef < k is raised to k. Row stride k;
  * found[q] results are valid, the rest are id -1 and distance +inf. */
+/* Exact k nearest live rows of each query by a scan of the graph's own rows (0 threads: all cores);
+ * found[q] = min(k, live rows); missing entries are id -1 and distance +inf. */
+int knn_graph_query_exact(knn_graph *index, const float *queries, size_t nq, size_t k, size_t threads,
+                          int64_t *out_ids, float *out_dists, size_t *found, char *errmsg, size_t errmsg_len);
 int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, size_t threads,
                     int64_t *out_ids, float *out_dists, size_t *found, char *errmsg, size_t errmsg_len);
 /* As knn_graph_query, counting only rows whose label is in [lo, hi]; plans[q] (may be NULL) reports the

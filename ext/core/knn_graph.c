@@ -880,6 +880,113 @@ done:
     return s;
 }
 
+/* ---- exact many-query scan ---------------------------------------------------------------------- */
+
+/* Exact k nearest live rows of a batch of queries, for refining approximate answers (knn_predict's
+ * refine_ef) without copying the rows out: blocks of EXACT_BLOCK slots (~200 KiB at d = 784) are scored
+ * against every query while they sit in cache, threads take interleaved blocks, and their per-query
+ * heaps merge afterwards. Heaps break ties by id, so results do not depend on the thread count. */
+#define EXACT_BLOCK 64
+
+typedef struct exact_job {
+    const knn_graph *g;
+    const float *qs; /* nq x dim, checked and (cosine) normalised */
+    size_t nq, nthreads, nblocks;
+    knn_topk *heaps; /* nthreads x nq */
+    knn_error *errs;
+} exact_job;
+
+static void exact_task(void *arg, size_t t) {
+    exact_job *job = arg;
+    const knn_graph *g = job->g;
+    uint32_t nodes[EXACT_BLOCK];
+    float dist[EXACT_BLOCK];
+    knn_topk *heaps = job->heaps + t * job->nq;
+    for (size_t b = t; b < job->nblocks; b += job->nthreads) {
+        size_t n = 0;
+        for (size_t i = b * EXACT_BLOCK; i < g->count && i < (b + 1) * EXACT_BLOCK; i++) {
+            if (!g->deleted[i]) nodes[n++] = (uint32_t)i;
+        }
+        for (size_t q = 0; q < job->nq && n; q++) {
+            vdists(g, job->qs + q * g->dim, nodes, n, dist);
+            for (size_t j = 0; j < n; j++) {
+                if (knn_topk_offer(&heaps[q], dist[j], g->ids[nodes[j]], &job->errs[t]) != KNN_OK) return;
+            }
+        }
+    }
+}
+
+knn_status knn_graph_exact(knn_graph *g, const float *queries, size_t nq, size_t k, size_t threads,
+                           int64_t *out_ids, float *out_dists, size_t *found, knn_error *err) {
+    if (k == 0) return knn_error_set(err, KNN_EINVAL, "k must be >= 1, got 0");
+    knn_status s = KNN_OK;
+    pthread_rwlock_rdlock(&g->rw);
+    const size_t d = g->dim;
+    size_t nblocks = (g->count + EXACT_BLOCK - 1) / EXACT_BLOCK;
+    size_t nt = threads ? threads : knn_cpu_count();
+    if (nt > nblocks) nt = nblocks ? nblocks : 1;
+    float *qs = malloc((nq ? nq : 1) * d * sizeof *qs);
+    knn_topk *heaps = calloc(nt * (nq ? nq : 1), sizeof *heaps);
+    knn_error *errs = calloc(nt, sizeof *errs);
+    if (!qs || !heaps || !errs) {
+        s = knn_error_set(err, KNN_ENOMEM, "out of memory for an exact scan of %zu queries", nq);
+        goto done;
+    }
+    for (size_t q = 0; q < nq; q++) {
+        const float *src = queries + q * d;
+        float *dst = qs + q * d;
+        double nn = 0;
+        for (size_t j = 0; j < d; j++) {
+            if (!isfinite(src[j])) {
+                s = knn_error_set(err, KNN_EDATA, "query %zu has a NaN or Inf at position %zu; queries must be finite",
+                                  q, j);
+                goto done;
+            }
+            nn += (double)src[j] * src[j];
+        }
+        if (g->metric == KNN_METRIC_COSINE && nn == 0) {
+            s = knn_error_set(err, KNN_EDATA, "query %zu is the zero vector, which has no direction for metric "
+                              "'cosine'", q);
+            goto done;
+        }
+        float inv = g->metric == KNN_METRIC_COSINE ? (float)(1.0 / sqrt(nn)) : 1.0f;
+        for (size_t j = 0; j < d; j++) dst[j] = g->metric == KNN_METRIC_COSINE ? src[j] * inv : src[j];
+    }
+    for (size_t i = 0; i < nt * nq; i++) {
+        if ((s = knn_topk_init(&heaps[i], k, err)) != KNN_OK) goto done;
+    }
+    exact_job job = {g, qs, nq, nt, nblocks, heaps, errs};
+    knn_parallel_run(nt, exact_task, &job);
+    for (size_t t = 0; t < nt; t++) {
+        if (errs[t].status != KNN_OK) {
+            *err = errs[t];
+            s = err->status;
+            goto done;
+        }
+    }
+    for (size_t q = 0; q < nq; q++) {
+        knn_topk *h = &heaps[q];
+        for (size_t t = 1; t < nt; t++) {
+            if ((s = knn_topk_merge(h, &heaps[t * nq + q], err)) != KNN_OK) goto done;
+        }
+        knn_topk_sort(h);
+        for (size_t j = 0; j < k; j++) {
+            out_ids[q * k + j] = j < h->size ? h->heap[j].id : -1;
+            out_dists[q * k + j] = j < h->size ? h->heap[j].dist : INFINITY;
+        }
+        found[q] = h->size;
+    }
+done:
+    if (heaps) {
+        for (size_t i = 0; i < nt * nq; i++) knn_topk_free(&heaps[i]);
+    }
+    free(heaps);
+    free(errs);
+    free(qs);
+    pthread_rwlock_unlock(&g->rw);
+    return s;
+}
+
 /* ---- introspection ------------------------------------------------------------------------------ */
 
 size_t knn_graph_live(const knn_graph *g) { return g->count - g->n_deleted; }

@@ -54,7 +54,9 @@ static int cmp_idpos(const void *a, const void *b) {
 
 /* k neighbours of each query through the named index, mapped to positions of the training rows
  * (train_ids sorted ascending, as the canonical order gives them). drop_self: query q is training row q
- * and is left out (k + 1 searched). */
+ * and is left out (k + 1 searched). ef: the graph's beam; ef = EXACT_SCAN: an exact scan of the
+ * graph's rows instead. need_graph: refuse a flat index (refine_ef). */
+#define EXACT_SCAN ((size_t)-1)
 static knn_status index_neighbors(const an_rows *rows, const int64_t *train_ids, size_t n_train, const float *Q,
                                   size_t nq, size_t k, int drop_self, size_t ef, int need_graph, int64_t *out_ids,
                                   float *out_dists, knn_error *err) {
@@ -98,7 +100,11 @@ static knn_status index_neighbors(const an_rows *rows, const int64_t *train_ids,
     }
     if (e->kind == KNN_KIND_GRAPH) {
         char msg[MSG];
-        s = core(knn_graph_query(e->graph, Q, nq, kk, ef, 0, all_ids, all_ds, found, msg, MSG), msg, err);
+        if (ef == EXACT_SCAN) {
+            s = core(knn_graph_query_exact(e->graph, Q, nq, kk, 0, all_ids, all_ds, found, msg, MSG), msg, err);
+        } else {
+            s = core(knn_graph_query(e->graph, Q, nq, kk, ef, 0, all_ids, all_ds, found, msg, MSG), msg, err);
+        }
     } else {
         size_t f = 0;
         s = knn_entry_search_flat_batch(e, Q, nq, kk, all_ids, all_ds, &f, err);
@@ -141,8 +147,8 @@ done:
 /* The refine_ef cascade over first-beam neighbours nbr / dist (nq x kk, updated in place), as
  * knnsql/analytics.py's _refine: queries whose vote is unsettled (knn_an_unsettled; every query when
  * regressing, codes NULL) get a second beam of width refine_ef; those whose k-th distance it lowered
- * and whose vote is still unsettled get an exact scan of the training rows. */
-static knn_status refine_neighbors(const an_rows *rows, const int64_t *tid, const float *Xt, size_t nt,
+ * and whose vote is still unsettled get an exact scan of the index's rows. */
+static knn_status refine_neighbors(const an_rows *rows, const int64_t *tid, size_t nt,
                                    const float *Xq, size_t nq, size_t kk, size_t k, const int32_t *codes,
                                    size_t n_classes, int64_t *nbr, float *dist, knn_error *err) {
     const an_opts *o = &rows->opts;
@@ -199,8 +205,7 @@ static knn_status refine_neighbors(const an_rows *rows, const int64_t *tid, cons
         }
     }
     if (ne == 0) goto done;
-    s = core(knn_an_neighbors(Xt, nt, Qs, ne, d, o->metric, kk, 0, 0, n2, d2, msg, MSG), msg, err);
-    if (s) goto done;
+    if ((s = index_neighbors(rows, tid, nt, Qs, ne, kk, 0, EXACT_SCAN, 1, n2, d2, err))) goto done;
     for (size_t i = 0; i < ne; i++) {
         memcpy(nbr + sel[i] * kk, n2 + i * kk, kk * sizeof *nbr);
         memcpy(dist + sel[i] * kk, d2 + i * kk, kk * sizeof *dist);
@@ -291,7 +296,7 @@ static knn_status predict_fin(const an_rows *rows, duckdb_vector result, idx_t o
         if (o->index[0]) {
             s = index_neighbors(rows, tid, nt, Xq, nq, kk, 0, (size_t)o->ef, 0, nbr, dist, err);
             if (!s && o->refine_ef) {
-                s = refine_neighbors(rows, tid, Xt, nt, Xq, nq, kk, k, regress ? NULL : codes, n_classes, nbr, dist,
+                s = refine_neighbors(rows, tid, nt, Xq, nq, kk, k, regress ? NULL : codes, n_classes, nbr, dist,
                                      err);
             }
         } else {
