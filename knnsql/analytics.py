@@ -121,17 +121,71 @@ class PredictResult:
     ``labels``: predicted class (classification) or value (regression). ``prob``: the winning class's
     weighted vote share (classification; None for regression). ``probs``: per-class vote shares, columns
     in the order of ``classes``. ``k_used``: neighbours used per query (differs from k with adaptive k).
+    ``stage`` (with ``refine_ef``; else None): which search gave each query's neighbours, 0 the first
+    beam, 1 the ``refine_ef`` beam, 2 the exact scan.
     """
     labels: np.ndarray
     prob: Optional[np.ndarray]
     probs: Optional[np.ndarray]
     classes: Optional[np.ndarray]
     k_used: np.ndarray
+    stage: Optional[np.ndarray] = None
+
+
+#: A vote is unsettled when replacing this many of its k neighbours could change it (refine_ef).
+REFINE_FLIPS = 2
+
+
+def _unsettled(nbr, dist, k: int, codes, n_classes: int, metric: str, w: int, temperature: float) -> np.ndarray:
+    out = np.empty(nbr.shape[0], dtype=np.uint8)
+    _call(_ffi.lib().knn_an_unsettled, _ptr("int64_t", nbr), _ptr("float", dist), nbr.shape[0], nbr.shape[1], k,
+          _ptr("int32_t", codes), len(codes), n_classes, metric.encode(), w, float(temperature), REFINE_FLIPS,
+          _ptr("uint8_t", out))
+    return out.astype(bool)
+
+
+def _refine(X, Q, index, nbr, dist, k: int, refine_ef: int, codes, n_classes: int, metric: str, w: int,
+            temperature: float, threads: int) -> np.ndarray:
+    """The refine_ef cascade over first-pass graph neighbours (updated in place); returns the stages.
+
+    Unsettled queries (every query when regressing) are searched again with beam refine_ef; those
+    whose k-th distance dropped (the first beam had not converged) and whose vote is still unsettled
+    get an exact scan of the index's rows. See knn_an_unsettled in ext/core/knn_analytics_predict.c.
+    """
+    stage = np.zeros(nbr.shape[0], dtype=np.int8)
+    clf = codes is not None
+    sel = np.flatnonzero(_unsettled(nbr, dist, k, codes, n_classes, metric, w, temperature) if clf
+                         else np.ones(nbr.shape[0], bool))
+    if sel.size == 0:
+        return stage
+    n2, d2 = _index_neighbors(index, Q[sel], nbr.shape[1], refine_ef, X.shape[0])
+    moved = d2[:, k - 1] < dist[sel, k - 1]
+    nbr[sel], dist[sel], stage[sel] = n2, d2, 1
+    still = _unsettled(n2, d2, k, codes, n_classes, metric, w, temperature) if clf else np.ones(sel.size, bool)
+    ex = sel[moved & still]
+    if ex.size:
+        nbr[ex], dist[ex] = _index_exact(index, Q[ex], nbr.shape[1], threads)
+        stage[ex] = 2
+    return stage
+
+
+def _index_exact(index, Q, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Exact neighbours by a scan of a graph index's own rows (no copy of the training matrix)."""
+    Q = np.ascontiguousarray(Q, dtype=np.float32)
+    ffi = _ffi.ffi
+    ids = np.empty((Q.shape[0], k), dtype=np.int64)
+    dists = np.empty((Q.shape[0], k), dtype=np.float32)
+    found = np.empty(Q.shape[0], dtype=np.uintp)
+    _call(_ffi.lib().knn_graph_query_exact, index._handle, _ptr("float", Q), Q.shape[0], k, threads,
+          _ptr("int64_t", ids), _ptr("float", dists), ffi.cast("size_t *", _ptr("size_t", found)))
+    if (found < k).any():
+        raise ValueError(f"the index holds fewer than k = {k} live rows")
+    return ids, dists
 
 
 def predict(X, y, Q, k: int = 5, *, task: str = "auto", weighting: str = "uniform", temperature: float = 1.0,
             metric: str = "l2", adaptive: bool = False, support: int = 25, index=None, ef: Optional[int] = None,
-            threads: int = 0) -> PredictResult:
+            refine_ef: Optional[int] = None, threads: int = 0) -> PredictResult:
     """kNN classification or regression of the query rows ``Q`` from training rows ``X`` with targets ``y``.
 
     Parameters
@@ -146,6 +200,12 @@ def predict(X, y, Q, k: int = 5, *, task: str = "auto", weighting: str = "unifor
         training rows (their leave-one-out votes); classification only.
     index : optional ``knnsql.Index`` built over ``X`` with ids ``0..n-1``; a graph index makes the
         search approximate and much faster (``ef`` sets its beam width).
+    refine_ef : with a graph index, a second beam of this width for the queries whose vote is unsettled
+        (replacing ``REFINE_FLIPS`` = 2 of the k neighbours could change it; every query when
+        regressing), then an exact scan for those of them whose k-th distance the second beam lowered
+        and whose vote is still unsettled. It buys exact search's predictions where a miss could change
+        them, at little cost where it could not. ``stage`` in the result tells which search served each
+        query.
 
     Notes
     -----
@@ -174,15 +234,30 @@ def predict(X, y, Q, k: int = 5, *, task: str = "auto", weighting: str = "unifor
         raise ValueError("y has NaN (missing) labels; drop those rows or impute them first")
     if adaptive and task != "classification":
         raise ValueError("adaptive k applies to classification only")
+    if refine_ef is not None:
+        refine_ef = _int("refine_ef", refine_ef, 1)
+        if index is None or index.kind != "graph":
+            raise ValueError("refine_ef re-searches the queries of a graph index search; pass index= a knnsql.Index "
+                             "of kind='graph' (exact search needs no refinement)")
+        if adaptive:
+            raise ValueError("refine_ef and adaptive=True cannot be combined; use one of them")
     support = _int("support", support, 1)
     kq = max(k, support) if adaptive else k
     if kq > n:
         raise ValueError(f"support = {support} is larger than the {n} training rows; lower it")
+    classes, codes = None, None
+    if task == "classification":
+        classes, codes = np.unique(y, return_inverse=True)
+        codes = np.ascontiguousarray(codes, dtype=np.int32)
+    stage = None
     if index is None:
         nbr, dist = neighbors(X, Q, kq, metric=metric, threads=threads)
     else:
         nbr, dist = _index_neighbors(index, Q, kq, ef, n)
         metric = index.metric
+        if refine_ef is not None:
+            stage = _refine(X, Q, index, nbr, dist, k, refine_ef, codes, 0 if classes is None else len(classes),
+                            metric, w, temperature, threads)
     nq = Q.shape[0]
     lib = _ffi.lib()
     k_used = np.full(nq, k, dtype=np.uintp)
@@ -191,9 +266,7 @@ def predict(X, y, Q, k: int = 5, *, task: str = "auto", weighting: str = "unifor
         out = np.empty(nq, dtype=np.float64)
         _call(lib.knn_an_regress, _ptr("int64_t", nbr), _ptr("float", dist), nq, kq, k, _ptr("double", y), n,
               metric.encode(), w, float(temperature), kptr, _ptr("double", out))
-        return PredictResult(out, None, None, None, k_used.astype(np.int64))
-    classes, codes = np.unique(y, return_inverse=True)
-    codes = np.ascontiguousarray(codes, dtype=np.int32)
+        return PredictResult(out, None, None, None, k_used.astype(np.int64), stage)
     if adaptive:
         if k >= n:
             raise ValueError(f"adaptive k needs k < {n} training rows (leave-one-out votes)")
@@ -209,7 +282,7 @@ def predict(X, y, Q, k: int = 5, *, task: str = "auto", weighting: str = "unifor
     _call(lib.knn_an_classify, _ptr("int64_t", nbr), _ptr("float", dist), nq, kq, k, _ptr("int32_t", codes), n,
           len(classes), metric.encode(), w, float(temperature), kptr, _ptr("int32_t", lab), _ptr("double", prob),
           _ptr("double", probs))
-    return PredictResult(classes[lab], prob, probs, classes, k_used.astype(np.int64))
+    return PredictResult(classes[lab], prob, probs, classes, k_used.astype(np.int64), stage)
 
 
 def _loo_from_index(index, X, k: int, ef: Optional[int]):
@@ -522,18 +595,45 @@ def _run_list(db, agg: str, relation: str, where: Optional[str] = None):
 def sql_predict(db, relation: str, *, k: int = 5, id: str = "id", vec: str = "emb", label: str = "label",
                 weighting: str = "uniform", temperature: Optional[float] = None, metric: str = "l2",
                 adaptive: bool = False, support: Optional[int] = None, index: Optional[str] = None,
-                ef: Optional[int] = None):
+                ef: Optional[int] = None, refine_ef: Optional[int] = None):
     """``knn_predict`` over a table or query: rows with a NULL ``label`` are predicted from the others.
 
-    A BIGINT label classifies (columns ``id, label, prob, k_used``); a DOUBLE label regresses (``id,
-    value, k_used``). ``index`` names a knnsql index over the labelled rows' ids to search instead of
-    an exact scan. Returns a pandas DataFrame.
+    An integer label classifies (columns ``id, label, prob, k_used``); a floating-point or DECIMAL
+    label regresses (``id, value, k_used``). Any other label type (VARCHAR, ENUM, BOOLEAN, DATE, ...)
+    classifies too: the distinct labels are numbered in SQL sort order, ``knn_predict`` votes on the
+    numbers and the predictions come back as labels (class ties go to the label that sorts first, as
+    with integers and as scikit-learn's sorted classes). ``index`` names a knnsql index over the
+    labelled rows' ids to search instead of an exact scan; with a graph index, ``refine_ef``
+    re-searches the unsettled votes as ``predict`` does. Returns a pandas DataFrame.
     """
     o = _opts(metric=metric, weighting=weighting, temperature=temperature, adaptive=adaptive, support=support,
-              index=index, ef=ef)
-    agg = (f"knn_predict({_quote_ident(id)}, {_quote_ident(vec)}, {_quote_ident(label)}, {_int('k', k, 1)}, "
-           f"{_lit(o)})")
-    return _run_list(db, agg, relation)
+              index=index, ef=ef, refine_ef=refine_ef)
+    qid, qvec, qlab = _quote_ident(id), _quote_ident(vec), _quote_ident(label)
+    k = _int("k", k, 1)
+    con = _con(db)
+    rel = _relation(relation)
+    ltype = con.execute(f"SELECT typeof({qlab}) FROM {rel} LIMIT 1").fetchone()
+    if ltype is None or _numeric_label(ltype[0]):
+        return _run_list(db, f"knn_predict({qid}, {qvec}, {qlab}, {k}, {_lit(o)})", relation)
+    sql = (f"WITH src AS (SELECT {qid} AS i, {qvec} AS v, {qlab} AS l FROM {rel}), "
+           "classes AS (SELECT l, (row_number() OVER (ORDER BY l) - 1)::BIGINT AS code "
+           "FROM (SELECT DISTINCT l FROM src WHERE l IS NOT NULL)), "
+           "coded AS (SELECT s.i, s.v, c.code FROM src s LEFT JOIN classes c ON s.l = c.l), "
+           f"pred AS (SELECT unnest(knn_predict(i, v, code, {k}, {_lit(o)})) AS r FROM coded) "
+           "SELECT r.id AS id, c.l AS label, r.prob AS prob, r.k_used AS k_used FROM pred JOIN classes c "
+           "ON r.label = c.code")
+    return con.execute(sql).df()
+
+
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                  "UBIGINT", "UHUGEINT"}
+
+
+def _numeric_label(type_name: str) -> bool:
+    """Types knn_predict takes as they are: integers classify, floats and decimals regress."""
+    t = type_name.upper()
+    return t in _INTEGER_TYPES or t in ("FLOAT", "DOUBLE", "REAL") or t.startswith("DECIMAL") or t == '"NULL"' \
+        or t == "NULL"
 
 
 def sql_impute(db, relation: str, *, k: int = 5, id: str = "id", vec: str = "emb", value: str = "value",

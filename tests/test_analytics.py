@@ -116,6 +116,133 @@ def test_predict_with_graph_index_matches_exact(rng):
     assert (exact.labels == approx.labels).mean() >= 0.98
 
 
+def unsettled_reference(y, nbr, dist, k, weighting, flips=A.REFINE_FLIPS):
+    """knn_an_unsettled in numpy: could replacing `flips` of the k neighbours change the vote?"""
+    out = []
+    for q in range(len(nbr)):
+        lab = y[nbr[q, :k]]
+        if weighting == "uniform":
+            w = np.ones(k)
+        else:
+            s = np.sqrt(dist[q, :k].astype(np.float64))
+            w = np.where(s == 0, 1.0, 0.0) if (s == 0).any() else 1.0 / s
+        votes = {c: w[lab == c].sum() for c in np.unique(lab)}
+        best = max(sorted(votes), key=lambda c: votes[c])
+        second = max([v for c, v in votes.items() if c != best], default=0.0)
+        lost = np.sort(w[lab == best])[::-1][:flips].sum()
+        out.append(votes[best] - lost <= second + flips * w.max())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "distance"])
+def test_unsettled_votes_match_reference(rng, weighting):
+    X, y = blobs(rng, 400, classes=4)
+    Q = blobs(rng, 300, classes=4)[0]
+    nbr, dist = A.neighbors(X, Q, 9)
+    got = A._unsettled(nbr, dist, 7, y.astype(np.int32), 4, "l2", A._weighting(weighting), 1.0)
+    ref = unsettled_reference(y, nbr, dist, 7, weighting)
+    assert (got == ref).all() and 0 < got.sum() < len(got)
+    if weighting == "uniform":  # the closed form: votes margin <= 2 * flips
+        counts = np.stack([(y[nbr[:, :7]] == c).sum(1) for c in range(4)], 1)
+        top2 = np.sort(counts, 1)[:, -2:]
+        assert (got == (top2[:, 1] - top2[:, 0] <= 2 * A.REFINE_FLIPS)).all()
+
+
+def weak_graph(rng, n=3000, d=16):
+    """Four overlapping classes (many split votes) and a sparse graph searched with a narrow beam."""
+    y = rng.integers(0, 4, n + 400)
+    X = (rng.normal(scale=0.6, size=(4, d))[y] + rng.normal(size=(n + 400, d))).astype(np.float32)
+    ix = knnsql.Index(d, kind="graph", m=4, ef_construction=16)
+    ix.add(X[:n], np.arange(n), threads=1)  # one thread: the same graph every run
+    return X[:n], y[:n], X[n:], ix
+
+
+def test_refine_follows_the_cascade_and_reaches_sklearn(rng):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y, Q, ix = weak_graph(rng)
+    sk = KNeighborsClassifier(5, algorithm="brute").fit(X, y).predict(Q)
+    first = A.predict(X, y, Q, 5, index=ix, ef=5)
+    r = A.predict(X, y, Q, 5, index=ix, ef=5, refine_ef=300)
+    assert first.stage is None and r.stage.dtype == np.int8
+    # the cascade, recomputed from the index's own answers
+    n1, d1 = ix.search(Q, 5, ef=5)
+    unsettled = unsettled_reference(y, n1, d1, 5, "uniform")
+    assert ((r.stage > 0) == unsettled).all()
+    n2, d2 = ix.search(Q, 5, ef=300)
+    moved = d2[:, 4] < d1[:, 4]
+    scanned = unsettled & moved & unsettled_reference(y, n2, d2, 5, "uniform")
+    assert ((r.stage == 2) == scanned).all() and scanned.any() and (r.stage == 1).any()
+    # settled votes keep the first beam's answer, the rest are at least as right as exact search's
+    assert (r.labels[r.stage == 0] == first.labels[r.stage == 0]).all()
+    assert (r.labels[r.stage == 2] == sk[r.stage == 2]).all()
+    assert (r.labels == sk).mean() > (first.labels == sk).mean()
+    assert (first.labels == sk).mean() < 0.85 and (r.labels == sk).mean() >= 0.96
+
+
+def test_refine_regression_rescans_every_unconverged_query(rng):
+    from sklearn.neighbors import KNeighborsRegressor
+
+    X, y, Q, ix = weak_graph(rng)
+    v = X[:, 0] * 2 + X[:, 1]
+    r = A.predict(X, v, Q, 5, index=ix, ef=5, refine_ef=300)
+    assert (r.stage >= 1).all() and (r.stage == 2).any()
+    sk = KNeighborsRegressor(5, algorithm="brute").fit(X, v).predict(Q)
+    np.testing.assert_allclose(r.labels[r.stage == 2], sk[r.stage == 2], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+def test_graph_exact_scan_equals_exact_neighbors(rng, metric):
+    X = rng.normal(size=(700, 9)).astype(np.float32)
+    Q = rng.normal(size=(40, 9)).astype(np.float32)
+    ix = knnsql.Index(9, kind="graph", metric=metric, m=4, ef_construction=8)
+    ix.add(X, np.arange(700))
+    ix.delete(np.arange(0, 700, 7))  # tombstones are skipped
+    live = np.setdiff1d(np.arange(700), np.arange(0, 700, 7))
+    ids, d = A._index_exact(ix, Q, 6, threads=1)
+    ids2, d2 = A._index_exact(ix, Q, 6, threads=2)
+    assert (ids == ids2).all() and (d == d2).all()
+    ref_pos, ref_d = A.neighbors(X[live], Q, 6, metric=metric)
+    assert (ids == live[ref_pos]).all()
+    np.testing.assert_allclose(d, ref_d, rtol=1e-4, atol=1e-4)
+    bad = Q.copy()
+    bad[3, 2] = np.inf
+    with pytest.raises(KnnError, match="query 3 has a NaN or Inf at position 2"):
+        A._index_exact(ix, bad, 6, threads=1)
+    with pytest.raises(KnnError, match="k must be >= 1"):
+        A._index_exact(ix, Q, 0, threads=1)
+    if metric == "cosine":
+        with pytest.raises(KnnError, match="query 0 is the zero vector"):
+            A._index_exact(ix, np.zeros((1, 9), np.float32), 6, threads=1)
+
+
+def test_refine_errors(rng):
+    X, y = blobs(rng, 200)
+    flat = knnsql.Index(X.shape[1])
+    flat.add(X, np.arange(len(X)))
+    graph = knnsql.Index(X.shape[1], kind="graph")
+    graph.add(X, np.arange(len(X)))
+    with pytest.raises(ValueError, match="refine_ef re-searches the queries of a graph index search"):
+        A.predict(X, y, X[:3], 3, refine_ef=64)
+    with pytest.raises(ValueError, match="kind='graph'"):
+        A.predict(X, y, X[:3], 3, index=flat, refine_ef=64)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        A.predict(X, y, X[:3], 3, index=graph, refine_ef=64, adaptive=True)
+    with pytest.raises(ValueError, match="refine_ef must be >= 1"):
+        A.predict(X, y, X[:3], 3, index=graph, refine_ef=0)
+    with pytest.raises(KnnError, match="flips must be >= 1"):
+        nbr, dist = A.neighbors(X, X[:3], 3)
+        _ffi_call_unsettled(nbr, dist, y.astype(np.int32), flips=0)
+
+
+def _ffi_call_unsettled(nbr, dist, codes, flips):
+    from knnsql import _ffi
+    out = np.empty(len(nbr), dtype=np.uint8)
+    A._call(_ffi.lib().knn_an_unsettled, A._ptr("int64_t", nbr), A._ptr("float", dist), len(nbr), nbr.shape[1],
+            nbr.shape[1], A._ptr("int32_t", codes), len(codes), int(codes.max()) + 1, b"l2", 0, 1.0, flips,
+            A._ptr("uint8_t", out))
+
+
 def test_predict_errors(rng):
     X, y = blobs(rng, 50)
     with pytest.raises(ValueError, match="larger than the 50 training rows"):

@@ -73,6 +73,70 @@ def test_predict_through_an_index(db, data):
         db.execute("SELECT knn_predict(id, emb, y, 5, 'index=tix') FROM t WHERE id % 3 = 0").fetchall()
 
 
+@pytest.mark.parametrize("kind", ["VARCHAR", "ENUM", "BOOLEAN"])
+def test_predict_categorical_labels_equal_sklearn(db, data, kind):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y, v, test = data
+    names = np.array(["zebra", "ant", "émeu"])[y] if kind != "BOOLEAN" else (y == 1)
+    col = pd.array(np.where(test, None, names), dtype="string" if kind != "BOOLEAN" else "boolean")
+    load(db, "s", X, y=col)
+    if kind == "ENUM":
+        db.execute("CREATE TYPE animal AS ENUM ('zebra', 'ant', 'émeu')")
+        db.execute("CREATE OR REPLACE TABLE s AS SELECT id, y::animal AS y, emb FROM s")
+    got = A.sql_predict(db, "s", k=5, label="y").sort_values("id")
+    sk = KNeighborsClassifier(5, algorithm="brute").fit(X[~test], names[~test])
+    assert (got.id.to_numpy() == np.flatnonzero(test)).all()
+    assert (got.label.astype(object).to_numpy() == sk.predict(X[test]).astype(object)).all()
+    np.testing.assert_allclose(got.prob.to_numpy(), sk.predict_proba(X[test]).max(1))
+    # numpy's predict takes the same labels directly
+    assert (A.predict(X[~test], names[~test], X[test], 5).labels == sk.predict(X[test])).all()
+
+
+def test_predict_categorical_ties_go_to_the_label_that_sorts_first(db):
+    X = np.array([[0.0], [2.0], [1.0]], dtype=np.float32)
+    load(db, "ties", X, y=pd.array(["b", "a", None], dtype="string"))
+    got = A.sql_predict(db, "ties", k=2, label="y")
+    assert got.label.tolist() == ["a"] and got.prob.tolist() == [0.5]
+
+
+def test_predict_refine_equals_numpy_on_the_same_graph(db, rng):
+    n, d = 2000, 16
+    y = rng.integers(0, 4, n + 300)
+    X = (rng.normal(scale=0.6, size=(4, d))[y] + rng.normal(size=(n + 300, d))).astype(np.float32)
+    v = X[:, 0] * 2 + X[:, 1]
+    test = np.arange(n + 300) >= n  # training ids 0..n-1: the graph's ids are the numpy row positions
+    load(db, "w", X, y=pd.array(np.where(test, None, y), dtype="Int64"),
+         v=pd.array(np.where(test, None, v), dtype="Float64"))
+    db.execute("SELECT * FROM knn_index_create('wix', dim := 16, kind := 'graph', m := 4, ef_construction := 16)")
+    db.execute("SELECT knn_index_insert('wix', id, emb) FROM w WHERE id < 2000").fetchall()
+    blob = b"".join(r[1] for r in db.execute("SELECT * FROM knn_index_dump('wix') ORDER BY part").fetchall())
+    ix = knnsql.Index.from_bytes(blob)
+    for label, target in (("y", y[:n]), ("v", v[:n])):
+        got = A.sql_predict(db, "w", k=5, label=label, index="wix", ef=5, refine_ef=200).sort_values("id")
+        ref = A.predict(X[:n], target, X[n:], 5, index=ix, ef=5, refine_ef=200)
+        assert (ref.stage == 2).any()
+        col = "label" if label == "y" else "value"
+        np.testing.assert_allclose(got[col].to_numpy(), ref.labels, rtol=1e-6)
+        plain = A.sql_predict(db, "w", k=5, label=label, index="wix", ef=5).sort_values("id")
+        assert (plain[col].to_numpy() != got[col].to_numpy()).any()
+
+
+def test_predict_refine_errors(db, data):
+    db.execute("SELECT * FROM knn_index_create('fx', dim := 6, kind := 'flat')").fetchall()
+    db.execute("SELECT knn_index_insert('fx', id, emb) FROM t WHERE y IS NOT NULL").fetchall()
+    db.execute("SELECT * FROM knn_index_create('gx', dim := 6, kind := 'graph')").fetchall()
+    db.execute("SELECT knn_index_insert('gx', id, emb) FROM t WHERE y IS NOT NULL").fetchall()
+    with pytest.raises(duckdb.Error, match="refine_ef re-searches the queries of a graph index search; add 'index="):
+        db.execute("SELECT knn_predict(id, emb, y, 5, 'refine_ef=64') FROM t").fetchall()
+    with pytest.raises(duckdb.Error, match="index 'fx' is flat \\(exact\\); drop refine_ef"):
+        db.execute("SELECT knn_predict(id, emb, y, 5, 'index=fx, refine_ef=64') FROM t").fetchall()
+    with pytest.raises(duckdb.Error, match="refine_ef and adaptive=true cannot be combined"):
+        db.execute("SELECT knn_predict(id, emb, y, 5, 'index=gx, refine_ef=64, adaptive=true') FROM t").fetchall()
+    with pytest.raises(duckdb.Error, match="option 'refine_ef' must be"):
+        db.execute("SELECT knn_predict(id, emb, y, 5, 'index=gx, refine_ef=0') FROM t").fetchall()
+
+
 def test_predict_per_group_and_query_relation(db, data):
     X, y, v, test = data
     rows = db.execute("SELECT grp, len(knn_predict(id, emb, y, 3)) FROM t GROUP BY grp ORDER BY grp").fetchall()

@@ -47,6 +47,10 @@ static inline double knn_an_scale(knn_metric m, float dist) {
     return m == KNN_METRIC_L2 ? __builtin_sqrt(x) : x;
 }
 
+/* knn_predict's refine_ef: a vote is unsettled when replacing this many of its k neighbours could
+ * change it (knn_an_unsettled; knnsql/analytics.py's REFINE_FLIPS is the same number). */
+#define KNN_REFINE_FLIPS 2
+
 /* knn_an_neighbors with a knn_error (the core entry of every estimator). */
 knn_status knn_an_neighbors_e(const float *X, size_t n, const float *Q, size_t nq, size_t d, knn_metric metric,
                               size_t k, int self, size_t threads, int64_t *out_ids, float *out_dists, knn_error *err);

@@ -12,7 +12,18 @@
  *
  * Adaptive k follows "Adaptive kNN using Expected Accuracy" (digest C7): for each training row and
  * each k in 1..kmax, whether its leave-one-out k-vote is right; a query takes the k with the best mean
- * correctness over its `support` nearest training rows (ties: smaller k). */
+ * correctness over its `support` nearest training rows (ties: smaller k).
+ *
+ * Settled votes (knn_an_unsettled) drive the refinement of approximate neighbour lists (the Python
+ * and SQL layers' refine_ef): a vote is unsettled when replacing `flips` of its k neighbours could
+ * change the winner. With uniform weights that is a margin (winner's votes minus runner-up's) of at
+ * most 2 * flips; with weights, the winner loses its `flips` heaviest voters and the runner-up gains
+ * `flips` voters of the largest weight among the k. Graph search misses concentrate in a few queries
+ * (those of high local intrinsic dimension; Aumueller & Ceccarello, "The role of local intrinsic
+ * dimensionality in benchmarking nearest neighbor search", 2019), and only a miss in an unsettled
+ * vote can change a prediction, so re-searching those queries buys the accuracy of exact search where
+ * it matters (a per-query beam, as "learned adaptive early termination" (Li et al., SIGMOD 2020) spends
+ * more search on hard queries, with the vote as the signal instead of a learned model). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,5 +236,78 @@ cleanup:
     free(w);
     free(acc);
     free(score);
+    return knn_error_export(&err, errmsg, errmsg_len);
+}
+
+int knn_an_unsettled(const int64_t *nbr, const float *dist, size_t nq, size_t stride, size_t k, const int32_t *codes,
+                     size_t n_train, size_t n_classes, const char *metric, int weighting, double temperature,
+                     size_t flips, uint8_t *out, char *errmsg, size_t errmsg_len) {
+    knn_error err;
+    knn_error_clear(&err);
+    knn_metric m;
+    double *w = NULL, *acc = NULL, *mine = NULL;
+    const char *fn = "knn_predict (refine)";
+    if (knn_an_metric(fn, metric, &m, &err) != KNN_OK) goto cleanup;
+    if (check_common(fn, weighting, temperature, &err) != KNN_OK) goto cleanup;
+    if (flips == 0) {
+        knn_error_set(&err, KNN_EINVAL, "%s: flips must be >= 1, got 0", fn);
+        goto cleanup;
+    }
+    if (n_classes == 0) {
+        knn_error_set(&err, KNN_EINVAL, "%s: no labelled training rows; give at least one row with a label", fn);
+        goto cleanup;
+    }
+    if (knn_an_check_nbrs(fn, nbr, nq, stride, k, n_train, &err) != KNN_OK) goto cleanup;
+    for (size_t i = 0; i < n_train; i++) {
+        if (codes[i] < 0 || (size_t)codes[i] >= n_classes) {
+            knn_error_set(&err, KNN_EINVAL, "%s: class code %d of training row %zu is outside 0..%zu", fn, codes[i], i,
+                          n_classes - 1);
+            goto cleanup;
+        }
+    }
+    w = malloc(k * sizeof *w);
+    mine = malloc(k * sizeof *mine);
+    acc = calloc(n_classes, sizeof *acc);
+    if (!w || !mine || !acc) {
+        knn_error_set(&err, KNN_ENOMEM, "%s: out of memory", fn);
+        goto cleanup;
+    }
+    for (size_t q = 0; q < nq; q++) {
+        const int64_t *ni = nbr + q * stride;
+        weights(m, dist + q * stride, k, weighting, temperature, w);
+        double wmax = 0;
+        for (size_t j = 0; j < k; j++) {
+            acc[codes[ni[j]]] += w[j];
+            wmax = w[j] > wmax ? w[j] : wmax;
+        }
+        int32_t best = codes[ni[0]];
+        for (size_t j = 1; j < k; j++) {
+            int32_t c = codes[ni[j]];
+            if (acc[c] > acc[best] || (acc[c] == acc[best] && c < best)) best = c;
+        }
+        double second = 0;
+        size_t nm = 0;
+        for (size_t j = 0; j < k; j++) {
+            int32_t c = codes[ni[j]];
+            if (c != best && acc[c] > second) second = acc[c];
+            if (c == best) mine[nm++] = w[j];
+        }
+        /* the winner's `flips` heaviest voters (partial selection: flips is small) */
+        double lost = 0;
+        for (size_t f = 0; f < flips && f < nm; f++) {
+            size_t at = f;
+            for (size_t j = f + 1; j < nm; j++) at = mine[j] > mine[at] ? j : at;
+            double t = mine[f];
+            mine[f] = mine[at];
+            mine[at] = t;
+            lost += mine[f];
+        }
+        out[q] = acc[best] - lost <= second + (double)flips * wmax;
+        for (size_t j = 0; j < k; j++) acc[codes[ni[j]]] = 0;
+    }
+cleanup:
+    free(w);
+    free(mine);
+    free(acc);
     return knn_error_export(&err, errmsg, errmsg_len);
 }

@@ -66,6 +66,10 @@ int knn_graph_remove(knn_graph *index, const int64_t *ids, size_t n, size_t *rem
 int knn_graph_rebuild(knn_graph *index, size_t threads, char *errmsg, size_t errmsg_len);
 /* k nearest live rows per query; ef = 0 uses the index default, ef < k is raised to k. Row stride k;
  * found[q] results are valid, the rest are id -1 and distance +inf. */
+/* Exact k nearest live rows of each query by a scan of the graph's own rows (0 threads: all cores);
+ * found[q] = min(k, live rows); missing entries are id -1 and distance +inf. */
+int knn_graph_query_exact(knn_graph *index, const float *queries, size_t nq, size_t k, size_t threads,
+                          int64_t *out_ids, float *out_dists, size_t *found, char *errmsg, size_t errmsg_len);
 int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, size_t threads,
                     int64_t *out_ids, float *out_dists, size_t *found, char *errmsg, size_t errmsg_len);
 /* As knn_graph_query, counting only rows whose label is in [lo, hi]; plans[q] (may be NULL) reports the
@@ -131,6 +135,11 @@ int knn_an_classify(const int64_t *nbr, const float *dist, size_t nq, size_t str
                     size_t n_train, size_t n_classes, const char *metric, int weighting, double temperature,
                     const size_t *k_per_query, int32_t *out_label, double *out_prob, double *out_probs,
                     char *errmsg, size_t errmsg_len);
+/* out[q] = 1 when replacing `flips` of query q's k neighbours could change its class vote (see
+ * knn_analytics_predict.c); the queries an approximate search should look at again. */
+int knn_an_unsettled(const int64_t *nbr, const float *dist, size_t nq, size_t stride, size_t k, const int32_t *codes,
+                     size_t n_train, size_t n_classes, const char *metric, int weighting, double temperature,
+                     size_t flips, uint8_t *out, char *errmsg, size_t errmsg_len);
 int knn_an_regress(const int64_t *nbr, const float *dist, size_t nq, size_t stride, size_t k, const double *y,
                    size_t n_train, const char *metric, int weighting, double temperature, const size_t *k_per_query,
                    double *out, char *errmsg, size_t errmsg_len);

@@ -124,6 +124,14 @@ int knn_graph_query_window(knn_graph *index, const float *queries, size_t nq, si
                        errmsg_len);
 }
 
+int knn_graph_query_exact(knn_graph *index, const float *queries, size_t nq, size_t k, size_t threads,
+                          int64_t *out_ids, float *out_dists, size_t *found, char *errmsg, size_t errmsg_len) {
+    knn_error err;
+    knn_error_clear(&err);
+    knn_graph_exact(index, queries, nq, k, threads, out_ids, out_dists, found, &err);
+    return knn_error_export(&err, errmsg, errmsg_len);
+}
+
 size_t knn_graph_count(const knn_graph *index) { return knn_graph_live(index); }
 size_t knn_graph_tombstones(const knn_graph *index) { return knn_graph_deleted(index); }
 size_t knn_graph_bytes(const knn_graph *index) { return knn_graph_memory(index); }

@@ -51,6 +51,10 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err);
 
 /* k nearest live rows of one query. ef = 0 uses the index default; ef < k is raised to k. Writes up
  * to k results and sets *found; fewer than k only when fewer live rows exist. */
+/* Exact k nearest live rows of nq queries (rows of `queries`), scanning the index's own rows on
+ * `threads` threads (0: all cores); found[q] = min(k, live), missing entries are id -1 / +inf. */
+knn_status knn_graph_exact(knn_graph *g, const float *queries, size_t nq, size_t k, size_t threads,
+                           int64_t *out_ids, float *out_dists, size_t *found, knn_error *err);
 knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t ef, int64_t *out_ids,
                             float *out_dists, size_t *found, knn_error *err);
 

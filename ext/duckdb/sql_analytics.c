@@ -171,6 +171,9 @@ knn_status an_opts_parse(const an_spec *spec, const char *text, an_opts *o, knn_
             } else if (!strcasecmp(tok, "ef")) {
                 if (num_opt(fn, tok, val, 1, 1e6, &x, err)) return err->status;
                 o->ef = (int64_t)x;
+            } else if (!strcasecmp(tok, "refine_ef")) {
+                if (num_opt(fn, tok, val, 1, 1e6, &x, err)) return err->status;
+                o->refine_ef = (int64_t)x;
             }
         }
     }

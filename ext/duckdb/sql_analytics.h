@@ -41,6 +41,7 @@ typedef struct an_opts {
     char index[KNN_NAME_MAX + 1];
     int64_t ef;
     double significance;
+    int64_t refine_ef; /* knn_predict over a graph index: second beam for unsettled votes (0: none) */
 } an_opts;
 
 typedef struct an_spec an_spec;

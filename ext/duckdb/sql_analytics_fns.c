@@ -54,10 +54,12 @@ static int cmp_idpos(const void *a, const void *b) {
 
 /* k neighbours of each query through the named index, mapped to positions of the training rows
  * (train_ids sorted ascending, as the canonical order gives them). drop_self: query q is training row q
- * and is left out (k + 1 searched). */
+ * and is left out (k + 1 searched). ef: the graph's beam; ef = EXACT_SCAN: an exact scan of the
+ * graph's rows instead. need_graph: refuse a flat index (refine_ef). */
+#define EXACT_SCAN ((size_t)-1)
 static knn_status index_neighbors(const an_rows *rows, const int64_t *train_ids, size_t n_train, const float *Q,
-                                  size_t nq, size_t k, int drop_self, int64_t *out_ids, float *out_dists,
-                                  knn_error *err) {
+                                  size_t nq, size_t k, int drop_self, size_t ef, int need_graph, int64_t *out_ids,
+                                  float *out_dists, knn_error *err) {
     const char *fn = rows->acc->spec->name;
     knn_entry *e = knn_registry_get(rows->acc->reg, rows->opts.index, strlen(rows->opts.index), err);
     if (!e) return err->status;
@@ -81,6 +83,11 @@ static knn_status index_neighbors(const an_rows *rows, const int64_t *train_ids,
                           e->name, knn_metric_name(e->metric), rows->opts.metric, knn_metric_name(e->metric));
         goto done;
     }
+    if (need_graph && e->kind != KNN_KIND_GRAPH) {
+        s = knn_error_set(err, KNN_EINVAL, "%s: refine_ef re-searches a graph index, but index '%s' is flat (exact); "
+                          "drop refine_ef or use a graph index", fn, e->name);
+        goto done;
+    }
     for (size_t i = 0; i < n_train; i++) map[i] = (id_pos){train_ids[i], i};
     qsort(map, n_train, sizeof *map, cmp_idpos);
     /* one batch: the graph's threaded query path, or the flat index's blocked many-query scan */
@@ -93,8 +100,11 @@ static knn_status index_neighbors(const an_rows *rows, const int64_t *train_ids,
     }
     if (e->kind == KNN_KIND_GRAPH) {
         char msg[MSG];
-        s = core(knn_graph_query(e->graph, Q, nq, kk, (size_t)rows->opts.ef, 0, all_ids, all_ds, found, msg, MSG), msg,
-                 err);
+        if (ef == EXACT_SCAN) {
+            s = core(knn_graph_query_exact(e->graph, Q, nq, kk, 0, all_ids, all_ds, found, msg, MSG), msg, err);
+        } else {
+            s = core(knn_graph_query(e->graph, Q, nq, kk, ef, 0, all_ids, all_ds, found, msg, MSG), msg, err);
+        }
     } else {
         size_t f = 0;
         s = knn_entry_search_flat_batch(e, Q, nq, kk, all_ids, all_ds, &f, err);
@@ -134,6 +144,81 @@ done:
 
 /* ---- knn_predict ------------------------------------------------------------------------------------ */
 
+/* The refine_ef cascade over first-beam neighbours nbr / dist (nq x kk, updated in place), as
+ * knnsql/analytics.py's _refine: queries whose vote is unsettled (knn_an_unsettled; every query when
+ * regressing, codes NULL) get a second beam of width refine_ef; those whose k-th distance it lowered
+ * and whose vote is still unsettled get an exact scan of the index's rows. */
+static knn_status refine_neighbors(const an_rows *rows, const int64_t *tid, size_t nt,
+                                   const float *Xq, size_t nq, size_t kk, size_t k, const int32_t *codes,
+                                   size_t n_classes, int64_t *nbr, float *dist, knn_error *err) {
+    const an_opts *o = &rows->opts;
+    const size_t d = rows->acc->dim;
+    char msg[MSG];
+    knn_status s = KNN_OK;
+    uint8_t *flag = malloc(nq ? nq : 1);
+    size_t *sel = malloc((nq ? nq : 1) * sizeof *sel);
+    float *Qs = NULL, *d2 = NULL;
+    int64_t *n2 = NULL;
+    if (!flag || !sel) {
+        s = knn_error_set(err, KNN_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (codes) {
+        s = core(knn_an_unsettled(nbr, dist, nq, kk, k, codes, nt, n_classes, o->metric, o->weighting, o->temperature,
+                                  KNN_REFINE_FLIPS, flag, msg, MSG), msg, err);
+        if (s) goto done;
+    } else {
+        memset(flag, 1, nq);
+    }
+    size_t ns = 0;
+    for (size_t q = 0; q < nq; q++) {
+        if (flag[q]) sel[ns++] = q;
+    }
+    if (ns == 0) goto done;
+    Qs = malloc(ns * d * sizeof *Qs);
+    n2 = malloc(ns * kk * sizeof *n2);
+    d2 = malloc(ns * kk * sizeof *d2);
+    if (!Qs || !n2 || !d2) {
+        s = knn_error_set(err, KNN_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < ns; i++) memcpy(Qs + i * d, Xq + sel[i] * d, d * sizeof *Qs);
+    if ((s = index_neighbors(rows, tid, nt, Qs, ns, kk, 0, (size_t)o->refine_ef, 1, n2, d2, err))) goto done;
+    if (codes) {
+        s = core(knn_an_unsettled(n2, d2, ns, kk, k, codes, nt, n_classes, o->metric, o->weighting, o->temperature,
+                                  KNN_REFINE_FLIPS, flag, msg, MSG), msg, err);
+        if (s) goto done;
+    } else {
+        memset(flag, 1, ns);
+    }
+    /* take the second beam's lists; keep (compacted to the front of sel / Qs) the queries to scan */
+    size_t ne = 0;
+    for (size_t i = 0; i < ns; i++) {
+        size_t q = sel[i];
+        int moved = d2[i * kk + k - 1] < dist[q * kk + k - 1];
+        memcpy(nbr + q * kk, n2 + i * kk, kk * sizeof *nbr);
+        memcpy(dist + q * kk, d2 + i * kk, kk * sizeof *dist);
+        if (moved && flag[i]) {
+            sel[ne] = q;
+            memmove(Qs + ne * d, Qs + i * d, d * sizeof *Qs);
+            ne++;
+        }
+    }
+    if (ne == 0) goto done;
+    if ((s = index_neighbors(rows, tid, nt, Qs, ne, kk, 0, EXACT_SCAN, 1, n2, d2, err))) goto done;
+    for (size_t i = 0; i < ne; i++) {
+        memcpy(nbr + sel[i] * kk, n2 + i * kk, kk * sizeof *nbr);
+        memcpy(dist + sel[i] * kk, d2 + i * kk, kk * sizeof *dist);
+    }
+done:
+    free(flag);
+    free(sel);
+    free(Qs);
+    free(n2);
+    free(d2);
+    return s;
+}
+
 static knn_status predict_fin(const an_rows *rows, duckdb_vector result, idx_t out_row, knn_error *err) {
     const an_acc *a = rows->acc;
     const an_opts *o = &rows->opts;
@@ -171,6 +256,15 @@ static knn_status predict_fin(const an_rows *rows, duckdb_vector result, idx_t o
         s = knn_error_set(err, KNN_EINVAL, "adaptive k needs k < %zu labelled rows (leave-one-out votes)", nt);
         goto done;
     }
+    if (o->refine_ef && !o->index[0]) {
+        s = knn_error_set(err, KNN_EINVAL, "refine_ef re-searches the queries of a graph index search; add "
+                          "'index=<graph index>' (exact search needs no refinement)");
+        goto done;
+    }
+    if (o->refine_ef && o->adaptive) {
+        s = knn_error_set(err, KNN_EINVAL, "refine_ef and adaptive=true cannot be combined; use one of them");
+        goto done;
+    }
     nbr = malloc((nq ? nq : 1) * kk * sizeof *nbr);
     dist = malloc((nq ? nq : 1) * kk * sizeof *dist);
     kq = malloc((nq ? nq : 1) * sizeof *kq);
@@ -183,14 +277,6 @@ static knn_status predict_fin(const an_rows *rows, duckdb_vector result, idx_t o
     if (!nbr || !dist || !kq || !y || !codes || !classes || !lab || !prob || !val) {
         s = knn_error_set(err, KNN_ENOMEM, "out of memory");
         goto done;
-    }
-    if (nq) {
-        if (o->index[0]) {
-            s = index_neighbors(rows, tid, nt, Xq, nq, kk, 0, nbr, dist, err);
-        } else {
-            s = core(knn_an_neighbors(Xt, nt, Xq, nq, a->dim, o->metric, kk, 0, 0, nbr, dist, msg, MSG), msg, err);
-        }
-        if (s) goto done;
     }
     size_t n_classes = 0;
     for (size_t i = 0; i < nt; i++) y[i] = a->dval[tsrc[i]];
@@ -206,6 +292,18 @@ static knn_status predict_fin(const an_rows *rows, duckdb_vector result, idx_t o
             codes[i] = (int32_t)(hit - classes);
         }
     }
+    if (nq) {
+        if (o->index[0]) {
+            s = index_neighbors(rows, tid, nt, Xq, nq, kk, 0, (size_t)o->ef, 0, nbr, dist, err);
+            if (!s && o->refine_ef) {
+                s = refine_neighbors(rows, tid, nt, Xq, nq, kk, k, regress ? NULL : codes, n_classes, nbr, dist,
+                                     err);
+            }
+        } else {
+            s = core(knn_an_neighbors(Xt, nt, Xq, nq, a->dim, o->metric, kk, 0, 0, nbr, dist, msg, MSG), msg, err);
+        }
+        if (s) goto done;
+    }
     for (size_t q = 0; q < nq; q++) kq[q] = k;
     if (nq && o->adaptive) {
         tnbr = malloc(nt * k * sizeof *tnbr);
@@ -215,7 +313,7 @@ static knn_status predict_fin(const an_rows *rows, duckdb_vector result, idx_t o
             goto done;
         }
         if (o->index[0]) {
-            s = index_neighbors(rows, tid, nt, Xt, nt, k, 1, tnbr, tdist, err);
+            s = index_neighbors(rows, tid, nt, Xt, nt, k, 1, (size_t)o->ef, 0, tnbr, tdist, err);
         } else {
             s = core(knn_an_neighbors(Xt, nt, NULL, 0, a->dim, o->metric, k, 1, 0, tnbr, tdist, msg, MSG), msg, err);
         }
@@ -782,9 +880,9 @@ static duckdb_logical_type sample_type(bool unused) {
 /* name, id, vec, aux, k, count columns; aux kind; option keys; finaliser; result type.
  * Overloads of one name are adjacent. */
 const an_spec an_specs[] = {
-    {"knn_predict", 0, 1, 2, 3, -1, AN_AUX_BIGINT, "metric,weighting,temperature,adaptive,support,index,ef",
+    {"knn_predict", 0, 1, 2, 3, -1, AN_AUX_BIGINT, "metric,weighting,temperature,adaptive,support,index,ef,refine_ef",
      predict_fin, predict_type},
-    {"knn_predict", 0, 1, 2, 3, -1, AN_AUX_DOUBLE, "metric,weighting,temperature,index,ef", predict_fin, predict_type},
+    {"knn_predict", 0, 1, 2, 3, -1, AN_AUX_DOUBLE, "metric,weighting,temperature,index,ef,refine_ef", predict_fin, predict_type},
     {"knn_impute", 0, 1, 2, 3, -1, AN_AUX_DOUBLE, "metric,weighting,draws,seed,lo,hi", impute_fin, impute_type},
     {"knn_smote", 0, 1, -1, 3, 2, AN_AUX_NONE, "metric,seed", smote_fin, smote_type},
     {"knn_lid", 0, 1, -1, 2, -1, AN_AUX_NONE, "metric", lid_fin, lid_type},
