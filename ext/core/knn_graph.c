@@ -848,6 +848,32 @@ static knn_status exact_live(const knn_graph *g, const float *q, size_t k, int64
     return s;
 }
 
+/* The unfiltered search (read lock held, live rows > 0, q prepared): descent, one beam of width ef over
+ * layer 0 skipping tombstones only, an exact pass when the beam found fewer than min(k, live) rows. */
+static knn_status plain_search(const knn_graph *g, knn_search_ctx *c, const float *q, size_t k, size_t ef,
+                               int64_t *out_ids, float *out_dists, size_t *found, knn_error *err) {
+    size_t live = g->count - g->n_deleted;
+    if (ef == 0) ef = g->p.ef;
+    if (ef < k) ef = k;
+    uint32_t ep = g->entry;
+    float epd = vdist(g, q, knn_graph_vec(g, ep));
+    for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, LOCK_NONE);
+    size_t ntop;
+    admit_rule live_only = {1, 0, 0, 0};
+    if (!search_layer(g, c, q, ep, epd, ef, 0, LOCK_NONE, g->n_deleted ? &live_only : NULL, &ntop, NULL)) {
+        return knn_error_set(err, KNN_ENOMEM, "out of memory during search");
+    }
+    qsort(c->top, ntop, sizeof *c->top, cmp_hitem_asc);
+    size_t want = k < live ? k : live;
+    if (ntop < want) return exact_live(g, q, k, out_ids, out_dists, found, err);
+    for (size_t j = 0; j < want; j++) {
+        out_ids[j] = g->ids[c->top[j].id];
+        out_dists[j] = c->top[j].key;
+    }
+    *found = want;
+    return KNN_OK;
+}
+
 knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t ef, int64_t *out_ids,
                             float *out_dists, size_t *found, knn_error *err) {
     *found = 0;
@@ -864,28 +890,7 @@ knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t e
     }
     const float *q;
     if ((s = prepare_query(g, c, query, &q, err)) != KNN_OK) goto done;
-    if (ef == 0) ef = g->p.ef;
-    if (ef < k) ef = k;
-    uint32_t ep = g->entry;
-    float epd = vdist(g, q, knn_graph_vec(g, ep));
-    for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, LOCK_NONE);
-    size_t ntop;
-    admit_rule live_only = {1, 0, 0, 0};
-    if (!search_layer(g, c, q, ep, epd, ef, 0, LOCK_NONE, g->n_deleted ? &live_only : NULL, &ntop, NULL)) {
-        s = knn_error_set(err, KNN_ENOMEM, "out of memory during search");
-        goto done;
-    }
-    qsort(c->top, ntop, sizeof *c->top, cmp_hitem_asc);
-    size_t want = k < live ? k : live;
-    if (ntop < want) {
-        s = exact_live(g, q, k, out_ids, out_dists, found, err);
-        goto done;
-    }
-    for (size_t j = 0; j < want; j++) {
-        out_ids[j] = g->ids[c->top[j].id];
-        out_dists[j] = c->top[j].key;
-    }
-    *found = want;
+    s = plain_search(g, c, q, k, ef, out_ids, out_dists, found, err);
 done:
     if (c) ctx_release(g, c);
     pthread_rwlock_unlock(&g->rw);
@@ -1301,7 +1306,14 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
         w += l >= lo && l <= hi;
     }
     if (w == 0) goto done;
-    calibrate(g, c);
+    calibrate(g, c); /* once per index (redone when it doubles): the first window query pays for it */
+    if (w == g->count && g->n_deleted == 0 && force < 0) {
+        /* The window holds every row: nothing to filter, no plan to choose. Exactly the unfiltered search
+         * (no label test per candidate, no budget), so it never trails a postfilter here. */
+        if (plan) *plan = KNN_PLAN_POST;
+        s = plain_search(g, c, q, k, ef, out_ids, out_dists, found, err);
+        goto done;
+    }
     if (ef == 0) ef = g->p.ef;
     if (ef < k) ef = k;
     double live = (double)(g->count - g->n_deleted);
