@@ -15,6 +15,10 @@ _KINDS = ("flat", "graph")
 def _bound(name: str, value, default: float) -> float:
     if value is None:
         return default
+    if type(value) is float or type(value) is np.float64:  # the common case, checked cheaply (per query)
+        if value != value:
+            raise ValueError(f"{name} must not be NaN; use None for an open bound")
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
     if np.isnan(value):
@@ -23,6 +27,8 @@ def _bound(name: str, value, default: float) -> float:
 
 
 def _int_arg(name: str, value, minimum: int) -> int:
+    if type(value) is int and value >= minimum:  # the common case, checked cheaply (per query)
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
@@ -92,8 +98,12 @@ class Index:
     # ---- properties -------------------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        lib = _ffi.lib()
-        return int(lib.knn_flat_dim(self._handle) if self.kind == "flat" else lib.knn_graph_dimension(self._handle))
+        d = self.__dict__.get("_dim")  # fixed for the index's life: asked once
+        if d is None:
+            lib = _ffi.lib()
+            d = int(lib.knn_flat_dim(self._handle) if self.kind == "flat" else lib.knn_graph_dimension(self._handle))
+            self._dim = d
+        return d
 
     @property
     def metric(self) -> str:
@@ -137,6 +147,12 @@ class Index:
 
     # ---- data -------------------------------------------------------------------------------------
     def _matrix(self, X, what: str) -> np.ndarray:
+        dim = self.dim
+        if type(X) is np.ndarray and X.dtype == np.float32 and X.flags.c_contiguous:  # per-query fast path
+            if X.ndim == 1 and X.shape[0] == dim:
+                return X.reshape(1, dim)
+            if X.ndim == 2 and X.shape[1] == dim:
+                return X
         arr = np.asarray(X)
         if arr.dtype.kind not in "fiu":
             raise TypeError(f"{what} must be numeric (float32 preferred), got dtype {arr.dtype}")
@@ -144,9 +160,9 @@ class Index:
             arr = arr.reshape(1, -1)
         if arr.ndim != 2:
             raise ValueError(f"{what} must be a 2-d array (n, {self.dim}) or one vector, got shape {arr.shape}")
-        if arr.shape[1] != self.dim:
+        if arr.shape[1] != dim:
             raise ValueError(f"dimension mismatch: {what} has {arr.shape[1]} columns but the index has dim "
-                             f"{self.dim}")
+                             f"{dim}")
         return np.ascontiguousarray(arr, dtype=np.float32)
 
     @staticmethod
@@ -277,8 +293,7 @@ class Index:
         ids = np.empty((nq, max(kk, 1)), dtype=np.int64)
         dists = np.empty((nq, max(kk, 1)), dtype=np.float32)
         found = np.empty(nq, dtype=np.uintp)
-        out = (ffi.from_buffer("int64_t[]", ids), ffi.from_buffer("float[]", dists),
-               ffi.cast("size_t *", ffi.from_buffer("size_t[]", found)))
+        out = (ffi.from_buffer("int64_t[]", ids), ffi.from_buffer("float[]", dists), ffi.from_buffer("size_t[]", found))
         if windowed:
             status = lib.knn_graph_query_window(self._handle, qs, nq, max(kk, 1), ef or 0, lo_v, hi_v, threads, *out,
                                                 ffi.NULL, buf, _ffi.ERRMSG_LEN)

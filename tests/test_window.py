@@ -142,6 +142,14 @@ def test_window_errors():
     g.add(np.ones((3, 2), np.float32), labels=[1, 2, 3])
     with pytest.raises(ValueError, match="lo must not be NaN"):
         g.search(np.ones(2, np.float32), 1, lo=float("nan"))
+    for nan in (np.float64("nan"), np.float32("nan")):
+        with pytest.raises(ValueError, match="hi must not be NaN"):
+            g.search(np.ones(2, np.float32), 1, hi=nan)
+    for bad in (np.ones(3, np.float32), np.ones((1, 3), np.float32)):
+        with pytest.raises(ValueError, match="Q has 3 columns but the index has dim 2"):
+            g.search(bad, 1, lo=0.0, hi=1.0)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        g.search(np.ones(2, np.float32), 0, lo=0.0)
     with pytest.raises(TypeError, match="hi must be a number or None"):
         g.search(np.ones(2, np.float32), 1, hi="3")
     with pytest.raises(ValueError, match="labels must be 2 numbers"):
