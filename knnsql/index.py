@@ -320,10 +320,11 @@ class Index:
         """Rebuilds a graph index from :meth:`to_bytes` output; corrupt bytes raise KnnError."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        lib = _ffi.lib()  # first: it declares the core's types (from_bytes may be a process's first call)
         ffi, buf = _ffi.ffi, _ffi.errbuf()
         out = ffi.new("knn_graph **")
         raw = bytes(data)
-        _ffi.check(_ffi.lib().knn_graph_from_bytes(ffi.from_buffer("uint8_t[]", raw) if raw else ffi.NULL, len(raw),
+        _ffi.check(lib.knn_graph_from_bytes(ffi.from_buffer("uint8_t[]", raw) if raw else ffi.NULL, len(raw),
                                                    out, buf, _ffi.ERRMSG_LEN), buf)
         return cls._from_graph_handle(out[0])
 

@@ -166,3 +166,22 @@ def test_window_persists_through_bytes():
     a, _ = g.search(X[:5], 5, lo=2, hi=3)
     b, _ = h.search(X[:5], 5, lo=2, hi=3)
     np.testing.assert_array_equal(a, b)
+
+
+def test_from_bytes_as_the_first_call_of_a_process(tmp_path):
+    """Index.from_bytes declares the core's types itself (it failed with a cffi parse error when no other
+    call had loaded the library yet)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    g = knnsql.Index(3, "l2", "graph")
+    g.add(np.eye(3, dtype=np.float32), labels=[1.0, 2.0, 3.0])
+    (tmp_path / "g.bin").write_bytes(g.to_bytes())
+    code = ("import sys, knnsql; g = knnsql.Index.from_bytes(open(sys.argv[1], 'rb').read()); "
+            "print(len(g), g.search([0, 1, 0], 1, lo=2, hi=2)[0][0][0])")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "g.bin")], capture_output=True, text=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root)}, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3", "1"]
