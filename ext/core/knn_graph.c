@@ -1080,11 +1080,31 @@ knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, s
  * [s, e) (all_live: the window holds every row and none is deleted); leaves the best ef in-window
  * nodes in c->top. The postfilter beam stops after `budget` distances (0: no limit), setting c->over.
  * Adds the distances computed to *visits (may be NULL). Returns 0 when out of memory. */
+/* Greedy descent through the upper layers: the layer-0 entry point nearest the query and its distance. */
+static void descend(const knn_graph *g, const float *q, uint32_t *ep, float *epd) {
+    uint32_t e = g->entry;
+    float d = vdist(g, q, knn_graph_vec(g, e));
+    for (int lev = g->max_level; lev > 0; lev--) e = greedy(g, q, e, &d, lev, LOCK_NONE);
+    *ep = e;
+    *epd = d;
+}
+
+/* Local selectivity near the query: the share of in-window nodes among the descent's landing node and
+ * its layer-0 neighbours, Laplace-smoothed ((hits + 1) / (nodes + 2)). NaviX (Sehgal and Salihoglu,
+ * VLDB 2025) picks its filtered-search heuristic per node from the same local measure. */
+static double local_fraction(const knn_graph *g, double lo, double hi, uint32_t ep) {
+    admit_rule rule = {1, 1, lo, hi};
+    const uint32_t *l = knn_graph_links(g, ep, 0);
+    size_t hits = (size_t)admitted(g, &rule, ep);
+    for (uint32_t j = 0; j < l[0]; j++) hits += (size_t)admitted(g, &rule, l[1 + j]);
+    return ((double)hits + 1.0) / ((double)l[0] + 3.0);
+}
+
+/* ep / epd: the descent's result when the caller already ran it (ep != KNN_NO_NODE). */
 static int window_beam(const knn_graph *g, knn_search_ctx *c, const float *q, int plan, double lo, double hi,
-                       size_t s, size_t e, size_t ef, int all_live, size_t budget, size_t *ntop, size_t *visits) {
-    uint32_t ep = g->entry;
-    float epd = vdist(g, q, knn_graph_vec(g, ep));
-    for (int lev = g->max_level; lev > 0; lev--) ep = greedy(g, q, ep, &epd, lev, LOCK_NONE);
+                       size_t s, size_t e, size_t ef, int all_live, size_t budget, uint32_t ep, float epd,
+                       size_t *ntop, size_t *visits) {
+    if (ep == KNN_NO_NODE) descend(g, q, &ep, &epd);
     admit_rule rule = {1, 1, lo, hi};
     if (plan == KNN_PLAN_POST) {
         /* a window holding every row (and no tombstones) filters nothing: the plain search */
@@ -1130,7 +1150,7 @@ static long cal_hits(const knn_graph *g, knn_search_ctx *c, int j, size_t i, int
     const float *v = cal_query(g, j, i);
     double lo = g->win.labels[s], hi = g->win.labels[e - 1];
     if (exact_window(g, v, K, lo, hi, s, e, truth, d, &found, &err) != KNN_OK) return -1;
-    if (!window_beam(g, c, v, plan, lo, hi, s, e, g->p.ef, 0, 0, &ntop, NULL)) return -1;
+    if (!window_beam(g, c, v, plan, lo, hi, s, e, g->p.ef, 0, 0, KNN_NO_NODE, 0, &ntop, NULL)) return -1;
     qsort(c->top, ntop, sizeof *c->top, cmp_hitem_asc);
     size_t n = ntop < K ? ntop : K;
     for (size_t t = 0; t < n; t++) ids[t] = g->ids[c->top[t].id];
@@ -1200,10 +1220,14 @@ static void calibrate(knn_graph *g, knn_search_ctx *c) {
             const float *v = cal_query(g, j, i);
             double lo = g->win.labels[s], hi = g->win.labels[e - 1];
             double t0 = now_ns();
-            if (time_two) ok = window_beam(g, c, v, KNN_PLAN_TWO_HOP, lo, hi, s, e, g->p.ef, 0, 0, &ntop, NULL);
+            if (time_two) {
+                ok = window_beam(g, c, v, KNN_PLAN_TWO_HOP, lo, hi, s, e, g->p.ef, 0, 0, KNN_NO_NODE, 0, &ntop, NULL);
+            }
             double t1 = now_ns();
             size_t vis = 0;
-            if (time_post) ok = ok && window_beam(g, c, v, KNN_PLAN_POST, lo, hi, s, e, g->p.ef, 0, 0, &ntop, &vis);
+            if (time_post) {
+                ok = ok && window_beam(g, c, v, KNN_PLAN_POST, lo, hi, s, e, g->p.ef, 0, 0, KNN_NO_NODE, 0, &ntop, &vis);
+            }
             if (j == 0) dist_n[i] = (double)vis;
             t2[i] = time_two ? t1 - t0 : (j ? 2 * two[j - 1] : INFINITY);
             tp[i] = time_post ? now_ns() - t1 : (j ? 2 * post[j - 1] : INFINITY);
@@ -1261,17 +1285,18 @@ static int two_hop_allowed(const knn_graph *g, double f) {
 }
 
 /* The cheapest plan for a window of w rows (a fraction f of the live rows) at this ef, by the calibrated
- * costs (read under cal_lock: a recalibration may be rewriting them). The two-hop beam is offered only
+ * costs (read under cal_lock: a recalibration may be rewriting them); the postfilter beam is costed at
+ * fraction f_post (f, or the query's lower local selectivity), the two-hop beam only if allow_two. The two-hop beam is offered only
  * where the calibration found it as accurate as the postfilter, and only when the window holds at least
  * 4/m0 of the rows: below that, two-hop bridges no longer keep the in-window subgraph navigable. The
  * in-search postfilter stays accurate at any size; its cost grows as 1/f, which the calibration sees. */
-static int choose_plan(knn_graph *g, size_t w, double f, size_t ef) {
+static int choose_plan(knn_graph *g, size_t w, double f, double f_post, int allow_two, size_t ef) {
     if (!atomic_load(&g->calibrated)) return KNN_PLAN_EXACT;
     double scale = (double)ef / (double)g->p.ef;
     pthread_mutex_lock(&g->cal_lock);
     double exact_cost = (double)w * g->ns_scan;
-    double post_cost = plan_cost(g->ns_post, f) * scale;
-    int two_ok = f >= 4.0 / (double)g->m0 && two_hop_allowed(g, f);
+    double post_cost = plan_cost(g->ns_post, f_post) * scale;
+    int two_ok = allow_two && f >= 4.0 / (double)g->m0 && two_hop_allowed(g, f);
     double two_cost = two_ok ? plan_cost(g->ns_two_hop, f) * scale : INFINITY;
     pthread_mutex_unlock(&g->cal_lock);
     int chosen = KNN_PLAN_EXACT;
@@ -1320,8 +1345,21 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     double f = (double)w / live;
     if (f > 1) f = 1; /* the sorted list may still count rows deleted since its rebuild */
     int chosen = force;
+    uint32_t ep = KNN_NO_NODE;
+    float epd = 0;
     if (chosen != KNN_PLAN_EXACT && chosen != KNN_PLAN_TWO_HOP && chosen != KNN_PLAN_POST) {
-        chosen = choose_plan(g, w, f, ef);
+        chosen = choose_plan(g, w, f, f, 1, ef);
+        if (chosen != KNN_PLAN_EXACT) {
+            /* The calibration timed typical queries, whose neighbourhood holds about a fraction f of
+             * in-window rows. Where the query's holds far fewer (a window away from the query: label-
+             * correlated data, the adversarial set), the postfilter beam must walk everything nearer than
+             * the window, and both beams enter the window from afar with the recall of a far query. Cost
+             * the postfilter at the local fraction then, without the two-hop beam: a beam is kept only
+             * when it still beats the exact scan. The descent is reused by the beam. */
+            descend(g, q, &ep, &epd);
+            double fl = local_fraction(g, lo, hi, ep);
+            if (fl < 0.5 * f) chosen = choose_plan(g, w, f, fl, 0, ef);
+        }
     }
     if (chosen == KNN_PLAN_EXACT) {
         s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, err);
@@ -1339,8 +1377,8 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
         pthread_mutex_unlock(&g->cal_lock);
         budget = b < 1.0 ? 1 : b > 1e15 ? 0 : (size_t)b;
     }
-    if (!window_beam(g, c, q, chosen, lo, hi, lo_pos, hi_pos, ef, g->n_deleted == 0 && w == g->count, budget,
-                     &ntop, NULL)) {
+    if (!window_beam(g, c, q, chosen, lo, hi, lo_pos, hi_pos, ef, g->n_deleted == 0 && w == g->count, budget, ep,
+                     epd, &ntop, NULL)) {
         s = knn_error_set(err, KNN_ENOMEM, "out of memory during search");
         goto done;
     }
