@@ -7,6 +7,8 @@ window.json / window.md and the per-workload PNGs, recomputing the targets over 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -16,9 +18,17 @@ sys.path.insert(0, str(HERE))
 from suites import window  # noqa: E402
 
 
+def _portable(cmd: str) -> str:
+    """A run's command without this machine's output folder."""
+    return re.sub(r"--out \S+", "--out <dir>", cmd)
+
+
 def merge(docs: list) -> dict:
     first = docs[0]
     res = {"options": dict(first["results"]["options"]), "workloads": {}, "skipped": {}}
+    vp = res["options"].get("vss_python")
+    if vp and vp.startswith(os.path.expanduser("~")):
+        res["options"]["vss_python"] = "~" + vp[len(os.path.expanduser("~")):]
     for d in docs:
         res["workloads"].update(d["results"]["workloads"])
         res["skipped"].update(d["results"].get("skipped", {}))
@@ -26,7 +36,8 @@ def merge(docs: list) -> dict:
     res["targets"] = window.evaluate_targets(res)
     res["anomalies"] = [a for r in res["workloads"].values() for a in r["anomalies"]]
     return {"suite": "window", "quick": any(d["quick"] for d in docs),
-            "command": "; ".join(d["command"] for d in docs) + "; python benchmarks/window_merge.py ...",
+            "command": "; ".join(_portable(d["command"]) for d in docs)
+                       + "; python benchmarks/window_merge.py benchmarks/results <dir>/window.json ...",
             "started": first["started"], "duration_s": sum(d["duration_s"] for d in docs),
             "machine": first["machine"], "results": res}
 
