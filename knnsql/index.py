@@ -15,8 +15,10 @@ _KINDS = ("flat", "graph")
 def _bound(name: str, value, default: float) -> float:
     if value is None:
         return default
-    if type(value) is float and value == value:  # the common case, without numpy's per-call cost
-        return value
+    if type(value) is float or type(value) is np.float64:  # the common case, checked cheaply (per query)
+        if value != value:
+            raise ValueError(f"{name} must not be NaN; use None for an open bound")
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
     if np.isnan(value):
@@ -25,7 +27,7 @@ def _bound(name: str, value, default: float) -> float:
 
 
 def _int_arg(name: str, value, minimum: int) -> int:
-    if type(value) is int and value >= minimum:
+    if type(value) is int and value >= minimum:  # the common case, checked cheaply (per query)
         return value
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -95,18 +97,13 @@ class Index:
 
     # ---- properties -------------------------------------------------------------------------------
     @property
-    def _dim(self) -> int:
-        """The dimension, read from the core once (it never changes)."""
-        d = self.__dict__.get("_dim_cached")
+    def dim(self) -> int:
+        d = self.__dict__.get("_dim")  # fixed for the index's life: asked once
         if d is None:
             lib = _ffi.lib()
             d = int(lib.knn_flat_dim(self._handle) if self.kind == "flat" else lib.knn_graph_dimension(self._handle))
-            self.__dict__["_dim_cached"] = d
+            self._dim = d
         return d
-
-    @property
-    def dim(self) -> int:
-        return self._dim
 
     @property
     def metric(self) -> str:
@@ -150,11 +147,11 @@ class Index:
 
     # ---- data -------------------------------------------------------------------------------------
     def _matrix(self, X, what: str) -> np.ndarray:
-        if type(X) is np.ndarray and X.dtype == np.float32 and X.flags.c_contiguous:
-            # fast path of a search loop: one float32 vector or matrix of the right width
-            if X.ndim == 1 and X.shape[0] == self._dim:
-                return X.reshape(1, -1)
-            if X.ndim == 2 and X.shape[1] == self._dim:
+        dim = self.dim
+        if type(X) is np.ndarray and X.dtype == np.float32 and X.flags.c_contiguous:  # per-query fast path
+            if X.ndim == 1 and X.shape[0] == dim:
+                return X.reshape(1, dim)
+            if X.ndim == 2 and X.shape[1] == dim:
                 return X
         arr = np.asarray(X)
         if arr.dtype.kind not in "fiu":
@@ -163,9 +160,9 @@ class Index:
             arr = arr.reshape(1, -1)
         if arr.ndim != 2:
             raise ValueError(f"{what} must be a 2-d array (n, {self.dim}) or one vector, got shape {arr.shape}")
-        if arr.shape[1] != self._dim:
+        if arr.shape[1] != dim:
             raise ValueError(f"dimension mismatch: {what} has {arr.shape[1]} columns but the index has dim "
-                             f"{self._dim}")
+                             f"{dim}")
         return np.ascontiguousarray(arr, dtype=np.float32)
 
     @staticmethod
@@ -284,7 +281,7 @@ class Index:
         nq = Q.shape[0]
         kk = min(k, len(self))
         buf, ffi, lib = _ffi.errbuf(), _ffi.ffi, _ffi.lib()
-        t = _ffi.types()
+        t = _ffi.types()  # cffi types resolved once: a string is parsed again on every call
         qs = ffi.from_buffer(t.f32, Q)
         if self.kind == "flat":
             ids = np.empty((nq, k), dtype=np.int64)
@@ -324,7 +321,8 @@ class Index:
         """Rebuilds a graph index from :meth:`to_bytes` output; corrupt bytes raise KnnError."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data must be bytes, got {type(data).__name__}")
-        lib, ffi, buf = _ffi.lib(), _ffi.ffi, _ffi.errbuf()  # lib() first: it declares the cffi types
+        lib = _ffi.lib()  # first: it declares the core's types (from_bytes may be a process's first call)
+        ffi, buf = _ffi.ffi, _ffi.errbuf()
         out = ffi.new("knn_graph **")
         raw = bytes(data)
         _ffi.check(lib.knn_graph_from_bytes(ffi.from_buffer("uint8_t[]", raw) if raw else ffi.NULL, len(raw),

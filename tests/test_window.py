@@ -142,6 +142,14 @@ def test_window_errors():
     g.add(np.ones((3, 2), np.float32), labels=[1, 2, 3])
     with pytest.raises(ValueError, match="lo must not be NaN"):
         g.search(np.ones(2, np.float32), 1, lo=float("nan"))
+    for nan in (np.float64("nan"), np.float32("nan")):
+        with pytest.raises(ValueError, match="hi must not be NaN"):
+            g.search(np.ones(2, np.float32), 1, hi=nan)
+    for bad in (np.ones(3, np.float32), np.ones((1, 3), np.float32)):
+        with pytest.raises(ValueError, match="Q has 3 columns but the index has dim 2"):
+            g.search(bad, 1, lo=0.0, hi=1.0)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        g.search(np.ones(2, np.float32), 0, lo=0.0)
     with pytest.raises(TypeError, match="hi must be a number or None"):
         g.search(np.ones(2, np.float32), 1, hi="3")
     with pytest.raises(ValueError, match="labels must be 2 numbers"):
@@ -158,3 +166,22 @@ def test_window_persists_through_bytes():
     a, _ = g.search(X[:5], 5, lo=2, hi=3)
     b, _ = h.search(X[:5], 5, lo=2, hi=3)
     np.testing.assert_array_equal(a, b)
+
+
+def test_from_bytes_as_the_first_call_of_a_process(tmp_path):
+    """Index.from_bytes declares the core's types itself (it failed with a cffi parse error when no other
+    call had loaded the library yet)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    g = knnsql.Index(3, "l2", "graph")
+    g.add(np.eye(3, dtype=np.float32), labels=[1.0, 2.0, 3.0])
+    (tmp_path / "g.bin").write_bytes(g.to_bytes())
+    code = ("import sys, knnsql; g = knnsql.Index.from_bytes(open(sys.argv[1], 'rb').read()); "
+            "print(len(g), g.search([0, 1, 0], 1, lo=2, hi=2)[0][0][0])")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "g.bin")], capture_output=True, text=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root)}, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3", "1"]

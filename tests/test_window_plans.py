@@ -130,3 +130,26 @@ def test_queries_far_from_a_wide_window_stay_exact_when_the_beam_gives_up():
         if used in (EXACT, FALLBACK):
             np.testing.assert_allclose(d, wd, rtol=1e-4, atol=1e-4)
     assert seen <= {EXACT, TWO_HOP, FALLBACK, POST}
+
+
+def test_a_window_over_every_row_is_the_unfiltered_search():
+    """A window holding every row (open bounds, or exactly the label range) runs the plain search under the
+    cost model: same ids and distances at every ef. With an unlabelled row the window no longer holds
+    every row, and that row never comes back."""
+    rng = np.random.default_rng(24)
+    X = rng.standard_normal((3000, 12)).astype(np.float32)
+    labels = rng.random(len(X))
+    g = knnsql.Index(12, "l2", "graph", m=8)
+    g.add(X, labels=labels)
+    for t in range(10):
+        q = rng.standard_normal(12).astype(np.float32)
+        for ef in (10, 40):
+            plain, pd = g.search(q, 10, ef=ef, threads=1)
+            for lo, hi in ((-np.inf, np.inf), (labels.min(), labels.max())):
+                ids, d, used = query(g, q, 10, lo, hi, ef)
+                assert used == POST
+                assert ids.tolist() == plain[0].tolist()
+                np.testing.assert_array_equal(d, pd[0])
+    g.add(X[:1] * 0.999, np.array([len(X)]), labels=np.array([np.nan]))  # unlabelled copy of row 0
+    ids, d, used = query(g, X[0], 10, -np.inf, np.inf, 40)
+    assert len(X) not in ids.tolist() and 0 in ids.tolist()

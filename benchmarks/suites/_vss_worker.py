@@ -1,4 +1,4 @@
-"""Worker for the "ann" suite: DuckDB's vss extension (HNSW via usearch), run in its own venv.
+"""Worker for the "ann" and "window" suites: DuckDB's vss extension (HNSW via usearch), run in its own venv.
 
 vss's extension binary loads into DuckDB 1.5.5 only, while knnsql runs on the project's DuckDB, so the ann
 suite runs this script with the interpreter of a separate venv (duckdb==1.5.5, duckdb-extension-vss==1.5.5,
@@ -14,6 +14,9 @@ job.json: {"parquet": base table (id BIGINT, emb FLOAT[]), "queries": .npy (nq, 
 Each query is one SQL statement, as a user would write it, with the vector as a literal (binding a
 FLOAT[d] parameter is much slower on DuckDB 1.5.5's Python client; both floors are reported):
     SELECT id FROM t ORDER BY array_cosine_distance(emb, [..]::FLOAT[d]) LIMIT 10   (array_distance for l2sq)
+
+A window job (the "window" suite) adds a label column to the parquet and a "window" list of fractions
+({"queries": .npy, "lo": [...], "hi": [...]}); each query then carries ``WHERE label BETWEEN lo AND hi``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,41 @@ def extension_path() -> str:
     return str(hits[0])
 
 
+def window_sweep(con, job: dict, fn: str, out: dict) -> None:
+    """The window suite's job ("window": [{"queries": .npy, "lo": [...], "hi": [...]}, ...]): per fraction and
+    ef, one statement per query with the same WHERE the DuckDB SQL baseline uses."""
+    import numpy as np
+
+    d, k = job["dim"], job["k"]
+
+    def q_sql(lit: str, lo: float, hi: float) -> str:
+        return (f"SELECT id FROM t WHERE label BETWEEN {lo!r} AND {hi!r} ORDER BY {fn}(emb, {lit}::FLOAT[{d}]) "
+                f"LIMIT {k}")
+
+    fractions = []
+    for fi, fr in enumerate(job["window"]):
+        Q = np.load(fr["queries"])
+        lits = ["[" + ", ".join(repr(float(x)) for x in q) + "]" for q in Q]
+        if fi == 0:
+            plan = con.execute("EXPLAIN " + q_sql(lits[0], fr["lo"][0], fr["hi"][0])).fetchall()
+            out["plan_uses_index"] = any("HNSW_INDEX_SCAN" in str(r) for r in plan)
+            out["query_form"] = q_sql("<literal>", "<lo>", "<hi>")
+        pts = []
+        for ef in job["efs"]:
+            con.execute(f"SET hnsw_ef_search = {int(ef)}")
+            con.execute(q_sql(lits[0], fr["lo"][0], fr["hi"][0])).fetchall()  # warm-up
+            lat, ids = [], []
+            for i, lit in enumerate(lits):
+                t0 = time.perf_counter()
+                rows = con.execute(q_sql(lit, fr["lo"][i], fr["hi"][i])).fetchall()
+                lat.append(time.perf_counter() - t0)
+                ids.append([r[0] for r in rows][:k] + [-1] * (k - min(k, len(rows))))
+            pts.append({"ef": ef, "latencies_s": lat, "ids": ids})
+        fractions.append(pts)
+        log(f"window fraction {fi + 1}/{len(job['window'])} done")
+    out["window"] = fractions
+
+
 def main(job_path: str) -> int:
     import duckdb
     import numpy as np
@@ -66,7 +104,9 @@ def main(job_path: str) -> int:
     out["threads_build"] = con.execute("SELECT current_setting('threads')").fetchone()[0]
 
     t0 = time.perf_counter()
-    con.execute(f"CREATE TABLE t AS SELECT id::BIGINT AS id, emb::FLOAT[{d}] AS emb FROM read_parquet('{job['parquet']}')")
+    extra = ", label::DOUBLE AS label" if job.get("window") else ""
+    con.execute(f"CREATE TABLE t AS SELECT id::BIGINT AS id, emb::FLOAT[{d}] AS emb{extra} "
+                f"FROM read_parquet('{job['parquet']}')")
     out["load_s"] = time.perf_counter() - t0
     out["rows"] = con.execute("SELECT count(*) FROM t").fetchone()[0]
     log(f"table loaded: {out['rows']:,} rows in {out['load_s']:.2f} s; CREATE INDEX (M={job['m']}, "
@@ -91,6 +131,15 @@ def main(job_path: str) -> int:
         out["approx_memory_bytes"] = info.get("approx_memory_usage")
     except Exception as exc:
         out["index_info_error"] = str(exc)
+
+    if job.get("window"):
+        con.execute(f"SET threads = {int(job.get('threads_search') or 1)}")
+        out["threads_search"] = con.execute("SELECT current_setting('threads')").fetchone()[0]
+        window_sweep(con, job, fn, out)
+        out["ok"] = True
+        con.close()
+        json.dump(out, sys.stdout)
+        return 0
 
     # The query vector goes in as a literal: on DuckDB 1.5.5's Python client, binding a FLOAT[d] parameter
     # ($q) costs far more than the search itself (45 ms for d = 784, measured), so the literal is what a user

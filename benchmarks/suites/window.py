@@ -99,15 +99,17 @@ LABEL_DESC = {
 }
 
 FULL = dict(queries=200, efs=EFS, exponents=list(range(0, 17)), cell_budget=0.4, sweep_budget=2.0, min_queries=5,
-            slow=0.5, repeats=3, duck_queries=8, sql_queries=30, numpy_check=4, plan_queries=50, plain_graph="auto")
+            slow=0.5, repeats=3, duck_queries=8, sql_queries=30, numpy_check=4, plan_queries=50, plain_graph="auto",
+            vss_queries=10, vss_efs=[64, 256], vss_timeout=1200)
 QUICK = dict(queries=40, efs=[16, 64, 256], exponents=[0, 3, 6, 9, 12], cell_budget=0.08, sweep_budget=0.4,
              min_queries=5, slow=0.2, repeats=1, duck_queries=3, sql_queries=5, numpy_check=2, plan_queries=20,
-             plain_graph="all")
+             plain_graph="all", vss_queries=3, vss_efs=[64], vss_timeout=300)
+VSS_PYTHON = Path.home() / ".cache" / "knnsql-bench" / "vss-venv" / "bin" / "python"  # as the ann suite
 PLAIN_AUTO_MAX_ROWS = 250_000  # --plain-graph auto: skip the extra plain build on bigger sets (time)
 QUICK_ROWS = {"glove": 10_000, "fashion": 5_000, "adversarial": 10_000, "minilm": 5_000, "synthetic": 10_000}
 
 METHODS = ["knnsql", "knnsql_ffi", "prefilter_flat", "prefilter_slice", "postfilter", "hnswlib", "duckdb_sql", "knnsql_sql",
-           "knnsql_sql_batch"]
+           "knnsql_sql_batch", "vss"]
 LABELS = {
     "knnsql": "knnsql graph window",
     "knnsql_ffi": "knnsql raw C call",
@@ -118,6 +120,7 @@ LABELS = {
     "duckdb_sql": "DuckDB SQL",
     "knnsql_sql": "knnsql SQL knn_search",
     "knnsql_sql_batch": "knnsql SQL knn() batch",
+    "vss": "DuckDB vss (same WHERE)",
 }
 SWEPT = ("knnsql", "postfilter", "hnswlib")
 BASELINES = ("prefilter_flat", "prefilter_slice", "postfilter")
@@ -143,6 +146,10 @@ def add_arguments(p) -> None:
     p.add_argument("--min-queries", type=int, default=None, help="queries per cell at least (default 5)")
     p.add_argument("--duck-queries", type=int, default=None, help="DuckDB SQL queries per fraction (default 10)")
     p.add_argument("--sql-queries", type=int, default=None, help="knnsql SQL single statements per fraction (default 30)")
+    p.add_argument("--vss-python", type=Path, default=None,
+                   help="python of the venv with duckdb==1.5.5 and duckdb-extension-vss==1.5.5 (default: the ann "
+                        "suite's, ~/.cache/knnsql-bench/vss-venv)")
+    p.add_argument("--vss-queries", type=int, default=None, help="DuckDB vss statements per fraction (default 10)")
     p.add_argument("--plain-graph", choices=["auto", "all", "none"], default=None,
                    help="build a plain (label-less) knnsql graph per dataset for the build/memory comparison: all, "
                         f"none, or auto = datasets up to {250_000:,} rows (default auto; quick all)")
@@ -627,10 +634,13 @@ def run_fraction(wl: Workload, exp, opts, methods, rng, adv) -> dict:
         raise AssertionError(f"{wl.name} 2^-{exp}: knnsql flat and numpy disagree on queries {chk['disagreements']}")
     res = {"exp": exp, **meta, "queries": nq, "w_median": float(np.median(cnt)), "w_min": int(cnt.min()),
            "w_max": int(cnt.max()), "gt_s": gt_s, "numpy_check": chk, "methods": {}}
+    if "vss" in methods:  # kept for run_vss_window (popped there)
+        nv = min(nq, opts["vss_queries"])
+        res["_vss_in"] = {"Q": Q[:nv], "lo": lo[:nv], "hi": hi[:nv], "cnt": cnt[:nv], "gt_d64": gt_d64[:nv]}
     label = f"2^-{exp}" if exp != "cluster" else "1 cluster"
     for key in methods:
-        if key in ("knnsql_sql", "knnsql_sql_batch", "knnsql_ffi"):
-            continue  # after the knnsql sweep (uses its ef)
+        if key in ("knnsql_sql", "knnsql_sql_batch", "knnsql_ffi", "vss"):
+            continue  # after the knnsql sweep (uses its ef); vss once per workload (run_vss_window)
         make = getattr(wl, "fn_" + key)
         if key in SWEPT:
             pts = []
@@ -792,12 +802,14 @@ def run(args) -> dict:
     import datasets
 
     opts = dict(QUICK if args.quick else FULL)
-    for k in ("efs", "exponents", "queries", "cell_budget", "min_queries", "duck_queries", "sql_queries", "plain_graph"):
+    for k in ("efs", "exponents", "queries", "cell_budget", "min_queries", "duck_queries", "sql_queries", "plain_graph",
+              "vss_queries"):
         v = getattr(args, k, None)
         if v is not None:
             opts[k] = v
     if args.repeats:
         opts["repeats"] = args.repeats
+    opts["vss_python"] = str(getattr(args, "vss_python", None) or VSS_PYTHON)
     methods = args.methods or list(METHODS)
     for m in methods:
         if m not in METHODS:
@@ -865,6 +877,19 @@ def run_workload(wname: str, ds, base: dict, methods, opts) -> dict:
             fr.append(run_fraction(wl, e, opts, methods, rng, adv))
     finally:
         wl.close()
+        if "vss" in methods and fr:
+            vss = run_vss_window(wl, fr, opts)
+            if vss.get("build_s") is not None:
+                wl.build["vss"] = {"build_s": vss["build_s"], "memory_bytes": vss.get("approx_memory_bytes"),
+                                   "version": vss.get("duckdb"), "plan_uses_index": vss.get("plan_uses_index"),
+                                   "query_form": vss.get("query_form")}
+                if vss.get("build_rss_delta_bytes") is not None:
+                    wl.build["vss"]["rss_delta_bytes"] = vss["build_rss_delta_bytes"]
+            if "error" in vss:
+                log(f"  vss: {vss['error']}")
+                wl.build["vss_error"] = vss["error"]
+        for f in fr:
+            f.pop("_vss_in", None)
     build = dict(wl.build, plain_graph=base["build"].get("plain_graph"), hnswlib=base["build"].get("hnswlib"))
     anomalies = find_anomalies(wname, fr, base)
     return {"workload": wname, "dataset": ds.name, "description": ds.description, "labels": LABEL_DESC[kind],
@@ -872,6 +897,68 @@ def run_workload(wname: str, ds, base: dict, methods, opts) -> dict:
             "fractions": fr, "cpu_noise": foreign_load(snap0, cpu_snapshot()), "anomalies": anomalies,
             "call_overhead": overhead,
             "hnswlib_failures": base.get("hnswlib_failures", [0])[0]}
+
+
+def run_vss_window(wl: Workload, fr: List[dict], opts: dict) -> dict:
+    """DuckDB vss (HNSW on emb, DuckDB 1.5.5 in its own venv, see _vss_worker.py) on each fraction's first
+    queries with the DuckDB SQL baseline's WHERE; scores them into f["methods"]["vss"]. One subprocess (one
+    index build) per workload. Returns the worker's summary or {"error": ...}."""
+    import json
+    import subprocess
+    import tempfile
+
+    python = Path(opts["vss_python"])
+    if not python.is_file():
+        return {"error": f"{python} not found: create the venv with `python -m venv {python.parent.parent} && "
+                         f"{python.parent}/pip install duckdb==1.5.5 duckdb-extension-vss==1.5.5 numpy pyarrow`"}
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    log(f"  DuckDB vss (subprocess): {opts['vss_queries']} statements per fraction x ef {opts['vss_efs']}")
+    with tempfile.TemporaryDirectory(prefix="knnsql-window-vss-") as tmp:
+        tmp = Path(tmp)
+        vec = pa.FixedSizeListArray.from_arrays(pa.array(wl.X.reshape(-1), type=pa.float32()), wl.d)
+        lab = pa.array(wl.labels, type=pa.float64(), from_pandas=True)  # NaN -> NULL: never in a window
+        pq.write_table(pa.table({"id": pa.array(wl.rows), "emb": vec, "label": lab}), tmp / "base.parquet",
+                       compression="none")
+        frs = []
+        for j, f in enumerate(fr):
+            x = f["_vss_in"]
+            np.save(tmp / f"q{j}.npy", np.ascontiguousarray(x["Q"], dtype=np.float32))
+            frs.append({"queries": str(tmp / f"q{j}.npy"), "lo": [float(v) for v in x["lo"]],
+                        "hi": [float(v) for v in x["hi"]]})
+        job = {"parquet": str(tmp / "base.parquet"), "dim": wl.d, "metric": wl.metric, "m": M,
+               "ef_construction": EF_CONSTRUCTION, "k": K, "efs": opts["vss_efs"], "threads_build": 0,
+               "threads_search": 1, "window": frs}
+        (tmp / "job.json").write_text(json.dumps(job))
+        worker = Path(__file__).resolve().parent / "_vss_worker.py"
+        try:
+            p = subprocess.run([str(python), str(worker), str(tmp / "job.json")], stdout=subprocess.PIPE,
+                               stderr=None, text=True, timeout=opts["vss_timeout"])
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {opts['vss_timeout']} s"}
+        if p.returncode != 0:
+            return {"error": f"worker exited with status {p.returncode}", "stdout_tail": p.stdout[-2000:]}
+        try:
+            out = json.loads(p.stdout)
+        except json.JSONDecodeError:
+            return {"error": "worker printed no JSON", "stdout_tail": p.stdout[-2000:]}
+    for f, pts_in in zip(fr, out.pop("window", [])):
+        x = f["_vss_in"]
+        pts = []
+        for pt in pts_in:
+            ids = np.array(pt["ids"], dtype=np.int64)
+            t = sum(pt["latencies_s"])
+            sc = score(wl, ids, x["Q"], x["lo"], x["hi"], x["cnt"], x["gt_d64"])
+            pts.append({"ef": pt["ef"], "queries": len(ids), "passes_s": [t], "time_s": t,
+                        "qps": len(ids) / t if t > 0 else float("inf"), "per_query_s": t / max(len(ids), 1),
+                        "probe_only": False, **sc})
+        if pts:
+            f["methods"]["vss"] = summarise(pts)
+            b = f["methods"]["vss"]
+            log(f"    {_flabel(f):<9} {LABELS['vss']:<26} best QPS@{THRESHOLD} {fmt(b['best_qps'])}, max recall "
+                f"{fmt(b['max_recall'])} ({len(pts)} ef)")
+    return out
 
 
 def _flabel(f: dict) -> str:
@@ -1076,7 +1163,8 @@ def to_markdown(doc: dict) -> str:
         wg, pg = b.get("window_graph") or {}, b.get("plain_graph") or {}
         brow = []
         for name, x in (("knnsql graph with labels (window-capable)", wg), ("knnsql graph without labels", pg),
-                        ("hnswlib (same M, ef_construction)", b.get("hnswlib") or {})):
+                        ("hnswlib (same M, ef_construction)", b.get("hnswlib") or {}),
+                        ("DuckDB vss HNSW (same M, ef_construction; DuckDB 1.5.5)", b.get("vss") or {})):
             if x:
                 brow.append([name, fmt(x.get("build_s")), fmt(x["calibrate_s"]) if "calibrate_s" in x else "-",
                              fmt((x.get("memory_bytes") or 0) / 2**20) if x.get("memory_bytes") else "-",
@@ -1106,7 +1194,7 @@ def to_markdown(doc: dict) -> str:
         L += ["<details><summary>recall / QPS points (ef: recall @ QPS)</summary>", ""]
         drows = []
         for f in r["fractions"]:
-            for k in SWEPT + ("knnsql_ffi", "knnsql_sql", "knnsql_sql_batch"):
+            for k in SWEPT + ("knnsql_ffi", "knnsql_sql", "knnsql_sql_batch", "vss"):
                 if k in f["methods"]:
                     pts = "; ".join(f"{p['ef']}: {p['recall']:.3f} @ {fmt(p['qps'])}" + ("~" if p["probe_only"] else "")
                                     for p in f["methods"][k]["points"])
@@ -1133,7 +1221,7 @@ def plot(doc: dict, outdir) -> List[str]:
         return []
     paths = []
     colors = {"knnsql": "#2ca02c", "knnsql_ffi": "#98df8a", "prefilter_flat": "#9467bd", "prefilter_slice": "#8c564b", "postfilter": "#ff7f0e",
-              "hnswlib": "#d62728", "duckdb_sql": "#7f7f7f", "knnsql_sql": "#1f77b4", "knnsql_sql_batch": "#17becf"}
+              "hnswlib": "#d62728", "duckdb_sql": "#7f7f7f", "knnsql_sql": "#1f77b4", "knnsql_sql_batch": "#17becf", "vss": "#bcbd22"}
     for w, r in doc["results"]["workloads"].items():
         fig, ax = plt.subplots(figsize=(9.5, 4.8))
         fr = [f for f in r["fractions"] if f["exp"] != "cluster"]
