@@ -180,7 +180,7 @@ def test_from_bytes_as_the_first_call_of_a_process(tmp_path):
     (tmp_path / "g.bin").write_bytes(g.to_bytes())
     code = ("import sys, knnsql; g = knnsql.Index.from_bytes(open(sys.argv[1], 'rb').read()); "
             "print(len(g), g.search([0, 1, 0], 1, lo=2, hi=2)[0][0][0])")
-    root = Path(__file__).resolve().parent.parent
+    root = Path(knnsql.__file__).resolve().parent.parent  # the knnsql this test imported (source or installed)
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "g.bin")], capture_output=True, text=True,
                          env={**__import__("os").environ, "PYTHONPATH": str(root)}, cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr

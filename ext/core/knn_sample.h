@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "kernels/knn_kernels.h"
+#include "knn_codes.h"
 #include "knn_api.h"
 #include "knn_error.h"
 
@@ -123,20 +124,14 @@ knn_sample_result *knn_sample_result_new(size_t cap, knn_error *err);
  * rule it out. Without the screen, a block is rescanned only when one of its rows could move: x can get
  * nearer to a new center c than to its own c_j only if d(c, c_j) < 2 d(x, c_j) (triangle inequality),
  * which in high dimension (GloVe-50) rules out almost nothing. Rows that are centers carry mind = -1. */
-/* 8-bit screening copy of X (knn_sample_screen.c). Each row is coded per dimension as
- * q = round((x - lo_j) / scale) in 0..255 with one scale for all dimensions, so the code distance times
- * scale is the exact distance between the decoded rows, and by the triangle inequality
- *     d(x, c) >= scale * ||q(x) - q(c)|| - err(x) - err(c),   err(x) = ||x - decode(q(x))||.
- * reach[i] = (sqrt(mind[i]) + err[i]) with slack: a pass for a new center c recomputes the exact
- * distance of row i only when scale * ||q(i) - q(c)|| < reach[i] + err[c]; every other row provably
- * keeps its center. So picks are exactly those of the unscreened pass, while a pass reads one byte per
- * coordinate instead of four and exact distances are computed for the few rows near c. */
+/* 8-bit screen of the cover (knn_sample_screen.c): X's codes (knn_codes.h), and for each row
+ * reach[i] = sqrt(mind[i]) + err[i], rounded up (-1 for centers). A center c can take row i only if
+ *     scale * ||q(i) - q(c)|| < reach[i] + err(c),
+ * so a pass recomputes the exact distance of those rows alone; every other row provably keeps its
+ * center, and picks are exactly those of the unscreened pass. */
 typedef struct knn_screen {
-    uint8_t *codes;   /* nblocks x npairs x 2*KNN_CODE_BLOCK, layout of knn_kernels.u8_l2sq_block */
-    size_t npairs;
-    float scale2;     /* scale^2 with rounding slack */
-    float *err;       /* n: ||x - decode(q(x))||, rounded up */
-    float *reach;     /* n: sqrt(mind) + err, rounded up; -1 for centers */
+    knn_codes q;      /* q.codes == NULL: screen off */
+    float *reach;     /* nblocks * KNN_CODE_BLOCK, padding rows -1 */
 } knn_screen;
 
 typedef struct knn_cover {
@@ -181,8 +176,6 @@ void knn_cover_free(knn_cover *c);
  * its memory cannot be had or d > 32768. */
 void knn_screen_build(knn_cover *c);
 void knn_screen_free(knn_screen *s);
-/* Row i's codes (2 * npairs bytes) into out. */
-void knn_screen_codes(const knn_cover *c, size_t i, uint8_t *out);
 /* Refreshes reach[i] after mind[i] changed. */
 void knn_screen_touch(knn_cover *c, size_t i);
 

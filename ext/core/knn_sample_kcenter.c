@@ -100,8 +100,8 @@ knn_status knn_cover_init(knn_cover *c, const float *X, size_t n, size_t d, size
         return knn_error_set(err, KNN_ENOMEM, "out of memory for the center cover of %zu rows", n);
     }
     knn_screen_build(c);
-    if (c->screen.codes) {
-        c->ccodes = malloc(cap * 2 * c->screen.npairs);
+    if (c->screen.q.codes) {
+        c->ccodes = malloc(cap * 2 * c->screen.q.npairs);
         c->cerr = malloc(cap * sizeof *c->cerr);
         if (!c->ccodes || !c->cerr) {
             knn_cover_free(c);
@@ -112,7 +112,7 @@ knn_status knn_cover_init(knn_cover *c, const float *X, size_t n, size_t d, size
     for (size_t i = 0; i < n; i++) {
         c->mind[i] = INFINITY;
         c->owner[i] = -1;
-        if (c->screen.codes) knn_screen_touch(c, i);
+        if (c->screen.q.codes) knn_screen_touch(c, i);
     }
     for (size_t b = 0; b < c->nblocks; b++) block_stats(c, b);
     return KNN_OK;
@@ -136,8 +136,8 @@ void knn_cover_free(knn_cover *c) {
 /* Rows of block b that the screen cannot rule out for a center with codes cq and error cerr. */
 static size_t block_screen(const knn_cover *c, size_t b, const uint8_t *cq, float cerr, uint8_t *sel) {
     const knn_screen *sc = &c->screen;
-    uint64_t m = c->kern->u8_screen_block(cq, sc->codes + b * sc->npairs * 2 * KNN_CODE_BLOCK, sc->npairs,
-                                          sc->reach + b * KNN_CODE_BLOCK, cerr, sc->scale2);
+    uint64_t m = c->kern->u8_screen_block(cq, knn_codes_block(&sc->q, b), sc->q.npairs, sc->reach + b * KNN_CODE_BLOCK,
+                                          cerr, sc->q.scale2);
     size_t cnt = 0;
     for (; m; m &= m - 1) sel[cnt++] = (uint8_t)__builtin_ctzll(m);
     return cnt;
@@ -172,10 +172,10 @@ static void refresh_block(void *arg, size_t b) {
     float buf[COVER_BLOCK];
     uint8_t sel[COVER_BLOCK];
     size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
-    const size_t np2 = 2 * c->screen.npairs;
+    const size_t np2 = 2 * c->screen.q.npairs;
     int changed = 0;
     for (size_t slot = c->stamp[b]; slot < c->nc; slot++) {
-        size_t cnt = c->screen.codes ? block_screen(c, b, c->ccodes + slot * np2, c->cerr[slot], sel)
+        size_t cnt = c->screen.q.codes ? block_screen(c, b, c->ccodes + slot * np2, c->cerr[slot], sel)
                                      : block_all(c, lo, hi, sel);
         if (cnt == 0) continue;
         block_distances(c, c->C + slot * c->d, lo, sel, cnt, buf);
@@ -184,7 +184,7 @@ static void refresh_block(void *arg, size_t b) {
             if (buf[k] < c->mind[i]) {
                 c->mind[i] = buf[k];
                 c->owner[i] = (int32_t)slot;
-                if (c->screen.codes) knn_screen_touch(c, i);
+                if (c->screen.q.codes) knn_screen_touch(c, i);
                 changed = 1;
             }
         }
@@ -198,15 +198,15 @@ knn_status knn_cover_add_lazy(knn_cover *c, int64_t row, knn_error *err) {
     const size_t d = c->d, slot = c->nc;
     memcpy(c->C + slot * d, c->X + (size_t)row * d, d * sizeof(float));
     c->cidx[slot] = row;
-    if (c->screen.codes) {
-        knn_screen_codes(c, (size_t)row, c->ccodes + slot * 2 * c->screen.npairs);
-        c->cerr[slot] = c->screen.err[row];
+    if (c->screen.q.codes) {
+        knn_codes_row(&c->screen.q, (size_t)row, c->ccodes + slot * 2 * c->screen.q.npairs);
+        c->cerr[slot] = c->screen.q.err[row];
     }
     c->nc++;
     /* the new center leaves its block's statistics at once, so it is never drawn or moved again */
     c->mind[row] = -1.0f;
     c->owner[row] = (int32_t)slot;
-    if (c->screen.codes) knn_screen_touch(c, (size_t)row);
+    if (c->screen.q.codes) knn_screen_touch(c, (size_t)row);
     block_stats(c, (size_t)row / COVER_BLOCK);
     return KNN_OK;
 }
@@ -242,7 +242,7 @@ static void multi_block(void *arg, size_t b) {
     uint8_t sel[COVER_BLOCK];
     size_t lo = b * COVER_BLOCK, hi = lo + COVER_BLOCK < c->n ? lo + COVER_BLOCK : c->n;
     for (size_t q = 0; q < j->m; q++) {
-        size_t cnt = j->cqs ? block_screen(c, b, j->cqs + q * 2 * c->screen.npairs, c->screen.err[j->rows[q]], sel)
+        size_t cnt = j->cqs ? block_screen(c, b, j->cqs + q * 2 * c->screen.q.npairs, c->screen.q.err[j->rows[q]], sel)
                             : block_all(c, lo, hi, sel);
         double s = c->bsum[b];
         if (cnt) block_distances(c, c->X + (size_t)j->rows[q] * c->d, lo, sel, cnt, buf);
@@ -257,15 +257,15 @@ static void multi_block(void *arg, size_t b) {
 }
 
 knn_status knn_cover_potentials(knn_cover *c, const int64_t *rows, size_t m, double *out, knn_error *err) {
-    const size_t np2 = 2 * c->screen.npairs;
-    uint8_t *cqs = c->screen.codes ? malloc(m * np2 + 1) : NULL;
+    const size_t np2 = 2 * c->screen.q.npairs;
+    uint8_t *cqs = c->screen.q.codes ? malloc(m * np2 + 1) : NULL;
     double *bpots = malloc((m * c->nblocks + 1) * sizeof *bpots);
-    if ((c->screen.codes && !cqs) || !bpots) {
+    if ((c->screen.q.codes && !cqs) || !bpots) {
         free(cqs);
         free(bpots);
         return knn_error_set(err, KNN_ENOMEM, "out of memory scoring %zu k-means++ candidates", m);
     }
-    for (size_t q = 0; cqs && q < m; q++) knn_screen_codes(c, (size_t)rows[q], cqs + q * np2);
+    for (size_t q = 0; cqs && q < m; q++) knn_codes_row(&c->screen.q, (size_t)rows[q], cqs + q * np2);
     knn_cover_refresh(c); /* potentials are sums over up-to-date rows */
     multi_job job = {c, rows, m, bpots, cqs};
     run_blocks(c, multi_block, &job);

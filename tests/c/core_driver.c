@@ -289,7 +289,7 @@ static void test_cover_screen(void) {
         knn_error err;
         CHECK(knn_cover_init(&a, X, n, d, cap, 1, kern, &err) == KNN_OK, "cover init: %s", err.msg);
         CHECK(knn_cover_init(&b, X, n, d, cap, 2, kern, &err) == KNN_OK, "cover init: %s", err.msg);
-        CHECK(a.screen.codes != NULL, "no screen at d = %zu", d);
+        CHECK(a.screen.q.codes != NULL, "no screen at d = %zu", d);
         knn_screen_free(&b.screen); /* b runs the unscreened passes */
         int64_t next = 11;
         for (size_t step = 0; step < cap && !failures; step++) {
