@@ -153,3 +153,45 @@ def test_a_window_over_every_row_is_the_unfiltered_search():
     g.add(X[:1] * 0.999, np.array([len(X)]), labels=np.array([np.nan]))  # unlabelled copy of row 0
     ids, d, used = query(g, X[0], 10, -np.inf, np.inf, 40)
     assert len(X) not in ids.tolist() and 0 in ids.tolist()
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_screened_exact_scan_matches_numpy_on_wide_windows(metric):
+    """Window structures of >= 4096 rows keep 8-bit codes; exact scans of >= 2048 rows skip the rows
+    whose code bound rules them out. The result must still be the exact top k: same ids (ties by id,
+    here from duplicated rows), same distances, deleted rows never."""
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((9000, 20)).astype(np.float32)
+    base[:, 0] *= 30  # one wide dimension: coarse codes for the others, many rows left to score
+    X = np.concatenate([base, base[:3000]])  # 3000 exact duplicates: ties at equal distance
+    labels = rng.uniform(0, 1000, len(X))
+    g = knnsql.Index(20, metric, "graph", m=8, ef_construction=40)
+    g.add(X, labels=labels)
+    gone = rng.choice(len(X), 500, replace=False)
+    g.delete(gone)
+    g.optimize()
+    live = np.ones(len(X), bool)
+    live[gone] = False
+    R = X.astype(np.float64)
+    if metric == "cosine":
+        R = R / np.linalg.norm(R, axis=1, keepdims=True)
+    _ffi.lib().knn_graph_force_window_plan(g._handle, EXACT)
+    try:
+        for t in range(30):
+            lo = float(rng.uniform(0, 600))
+            hi = lo + float(rng.uniform(200, 400))  # 2,400-4,800 rows in the window
+            q = (X[int(rng.integers(len(X)))] + 0.3 * rng.standard_normal(20)).astype(np.float32)
+            keep = np.nonzero((labels >= lo) & (labels <= hi) & live)[0]
+            qq = q.astype(np.float64)
+            if metric == "cosine":
+                qq = qq / np.linalg.norm(qq)
+                d = 1 - R[keep] @ qq
+            else:
+                d = ((R[keep] - qq) ** 2).sum(1)
+            order = np.lexsort((keep, d))[:10]
+            ids, dist, used = query(g, q, 10, lo, hi, 64)
+            assert used == EXACT
+            np.testing.assert_allclose(dist, d[order], rtol=1e-4, atol=1e-4)
+            assert ids.tolist() == keep[order].tolist()
+    finally:
+        _ffi.lib().knn_graph_force_window_plan(g._handle, -1)

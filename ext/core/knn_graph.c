@@ -199,6 +199,7 @@ static void window_free(knn_window *w) {
     free(w->vecs);
     free(w->pos);
     free(w->delta);
+    knn_codes_free(&w->codes);
     memset(w, 0, sizeof *w);
 }
 
@@ -1036,6 +1037,10 @@ size_t knn_graph_memory(const knn_graph *g) {
     bytes += g->capacity * sizeof(double); /* labels */
     bytes += g->win.n * (2 * sizeof(double) + sizeof(uint32_t) + sizeof(int64_t) + g->dim * sizeof(float)) +
              g->win.pos_n * sizeof(uint32_t) + g->win.cap_delta * sizeof(uint32_t);
+    if (g->win.codes.codes) {
+        bytes += g->win.codes.nblocks * g->win.codes.npairs * 2 * KNN_CODE_BLOCK + g->win.n * sizeof(float) +
+                 g->dim * sizeof(double);
+    }
     return bytes;
 }
 
@@ -1073,6 +1078,9 @@ static int cmp_label_node(const void *a, const void *b) {
     return (x->node > y->node) - (x->node < y->node);
 }
 
+/* Window structures with fewer rows keep no 8-bit codes (their exact scans sit in cache). */
+#define SCREEN_MIN_ROWS 4096
+
 /* Rebuilds the sorted list from every live labelled node; on failure keeps the delta (still correct). */
 void knn_graph_window_rebuild(knn_graph *g) {
     size_t n = 0;
@@ -1107,6 +1115,9 @@ void knn_graph_window_rebuild(knn_graph *g) {
     }
     free(pairs);
     w.n = m;
+    /* codes for the screened exact scan (l2 and cosine: the screen bounds Euclidean distance); without
+     * them the scan is plain, only slower */
+    if (g->metric != KNN_METRIC_IP && m >= SCREEN_MIN_ROWS) (void)knn_codes_build(&w.codes, w.vecs, m, g->dim);
     /* the delta buffer survives (emptied): it is reused by later adds */
     w.delta = g->win.delta;
     w.cap_delta = g->win.cap_delta;
@@ -1165,6 +1176,75 @@ static inline double now_ns(void) {
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+/* ---- screened exact window scan ---------------------------------------------------------------
+ * The label-sorted copy carries 8-bit codes (knn_codes.h): d(x, q) >= scale * ||q(x) - q(q)|| - err(x)
+ * - err(q). A row whose bound already exceeds the current k-th distance cannot enter the top k, so the
+ * scan reads one byte per coordinate for most rows and float rows only for those that might. Rows are
+ * scored in the chunks and groups of knn_scan_one (256-row chunks from the slice start, 8-row groups,
+ * which the kernels split into their 4-row and one-row paths alike), so every scored row gets the very
+ * float the plain scan gives it, and the result is the plain scan's, ties included. */
+#define SCREEN_MIN_SCAN 2048 /* slices shorter than this are scanned plainly (they sit in cache) */
+#define SCREEN_CHUNK 256     /* = knn_scan_one's block */
+#define SCREEN_SLACK 1e-4f
+
+/* Euclidean distance bound from a scan distance (squared L2, or -<q, x> of unit rows under cosine). */
+static inline float euclid_bound(knn_metric scan_metric, float dist) {
+    if (isinf(dist)) return INFINITY;
+    float e2 = scan_metric == KNN_METRIC_L2 ? dist : 2.0f + 2.0f * dist;
+    return sqrtf(e2 > 0 ? e2 : 0) * (1.0f + SCREEN_SLACK) + 1e-6f;
+}
+
+static knn_status scan_screened(const knn_graph *g, knn_metric scan_metric, const float *q, double lo, double hi,
+                                size_t s, size_t e, knn_topk *t, knn_error *err) {
+    const knn_codes *cd = &g->win.codes;
+    const size_t d = g->dim, np2 = 2 * cd->npairs;
+    uint8_t cq_stack[512], *cq = np2 <= sizeof cq_stack ? cq_stack : malloc(np2);
+    if (cq == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory for a query's codes");
+    const float qerr = knn_codes_encode(cd, q, cq);
+    float reach[KNN_CODE_BLOCK], dist[8];
+    uint8_t pass[SCREEN_CHUNK];
+    knn_status st = KNN_OK;
+    for (size_t c0 = s; c0 < e && st == KNN_OK; c0 += SCREEN_CHUNK) {
+        const size_t m = e - c0 < SCREEN_CHUNK ? e - c0 : SCREEN_CHUNK;
+        const float thr = euclid_bound(scan_metric, knn_topk_bound(t));
+        for (size_t i = 0; i < m; i++) { /* deleted rows carry a NaN filter label */
+            double lab = g->win.filter[c0 + i];
+            pass[i] = lab >= lo && lab <= hi;
+        }
+        if (!isinf(thr)) {
+            uint8_t keep[SCREEN_CHUNK] = {0};
+            for (size_t b = c0 / KNN_CODE_BLOCK; b * KNN_CODE_BLOCK < c0 + m; b++) {
+                for (size_t r = 0; r < KNN_CODE_BLOCK; r++) {
+                    size_t i = b * KNN_CODE_BLOCK + r;
+                    reach[r] = i >= c0 && i < c0 + m && pass[i - c0] ? cd->err[i] : -1.0f;
+                }
+                uint64_t mask = g->kern->u8_screen_block(cq, knn_codes_block(cd, b), cd->npairs, reach, qerr + thr,
+                                                         cd->scale2);
+                for (; mask; mask &= mask - 1) keep[b * KNN_CODE_BLOCK + (size_t)__builtin_ctzll(mask) - c0] = 1;
+            }
+            memcpy(pass, keep, m);
+        }
+        for (size_t i = 0; i < m && st == KNN_OK; i += 8) {
+            size_t n8 = m - i < 8 ? m - i : 8, any = 0;
+            for (size_t r = 0; r < n8; r++) any |= pass[i + r];
+            if (!any) continue;
+            const float *X = g->win.vecs + (c0 + i) * d;
+            if (scan_metric == KNN_METRIC_L2) {
+                g->kern->l2sq_rows(q, X, n8, d, dist);
+            } else {
+                g->kern->dot_rows(q, X, n8, d, dist);
+                for (size_t r = 0; r < n8; r++) dist[r] = -dist[r];
+            }
+            for (size_t r = 0; r < n8 && st == KNN_OK; r++) {
+                if (!pass[i + r] || !(dist[r] <= knn_topk_bound(t))) continue;
+                st = knn_topk_insert(t, dist[r], g->win.ids[c0 + i + r], err);
+            }
+        }
+    }
+    if (cq != cq_stack) free(cq);
+    return st;
+}
+
 /* Exact top-k over the window: one contiguous scan of the sorted slice [s, e) (deleted rows carry a NaN
  * filter label and are skipped), plus the in-window delta nodes. */
 static knn_status exact_window(const knn_graph *g, const float *q, size_t k, double lo, double hi, size_t s, size_t e,
@@ -1175,7 +1255,10 @@ static knn_status exact_window(const knn_graph *g, const float *q, size_t k, dou
     knn_metric scan_metric = g->metric == KNN_METRIC_COSINE ? KNN_METRIC_IP : g->metric;
     float shift = g->metric == KNN_METRIC_COSINE ? 1.0f : 0.0f;
     knn_rows rows = {g->win.vecs + s * g->dim, NULL, g->win.ids + s, 0, e - s, g->dim, g->win.filter + s, lo, hi};
-    if (st == KNN_OK && e > s) st = knn_scan_one(g->kern, scan_metric, q, 1.0f, &rows, &t, err);
+    if (st == KNN_OK && e > s) {
+        st = g->win.codes.codes && e - s >= SCREEN_MIN_SCAN ? scan_screened(g, scan_metric, q, lo, hi, s, e, &t, err)
+                                                            : knn_scan_one(g->kern, scan_metric, q, 1.0f, &rows, &t, err);
+    }
     for (size_t i = 0; st == KNN_OK && i < g->win.n_delta; i++) {
         uint32_t v = g->win.delta[i];
         if (g->deleted[v] || !(g->labels[v] >= lo && g->labels[v] <= hi)) continue;

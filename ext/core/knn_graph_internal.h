@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "kernels/knn_kernels.h"
+#include "knn_codes.h"
 #include "knn_graph.h"
 #include "knn_idmap.h"
 
@@ -29,6 +30,7 @@ typedef struct knn_window {
     size_t pos_n;
     uint32_t *delta;
     size_t n_delta, cap_delta;
+    knn_codes codes;   /* 8-bit codes of vecs for the screened exact scan (codes.codes NULL: plain scan) */
 } knn_window;
 
 /* Per-search scratch: visited marks by epoch (no clearing between searches), two heaps, query copy. */
