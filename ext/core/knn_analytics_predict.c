@@ -51,6 +51,21 @@ static void weights(knn_metric m, const float *dist, size_t k, int scheme, doubl
     for (size_t j = 0; j < k; j++) w[j] = exp(-((double)dist[j] - d0) / temperature);
 }
 
+/* Every training row's class code in 0..n_classes-1, and at least one class. */
+static knn_status check_classes(const char *fn, const int32_t *codes, size_t n_train, size_t n_classes,
+                                knn_error *err) {
+    if (n_classes == 0) {
+        return knn_error_set(err, KNN_EINVAL, "%s: no labelled training rows; give at least one row with a label", fn);
+    }
+    for (size_t i = 0; i < n_train; i++) {
+        if (codes[i] < 0 || (size_t)codes[i] >= n_classes) {
+            return knn_error_set(err, KNN_EINVAL, "%s: class code %d of training row %zu is outside 0..%zu", fn,
+                                 codes[i], i, n_classes - 1);
+        }
+    }
+    return KNN_OK;
+}
+
 static knn_status check_common(const char *fn, int scheme, double temperature, knn_error *err) {
     if (scheme < KNN_W_UNIFORM || scheme > KNN_W_SOFTMAX) {
         return knn_error_set(err, KNN_EINVAL, "%s: unknown weighting %d; use 0 uniform, 1 distance, 2 softmax", fn,
@@ -73,18 +88,8 @@ int knn_an_classify(const int64_t *nbr, const float *dist, size_t nq, size_t str
     const char *fn = "knn_predict";
     if (knn_an_metric(fn, metric, &m, &err) != KNN_OK) goto cleanup;
     if (check_common(fn, weighting, temperature, &err) != KNN_OK) goto cleanup;
-    if (n_classes == 0) {
-        knn_error_set(&err, KNN_EINVAL, "%s: no labelled training rows; give at least one row with a label", fn);
-        goto cleanup;
-    }
+    if (check_classes(fn, codes, n_train, n_classes, &err) != KNN_OK) goto cleanup;
     if (knn_an_check_nbrs(fn, nbr, nq, stride, k, n_train, &err) != KNN_OK) goto cleanup;
-    for (size_t i = 0; i < n_train; i++) {
-        if (codes[i] < 0 || (size_t)codes[i] >= n_classes) {
-            knn_error_set(&err, KNN_EINVAL, "%s: class code %d of training row %zu is outside 0..%zu", fn, codes[i], i,
-                          n_classes - 1);
-            goto cleanup;
-        }
-    }
     w = malloc(k * sizeof *w);
     acc = calloc(n_classes, sizeof *acc);
     if (!w || !acc) {
@@ -253,18 +258,8 @@ int knn_an_unsettled(const int64_t *nbr, const float *dist, size_t nq, size_t st
         knn_error_set(&err, KNN_EINVAL, "%s: flips must be >= 1, got 0", fn);
         goto cleanup;
     }
-    if (n_classes == 0) {
-        knn_error_set(&err, KNN_EINVAL, "%s: no labelled training rows; give at least one row with a label", fn);
-        goto cleanup;
-    }
+    if (check_classes(fn, codes, n_train, n_classes, &err) != KNN_OK) goto cleanup;
     if (knn_an_check_nbrs(fn, nbr, nq, stride, k, n_train, &err) != KNN_OK) goto cleanup;
-    for (size_t i = 0; i < n_train; i++) {
-        if (codes[i] < 0 || (size_t)codes[i] >= n_classes) {
-            knn_error_set(&err, KNN_EINVAL, "%s: class code %d of training row %zu is outside 0..%zu", fn, codes[i], i,
-                          n_classes - 1);
-            goto cleanup;
-        }
-    }
     w = malloc(k * sizeof *w);
     mine = malloc(k * sizeof *mine);
     acc = calloc(n_classes, sizeof *acc);
