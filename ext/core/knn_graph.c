@@ -1373,6 +1373,9 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Rows per timed exact scan in the calibration. */
+#define CAL_SCAN_ROWS 16384
+
 /* Median of n timings (sorts them): robust to the few searches a shared machine preempts. */
 static double median_ns(double *t, size_t n) {
     qsort(t, n, sizeof *t, cmp_double);
@@ -1397,18 +1400,19 @@ static void calibrate(knn_graph *g, knn_search_ctx *c) {
     double scan[SEARCHES], two[KNN_CAL_POINTS], post[KNN_CAL_POINTS], t2[SEARCHES], tp[SEARCHES];
     double dist_n[SEARCHES] = {0};
     unsigned char two_ok[KNN_CAL_POINTS] = {0};
-    size_t rows = g->win.n < 4096 ? g->win.n : 4096;
-    knn_metric scan_metric = g->metric == KNN_METRIC_COSINE ? KNN_METRIC_IP : g->metric;
+    /* the exact plan as queries run it (screened when the structure has codes), on slices wide enough
+     * for the screen to pay as it does on wide windows */
+    size_t rows = g->win.n < CAL_SCAN_ROWS ? g->win.n : CAL_SCAN_ROWS;
     int ok = knn_topk_init(&t, 10, NULL) == KNN_OK;
     for (size_t i = 0; ok && i < SEARCHES; i++) {
         size_t s0 = g->win.n > rows ? (i * 40503u) % (g->win.n - rows + 1) : 0;
-        knn_rows slice = {g->win.vecs + s0 * g->dim, NULL, g->win.ids + s0, 0, rows, g->dim, g->win.filter + s0,
-                          -INFINITY, INFINITY};
         const float *q = g->win.vecs + ((i * 2654435761u) % g->win.n) * g->dim;
+        int64_t ids[10];
+        float dists[10];
+        size_t found;
         double t0 = now_ns();
-        knn_scan_one(g->kern, scan_metric, q, 1.0f, &slice, &t, &err);
+        exact_window(g, q, 10, -INFINITY, INFINITY, s0, s0 + rows, ids, dists, &found, &err);
         scan[i] = (now_ns() - t0) / (double)rows;
-        knn_topk_reset(&t);
     }
     knn_topk_free(&t);
     double scan_ns_med = median_ns(scan, SEARCHES);
