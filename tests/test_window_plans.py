@@ -181,6 +181,8 @@ def test_screened_exact_scan_matches_numpy_on_wide_windows(metric):
             lo = float(rng.uniform(0, 600))
             hi = lo + float(rng.uniform(200, 400))  # 2,400-4,800 rows in the window
             q = (X[int(rng.integers(len(X)))] + 0.3 * rng.standard_normal(20)).astype(np.float32)
+            if t % 3 == 2:
+                q *= 4  # far outside the coded range: the query's codes clamp, its bound must still hold
             keep = np.nonzero((labels >= lo) & (labels <= hi) & live)[0]
             qq = q.astype(np.float64)
             if metric == "cosine":

@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Relative slack on the bound's pieces: far above float rounding in the kernels and in the compare. */
-#define CODES_SLACK 1e-4
 
 void knn_codes_free(knn_codes *c) {
     free(c->codes);
@@ -46,7 +44,7 @@ static float encode(const knn_codes *c, const float *x, uint8_t *out, size_t str
         e2 += t * t;
         out[(j / 2) * stride + (j & 1)] = (uint8_t)q;
     }
-    return e2 > 0 ? (float)(sqrt(e2) * (1.0 + CODES_SLACK)) : 0.0f;
+    return e2 > 0 ? (float)(sqrt(e2) * (1.0 + KNN_CODES_SLACK)) : 0.0f;
 }
 
 float knn_codes_encode(const knn_codes *c, const float *q, uint8_t *out) {
@@ -85,7 +83,7 @@ int knn_codes_build(knn_codes *c, const float *X, size_t n, size_t d) {
     c->d = d;
     c->npairs = np;
     c->scale = integral && range <= 255 ? 1.0 : range > 0 ? range / 255.0 : 1.0;
-    c->scale2 = (float)(c->scale * c->scale * (1.0 - CODES_SLACK));
+    c->scale2 = (float)(c->scale * c->scale * (1.0 - KNN_CODES_SLACK));
     for (size_t i = 0; i < n; i++) c->err[i] = encode(c, X + i * d, c->codes + code_offset(np, i), 2 * B);
     return 0;
 }

@@ -13,6 +13,10 @@
 
 #include "kernels/knn_kernels.h"
 
+/* Relative slack on every rounded piece of the bound: far above float rounding in the kernels and in
+ * the compares, so a screen built on the bound never skips a row that could count. */
+#define KNN_CODES_SLACK 1e-4
+
 typedef struct knn_codes {
     uint8_t *codes; /* nblocks x npairs x 2*KNN_CODE_BLOCK */
     float *err;     /* n: decoding error of each row, rounded up */

@@ -1185,13 +1185,12 @@ static inline double now_ns(void) {
  * float the plain scan gives it, and the result is the plain scan's, ties included. */
 #define SCREEN_MIN_SCAN 2048 /* slices shorter than this are scanned plainly (they sit in cache) */
 #define SCREEN_CHUNK 256     /* = knn_scan_one's block */
-#define SCREEN_SLACK 1e-4f
 
 /* Euclidean distance bound from a scan distance (squared L2, or -<q, x> of unit rows under cosine). */
 static inline float euclid_bound(knn_metric scan_metric, float dist) {
     if (isinf(dist)) return INFINITY;
     float e2 = scan_metric == KNN_METRIC_L2 ? dist : 2.0f + 2.0f * dist;
-    return sqrtf(e2 > 0 ? e2 : 0) * (1.0f + SCREEN_SLACK) + 1e-6f;
+    return sqrtf(e2 > 0 ? e2 : 0) * (1.0f + (float)KNN_CODES_SLACK) + 1e-6f;
 }
 
 static knn_status scan_screened(const knn_graph *g, knn_metric scan_metric, const float *q, double lo, double hi,

@@ -6,8 +6,6 @@
 
 #include "knn_sample.h"
 
-/* Relative slack on reach: far above float rounding in the kernels and in the compare. */
-#define SCREEN_SLACK 1e-4
 
 void knn_screen_free(knn_screen *s) {
     knn_codes_free(&s->q);
@@ -17,7 +15,7 @@ void knn_screen_free(knn_screen *s) {
 
 void knn_screen_touch(knn_cover *c, size_t i) {
     float m = c->mind[i];
-    c->screen.reach[i] = m < 0 ? -1.0f : (sqrtf(m) + c->screen.q.err[i]) * (float)(1.0 + SCREEN_SLACK);
+    c->screen.reach[i] = m < 0 ? -1.0f : (sqrtf(m) + c->screen.q.err[i]) * (float)(1.0 + KNN_CODES_SLACK);
 }
 
 void knn_screen_build(knn_cover *c) {
