@@ -69,6 +69,19 @@ def errbuf():
     return ffi.new("char[]", ERRMSG_LEN)
 
 
+_tls = threading.local()
+
+
+def thread_errbuf():
+    """This thread's error buffer, made once (per-query calls; a core call runs with the GIL released, so
+    threads must not share one)."""
+    try:
+        return _tls.buf
+    except AttributeError:
+        _tls.buf = errbuf()
+        return _tls.buf
+
+
 def check(status: int, buf) -> None:
     """Raises KnnError with the core's message when status is non-zero."""
     if status != 0:

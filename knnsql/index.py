@@ -10,6 +10,7 @@ import numpy as np
 from . import _ffi
 
 _KINDS = ("flat", "graph")
+_F32 = np.dtype(np.float32)
 
 
 def _bound(name: str, value, default: float) -> float:
@@ -268,6 +269,12 @@ class Index:
         distances : ndarray of float32, same shape, ascending per row. With a window holding fewer than
             k rows, the missing entries are id -1 and distance +inf.
         """
+        if (type(Q) is np.ndarray and Q.ndim == 1 and Q.dtype is _F32 and self.kind == "graph"
+                and (threads is None or (type(threads) is int and threads == 1))
+                and type(k) is int and k >= 1 and (ef is None or (type(ef) is int and ef >= 1))):
+            one = self._search_one(Q, k, ef, lo, hi)
+            if one is not None:
+                return one
         k = _int_arg("k", k, 1)
         threads = 0 if threads is None else _int_arg("threads", threads, 1)
         if ef is not None:
@@ -302,6 +309,28 @@ class Index:
             status = lib.knn_graph_query(self._handle, qs, nq, max(kk, 1), ef or 0, threads, *out, buf, _ffi.ERRMSG_LEN)
         _ffi.check(status, buf)
         return ids[:, :kk], dists[:, :kk]
+
+    def _search_one(self, q: np.ndarray, k: int, ef: Optional[int], lo, hi):
+        """The per-query path of :meth:`search` for one float32 vector on a graph: one core call on this
+        thread, nothing resolved twice. Returns None for anything it does not take (the general path then
+        handles it, errors included)."""
+        if q.shape[0] != self.dim or not q.flags.c_contiguous:
+            return None
+        windowed = 0 if lo is None and hi is None else 1  # an int: cffi converts a bool slowly
+        lo_v = _bound("lo", lo, -np.inf)
+        hi_v = _bound("hi", hi, np.inf)
+        ffi, t = _ffi.ffi, _ffi.types()
+        ids = np.empty((1, k), dtype=np.int64)
+        dists = np.empty((1, k), dtype=np.float32)
+        buf = _ffi.thread_errbuf()
+        width = _ffi.lib().knn_graph_query_one(self._handle, ffi.from_buffer(t.f32, q), k, ef or 0, windowed, lo_v,
+                                              hi_v, ffi.from_buffer(t.i64, ids), ffi.from_buffer(t.f32, dists), buf,
+                                              _ffi.ERRMSG_LEN)
+        if width < 0:
+            _ffi.check(1, buf)
+        if width < k:  # the shape is (1, min(k, rows)); a window short of rows pads with -1 / +inf
+            return ids[:, :width], dists[:, :width]
+        return ids, dists
 
     # ---- persistence ------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:

@@ -227,3 +227,44 @@ def test_parallel_build_keeps_every_row_reachable():
     g.add(X, threads=2)
     _, d = g.search(X[:4000], 1, ef=64)
     assert (d[:, 0] > 1e-5).mean() <= 0.005
+
+
+def test_one_vector_path_matches_the_general_path():
+    """A single float32 vector takes Index.search's per-query path (one core call on the caller's thread);
+    its results, shapes, padding and errors must be those of the general (matrix) path."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((500, 12)).astype(np.float32)
+    labels = np.repeat(np.arange(50, dtype=np.float64), 10)  # ten rows per label: duplicates at the bounds
+    for metric in ("l2", "cosine"):
+        g = knnsql.Index(12, metric, kind="graph", m=8)
+        g.add(X, labels=labels)
+        for q in X[:20] + 0.01:
+            for k, lo, hi in [(10, None, None), (10, 3.0, 3.0), (25, 3.0, 4.0), (5, 9.0, 2.0), (3, None, 0.0),
+                              (600, None, None), (10, -1e9, 1e9)]:
+                one = g.search(q, k, lo=lo, hi=hi)
+                gen = g.search(q.reshape(1, -1).astype(np.float64), k, lo=lo, hi=hi)  # forces the general path
+                assert one[0].shape == gen[0].shape and one[1].shape == gen[1].shape
+                np.testing.assert_array_equal(one[0], gen[0])
+                np.testing.assert_array_equal(one[1], gen[1])
+                one1 = g.search(q, k, lo=lo, hi=hi, threads=1)
+                np.testing.assert_array_equal(one1[0], gen[0])
+        # a window of 10 rows asked for 25: width 25 (the index holds 500), padded with -1 / +inf
+        ids, d = g.search(X[0], 25, lo=3.0, hi=3.0)
+        assert ids.shape == (1, 25) and (ids[0, 10:] == -1).all() and np.isinf(d[0, 10:]).all()
+        assert set(ids[0, :10]) == set(range(30, 40))
+    g = knnsql.Index(12, "cosine", kind="graph")
+    ids, d = g.search(X[0], 4)  # empty index: width 0
+    assert ids.shape == (1, 0) and d.shape == (1, 0)
+    g.add(X)
+    with pytest.raises(knnsql.KnnError, match="zero"):
+        g.search(np.zeros(12, np.float32), 3)
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        g.search(np.zeros(5, np.float32), 3)
+    with pytest.raises(ValueError, match="NaN"):
+        g.search(X[0], 3, lo=float("nan"))
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        g.search(X[0], 0)
+    with pytest.raises(TypeError, match="threads must be an int"):
+        g.search(X[0], 3, threads=True)
+    strided = np.ascontiguousarray(np.repeat(X[:1], 2, axis=1))[0, ::2]  # not contiguous: general path
+    np.testing.assert_array_equal(g.search(strided, 5)[0], g.search(X[0], 5)[0])

@@ -78,6 +78,11 @@ int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k,
 int knn_graph_query_window(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, double lo,
                            double hi, size_t threads, int64_t *out_ids, float *out_dists, size_t *found, int *plans,
                            char *errmsg, size_t errmsg_len);
+/* One query on the caller's thread (no thread start, no CPU count): as knn_graph_query, or as
+ * knn_graph_query_window when windowed; missing entries are id -1 and distance +inf. Returns the result
+ * width min(k, live rows), or -1 with errmsg set. The per-call path of Index.search for one vector. */
+long knn_graph_query_one(knn_graph *index, const float *query, size_t k, size_t ef, int windowed, double lo, double hi,
+                         int64_t *out_ids, float *out_dists, char *errmsg, size_t errmsg_len);
 /* Sets the plan window queries use: -1 the cost model (default), 0 always exact, 1 always the two-hop
  * beam, 3 always the in-search postfilter (other values: the cost model).
  * A benchmarking and testing knob; kept per index. */

@@ -92,7 +92,8 @@ static int run_queries(knn_graph *index, const float *queries, size_t nq, size_t
         knn_error_set(&err, KNN_EINVAL, "k must be >= 1, got 0");
         return knn_error_export(&err, errmsg, errmsg_len);
     }
-    size_t nthreads = threads ? threads : knn_cpu_count();
+    /* one query never needs the CPU count (sysconf reads /sys: microseconds, more than a small search) */
+    size_t nthreads = nq <= 1 ? 1 : threads ? threads : knn_cpu_count();
     if (nthreads > nq) nthreads = nq ? nq : 1;
     knn_error *errs = calloc(nthreads, sizeof *errs);
     if (errs == NULL) {
@@ -122,6 +123,25 @@ int knn_graph_query_window(knn_graph *index, const float *queries, size_t nq, si
                            char *errmsg, size_t errmsg_len) {
     return run_queries(index, queries, nq, k, ef, 1, lo, hi, threads, out_ids, out_dists, found, plans, errmsg,
                        errmsg_len);
+}
+
+long knn_graph_query_one(knn_graph *index, const float *query, size_t k, size_t ef, int windowed, double lo, double hi,
+                         int64_t *out_ids, float *out_dists, char *errmsg, size_t errmsg_len) {
+    knn_error err;
+    knn_error_clear(&err);
+    size_t found = 0;
+    knn_status s = windowed ? knn_graph_search_window(index, query, k, ef, lo, hi, out_ids, out_dists, &found, NULL, &err)
+                            : knn_graph_search(index, query, k, ef, out_ids, out_dists, &found, &err);
+    if (s != KNN_OK) {
+        knn_error_export(&err, errmsg, errmsg_len);
+        return -1;
+    }
+    for (size_t j = found; j < k; j++) {
+        out_ids[j] = -1;
+        out_dists[j] = INFINITY;
+    }
+    size_t live = knn_graph_live(index);
+    return (long)(found > live ? found : live < k ? live : k);
 }
 
 int knn_graph_query_exact(knn_graph *index, const float *queries, size_t nq, size_t k, size_t threads,
