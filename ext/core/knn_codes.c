@@ -84,6 +84,10 @@ int knn_codes_build(knn_codes *c, const float *X, size_t n, size_t d) {
     c->npairs = np;
     c->scale = integral && range <= 255 ? 1.0 : range > 0 ? range / 255.0 : 1.0;
     c->scale2 = (float)(c->scale * c->scale * (1.0 - KNN_CODES_SLACK));
-    for (size_t i = 0; i < n; i++) c->err[i] = encode(c, X + i * d, c->codes + code_offset(np, i), 2 * B);
+    c->err_max = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        c->err[i] = encode(c, X + i * d, c->codes + code_offset(np, i), 2 * B);
+        if (c->err[i] > c->err_max) c->err_max = c->err[i];
+    }
     return 0;
 }

@@ -20,6 +20,7 @@
 typedef struct knn_codes {
     uint8_t *codes; /* nblocks x npairs x 2*KNN_CODE_BLOCK */
     float *err;     /* n: decoding error of each row, rounded up */
+    float err_max;  /* the largest of them */
     double *lo;     /* d: per-dimension offsets */
     double scale;
     float scale2;   /* scale^2, rounded down */

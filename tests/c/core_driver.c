@@ -319,10 +319,44 @@ static void test_cover_screen(void) {
     free(X);
 }
 
+/* The code-distance kernel: exact integer sums, and bit r set exactly when S_r < cut, at every level. */
+static void test_code_dist_kernel(void) {
+    enum { NPAIRS = 21, B = KNN_CODE_BLOCK };
+    static uint8_t block[NPAIRS * 2 * B];
+    uint8_t cq[2 * NPAIRS];
+    for (size_t i = 0; i < sizeof block; i++) block[i] = (uint8_t)(frand() * 256.0f);
+    for (size_t j = 0; j < 2 * NPAIRS; j++) cq[j] = j % 7 == 0 ? 255 : (uint8_t)(frand() * 256.0f);
+    uint32_t want[B];
+    for (size_t r = 0; r < B; r++) {
+        uint32_t sum = 0;
+        for (size_t j = 0; j < 2 * NPAIRS; j++) {
+            int32_t diff = (int32_t)block[(j / 2) * 2 * B + 2 * r + j % 2] - (int32_t)cq[j];
+            sum += (uint32_t)(diff * diff);
+        }
+        want[r] = sum;
+    }
+    knn_isa levels[] = {KNN_ISA_SCALAR, KNN_ISA_AVX2, KNN_ISA_AVX512};
+    for (size_t lv = 0; lv < 3; lv++) {
+        const knn_kernels *kern = knn_kernels_for(levels[lv]);
+        if (kern == NULL) continue;
+        uint32_t cuts[] = {0, want[5], want[5] + 1, want[40], 1u << 30, INT32_MAX};
+        for (size_t c = 0; c < sizeof cuts / sizeof *cuts; c++) {
+            uint32_t got[B];
+            uint64_t mask = kern->u8_dist_block(cq, block, NPAIRS, cuts[c], got);
+            for (size_t r = 0; r < B; r++) {
+                CHECK(got[r] == want[r], "%s: code distance of row %zu: %u, want %u", kern->name, r, got[r], want[r]);
+                CHECK(((mask >> r) & 1) == (want[r] < cuts[c]), "%s: mask bit %zu wrong at cut %u", kern->name, r,
+                      cuts[c]);
+            }
+        }
+    }
+}
+
 int main(void) {
     test_flat();
     test_graph();
     test_cover_screen();
+    test_code_dist_kernel();
     if (failures) {
         fprintf(stderr, "core_driver: %d check(s) failed\n", failures);
         return 1;

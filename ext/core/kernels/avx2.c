@@ -236,9 +236,9 @@ TARGET static void dot_panel_avx2(const float *Q, size_t nq, const float *panel,
 
 /* Eight rows per 256-bit register: a row's two codes of a dimension pair widen to adjacent 16-bit
  * lanes, so one madd squares and sums the pair into that row's 32-bit lane. */
-TARGET uint64_t knn_u8_screen_block_avx2(const uint8_t *cq, const uint8_t *block, size_t npairs, const float *reach,
-                                         float cerr, float scale2) {
-    __m256i acc[KNN_CODE_BLOCK / 8];
+/* acc[k] lane l = S_{8k+l}: each 16-byte load is 8 rows' codes of one dimension pair, widened to 16
+ * bits, and pmaddwd squares and adds the pair into 32-bit lanes. */
+TARGET static inline void code_sums(const uint8_t *cq, const uint8_t *block, size_t npairs, __m256i *acc) {
     for (size_t k = 0; k < KNN_CODE_BLOCK / 8; k++) acc[k] = _mm256_setzero_si256();
     for (size_t p = 0; p < npairs; p++) {
         const uint8_t *src = block + p * 2 * KNN_CODE_BLOCK;
@@ -249,6 +249,26 @@ TARGET uint64_t knn_u8_screen_block_avx2(const uint8_t *cq, const uint8_t *block
             acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(t, t));
         }
     }
+}
+
+TARGET uint64_t knn_u8_dist_block_avx2(const uint8_t *cq, const uint8_t *block, size_t npairs, uint32_t cut,
+                                       uint32_t *out) {
+    __m256i acc[KNN_CODE_BLOCK / 8];
+    code_sums(cq, block, npairs, acc);
+    const __m256i c = _mm256_set1_epi32((int32_t)cut); /* sums and cut fit 31 bits: signed compares hold */
+    uint64_t mask = 0;
+    for (size_t k = 0; k < KNN_CODE_BLOCK / 8; k++) {
+        _mm256_storeu_si256((__m256i *)(out + 8 * k), acc[k]);
+        __m256i lt = _mm256_cmpgt_epi32(c, acc[k]);
+        mask |= (uint64_t)(uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(lt)) << (8 * k);
+    }
+    return mask;
+}
+
+TARGET uint64_t knn_u8_screen_block_avx2(const uint8_t *cq, const uint8_t *block, size_t npairs, const float *reach,
+                                         float cerr, float scale2) {
+    __m256i acc[KNN_CODE_BLOCK / 8];
+    code_sums(cq, block, npairs, acc);
     const __m256 s2 = _mm256_set1_ps(scale2), ce = _mm256_set1_ps(cerr), zero = _mm256_setzero_ps();
     uint64_t mask = 0;
     for (size_t k = 0; k < KNN_CODE_BLOCK / 8; k++) {
@@ -264,11 +284,11 @@ TARGET uint64_t knn_u8_screen_block_avx2(const uint8_t *cq, const uint8_t *block
 
 const knn_kernels knn_kernels_avx2 = {
     KNN_ISA_AVX2, "avx2", l2sq_rows_avx2, dot_rows_avx2, dot_norm_rows_avx2, dot_panel_avx2,
-    l2sq_ptrs_avx2, dot_ptrs_avx2, knn_u8_screen_block_avx2,
+    l2sq_ptrs_avx2, dot_ptrs_avx2, knn_u8_screen_block_avx2, knn_u8_dist_block_avx2,
 };
 
 #else
 const knn_kernels knn_kernels_avx2 = {
-    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0, 0, 0, 0,
+    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0, 0, 0, 0, 0,
 };
 #endif

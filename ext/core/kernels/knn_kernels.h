@@ -41,6 +41,9 @@ typedef struct knn_kernels {
      * every S_r inside 31 bits. */
     uint64_t (*u8_screen_block)(const uint8_t *cq, const uint8_t *block, size_t npairs, const float *reach,
                                 float cerr, float scale2);
+    /* The integer sums S_r of u8_screen_block for the block's KNN_CODE_BLOCK rows, into out; bit r of
+     * the result is set when S_r < cut (cut <= INT32_MAX). */
+    uint64_t (*u8_dist_block)(const uint8_t *cq, const uint8_t *block, size_t npairs, uint32_t cut, uint32_t *out);
 } knn_kernels;
 
 extern const knn_kernels knn_kernels_scalar;
@@ -60,5 +63,6 @@ const knn_kernels *knn_kernels_for(knn_isa isa);
 /* The AVX2 screen kernel, shared by the AVX-512 table (every AVX-512 CPU runs AVX2). */
 uint64_t knn_u8_screen_block_avx2(const uint8_t *cq, const uint8_t *block, size_t npairs, const float *reach,
                                   float cerr, float scale2);
+uint64_t knn_u8_dist_block_avx2(const uint8_t *cq, const uint8_t *block, size_t npairs, uint32_t cut, uint32_t *out);
 
 #endif

@@ -55,9 +55,8 @@ static void dot_ptrs_scalar(const float *q, const float *const *rows, size_t n, 
     for (size_t i = 0; i < n; i++) dot_rows_scalar(q, rows[i], 1, d, &out[i]);
 }
 
-static uint64_t u8_screen_block_scalar(const uint8_t *cq, const uint8_t *block, size_t npairs, const float *reach,
-                                       float cerr, float scale2) {
-    uint32_t S[KNN_CODE_BLOCK] = {0};
+static void code_sums_scalar(const uint8_t *cq, const uint8_t *block, size_t npairs, uint32_t *S) {
+    for (size_t r = 0; r < KNN_CODE_BLOCK; r++) S[r] = 0;
     for (size_t p = 0; p < npairs; p++) {
         const uint8_t *src = block + p * 2 * KNN_CODE_BLOCK;
         int32_t c0 = cq[2 * p], c1 = cq[2 * p + 1];
@@ -66,6 +65,20 @@ static uint64_t u8_screen_block_scalar(const uint8_t *cq, const uint8_t *block, 
             S[r] += (uint32_t)(a * a + b * b);
         }
     }
+}
+
+static uint64_t u8_dist_block_scalar(const uint8_t *cq, const uint8_t *block, size_t npairs, uint32_t cut,
+                                     uint32_t *S) {
+    code_sums_scalar(cq, block, npairs, S);
+    uint64_t mask = 0;
+    for (size_t r = 0; r < KNN_CODE_BLOCK; r++) mask |= (uint64_t)(S[r] < cut) << r;
+    return mask;
+}
+
+static uint64_t u8_screen_block_scalar(const uint8_t *cq, const uint8_t *block, size_t npairs, const float *reach,
+                                       float cerr, float scale2) {
+    uint32_t S[KNN_CODE_BLOCK];
+    code_sums_scalar(cq, block, npairs, S);
     uint64_t mask = 0;
     for (size_t r = 0; r < KNN_CODE_BLOCK; r++) {
         float t = reach[r] + cerr;
@@ -76,5 +89,5 @@ static uint64_t u8_screen_block_scalar(const uint8_t *cq, const uint8_t *block, 
 
 const knn_kernels knn_kernels_scalar = {
     KNN_ISA_SCALAR, "scalar", l2sq_rows_scalar, dot_rows_scalar, dot_norm_rows_scalar, dot_panel_scalar,
-    l2sq_ptrs_scalar, dot_ptrs_scalar, u8_screen_block_scalar,
+    l2sq_ptrs_scalar, dot_ptrs_scalar, u8_screen_block_scalar, u8_dist_block_scalar,
 };
