@@ -1192,7 +1192,9 @@ static inline double now_ns(void) {
  * the first chunk on, where a running top-k alone reads every float row of the first chunk. Both
  * passes test most rows by one compare of the integer distance against a cut (worked out with the
  * largest decoding error), and look at a row's own error and label only when it is close. */
-#define SCREEN_MIN_SCAN 2048 /* slices shorter than this are scanned plainly (measured no slower there) */
+/* Slices of fewer values (rows x d) are scanned plainly: the passes cost about as much as they save
+ * there (GloVe-50: no gain below ~2,000 rows; at d = 784 a few hundred rows already pay). */
+#define SCREEN_MIN_VALUES 100000
 #define SCREEN_CHUNK 256    /* = knn_scan_one's block */
 #define SCREEN_SPAN 4096    /* rows bounded ahead of their float pass (a multiple of SCREEN_CHUNK) */
 #define SCREEN_UB_MAX 256   /* k up to this also bounds the k-th distance by the codes' upper bounds */
@@ -1340,7 +1342,7 @@ static knn_status exact_window(const knn_graph *g, const float *q, size_t k, dou
     float shift = g->metric == KNN_METRIC_COSINE ? 1.0f : 0.0f;
     knn_rows rows = {g->win.vecs + s * g->dim, NULL, g->win.ids + s, 0, e - s, g->dim, g->win.filter + s, lo, hi};
     if (st == KNN_OK && e > s) {
-        st = g->win.codes.codes && e - s >= SCREEN_MIN_SCAN ? scan_screened(g, scan_metric, q, lo, hi, s, e, &t, err)
+        st = g->win.codes.codes && (e - s) * g->dim >= SCREEN_MIN_VALUES ? scan_screened(g, scan_metric, q, lo, hi, s, e, &t, err)
                                                             : knn_scan_one(g->kern, scan_metric, q, 1.0f, &rows, &t, err);
     }
     for (size_t i = 0; st == KNN_OK && i < g->win.n_delta; i++) {
