@@ -157,15 +157,15 @@ def test_a_window_over_every_row_is_the_unfiltered_search():
 
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_screened_exact_scan_matches_numpy_on_wide_windows(metric, isa):
-    """Window structures of >= 4096 rows keep 8-bit codes; exact scans of >= 2048 rows skip the rows
+    """Window structures of >= 4096 rows keep 8-bit codes; exact scans of >= 100,000 values skip the rows
     whose code bound rules them out. The result must still be the exact top k: same ids (ties by id,
     here from duplicated rows), same distances, deleted rows never."""
     rng = np.random.default_rng(5)
-    base = rng.standard_normal((9000, 20)).astype(np.float32)
+    base = rng.standard_normal((9000, 48)).astype(np.float32)  # 48 dims: windows hold >= 100,000 values
     base[:, 0] *= 30  # one wide dimension: coarse codes for the others, many rows left to score
     X = np.concatenate([base, base[:3000]])  # 3000 exact duplicates: ties at equal distance
     labels = rng.uniform(0, 1000, len(X))
-    g = knnsql.Index(20, metric, "graph", m=8, ef_construction=40)
+    g = knnsql.Index(48, metric, "graph", m=8, ef_construction=40)
     g.add(X, labels=labels)
     gone = rng.choice(len(X), 500, replace=False)
     g.delete(gone)
@@ -182,7 +182,7 @@ def test_screened_exact_scan_matches_numpy_on_wide_windows(metric, isa):
             # 2,400-9,600 rows in the window: one or several 4,096-row spans of the two-pass scan
             hi = lo + float(rng.uniform(200, 400) if t % 2 else rng.uniform(400, 800))
             k = (10, 1, 10, 300, 37)[t % 5]  # k > 256 leaves the codes' upper bounds out
-            q = (X[int(rng.integers(len(X)))] + 0.3 * rng.standard_normal(20)).astype(np.float32)
+            q = (X[int(rng.integers(len(X)))] + 0.3 * rng.standard_normal(48)).astype(np.float32)
             if t % 3 == 2:
                 q *= 4  # far outside the coded range: the query's codes clamp, its bound must still hold
             keep = np.nonzero((labels >= lo) & (labels <= hi) & live)[0]
