@@ -74,7 +74,8 @@ int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k,
                     int64_t *out_ids, float *out_dists, size_t *found, char *errmsg, size_t errmsg_len);
 /* As knn_graph_query, counting only rows whose label is in [lo, hi]; plans[q] (may be NULL) reports the
  * plan of each query: 0 exact scan of the window, 1 two-hop filtered beam, 2 a beam then the exact
- * fallback, 3 in-search postfilter (plain beam admitting only in-window rows). */
+ * fallback, 3 in-search postfilter (plain beam admitting only in-window rows), 4 postfilter beams in the
+ * label buckets covering the window. */
 int knn_graph_query_window(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, double lo,
                            double hi, size_t threads, int64_t *out_ids, float *out_dists, size_t *found, int *plans,
                            char *errmsg, size_t errmsg_len);
@@ -83,8 +84,15 @@ int knn_graph_query_window(knn_graph *index, const float *queries, size_t nq, si
  * width min(k, live rows), or -1 with errmsg set. The per-call path of Index.search for one vector. */
 long knn_graph_query_one(knn_graph *index, const float *query, size_t k, size_t ef, int windowed, double lo, double hi,
                          int64_t *out_ids, float *out_dists, char *errmsg, size_t errmsg_len);
+/* Bucket levels of a window-capable graph (built with its first window query): returns how many, with
+ * the rows per bucket of the first cap levels in rows[] and their calibrated ns per beam at in-bucket
+ * fractions 1/2 and 1/4 in ns_beam[2l], ns_beam[2l+1] (ns_beam may be NULL). Introspection. */
+size_t knn_graph_bucket_info(knn_graph *index, size_t *rows, double *ns_beam, size_t cap);
+/* Rebuilds the bucket graphs with exactly `levels` levels (0: the levels the cost model picks), whatever
+ * they cost; returns the levels built. A testing and benchmarking knob. */
+size_t knn_graph_force_buckets(knn_graph *index, size_t levels);
 /* Sets the plan window queries use: -1 the cost model (default), 0 always exact, 1 always the two-hop
- * beam, 3 always the in-search postfilter (other values: the cost model).
+ * beam, 3 always the in-search postfilter, 4 the bucket graphs when built (other values: the cost model).
  * A benchmarking and testing knob; kept per index. */
 void knn_graph_force_window_plan(knn_graph *index, int plan);
 size_t knn_graph_count(const knn_graph *index);

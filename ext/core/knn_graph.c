@@ -11,11 +11,7 @@
 #include "knn_scan.h"
 #include "knn_topk.h"
 
-/* Heap item keyed by float; both heaps are max-heaps (candidates store -distance). */
-typedef struct knn_hitem {
-    float key;
-    uint32_t id;
-} knn_hitem;
+/* Both search heaps are max-heaps of knn_hitem (candidates store -distance). */
 
 knn_graph_params knn_graph_default_params(void) {
     knn_graph_params p = {16, 200, 64, 42};
@@ -143,6 +139,9 @@ static void ctx_release(knn_graph *g, knn_search_ctx *c) {
     ctx_free(c);
 }
 
+knn_search_ctx *knn_graph_ctx_acquire(knn_graph *g) { return ctx_acquire(g); }
+void knn_graph_ctx_release(knn_graph *g, knn_search_ctx *c) { ctx_release(g, c); }
+
 static void ctx_new_epoch(knn_search_ctx *c) {
     if (++c->epoch == 0) {
         memset(c->marks, 0, c->marks_cap * sizeof *c->marks);
@@ -177,6 +176,8 @@ knn_status knn_graph_alloc(size_t dim, knn_metric metric, const knn_graph_params
     atomic_init(&g->calibrated, 0);
     atomic_init(&g->cal_rows, 0);
     atomic_init(&g->forced_plan, -1);
+    atomic_init(&g->buckets, NULL);
+    atomic_init(&g->buckets_tried, 0);
     pthread_mutex_init(&g->cal_lock, NULL);
     pthread_rwlock_init(&g->rw, NULL);
     pthread_mutex_init(&g->entry_lock, NULL);
@@ -216,6 +217,10 @@ static void free_nodes(knn_graph *g) {
     free(g->labels);
     window_free(&g->win);
     knn_idmap_free(&g->map);
+    free(g->vec_nodes);
+    g->vec_nodes = NULL;
+    knn_buckets_free(atomic_exchange(&g->buckets, NULL));
+    atomic_store(&g->buckets_tried, 0);
 }
 
 void knn_graph_free(knn_graph *g) {
@@ -670,8 +675,41 @@ static knn_status prepare_vec(const knn_graph *g, const float *v, float *out, in
 static void window_index_update(knn_graph *g, size_t first);
 static void window_forget(knn_graph *g, uint32_t node);
 
+/* Sets up node `node` (its vector already in place): layer draw, id, label, empty links. */
+static knn_status init_node(knn_graph *g, uint32_t node, uint64_t seq, int64_t id, double label, knn_error *err) {
+    int level = draw_level(g, seq);
+    g->levels[node] = (uint8_t)level;
+    g->ids[node] = id;
+    g->labels[node] = label;
+    g->deleted[node] = 0;
+    knn_graph_links(g, node, 0)[0] = 0;
+    g->upper[node] = NULL;
+    if (level > 0) {
+        g->upper[node] = calloc((size_t)level * (g->p.m + 1), sizeof(uint32_t));
+        if (g->upper[node] == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory for graph links");
+    }
+    return KNN_OK;
+}
+
+/* Links nodes [first, count) into the graph, in a seeded random order, on `threads` threads. */
+static knn_status link_nodes(knn_graph *g, size_t first, size_t threads, knn_error *err) {
+    size_t added = g->count - first;
+    uint32_t *order = malloc((added ? added : 1) * sizeof *order); /* NULL: link in row order (still correct) */
+    if (order) insertion_order(order, (uint32_t)added, g->p.seed, g->inserted);
+    g->inserted += added;
+    if (threads == 0) threads = knn_cpu_count();
+    if (added < 2 * threads) threads = 1;
+    build_job job = {g, (uint32_t)first, (uint32_t)g->count, order, 0, 0};
+    knn_parallel_run(threads, build_worker, &job);
+    free(order);
+    if (atomic_load(&job.failed)) return knn_error_set(err, KNN_ENOMEM, "out of memory while linking the graph");
+    return KNN_OK;
+}
+
+/* prepare: calibrate and build buckets afterwards (not for optimize's scratch graph, whose storage is
+ * moved into the index: buckets would point at the scratch graph) */
 static knn_status add_locked(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels, size_t n,
-                             size_t threads, knn_error *err) {
+                             size_t threads, int prepare, knn_error *err) {
     knn_idmap last = {0};
     knn_status s = KNN_OK;
     /* Within one batch the last occurrence of an id wins. */
@@ -687,20 +725,8 @@ static knn_status add_locked(knn_graph *g, const float *vecs, const int64_t *ids
         uint32_t node = (uint32_t)g->count;
         s = prepare_vec(g, vecs + i * g->dim, knn_graph_vec(g, node), ids[i], i, err);
         if (s != KNN_OK) goto rollback;
-        int level = draw_level(g, g->inserted + (node - first));
-        g->levels[node] = (uint8_t)level;
-        g->ids[node] = ids[i];
-        g->labels[node] = labels ? labels[i] : NAN;
-        g->deleted[node] = 0;
-        knn_graph_links(g, node, 0)[0] = 0;
-        g->upper[node] = NULL;
-        if (level > 0) {
-            g->upper[node] = calloc((size_t)level * (g->p.m + 1), sizeof(uint32_t));
-            if (g->upper[node] == NULL) {
-                s = knn_error_set(err, KNN_ENOMEM, "out of memory for graph links");
-                goto rollback;
-            }
-        }
+        s = init_node(g, node, g->inserted + (node - first), ids[i], labels ? labels[i] : NAN, err);
+        if (s != KNN_OK) goto rollback;
         g->count++;
     }
     /* All rows are valid: retire replaced ids, then link the new nodes. */
@@ -713,17 +739,9 @@ static knn_status add_locked(knn_graph *g, const float *vecs, const int64_t *ids
         }
         if ((s = knn_idmap_put(&g->map, g->ids[node], node, err)) != KNN_OK) goto done;
     }
-    size_t added = g->count - first;
-    uint32_t *order = malloc((added ? added : 1) * sizeof *order); /* NULL: link in row order (still correct) */
-    if (order) insertion_order(order, (uint32_t)added, g->p.seed, g->inserted);
-    g->inserted += added;
-    if (threads == 0) threads = knn_cpu_count();
-    if (added < 2 * threads) threads = 1;
-    build_job job = {g, (uint32_t)first, (uint32_t)g->count, order, 0, 0};
-    knn_parallel_run(threads, build_worker, &job);
-    free(order);
-    if (atomic_load(&job.failed)) s = knn_error_set(err, KNN_ENOMEM, "out of memory while linking the graph");
+    s = link_nodes(g, first, threads, err);
     window_index_update(g, first);
+    if (s == KNN_OK && prepare) knn_graph_window_prepare(g);
     goto done;
 rollback:
     while (g->count > first) {
@@ -740,8 +758,35 @@ knn_status knn_graph_add(knn_graph *g, const float *vecs, const int64_t *ids, co
                          size_t threads, knn_error *err) {
     if (n == 0) return KNN_OK;
     pthread_rwlock_wrlock(&g->rw);
-    knn_status s = add_locked(g, vecs, ids, labels, n, threads, err);
+    knn_status s = add_locked(g, vecs, ids, labels, n, threads, 1, err);
     pthread_rwlock_unlock(&g->rw);
+    return s;
+}
+
+knn_status knn_graph_view_build(const knn_graph *src, uint32_t *nodes, size_t n, const knn_graph_params *p,
+                                size_t threads, knn_graph **out, knn_error *err) {
+    *out = NULL;
+    knn_graph *g = NULL;
+    knn_status s = knn_graph_alloc(src->dim, src->metric, p, &g, err);
+    if (s != KNN_OK) {
+        free(nodes);
+        return s;
+    }
+    g->kern = src->kern;
+    g->vec_src = src;
+    g->vec_nodes = nodes;
+    g->links_offset = 0; /* slots hold links only */
+    g->slot_bytes = (1 + g->m0) * sizeof(uint32_t);
+    if ((s = knn_graph_reserve(g, n ? n : 1, err)) != KNN_OK) goto fail;
+    for (size_t i = 0; i < n; i++) {
+        if ((s = init_node(g, (uint32_t)i, i, src->ids[nodes[i]], src->labels[nodes[i]], err)) != KNN_OK) goto fail;
+        g->count++;
+    }
+    if ((s = link_nodes(g, 0, threads, err)) != KNN_OK) goto fail;
+    *out = g;
+    return KNN_OK;
+fail:
+    knn_graph_free(g);
     return s;
 }
 
@@ -784,7 +829,7 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     }
     if ((s = knn_graph_alloc(g->dim, g->metric, &g->p, &fresh, err)) != KNN_OK) goto done;
     fresh->inserted = 0;
-    if ((s = add_locked(fresh, vecs, ids, labels, m, threads, err)) != KNN_OK) goto done;
+    if ((s = add_locked(fresh, vecs, ids, labels, m, threads, 0, err)) != KNN_OK) goto done;
     /* Swap node storage; keep g's locks and pool (contexts stay valid: capacities only grow). */
     free_nodes(g);
     g->data0 = fresh->data0;
@@ -811,6 +856,7 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     fresh->labels = NULL;
     memset(&fresh->win, 0, sizeof fresh->win);
     fresh->count = 0;
+    knn_graph_window_prepare(g); /* node numbers changed: free_nodes dropped the buckets; build them anew */
 done:
     knn_graph_free(fresh);
     free(vecs);
@@ -1041,6 +1087,9 @@ size_t knn_graph_memory(const knn_graph *g) {
         bytes += g->win.codes.nblocks * g->win.codes.npairs * 2 * KNN_CODE_BLOCK + g->win.n * sizeof(float) +
                  g->dim * sizeof(double);
     }
+    if (g->vec_nodes) bytes += g->capacity * sizeof(uint32_t);
+    const knn_buckets *b = atomic_load(&((knn_graph *)g)->buckets);
+    if (b) bytes += b->bytes;
     return bytes;
 }
 
@@ -1129,10 +1178,17 @@ void knn_graph_window_rebuild(knn_graph *g) {
 /* Marks a deleted node's sorted copy so exact window scans skip it. */
 static void window_forget(knn_graph *g, uint32_t node) {
     if (node < g->win.pos_n && g->win.pos[node] != UINT32_MAX) g->win.filter[g->win.pos[node]] = NAN;
+    knn_buckets *b = atomic_load(&g->buckets);
+    if (b) knn_buckets_forget(b, node);
 }
 
 /* Records nodes [first, count) after an add: into the delta, merged once it outgrows ~sqrt(n). */
 static void window_index_update(knn_graph *g, size_t first) {
+    knn_buckets *b = atomic_load(&g->buckets);
+    if (b && g->count - b->built_count > b->built_count / 2) { /* too many late rows: rebuilt on a later query */
+        knn_buckets_free(atomic_exchange(&g->buckets, NULL));
+        atomic_store(&g->buckets_tried, 0);
+    }
     size_t limit = 256 + (size_t)(8.0 * sqrt((double)g->count));
     size_t add = 0;
     for (size_t i = first; i < g->count; i++) add += !isnan(g->labels[i]);
@@ -1418,6 +1474,15 @@ static int window_beam(const knn_graph *g, knn_search_ctx *c, const float *q, in
     return search_window_layer(g, c, q, ep, seeds, nseeds, ef, (uint32_t)g->m0, &rule, ntop, NULL);
 }
 
+int knn_graph_post_beam(const knn_graph *g, knn_search_ctx *c, const float *q, double lo, double hi, size_t ef,
+                        size_t *ntop) {
+    *ntop = 0;
+    if (g->entry == KNN_NO_NODE) return 1;
+    return window_beam(g, c, q, KNN_PLAN_POST, lo, hi, 0, 0, ef, 0, 0, KNN_NO_NODE, 0, ntop, NULL);
+}
+
+float knn_graph_node_dist(const knn_graph *g, const float *q, uint32_t i) { return vdist(g, q, knn_graph_vec(g, i)); }
+
 /* Calibration window j: holds 2^-j of the sorted rows, at a position varying with the query number i. */
 static void cal_window(const knn_graph *g, int j, size_t i, size_t *s, size_t *e) {
     size_t w = g->win.n >> j;
@@ -1559,8 +1624,48 @@ static void calibrate(knn_graph *g, knn_search_ctx *c) {
         g->ns_distance = nd > 0 ? g->ns_post[0] / nd : g->ns_scan;
         atomic_store(&g->cal_rows, g->win.n);
         atomic_store(&g->calibrated, 1);
+        if (atomic_load(&g->buckets) == NULL) atomic_store(&g->buckets_tried, 0); /* costs changed: try again */
     }
     pthread_mutex_unlock(&g->cal_lock);
+}
+
+/* Builds the bucket graphs once the costs are known (under cal_lock). */
+static void ensure_buckets(knn_graph *g) {
+    if (atomic_load(&g->buckets_tried) || !atomic_load(&g->calibrated)) return;
+    pthread_mutex_lock(&g->cal_lock);
+    if (!atomic_load(&g->buckets_tried)) {
+        atomic_store(&g->buckets, knn_buckets_build(g, 0));
+        atomic_store(&g->buckets_tried, 1);
+    }
+    pthread_mutex_unlock(&g->cal_lock);
+}
+
+size_t knn_graph_force_buckets(knn_graph *g, size_t levels) {
+    pthread_rwlock_wrlock(&g->rw);
+    knn_buckets_free(atomic_exchange(&g->buckets, NULL));
+    knn_search_ctx *c = g->win.n ? ctx_acquire(g) : NULL;
+    size_t built = 0;
+    if (c) {
+        calibrate(g, c);
+        ctx_release(g, c);
+        pthread_mutex_lock(&g->cal_lock);
+        knn_buckets *b = atomic_load(&g->calibrated) ? knn_buckets_build(g, levels) : NULL;
+        atomic_store(&g->buckets, b);
+        atomic_store(&g->buckets_tried, 1);
+        built = b ? b->n_levels : 0;
+        pthread_mutex_unlock(&g->cal_lock);
+    }
+    pthread_rwlock_unlock(&g->rw);
+    return built;
+}
+
+void knn_graph_window_prepare(knn_graph *g) {
+    if (g->win.n == 0) return;
+    knn_search_ctx *c = ctx_acquire(g);
+    if (c == NULL) return; /* the first window query calibrates instead */
+    calibrate(g, c);
+    ensure_buckets(g);
+    ctx_release(g, c);
 }
 
 /* A graph plan's calibrated cost at window fraction f (0 < f <= 1): log-linear in log2 f between the
@@ -1587,7 +1692,8 @@ static int two_hop_allowed(const knn_graph *g, double f) {
  * where the calibration found it as accurate as the postfilter, and only when the window holds at least
  * 4/m0 of the rows: below that, two-hop bridges no longer keep the in-window subgraph navigable. The
  * in-search postfilter stays accurate at any size; its cost grows as 1/f, which the calibration sees. */
-static int choose_plan(knn_graph *g, size_t w, double f, double f_post, int allow_two, size_t ef) {
+static int choose_plan(knn_graph *g, size_t w, double f, double f_post, int allow_two, size_t ef, double lo,
+                       double hi, int *bucket_level) {
     if (!atomic_load(&g->calibrated)) return KNN_PLAN_EXACT;
     double scale = (double)ef / (double)g->p.ef;
     pthread_mutex_lock(&g->cal_lock);
@@ -1595,10 +1701,14 @@ static int choose_plan(knn_graph *g, size_t w, double f, double f_post, int allo
     double post_cost = plan_cost(g->ns_post, f_post) * scale;
     int two_ok = allow_two && f >= 4.0 / (double)g->m0 && two_hop_allowed(g, f);
     double two_cost = two_ok ? plan_cost(g->ns_two_hop, f) * scale : INFINITY;
+    double bucket_cost = bucket_level ? knn_buckets_cost(g, atomic_load(&g->buckets), lo, hi, ef, bucket_level)
+                                      : INFINITY;
     pthread_mutex_unlock(&g->cal_lock);
     int chosen = KNN_PLAN_EXACT;
-    if (post_cost < exact_cost && post_cost <= two_cost) chosen = KNN_PLAN_POST;
-    if (two_cost < exact_cost && two_cost < post_cost) chosen = KNN_PLAN_TWO_HOP;
+    double best = exact_cost;
+    if (post_cost < best && post_cost <= two_cost) chosen = KNN_PLAN_POST, best = post_cost;
+    if (two_cost < best) chosen = KNN_PLAN_TWO_HOP, best = two_cost;
+    if (bucket_cost < best) chosen = KNN_PLAN_BUCKET;
     return chosen;
 }
 
@@ -1629,6 +1739,7 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     }
     if (w == 0) goto done;
     calibrate(g, c); /* once per index (redone when it doubles): the first window query pays for it */
+    ensure_buckets(g);
     if (w == g->count && g->n_deleted == 0 && force < 0) {
         /* The window holds every row: nothing to filter, no plan to choose. Exactly the unfiltered search
          * (no label test per candidate, no budget), so it never trails a postfilter here. */
@@ -1641,11 +1752,14 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     double live = (double)(g->count - g->n_deleted);
     double f = (double)w / live;
     if (f > 1) f = 1; /* the sorted list may still count rows deleted since its rebuild */
-    int chosen = force;
+    int chosen = force, level = -1;
     uint32_t ep = KNN_NO_NODE;
     float epd = 0;
-    if (chosen != KNN_PLAN_EXACT && chosen != KNN_PLAN_TWO_HOP && chosen != KNN_PLAN_POST) {
-        chosen = choose_plan(g, w, f, f, 1, ef);
+    if (chosen == KNN_PLAN_BUCKET) { /* forced: the cheapest level, when there are buckets */
+        knn_buckets_cost(g, atomic_load(&g->buckets), lo, hi, ef, &level);
+        if (level < 0) chosen = KNN_PLAN_EXACT;
+    } else if (chosen != KNN_PLAN_EXACT && chosen != KNN_PLAN_TWO_HOP && chosen != KNN_PLAN_POST) {
+        chosen = choose_plan(g, w, f, f, 1, ef, lo, hi, &level);
         if (chosen != KNN_PLAN_EXACT) {
             /* The calibration timed typical queries, whose neighbourhood holds about a fraction f of
              * in-window rows. Where the query's holds far fewer (a window away from the query: label-
@@ -1655,7 +1769,7 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
              * when it still beats the exact scan. The descent is reused by the beam. */
             descend(g, q, &ep, &epd);
             double fl = local_fraction(g, lo, hi, ep);
-            if (fl < 0.5 * f) chosen = choose_plan(g, w, f, fl, 0, ef);
+            if (fl < 0.5 * f) chosen = choose_plan(g, w, f, fl, 0, ef, lo, hi, NULL); /* buckets: far too */
         }
     }
     if (chosen == KNN_PLAN_EXACT) {
@@ -1663,6 +1777,14 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
         goto done;
     }
     if (plan) *plan = chosen;
+    if (chosen == KNN_PLAN_BUCKET) {
+        s = knn_buckets_search(g, atomic_load(&g->buckets), level, q, k, ef, lo, hi, out_ids, out_dists, found, err);
+        if (s == KNN_OK && *found < k) { /* the window decides exactly (it may hold fewer than k rows) */
+            if (plan) *plan = KNN_PLAN_FALLBACK;
+            s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, err);
+        }
+        goto done;
+    }
     size_t ntop;
     /* A query may be far harder than the calibration's (a window far from the query makes the postfilter
      * beam walk much of the graph): it stops once it has spent what the exact scan of the window costs,
@@ -1732,6 +1854,6 @@ int knn_graph_label_range(knn_graph *g, double *lo, double *hi) {
 }
 
 void knn_graph_force_window_plan(knn_graph *g, int plan) {
-    int ok = plan == KNN_PLAN_EXACT || plan == KNN_PLAN_TWO_HOP || plan == KNN_PLAN_POST;
+    int ok = plan == KNN_PLAN_EXACT || plan == KNN_PLAN_TWO_HOP || plan == KNN_PLAN_POST || plan == KNN_PLAN_BUCKET;
     atomic_store(&g->forced_plan, ok ? plan : -1);
 }

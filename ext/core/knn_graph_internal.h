@@ -33,6 +33,12 @@ typedef struct knn_window {
     knn_codes codes;   /* 8-bit codes of vecs for the screened exact scan (codes.codes NULL: plain scan) */
 } knn_window;
 
+/* A (distance, node) pair of the search heaps. */
+typedef struct knn_hitem {
+    float key;
+    uint32_t id;
+} knn_hitem;
+
 /* Per-search scratch: visited marks by epoch (no clearing between searches), two heaps, query copy. */
 typedef struct knn_search_ctx {
     uint16_t *marks;
@@ -44,6 +50,25 @@ typedef struct knn_search_ctx {
     size_t budget; /* most distances a layer search may compute (0: no limit); window plans only */
     int over;      /* set when a search stopped at the budget */
 } knn_search_ctx;
+
+/* Bucket graphs for mid-size windows (knn_graph_buckets.c): per level, the label-sorted rows cut into
+ * buckets of `rows` consecutive rows, each with its own graph over the parent's vectors. */
+#define KNN_BUCKET_LEVELS 4
+typedef struct knn_bucket_level {
+    size_t rows;           /* rows per bucket (the last one may hold fewer) */
+    size_t nb;             /* buckets */
+    struct knn_graph **g;  /* nb graphs; node i of bucket b is snapshot position b * rows + i */
+    double *first, *last;  /* nb: label range of each bucket */
+    double ns_beam[2];     /* calibrated ns per beam search at in-bucket fractions 1/2 and 1/4 */
+} knn_bucket_level;
+
+typedef struct knn_buckets {
+    size_t n_levels;
+    knn_bucket_level lv[KNN_BUCKET_LEVELS];
+    uint32_t *pos;         /* built_count: node -> snapshot position, UINT32_MAX when not in it */
+    size_t built_count;    /* nodes from here on came later: a bucket search scans them exactly */
+    size_t bytes;
+} knn_buckets;
 
 struct knn_graph {
     size_t dim;
@@ -83,6 +108,11 @@ struct knn_graph {
     _Atomic size_t cal_rows; /* sorted rows at the last calibration; redone once the index has doubled */
     pthread_mutex_t cal_lock;
     _Atomic int forced_plan; /* -1: cost model; else a KNN_PLAN_* code (benchmark and test knob) */
+    _Atomic(knn_buckets *) buckets; /* built with the calibration (under cal_lock); dropped under rw */
+    _Atomic int buckets_tried; /* a build ran since the buckets were last dropped (set under cal_lock) */
+    /* A bucket graph keeps no vectors: node i's vector is vec_src's node vec_nodes[i]. */
+    const struct knn_graph *vec_src;
+    uint32_t *vec_nodes;
     pthread_rwlock_t rw;
     pthread_mutex_t entry_lock;
     pthread_mutex_t pool_lock;
@@ -91,6 +121,7 @@ struct knn_graph {
 };
 
 static inline float *knn_graph_vec(const knn_graph *g, uint32_t i) {
+    if (g->vec_src) return (float *)(g->vec_src->data0 + (size_t)g->vec_nodes[i] * g->vec_src->slot_bytes);
     return (float *)(g->data0 + (size_t)i * g->slot_bytes);
 }
 
@@ -104,7 +135,37 @@ knn_status knn_graph_alloc(size_t dim, knn_metric metric, const knn_graph_params
                            knn_error *err);
 /* Rebuilds the label-sorted node list (after a load). */
 void knn_graph_window_rebuild(knn_graph *g);
+/* Calibrates the window cost model and builds the bucket graphs where they pay, if not done yet for
+ * this size (after a build or a load, so the first window query does not pay for them). */
+void knn_graph_window_prepare(knn_graph *g);
 /* Ensures room for `need` nodes. */
 knn_status knn_graph_reserve(knn_graph *g, size_t need, knn_error *err);
+
+/* ---- shared with knn_graph_buckets.c ---- */
+/* An empty graph over n of src's nodes (nodes[i] becomes node i, with src's id and label; nodes is
+ * taken over), linked with params p on `threads` threads. Keeps no vectors of its own. */
+knn_status knn_graph_view_build(const knn_graph *src, uint32_t *nodes, size_t n, const knn_graph_params *p,
+                                size_t threads, knn_graph **out, knn_error *err);
+knn_search_ctx *knn_graph_ctx_acquire(knn_graph *g);
+void knn_graph_ctx_release(knn_graph *g, knn_search_ctx *c);
+/* The in-search postfilter beam (descent, then layer 0 admitting only live nodes labelled in [lo, hi]);
+ * leaves up to ef nodes in c->top (a max-heap by distance). Returns 0 when out of memory. */
+int knn_graph_post_beam(const knn_graph *g, knn_search_ctx *c, const float *q, double lo, double hi, size_t ef,
+                        size_t *ntop);
+/* Distance from q (prepared: unit-length under cosine) to node i, in the graph's metric. */
+float knn_graph_node_dist(const knn_graph *g, const float *q, uint32_t i);
+/* Buckets (knn_graph_buckets.c). */
+void knn_buckets_free(knn_buckets *b);
+/* Builds the levels the calibrated costs say pay (under cal_lock, with the read lock held), or exactly
+ * forced_levels levels when that is not 0 (tests, benchmarks); NULL when none does or memory is short. */
+knn_buckets *knn_buckets_build(knn_graph *g, size_t forced_levels);
+/* Cheapest bucket plan for the window [lo, hi]: its estimated ns (INFINITY when none) and level. */
+double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, double hi, size_t ef, int *level);
+/* The k nearest live rows in [lo, hi] through level `level`'s buckets plus the rows added after the
+ * build (scanned exactly); *found may fall short of k (the caller then scans the window exactly). */
+knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, const float *q, size_t k, size_t ef,
+                              double lo, double hi, int64_t *out_ids, float *out_dists, size_t *found, knn_error *err);
+/* Marks a deleted node in every level (under the write lock). */
+void knn_buckets_forget(knn_buckets *b, uint32_t node);
 
 #endif

@@ -319,6 +319,65 @@ static void test_cover_screen(void) {
     free(X);
 }
 
+/* Bucket graphs: forced levels, the bucket plan forced; every answer in the window and live, close to
+ * brute force; deleted rows never come back; rows added after the build are found. */
+static void test_buckets(void) {
+    const size_t n = 6000, d = 9, k = 10;
+    float *X = malloc((n + 50) * d * sizeof *X);
+    int64_t *ids = malloc((n + 50) * sizeof *ids);
+    double *labels = malloc((n + 50) * sizeof *labels);
+    unsigned char *live = malloc(n + 50);
+    for (size_t i = 0; i < (n + 50) * d; i++) X[i] = frand();
+    for (size_t i = 0; i < n + 50; i++) {
+        ids[i] = (int64_t)i;
+        labels[i] = (double)(i % 1000); /* six rows per label: ties at every bound */
+        live[i] = i < n;
+    }
+    knn_graph *g = NULL;
+    OK(knn_graph_new(d, "l2", 8, 60, 32, 7, &g, EB));
+    OK(knn_graph_add_rows(g, X, ids, labels, n, 2, EB));
+    CHECK(knn_graph_force_buckets(g, 2) == 2, "two bucket levels not built");
+    size_t rows[4];
+    CHECK(knn_graph_bucket_info(g, rows, NULL, 4) == 2 && rows[0] == n / 2 && rows[1] == n / 4, "bucket rows");
+    int64_t gone[200];
+    for (size_t i = 0; i < 200; i++) {
+        gone[i] = (int64_t)(i * 29 % n);
+        live[gone[i]] = 0;
+    }
+    size_t removed = 0;
+    OK(knn_graph_remove(g, gone, 200, &removed, EB));
+    OK(knn_graph_add_rows(g, X + n * d, ids + n, labels + n, 50, 1, EB)); /* late rows: labels 0 .. 49 */
+    for (size_t i = n; i < n + 50; i++) live[i] = 1;
+    knn_graph_force_window_plan(g, 4);
+    int64_t oid[10];
+    float od[10];
+    size_t found[1];
+    int plans[1];
+    unsigned char *in = malloc(n + 50);
+    for (size_t t = 0; t < 40; t++) {
+        double lo = (double)((t * 37) % 900), hi = lo + 20 + (double)(t % 5) * 40;
+        const float *q = X + ((t * 131) % (n + 50)) * d;
+        OK(knn_graph_query_window(g, q, 1, k, 64, lo, hi, 1, oid, od, found, plans, EB));
+        for (size_t i = 0; i < n + 50; i++) in[i] = live[i] && labels[i] >= lo && labels[i] <= hi;
+        float kth = kth_ref(X, in, n + 50, d, q, k);
+        CHECK(found[0] == k, "bucket plan found %zu", found[0]);
+        CHECK(plans[0] == 4 || plans[0] == 2, "plan %d, not the bucket plan", plans[0]);
+        for (size_t j = 0; j < found[0]; j++) {
+            CHECK(oid[j] >= 0 && (size_t)oid[j] < n + 50 && in[oid[j]], "bucket plan returned id %lld", (long long)oid[j]);
+        }
+        CHECK(od[k - 1] <= kth * 1.5f + 1e-3f, "bucket plan k-th %g far above brute force %g", od[k - 1], kth);
+    }
+    /* a late row sits at the query itself: it must come first */
+    OK(knn_graph_query_window(g, X + (n + 7) * d, 1, k, 64, 0.0, 300.0, 1, oid, od, found, plans, EB));
+    CHECK(found[0] == k && oid[0] == (int64_t)(n + 7), "late row not found first (got %lld)", (long long)oid[0]);
+    OK(knn_graph_rebuild(g, 2, EB)); /* renumbers nodes: the buckets go, the cost model's come back */
+    OK(knn_graph_query_window(g, X, 1, k, 64, 0.0, 300.0, 1, oid, od, found, plans, EB));
+    CHECK(found[0] == k, "after optimize found %zu", found[0]);
+    knn_graph_force_window_plan(g, -1);
+    knn_graph_destroy(g);
+    free(in); free(X); free(ids); free(labels); free(live);
+}
+
 /* The code-distance kernel: exact integer sums, and bit r set exactly when S_r < cut, at every level. */
 static void test_code_dist_kernel(void) {
     enum { NPAIRS = 21, B = KNN_CODE_BLOCK };
@@ -357,6 +416,7 @@ int main(void) {
     test_graph();
     test_cover_screen();
     test_code_dist_kernel();
+    test_buckets();
     if (failures) {
         fprintf(stderr, "core_driver: %d check(s) failed\n", failures);
         return 1;

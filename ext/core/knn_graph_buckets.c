@@ -1,0 +1,304 @@
+/* Bucket graphs for mid-size windows: super-postfiltering (Engels et al., "Approximate Nearest
+ * Neighbor Search with Window Filters", ICML 2024), over the label-sorted rows of a graph index.
+ *
+ * What it implements. Level l cuts the label-sorted rows into buckets of ceil(n / 2^l) consecutive
+ * rows and gives each bucket its own small HNSW graph (nodes point at the parent's vectors: a bucket
+ * graph stores links only). A window of w rows lies in one or two buckets of each level; at a level
+ * whose buckets hold 2-4 times w, the window is a large fraction of each bucket it touches, so the
+ * in-search postfilter beam inside that bucket (knn_graph_post_beam: out-of-window nodes route, only
+ * in-window ones are returned) finds it at about the cost of a plain search of a graph that size,
+ * where the exact scan of the window costs w rows and the beam over the whole graph grows as n / w.
+ * Engels' super-postfiltering keeps buckets of every power-of-two size, overlapping by half; here
+ * buckets tile each level (one copy of the rows per level, half the memory and build) and a window
+ * that straddles two buckets is answered from both, a small part by an exact scan of that part.
+ *
+ * Which levels exist is decided from the index's own calibration: a level is built only where the
+ * exact scan of its typical window (half a bucket) costs more than a plain beam over the whole graph
+ * (a bucket beam is cheaper than that), and only while the bucket graphs stay within the memory of the
+ * graph itself. Each built level then times its beams at in-bucket fractions 1/2 and 1/4 (median of 9),
+ * and the planner compares the bucket plan with the exact scan and the whole-graph beams per query.
+ *
+ * Freshness. The buckets are a snapshot of the sorted rows when they were built. Rows added later
+ * (nodes from built_count on) are scanned exactly by every bucket search, and their cost is part of the
+ * plan's estimate; once they reach half the snapshot the buckets are dropped and rebuilt on the next
+ * window query. Deletes mark the bucket nodes deleted. knn_graph_optimize renumbers nodes and drops
+ * them too. Buckets are not saved: a loaded index builds them with its calibration. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "knn_api.h"
+#include "knn_graph_internal.h"
+#include "knn_topk.h"
+
+#define BUCKET_MIN_ROWS 4096 /* smaller buckets hold windows the exact scan answers as fast */
+#define BUCKET_M 12          /* links per node in a bucket graph (layer 0 keeps 2x) */
+#define BUCKET_EF_BUILD 100
+#define BUCKET_MAX_SPAN 3    /* a level is considered for a window touching at most this many buckets */
+#define BUCKET_CAL 9
+
+static double now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void knn_buckets_free(knn_buckets *b) {
+    if (b == NULL) return;
+    for (size_t l = 0; l < b->n_levels; l++) {
+        knn_bucket_level *lv = &b->lv[l];
+        for (size_t i = 0; lv->g && i < lv->nb; i++) knn_graph_free(lv->g[i]);
+        free(lv->g);
+        free(lv->first);
+        free(lv->last);
+    }
+    free(b->pos);
+    free(b);
+}
+
+/* First position with label >= x (strict = 0) or > x (strict = 1) in an ascending array. */
+static size_t bound_pos(const double *a, size_t n, double x, int strict) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strict ? a[mid] <= x : a[mid] < x) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* ns of one bucket beam at in-bucket fraction f: log-linear in log2(1/f) through the two calibrated
+ * points (1/2 and 1/4), extended along that line. */
+static double beam_ns(const knn_bucket_level *lv, double f) {
+    double x = -log2(f > 1 ? 1 : f);
+    double a = log(lv->ns_beam[0]), b = log(lv->ns_beam[1]);
+    return exp(a + (b - a) * (x - 1.0));
+}
+
+/* Cost of answering `part` in-window rows of a bucket of `len` rows: a beam, or a gather of the part. */
+static double part_ns(const knn_graph *g, const knn_bucket_level *lv, size_t part, size_t len, double scale,
+                      int *beam) {
+    double gather = 2.0 * g->ns_scan * (double)part; /* scattered rows: about twice a contiguous scan */
+    double bm = beam_ns(lv, (double)part / (double)len) * scale;
+    *beam = bm < gather;
+    return *beam ? bm : gather;
+}
+
+/* Buckets of level lv touching [lo, hi]: [*b0, *b1). */
+static void touched(const knn_bucket_level *lv, double lo, double hi, size_t *b0, size_t *b1) {
+    size_t s = bound_pos(lv->last, lv->nb, lo, 0); /* first bucket whose last label >= lo */
+    size_t e = s;
+    while (e < lv->nb && lv->first[e] <= hi) e++;
+    *b0 = s;
+    *b1 = e;
+}
+
+/* In-window rows of bucket graph h: node range [*i0, *i1) (its labels ascend). */
+static void part_range(const knn_graph *h, double lo, double hi, size_t *i0, size_t *i1) {
+    *i0 = bound_pos(h->labels, h->count, lo, 0);
+    *i1 = bound_pos(h->labels, h->count, hi, 1);
+}
+
+double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, double hi, size_t ef, int *level) {
+    if (level) *level = -1;
+    if (b == NULL) return INFINITY;
+    double scale = (double)ef / (double)g->p.ef;
+    double late = (double)(g->count - b->built_count) * g->ns_scan, best = INFINITY;
+    for (size_t l = 0; l < b->n_levels; l++) {
+        const knn_bucket_level *lv = &b->lv[l];
+        size_t b0, b1;
+        touched(lv, lo, hi, &b0, &b1);
+        if (b1 == b0 || b1 - b0 > BUCKET_MAX_SPAN) continue;
+        double cost = late;
+        for (size_t i = b0; i < b1; i++) {
+            size_t i0, i1;
+            int beam;
+            part_range(lv->g[i], lo, hi, &i0, &i1);
+            if (i1 > i0) cost += part_ns(g, lv, i1 - i0, lv->g[i]->count, scale, &beam);
+        }
+        if (cost < best) {
+            best = cost;
+            if (level) *level = (int)l;
+        }
+    }
+    return best;
+}
+
+knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, const float *q, size_t k, size_t ef,
+                              double lo, double hi, int64_t *out_ids, float *out_dists, size_t *found, knn_error *err) {
+    *found = 0;
+    knn_topk t;
+    knn_status st = knn_topk_init(&t, k, err);
+    if (st != KNN_OK) return st;
+    const knn_bucket_level *lv = &b->lv[level];
+    double scale = (double)ef / (double)g->p.ef;
+    size_t b0, b1;
+    touched(lv, lo, hi, &b0, &b1);
+    for (size_t bi = b0; bi < b1 && st == KNN_OK; bi++) {
+        knn_graph *h = lv->g[bi];
+        size_t i0, i1;
+        int beam;
+        part_range(h, lo, hi, &i0, &i1);
+        if (i1 == i0) continue;
+        part_ns(g, lv, i1 - i0, h->count, scale, &beam);
+        if (!beam) {
+            for (size_t i = i0; i < i1 && st == KNN_OK; i++) {
+                if (!h->deleted[i]) st = knn_topk_offer(&t, knn_graph_node_dist(h, q, (uint32_t)i), h->ids[i], err);
+            }
+            continue;
+        }
+        knn_search_ctx *c = knn_graph_ctx_acquire(h);
+        size_t ntop = 0;
+        if (c == NULL || !knn_graph_post_beam(h, c, q, lo, hi, ef, &ntop)) {
+            st = knn_error_set(err, KNN_ENOMEM, "out of memory during a bucket search");
+        }
+        for (size_t j = 0; st == KNN_OK && j < ntop; j++) st = knn_topk_offer(&t, c->top[j].key, h->ids[c->top[j].id], err);
+        if (c) knn_graph_ctx_release(h, c);
+    }
+    for (size_t v = b->built_count; st == KNN_OK && v < g->count; v++) { /* rows added since the build */
+        if (g->deleted[v] || !(g->labels[v] >= lo && g->labels[v] <= hi)) continue;
+        st = knn_topk_offer(&t, knn_graph_node_dist(g, q, (uint32_t)v), g->ids[v], err);
+    }
+    if (st == KNN_OK) {
+        knn_topk_sort(&t);
+        for (size_t j = 0; j < t.size; j++) {
+            out_ids[j] = t.heap[j].id;
+            out_dists[j] = t.heap[j].dist;
+        }
+        *found = t.size;
+    }
+    knn_topk_free(&t);
+    return st;
+}
+
+void knn_buckets_forget(knn_buckets *b, uint32_t node) {
+    if (node >= b->built_count || b->pos[node] == UINT32_MAX) return;
+    size_t p = b->pos[node];
+    for (size_t l = 0; l < b->n_levels; l++) {
+        knn_graph *h = b->lv[l].g[p / b->lv[l].rows];
+        size_t i = p % b->lv[l].rows;
+        if (!h->deleted[i]) {
+            h->deleted[i] = 1;
+            h->n_deleted++;
+        }
+    }
+}
+
+/* Times level lv's beams at in-bucket fractions 1/2 and 1/4 (median of BUCKET_CAL each) with stored
+ * rows as queries. Returns 0 when out of memory. */
+static int calibrate_level(const knn_graph *g, knn_bucket_level *lv) {
+    for (int j = 0; j < 2; j++) {
+        double t[BUCKET_CAL];
+        for (size_t i = 0; i < BUCKET_CAL; i++) {
+            knn_graph *h = lv->g[(i * 7919u) % lv->nb];
+            size_t len = h->count >> (j + 1), room = h->count - len;
+            size_t s = room ? (i * 40503u + 17u) % (room + 1) : 0;
+            const float *q = g->win.vecs + ((i * 2654435761u + 11u * (size_t)j) % g->win.n) * g->dim;
+            knn_search_ctx *c = knn_graph_ctx_acquire(h);
+            if (c == NULL) return 0;
+            size_t ntop;
+            double t0 = now_ns();
+            int ok = knn_graph_post_beam(h, c, q, h->labels[s], h->labels[s + len - 1], g->p.ef, &ntop);
+            t[i] = now_ns() - t0;
+            knn_graph_ctx_release(h, c);
+            if (!ok) return 0;
+        }
+        qsort(t, BUCKET_CAL, sizeof *t, cmp_double);
+        lv->ns_beam[j] = t[BUCKET_CAL / 2] > 0 ? t[BUCKET_CAL / 2] : 1.0;
+    }
+    if (lv->ns_beam[1] < lv->ns_beam[0]) lv->ns_beam[1] = lv->ns_beam[0]; /* a smaller share never costs less */
+    return 1;
+}
+
+static int build_level(knn_graph *g, knn_buckets *b, knn_bucket_level *lv, size_t level) {
+    const size_t n = g->win.n;
+    lv->nb = (n + lv->rows - 1) / lv->rows;
+    lv->g = calloc(lv->nb, sizeof *lv->g);
+    lv->first = malloc(lv->nb * sizeof *lv->first);
+    lv->last = malloc(lv->nb * sizeof *lv->last);
+    if (!lv->g || !lv->first || !lv->last) return 0;
+    knn_graph_params p = g->p;
+    if (p.m > BUCKET_M) p.m = BUCKET_M;
+    if (p.ef_construction > BUCKET_EF_BUILD) p.ef_construction = BUCKET_EF_BUILD;
+    for (size_t bi = 0; bi < lv->nb; bi++) {
+        size_t s = bi * lv->rows, e = s + lv->rows < n ? s + lv->rows : n;
+        uint32_t *nodes = malloc((e - s) * sizeof *nodes);
+        if (nodes == NULL) return 0;
+        memcpy(nodes, g->win.nodes + s, (e - s) * sizeof *nodes);
+        p.seed = g->p.seed ^ (0x9e3779b97f4a7c15ULL * (level * 1000003u + bi + 1));
+        knn_error err;
+        if (knn_graph_view_build(g, nodes, e - s, &p, 0, &lv->g[bi], &err) != KNN_OK) return 0;
+        for (size_t i = s; i < e; i++) { /* rows deleted since the sorted list was rebuilt */
+            if (isnan(g->win.filter[i])) {
+                lv->g[bi]->deleted[i - s] = 1;
+                lv->g[bi]->n_deleted++;
+            }
+        }
+        lv->first[bi] = g->win.labels[s];
+        lv->last[bi] = g->win.labels[e - 1];
+        b->bytes += knn_graph_memory(lv->g[bi]) + 2 * sizeof(double);
+    }
+    return calibrate_level(g, lv);
+}
+
+knn_buckets *knn_buckets_build(knn_graph *g, size_t forced_levels) {
+    const size_t n = g->win.n, min_rows = forced_levels ? 256 : BUCKET_MIN_ROWS;
+    if (n < 4 * min_rows) return NULL;
+    knn_buckets *b = calloc(1, sizeof *b);
+    if (b == NULL) return NULL;
+    /* the delta holds every labelled node added since the sorted list was rebuilt: from its first node on,
+     * nodes are scanned as late rows */
+    b->built_count = g->count;
+    for (size_t i = 0; i < g->win.n_delta; i++) {
+        if (g->win.delta[i] < b->built_count) b->built_count = g->win.delta[i];
+    }
+    b->pos = malloc(g->count * sizeof *b->pos);
+    if (b->pos == NULL) goto fail;
+    for (size_t i = 0; i < g->count; i++) b->pos[i] = UINT32_MAX;
+    for (size_t i = 0; i < n; i++) b->pos[g->win.nodes[i]] = (uint32_t)i;
+    b->bytes = sizeof *b + g->count * sizeof *b->pos;
+    /* a level pays where the exact scan of its typical window (half a bucket) costs more than a plain
+     * beam over the whole graph; one level's links cost about m0 words a row, kept within the graph's */
+    const double plain = g->ns_post[0];
+    const size_t graph_bytes = g->capacity * g->slot_bytes, level_bytes = n * (2 * BUCKET_M + 1) * sizeof(uint32_t);
+    for (size_t l = 1; b->n_levels < KNN_BUCKET_LEVELS; l++) {
+        size_t rows = (n + ((size_t)1 << l) - 1) >> l;
+        if (rows < min_rows) break;
+        if (forced_levels ? b->n_levels == forced_levels
+                          : g->ns_scan * (double)rows / 2.0 < plain || (b->n_levels + 1) * level_bytes > graph_bytes) {
+            break;
+        }
+        knn_bucket_level *lv = &b->lv[b->n_levels++];
+        lv->rows = rows;
+        if (!build_level(g, b, lv, l)) goto fail;
+    }
+    if (b->n_levels == 0) goto fail;
+    return b;
+fail:
+    knn_buckets_free(b);
+    return NULL;
+}
+
+size_t knn_graph_bucket_info(knn_graph *g, size_t *rows, double *ns_beam, size_t cap) {
+    pthread_rwlock_rdlock(&g->rw);
+    const knn_buckets *b = atomic_load(&g->buckets);
+    size_t n = b ? b->n_levels : 0;
+    for (size_t l = 0; l < n && l < cap; l++) {
+        rows[l] = b->lv[l].rows;
+        if (ns_beam) {
+            ns_beam[2 * l] = b->lv[l].ns_beam[0];
+            ns_beam[2 * l + 1] = b->lv[l].ns_beam[1];
+        }
+    }
+    pthread_rwlock_unlock(&g->rw);
+    return n;
+}
