@@ -49,7 +49,7 @@ def test_bucket_plan_recall_deletes_and_late_rows(data, metric):
     g = knnsql.Index(24, metric, "graph", m=12, ef_construction=80)
     g.add(X[:n], labels=labels[:n])
     assert force_buckets(g, 3) == 3
-    assert bucket_rows(g) == [10000, 5000, 2500]
+    assert bucket_rows(g) == [5000, 2500, 1250]
     bytes_with = g.memory_bytes
     live = np.zeros(len(X), bool)
     live[:n] = True

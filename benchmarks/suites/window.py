@@ -23,9 +23,9 @@ Methods, all single-threaded, one call per query (each query has its own window)
 ====================  ===========================================================================================
 knnsql                ``Index(d, metric, kind="graph", m=16, ef_construction=200)`` with ``add(X, ids, labels)``;
                       ``search(q, 10, ef=ef, threads=1, lo=lo, hi=hi)`` (the core's planner: exact window scan,
-                      in-search postfilter beam, two-hop filtered beam, or a beam + exact fallback); ef sweep.
-                      One window query right after ``add`` runs the cost model's calibration; it is counted
-                      in the build time
+                      bucket-graph beams, in-search postfilter beam, two-hop filtered beam, or a beam + exact
+                      fallback); ef sweep. ``add`` ends with the cost model's calibration and the bucket
+                      graphs, so both are in the build time (one window query after it is timed as well)
 prefilter (flat)      ``Index(d, metric)`` (flat, exact) with labels; ``search(q, 10, threads=1, lo=lo, hi=hi)``.
                       NB: the flat kernel scores every row and drops out-of-window ones (cost ~ n, not ~ window)
 prefilter (slice)     the textbook prefilter: rows stored in label order, binary search for [s, e), numpy/BLAS
@@ -242,18 +242,23 @@ class Workload:
         t0 = time.perf_counter()
         g.add(self.X, self.rows, labels=self.labels)
         t_add = time.perf_counter() - t0
-        # the window cost model calibrates itself on the first window query (once per index, redone when
-        # the index doubles): part of the build, kept out of the timed queries
+        # add ends with the window cost model's calibration and the bucket graphs; the first window query
+        # is timed too (it would calibrate if add had not), as part of the build
         t1 = time.perf_counter()
         g.search(self.X[0], K, threads=1, lo=-np.inf, hi=np.inf)
         t_cal = time.perf_counter() - t1
         t = t_add + t_cal
         self.g = g
+        from knnsql import _ffi
+        rows = _ffi.ffi.new("size_t[8]")
+        levels = int(_ffi.lib().knn_graph_bucket_info(g._handle, rows, _ffi.ffi.NULL, 8))
         self.build["window_graph"] = {"build_s": t, "add_s": t_add, "calibrate_s": t_cal,
+                                      "bucket_rows": [int(rows[i]) for i in range(levels)],
                                       "memory_bytes": int(g.memory_bytes),
                                       "rss_delta_bytes": trimmed_rss() - r0, "threads": os.cpu_count(),
                                       "noise": foreign_load(s0, cpu_snapshot())}
-        log(f"  knnsql window graph: {t:.1f} s (calibration {t_cal:.2f} s), {g.memory_bytes / 2**20:.1f} MiB reported, "
+        log(f"  knnsql window graph: {t:.1f} s (first window query {t_cal:.2f} s; bucket levels "
+            f"{self.build['window_graph']['bucket_rows']}), {g.memory_bytes / 2**20:.1f} MiB reported, "
             f"{self.build['window_graph']['rss_delta_bytes'] / 2**20:.1f} MiB RSS")
         fl = knnsql.Index(self.d, self.metric)
         t0 = time.perf_counter()
@@ -562,12 +567,12 @@ def call_overhead(wl: Workload, calls: int = 2000) -> dict:
 
 def window_plans(g, Q, lo, hi, ef: int, m: int) -> Optional[dict]:
     """Untimed: the core's plan per query (0 exact window scan, 1 two-hop filtered beam, 2 a beam + exact
-    fallback, 3 in-search postfilter beam)."""
+    fallback, 3 in-search postfilter beam, 4 bucket-graph beams)."""
     try:
         from knnsql import _ffi
 
         ffi, lib = _ffi.ffi, _ffi.lib()
-        counts = [0, 0, 0, 0]
+        counts = [0, 0, 0, 0, 0]
         for i in range(min(m, Q.shape[0])):
             q = np.ascontiguousarray(Q[i:i + 1], dtype=np.float32)
             ids = np.empty((1, K), dtype=np.int64)
@@ -584,7 +589,7 @@ def window_plans(g, Q, lo, hi, ef: int, m: int) -> Optional[dict]:
             counts[int(plans[0])] += 1
         tot = sum(counts) or 1
         return {"exact": counts[0] / tot, "graph": counts[1] / tot, "post": counts[3] / tot, "fallback": counts[2] / tot,
-                "queries": sum(counts)}
+                "bucket": counts[4] / tot, "queries": sum(counts)}
     except Exception as exc:  # diagnostics only
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -1064,7 +1069,8 @@ def _plan_cell(b: Optional[dict]) -> str:
     pl = (p or {}).get("plans") or {}
     if "exact" not in pl:
         return "-"
-    return f"{100 * pl['exact']:.0f}/{100 * pl.get('post', 0):.0f}/{100 * pl['graph']:.0f}/{100 * pl['fallback']:.0f}"
+    return (f"{100 * pl['exact']:.0f}/{100 * pl.get('bucket', 0):.0f}/{100 * pl.get('post', 0):.0f}/"
+            f"{100 * pl['graph']:.0f}/{100 * pl['fallback']:.0f}")
 
 
 def _ratio_s(x) -> str:
@@ -1147,7 +1153,8 @@ def to_markdown(doc: dict) -> str:
          f"fraction, fewer for slow cells (budget {o['cell_budget']} s per cell; DuckDB SQL {o['duck_queries']}, "
          f"knnsql SQL {o['sql_queries']} statements). *knnsql / best* = knnsql graph QPS over the best of "
          "prefilter (flat, slice) and postfilter. *plans* = share of the knnsql graph's queries (at its best ef) "
-         "answered by exact window scan / in-search postfilter beam / two-hop filtered beam / beam + exact fallback.", ""]
+         "answered by exact window scan / bucket-graph beams / in-search postfilter beam / two-hop filtered beam / "
+         "beam + exact fallback.", ""]
     ws = res["workloads"]
     if ws:
         L += ["### Summary", ""] + summary_tables(res) + targets_markdown(res) + [""]
@@ -1167,10 +1174,11 @@ def to_markdown(doc: dict) -> str:
                         ("DuckDB vss HNSW (same M, ef_construction; DuckDB 1.5.5)", b.get("vss") or {})):
             if x:
                 brow.append([name, fmt(x.get("build_s")), fmt(x["calibrate_s"]) if "calibrate_s" in x else "-",
+                             ", ".join(f"{r:,}" for r in x["bucket_rows"]) if x.get("bucket_rows") else "-",
                              fmt((x.get("memory_bytes") or 0) / 2**20) if x.get("memory_bytes") else "-",
                              fmt(x["rss_delta_bytes"] / 2**20) if "rss_delta_bytes" in x else "-"])
-        L.append(md_table(["index", "build s (all cores)", "of which cost-model calibration s", "memory_bytes MiB",
-                           "RSS growth MiB"], brow))
+        L.append(md_table(["index", "build s (all cores, with calibration and buckets)", "of which first window query s",
+                           "bucket levels (rows per bucket)", "memory_bytes MiB", "RSS growth MiB"], brow))
         if wg and pg:
             L += ["", f"Window-capable / plain: build {_ratio_s(wg['build_s'] / pg['build_s'])}, memory_bytes "
                       f"{_ratio_s(wg['memory_bytes'] / pg['memory_bytes'])}, RSS growth "

@@ -1483,6 +1483,11 @@ int knn_graph_post_beam(const knn_graph *g, knn_search_ctx *c, const float *q, d
 
 float knn_graph_node_dist(const knn_graph *g, const float *q, uint32_t i) { return vdist(g, q, knn_graph_vec(g, i)); }
 
+knn_status knn_graph_window_exact(const knn_graph *g, const float *q, size_t k, double lo, double hi, size_t s,
+                                  size_t e, int64_t *out_ids, float *out_dists, size_t *found, knn_error *err) {
+    return exact_window(g, q, k, lo, hi, s, e, out_ids, out_dists, found, err);
+}
+
 /* Calibration window j: holds 2^-j of the sorted rows, at a position varying with the query number i. */
 static void cal_window(const knn_graph *g, int j, size_t i, size_t *s, size_t *e) {
     size_t w = g->win.n >> j;
@@ -1701,7 +1706,7 @@ static int choose_plan(knn_graph *g, size_t w, double f, double f_post, int allo
     double post_cost = plan_cost(g->ns_post, f_post) * scale;
     int two_ok = allow_two && f >= 4.0 / (double)g->m0 && two_hop_allowed(g, f);
     double two_cost = two_ok ? plan_cost(g->ns_two_hop, f) * scale : INFINITY;
-    double bucket_cost = bucket_level ? knn_buckets_cost(g, atomic_load(&g->buckets), lo, hi, ef, bucket_level)
+    double bucket_cost = bucket_level ? knn_buckets_cost(g, atomic_load(&g->buckets), lo, hi, ef, 0, bucket_level)
                                       : INFINITY;
     pthread_mutex_unlock(&g->cal_lock);
     int chosen = KNN_PLAN_EXACT;
@@ -1756,7 +1761,7 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     uint32_t ep = KNN_NO_NODE;
     float epd = 0;
     if (chosen == KNN_PLAN_BUCKET) { /* forced: the cheapest level, when there are buckets */
-        knn_buckets_cost(g, atomic_load(&g->buckets), lo, hi, ef, &level);
+        knn_buckets_cost(g, atomic_load(&g->buckets), lo, hi, ef, 1, &level);
         if (level < 0) chosen = KNN_PLAN_EXACT;
     } else if (chosen != KNN_PLAN_EXACT && chosen != KNN_PLAN_TWO_HOP && chosen != KNN_PLAN_POST) {
         chosen = choose_plan(g, w, f, f, 1, ef, lo, hi, &level);

@@ -33,7 +33,6 @@
 #include "knn_topk.h"
 
 #define BUCKET_MIN_ROWS 4096 /* smaller buckets hold windows the exact scan answers as fast */
-#define BUCKET_M 12          /* links per node in a bucket graph (layer 0 keeps 2x) */
 #define BUCKET_EF_BUILD 100
 #define BUCKET_MAX_SPAN 3    /* a level is considered for a window touching at most this many buckets */
 #define BUCKET_CAL 9
@@ -108,13 +107,15 @@ static void part_range(const knn_graph *h, double lo, double hi, size_t *i0, siz
     *i1 = bound_pos(h->labels, h->count, hi, 1);
 }
 
-double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, double hi, size_t ef, int *level) {
+double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, double hi, size_t ef, int any,
+                        int *level) {
     if (level) *level = -1;
     if (b == NULL) return INFINITY;
     double scale = (double)ef / (double)g->p.ef;
     double late = (double)(g->count - b->built_count) * g->ns_scan, best = INFINITY;
     for (size_t l = 0; l < b->n_levels; l++) {
         const knn_bucket_level *lv = &b->lv[l];
+        if (!lv->accurate && !any) continue;
         size_t b0, b1;
         touched(lv, lo, hi, &b0, &b1);
         if (b1 == b0 || b1 - b0 > BUCKET_MAX_SPAN) continue;
@@ -193,30 +194,61 @@ void knn_buckets_forget(knn_buckets *b, uint32_t node) {
     }
 }
 
-/* Times level lv's beams at in-bucket fractions 1/2 and 1/4 (median of BUCKET_CAL each) with stored
- * rows as queries. Returns 0 when out of memory. */
-static int calibrate_level(const knn_graph *g, knn_bucket_level *lv) {
+/* How many of the exact top 10 (truth[0..n)) a beam's ntop nodes of graph h hold. */
+static long beam_hits(const knn_graph *h, const knn_search_ctx *c, size_t ntop, const int64_t *truth, size_t n) {
+    long hits = 0;
+    for (size_t j = 0; j < ntop; j++) {
+        for (size_t t = 0; t < n; t++) hits += h->ids[c->top[j].id] == truth[t];
+    }
+    return hits;
+}
+
+/* Times level lv's beams at in-bucket fractions 1/2 and 1/4 (median of BUCKET_CAL each, stored rows as
+ * queries), and checks them at a narrow beam (ef = 16, top 10) against the whole graph's postfilter beam
+ * on the same windows: a level whose beams find fewer of the exact neighbours (by more than one in all)
+ * would need a wider beam than the cost model assumes, and is not offered. Returns 0 when out of memory. */
+static int calibrate_level(knn_graph *g, knn_bucket_level *lv) {
+    enum { K = 10, EF_CHECK = 16 };
+    long hits_bucket = 0, hits_whole = 0;
+    knn_search_ctx *cg = knn_graph_ctx_acquire(g);
+    if (cg == NULL) return 0;
     for (int j = 0; j < 2; j++) {
         double t[BUCKET_CAL];
         for (size_t i = 0; i < BUCKET_CAL; i++) {
-            knn_graph *h = lv->g[(i * 7919u) % lv->nb];
+            size_t bi = (i * 7919u) % lv->nb;
+            knn_graph *h = lv->g[bi];
             size_t len = h->count >> (j + 1), room = h->count - len;
             size_t s = room ? (i * 40503u + 17u) % (room + 1) : 0;
             const float *q = g->win.vecs + ((i * 2654435761u + 11u * (size_t)j) % g->win.n) * g->dim;
+            double lo = h->labels[s], hi = h->labels[s + len - 1];
             knn_search_ctx *c = knn_graph_ctx_acquire(h);
-            if (c == NULL) return 0;
+            if (c == NULL) goto oom;
             size_t ntop;
             double t0 = now_ns();
-            int ok = knn_graph_post_beam(h, c, q, h->labels[s], h->labels[s + len - 1], g->p.ef, &ntop);
+            int ok = knn_graph_post_beam(h, c, q, lo, hi, g->p.ef, &ntop);
             t[i] = now_ns() - t0;
+            int64_t truth[K];
+            float d[K];
+            size_t found = 0, p0 = bi * lv->rows;
+            knn_error err;
+            ok = ok && knn_graph_window_exact(g, q, K, lo, hi, p0 + s, p0 + s + len, truth, d, &found, &err) == KNN_OK;
+            ok = ok && knn_graph_post_beam(h, c, q, lo, hi, EF_CHECK, &ntop);
+            if (ok) hits_bucket += beam_hits(h, c, ntop < K ? ntop : K, truth, found);
+            ok = ok && knn_graph_post_beam(g, cg, q, lo, hi, EF_CHECK, &ntop);
+            if (ok) hits_whole += beam_hits(g, cg, ntop < K ? ntop : K, truth, found);
             knn_graph_ctx_release(h, c);
-            if (!ok) return 0;
+            if (!ok) goto oom;
         }
         qsort(t, BUCKET_CAL, sizeof *t, cmp_double);
         lv->ns_beam[j] = t[BUCKET_CAL / 2] > 0 ? t[BUCKET_CAL / 2] : 1.0;
     }
+    knn_graph_ctx_release(g, cg);
     if (lv->ns_beam[1] < lv->ns_beam[0]) lv->ns_beam[1] = lv->ns_beam[0]; /* a smaller share never costs less */
+    lv->accurate = hits_bucket + 1 >= hits_whole;
     return 1;
+oom:
+    knn_graph_ctx_release(g, cg);
+    return 0;
 }
 
 static int build_level(knn_graph *g, knn_buckets *b, knn_bucket_level *lv, size_t level) {
@@ -227,7 +259,7 @@ static int build_level(knn_graph *g, knn_buckets *b, knn_bucket_level *lv, size_
     lv->last = malloc(lv->nb * sizeof *lv->last);
     if (!lv->g || !lv->first || !lv->last) return 0;
     knn_graph_params p = g->p;
-    if (p.m > BUCKET_M) p.m = BUCKET_M;
+    if (p.m > KNN_BUCKET_M) p.m = KNN_BUCKET_M;
     if (p.ef_construction > BUCKET_EF_BUILD) p.ef_construction = BUCKET_EF_BUILD;
     for (size_t bi = 0; bi < lv->nb; bi++) {
         size_t s = bi * lv->rows, e = s + lv->rows < n ? s + lv->rows : n;
@@ -266,15 +298,18 @@ knn_buckets *knn_buckets_build(knn_graph *g, size_t forced_levels) {
     for (size_t i = 0; i < g->count; i++) b->pos[i] = UINT32_MAX;
     for (size_t i = 0; i < n; i++) b->pos[g->win.nodes[i]] = (uint32_t)i;
     b->bytes = sizeof *b + g->count * sizeof *b->pos;
-    /* a level pays where the exact scan of its typical window (half a bucket) costs more than a plain
-     * beam over the whole graph; one level's links cost about m0 words a row, kept within the graph's */
+    /* Levels start at buckets of n/4 rows: windows of n/8 and more are served as well by the whole
+     * graph's postfilter beam (at most 8x a plain search). A level pays where the exact scan of its
+     * smallest typical window (a quarter bucket) costs more than a plain beam over the whole graph; one
+     * level's links cost about m0 words a row, kept within the graph's own slot bytes. */
     const double plain = g->ns_post[0];
-    const size_t graph_bytes = g->capacity * g->slot_bytes, level_bytes = n * (2 * BUCKET_M + 1) * sizeof(uint32_t);
-    for (size_t l = 1; b->n_levels < KNN_BUCKET_LEVELS; l++) {
+    const size_t m = g->p.m < KNN_BUCKET_M ? g->p.m : KNN_BUCKET_M;
+    const size_t graph_bytes = g->capacity * g->slot_bytes, level_bytes = n * (2 * m + 1) * sizeof(uint32_t);
+    for (size_t l = 2; b->n_levels < KNN_BUCKET_LEVELS; l++) {
         size_t rows = (n + ((size_t)1 << l) - 1) >> l;
         if (rows < min_rows) break;
         if (forced_levels ? b->n_levels == forced_levels
-                          : g->ns_scan * (double)rows / 2.0 < plain || (b->n_levels + 1) * level_bytes > graph_bytes) {
+                          : g->ns_scan * (double)rows / 4.0 < plain || (b->n_levels + 1) * level_bytes > graph_bytes) {
             break;
         }
         knn_bucket_level *lv = &b->lv[b->n_levels++];

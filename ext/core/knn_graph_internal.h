@@ -54,12 +54,18 @@ typedef struct knn_search_ctx {
 /* Bucket graphs for mid-size windows (knn_graph_buckets.c): per level, the label-sorted rows cut into
  * buckets of `rows` consecutive rows, each with its own graph over the parent's vectors. */
 #define KNN_BUCKET_LEVELS 4
+#define KNN_BUCKET_M 16 /* most links per node in a bucket graph (layer 0 keeps 2x); the parent's m if lower */
+/* Most bytes a row costs in one bucket level: links, id, label, level, flags, upper-link pointer and
+ * share, the vector reference (memory projections use it; the build keeps the links within the graph's
+ * own slot bytes). */
+#define KNN_BUCKET_ROW_BYTES ((2 * KNN_BUCKET_M + 1) * 4 + 8 + 8 + 3 + 8 + 8 + 4)
 typedef struct knn_bucket_level {
     size_t rows;           /* rows per bucket (the last one may hold fewer) */
     size_t nb;             /* buckets */
     struct knn_graph **g;  /* nb graphs; node i of bucket b is snapshot position b * rows + i */
     double *first, *last;  /* nb: label range of each bucket */
     double ns_beam[2];     /* calibrated ns per beam search at in-bucket fractions 1/2 and 1/4 */
+    int accurate;          /* its beams found the exact neighbours as well as the whole graph's: offered */
 } knn_bucket_level;
 
 typedef struct knn_buckets {
@@ -152,6 +158,9 @@ void knn_graph_ctx_release(knn_graph *g, knn_search_ctx *c);
  * leaves up to ef nodes in c->top (a max-heap by distance). Returns 0 when out of memory. */
 int knn_graph_post_beam(const knn_graph *g, knn_search_ctx *c, const float *q, double lo, double hi, size_t ef,
                         size_t *ntop);
+/* The exact plan: top k of sorted positions [s, e) in [lo, hi] plus the delta (see knn_graph.c). */
+knn_status knn_graph_window_exact(const knn_graph *g, const float *q, size_t k, double lo, double hi, size_t s,
+                                  size_t e, int64_t *out_ids, float *out_dists, size_t *found, knn_error *err);
 /* Distance from q (prepared: unit-length under cosine) to node i, in the graph's metric. */
 float knn_graph_node_dist(const knn_graph *g, const float *q, uint32_t i);
 /* Buckets (knn_graph_buckets.c). */
@@ -159,8 +168,10 @@ void knn_buckets_free(knn_buckets *b);
 /* Builds the levels the calibrated costs say pay (under cal_lock, with the read lock held), or exactly
  * forced_levels levels when that is not 0 (tests, benchmarks); NULL when none does or memory is short. */
 knn_buckets *knn_buckets_build(knn_graph *g, size_t forced_levels);
-/* Cheapest bucket plan for the window [lo, hi]: its estimated ns (INFINITY when none) and level. */
-double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, double hi, size_t ef, int *level);
+/* Cheapest bucket plan for the window [lo, hi]: its estimated ns (INFINITY when none) and level; only
+ * levels the calibration found accurate unless any. */
+double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, double hi, size_t ef, int any,
+                        int *level);
 /* The k nearest live rows in [lo, hi] through level `level`'s buckets plus the rows added after the
  * build (scanned exactly); *found may fall short of k (the caller then scans the window exactly). */
 knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, const float *q, size_t k, size_t ef,

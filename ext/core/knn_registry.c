@@ -279,7 +279,14 @@ double knn_entry_bytes_after(knn_entry *e, size_t rows, int labelled) {
         double per_slot = (double)slot + sizeof(uint32_t *) + 1 + sizeof(int64_t) + 1 + 1 + sizeof(double);
         /* a node has upper levels with probability 1/(m-1) on average, each of m+1 words */
         double upper = m > 1 ? (double)(m + 1) * sizeof(uint32_t) / (double)(m - 1) : 0;
-        double window = labelled ? vec + 2 * sizeof(double) + 2 * sizeof(uint32_t) + sizeof(int64_t) : 0;
+        /* the label-sorted copy with its 8-bit codes and their errors; bucket graphs, at most as many levels
+         * as fit their links in the graph's own slot bytes */
+        size_t levels = slot / ((2 * KNN_BUCKET_M + 1) * sizeof(uint32_t));
+        if (levels > KNN_BUCKET_LEVELS) levels = KNN_BUCKET_LEVELS;
+        double window = labelled ? vec + 2 * sizeof(double) + 2 * sizeof(uint32_t) + sizeof(int64_t) +
+                                       (double)e->dim + sizeof(float) + sizeof(uint32_t) +
+                                       (double)levels * KNN_BUCKET_ROW_BYTES
+                                 : 0;
         return have + (double)(grown - cap) * per_slot + (double)rows * (upper + idmap + window + buffered);
     }
     size_t count = knn_flat_count(e->flat), cap = knn_flat_capacity(e->flat), need = count + rows, grown = cap;

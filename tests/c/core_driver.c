@@ -338,7 +338,7 @@ static void test_buckets(void) {
     OK(knn_graph_add_rows(g, X, ids, labels, n, 2, EB));
     CHECK(knn_graph_force_buckets(g, 2) == 2, "two bucket levels not built");
     size_t rows[4];
-    CHECK(knn_graph_bucket_info(g, rows, NULL, 4) == 2 && rows[0] == n / 2 && rows[1] == n / 4, "bucket rows");
+    CHECK(knn_graph_bucket_info(g, rows, NULL, 4) == 2 && rows[0] == n / 4 && rows[1] == n / 8, "bucket rows");
     int64_t gone[200];
     for (size_t i = 0; i < 200; i++) {
         gone[i] = (int64_t)(i * 29 % n);
