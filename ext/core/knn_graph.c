@@ -1167,6 +1167,7 @@ void knn_graph_window_rebuild(knn_graph *g) {
     /* codes for the screened exact scan (l2 and cosine: the screen bounds Euclidean distance); without
      * them the scan is plain, only slower */
     if (g->metric != KNN_METRIC_IP && m >= SCREEN_MIN_ROWS) (void)knn_codes_build(&w.codes, w.vecs, m, g->dim);
+    w.gen = g->win.gen + 1;
     /* the delta buffer survives (emptied): it is reused by later adds */
     w.delta = g->win.delta;
     w.cap_delta = g->win.cap_delta;
@@ -1390,7 +1391,7 @@ static knn_status scan_screened(const knn_graph *g, knn_metric scan_metric, cons
 /* Exact top-k over the window: one contiguous scan of the sorted slice [s, e) (deleted rows carry a NaN
  * filter label and are skipped), plus the in-window delta nodes. */
 static knn_status exact_window(const knn_graph *g, const float *q, size_t k, double lo, double hi, size_t s, size_t e,
-                               int64_t *out_ids, float *out_dists, size_t *found, knn_error *err) {
+                               int64_t *out_ids, float *out_dists, size_t *found, int with_delta, knn_error *err) {
     knn_topk t;
     knn_status st = knn_topk_init(&t, k, err);
     /* stored rows are unit-length under cosine: scan by inner product, then shift by 1 */
@@ -1401,7 +1402,7 @@ static knn_status exact_window(const knn_graph *g, const float *q, size_t k, dou
         st = g->win.codes.codes && (e - s) * g->dim >= SCREEN_MIN_VALUES ? scan_screened(g, scan_metric, q, lo, hi, s, e, &t, err)
                                                             : knn_scan_one(g->kern, scan_metric, q, 1.0f, &rows, &t, err);
     }
-    for (size_t i = 0; st == KNN_OK && i < g->win.n_delta; i++) {
+    for (size_t i = 0; st == KNN_OK && with_delta && i < g->win.n_delta; i++) {
         uint32_t v = g->win.delta[i];
         if (g->deleted[v] || !(g->labels[v] >= lo && g->labels[v] <= hi)) continue;
         st = knn_topk_offer(&t, vdist(g, q, knn_graph_vec(g, v)) - shift, g->ids[v], err);
@@ -1484,8 +1485,9 @@ int knn_graph_post_beam(const knn_graph *g, knn_search_ctx *c, const float *q, d
 float knn_graph_node_dist(const knn_graph *g, const float *q, uint32_t i) { return vdist(g, q, knn_graph_vec(g, i)); }
 
 knn_status knn_graph_window_exact(const knn_graph *g, const float *q, size_t k, double lo, double hi, size_t s,
-                                  size_t e, int64_t *out_ids, float *out_dists, size_t *found, knn_error *err) {
-    return exact_window(g, q, k, lo, hi, s, e, out_ids, out_dists, found, err);
+                                  size_t e, int64_t *out_ids, float *out_dists, size_t *found, int with_delta,
+                                  knn_error *err) {
+    return exact_window(g, q, k, lo, hi, s, e, out_ids, out_dists, found, with_delta, err);
 }
 
 /* Calibration window j: holds 2^-j of the sorted rows, at a position varying with the query number i. */
@@ -1512,7 +1514,7 @@ static long cal_hits(const knn_graph *g, knn_search_ctx *c, int j, size_t i, int
     cal_window(g, j, i, &s, &e);
     const float *v = cal_query(g, j, i);
     double lo = g->win.labels[s], hi = g->win.labels[e - 1];
-    if (exact_window(g, v, K, lo, hi, s, e, truth, d, &found, &err) != KNN_OK) return -1;
+    if (exact_window(g, v, K, lo, hi, s, e, truth, d, &found, 1, &err) != KNN_OK) return -1;
     if (!window_beam(g, c, v, plan, lo, hi, s, e, g->p.ef, 0, 0, KNN_NO_NODE, 0, &ntop, NULL)) return -1;
     qsort(c->top, ntop, sizeof *c->top, cmp_hitem_asc);
     size_t n = ntop < K ? ntop : K;
@@ -1567,7 +1569,7 @@ static void calibrate(knn_graph *g, knn_search_ctx *c) {
         float dists[10];
         size_t found;
         double t0 = now_ns();
-        exact_window(g, q, 10, -INFINITY, INFINITY, s0, s0 + rows, ids, dists, &found, &err);
+        exact_window(g, q, 10, -INFINITY, INFINITY, s0, s0 + rows, ids, dists, &found, 1, &err);
         scan[i] = (now_ns() - t0) / (double)rows;
     }
     knn_topk_free(&t);
@@ -1778,15 +1780,16 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
         }
     }
     if (chosen == KNN_PLAN_EXACT) {
-        s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, err);
+        s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, 1, err);
         goto done;
     }
     if (plan) *plan = chosen;
     if (chosen == KNN_PLAN_BUCKET) {
-        s = knn_buckets_search(g, atomic_load(&g->buckets), level, q, k, ef, lo, hi, out_ids, out_dists, found, err);
+        s = knn_buckets_search(g, atomic_load(&g->buckets), level, force == KNN_PLAN_BUCKET, q, k, ef, lo, hi, out_ids,
+                               out_dists, found, err);
         if (s == KNN_OK && *found < k) { /* the window decides exactly (it may hold fewer than k rows) */
             if (plan) *plan = KNN_PLAN_FALLBACK;
-            s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, err);
+            s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, 1, err);
         }
         goto done;
     }
@@ -1808,7 +1811,7 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     }
     if (ntop < k || (budget && c->over)) { /* the window decides exactly (it may hold fewer than k rows) */
         if (plan) *plan = KNN_PLAN_FALLBACK;
-        s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, err);
+        s = exact_window(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, 1, err);
         goto done;
     }
     qsort(c->top, ntop, sizeof *c->top, cmp_hitem_asc);

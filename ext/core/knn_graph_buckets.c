@@ -83,13 +83,15 @@ static double beam_ns(const knn_bucket_level *lv, double f) {
     return exp(a + (b - a) * (x - 1.0));
 }
 
-/* Cost of answering `part` in-window rows of a bucket of `len` rows: a beam, or a gather of the part. */
-static double part_ns(const knn_graph *g, const knn_bucket_level *lv, size_t part, size_t len, double scale,
-                      int *beam) {
-    double gather = 2.0 * g->ns_scan * (double)part; /* scattered rows: about twice a contiguous scan */
+/* Cost of answering `part` in-window rows of a bucket of `len` rows: a beam, or an exact pass over the
+ * part. While the sorted list is the one the buckets were cut from, the part is a slice of it (the
+ * screened scan); after a rebuild it is a gather of scattered rows, a cache miss each (~20x a slice). */
+static double part_ns(const knn_graph *g, const knn_buckets *b, const knn_bucket_level *lv, size_t part, size_t len,
+                      double scale, int *beam) {
+    double exact = (b->gen == g->win.gen ? 1.0 : 20.0) * g->ns_scan * (double)part;
     double bm = beam_ns(lv, (double)part / (double)len) * scale;
-    *beam = bm < gather;
-    return *beam ? bm : gather;
+    *beam = bm < exact;
+    return *beam ? bm : exact;
 }
 
 /* Buckets of level lv touching [lo, hi]: [*b0, *b1). */
@@ -120,12 +122,15 @@ double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, dou
         touched(lv, lo, hi, &b0, &b1);
         if (b1 == b0 || b1 - b0 > BUCKET_MAX_SPAN) continue;
         double cost = late;
+        int beams = 0;
         for (size_t i = b0; i < b1; i++) {
             size_t i0, i1;
-            int beam;
+            int beam = 0;
             part_range(lv->g[i], lo, hi, &i0, &i1);
-            if (i1 > i0) cost += part_ns(g, lv, i1 - i0, lv->g[i]->count, scale, &beam);
+            if (i1 > i0) cost += part_ns(g, b, lv, i1 - i0, lv->g[i]->count, scale, &beam);
+            beams += beam;
         }
+        if (beams == 0 && !any) continue; /* exact parts only: the exact plan does that in one pass */
         if (cost < best) {
             best = cost;
             if (level) *level = (int)l;
@@ -134,8 +139,9 @@ double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, dou
     return best;
 }
 
-knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, const float *q, size_t k, size_t ef,
-                              double lo, double hi, int64_t *out_ids, float *out_dists, size_t *found, knn_error *err) {
+knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, int all_beams, const float *q, size_t k,
+                              size_t ef, double lo, double hi, int64_t *out_ids, float *out_dists, size_t *found,
+                              knn_error *err) {
     *found = 0;
     knn_topk t;
     knn_status st = knn_topk_init(&t, k, err);
@@ -150,7 +156,14 @@ knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, con
         int beam;
         part_range(h, lo, hi, &i0, &i1);
         if (i1 == i0) continue;
-        part_ns(g, lv, i1 - i0, h->count, scale, &beam);
+        part_ns(g, b, lv, i1 - i0, h->count, scale, &beam);
+        beam |= all_beams;
+        if (!beam && b->gen == g->win.gen) { /* the part is a slice of the sorted list: scan it (no delta) */
+            size_t p0 = bi * lv->rows, nf = 0;
+            st = knn_graph_window_exact(g, q, k, lo, hi, p0 + i0, p0 + i1, out_ids, out_dists, &nf, 0, err);
+            for (size_t j = 0; st == KNN_OK && j < nf; j++) st = knn_topk_offer(&t, out_dists[j], out_ids[j], err);
+            continue;
+        }
         if (!beam) {
             for (size_t i = i0; i < i1 && st == KNN_OK; i++) {
                 if (!h->deleted[i]) st = knn_topk_offer(&t, knn_graph_node_dist(h, q, (uint32_t)i), h->ids[i], err);
@@ -231,7 +244,7 @@ static int calibrate_level(knn_graph *g, knn_bucket_level *lv) {
             float d[K];
             size_t found = 0, p0 = bi * lv->rows;
             knn_error err;
-            ok = ok && knn_graph_window_exact(g, q, K, lo, hi, p0 + s, p0 + s + len, truth, d, &found, &err) == KNN_OK;
+            ok = ok && knn_graph_window_exact(g, q, K, lo, hi, p0 + s, p0 + s + len, truth, d, &found, 0, &err) == KNN_OK;
             ok = ok && knn_graph_post_beam(h, c, q, lo, hi, EF_CHECK, &ntop);
             if (ok) hits_bucket += beam_hits(h, c, ntop < K ? ntop : K, truth, found);
             ok = ok && knn_graph_post_beam(g, cg, q, lo, hi, EF_CHECK, &ntop);
@@ -290,6 +303,7 @@ knn_buckets *knn_buckets_build(knn_graph *g, size_t forced_levels) {
     /* the delta holds every labelled node added since the sorted list was rebuilt: from its first node on,
      * nodes are scanned as late rows */
     b->built_count = g->count;
+    b->gen = g->win.gen;
     for (size_t i = 0; i < g->win.n_delta; i++) {
         if (g->win.delta[i] < b->built_count) b->built_count = g->win.delta[i];
     }

@@ -31,6 +31,7 @@ typedef struct knn_window {
     uint32_t *delta;
     size_t n_delta, cap_delta;
     knn_codes codes;   /* 8-bit codes of vecs for the screened exact scan (codes.codes NULL: plain scan) */
+    uint64_t gen;      /* rebuilds so far: sorted positions are stable while it stays */
 } knn_window;
 
 /* A (distance, node) pair of the search heaps. */
@@ -73,6 +74,7 @@ typedef struct knn_buckets {
     knn_bucket_level lv[KNN_BUCKET_LEVELS];
     uint32_t *pos;         /* built_count: node -> snapshot position, UINT32_MAX when not in it */
     size_t built_count;    /* nodes from here on came later: a bucket search scans them exactly */
+    uint64_t gen;          /* the sorted list's generation they were cut from */
     size_t bytes;
 } knn_buckets;
 
@@ -158,9 +160,10 @@ void knn_graph_ctx_release(knn_graph *g, knn_search_ctx *c);
  * leaves up to ef nodes in c->top (a max-heap by distance). Returns 0 when out of memory. */
 int knn_graph_post_beam(const knn_graph *g, knn_search_ctx *c, const float *q, double lo, double hi, size_t ef,
                         size_t *ntop);
-/* The exact plan: top k of sorted positions [s, e) in [lo, hi] plus the delta (see knn_graph.c). */
+/* The exact plan: top k of sorted positions [s, e) in [lo, hi], plus the delta when with_delta. */
 knn_status knn_graph_window_exact(const knn_graph *g, const float *q, size_t k, double lo, double hi, size_t s,
-                                  size_t e, int64_t *out_ids, float *out_dists, size_t *found, knn_error *err);
+                                  size_t e, int64_t *out_ids, float *out_dists, size_t *found, int with_delta,
+                                  knn_error *err);
 /* Distance from q (prepared: unit-length under cosine) to node i, in the graph's metric. */
 float knn_graph_node_dist(const knn_graph *g, const float *q, uint32_t i);
 /* Buckets (knn_graph_buckets.c). */
@@ -172,10 +175,12 @@ knn_buckets *knn_buckets_build(knn_graph *g, size_t forced_levels);
  * levels the calibration found accurate unless any. */
 double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, double hi, size_t ef, int any,
                         int *level);
-/* The k nearest live rows in [lo, hi] through level `level`'s buckets plus the rows added after the
- * build (scanned exactly); *found may fall short of k (the caller then scans the window exactly). */
-knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, const float *q, size_t k, size_t ef,
-                              double lo, double hi, int64_t *out_ids, float *out_dists, size_t *found, knn_error *err);
+/* The k nearest live rows in [lo, hi] through level `level`'s buckets (each part by a beam, or by an
+ * exact pass where that is cheaper unless all_beams) plus the rows added after the build (scanned
+ * exactly); *found may fall short of k (the caller then scans the window exactly). */
+knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, int all_beams, const float *q, size_t k,
+                              size_t ef, double lo, double hi, int64_t *out_ids, float *out_dists, size_t *found,
+                              knn_error *err);
 /* Marks a deleted node in every level (under the write lock). */
 void knn_buckets_forget(knn_buckets *b, uint32_t node);
 
