@@ -260,8 +260,9 @@ class Index:
         lo, hi : float, optional
             Window: only rows whose label lies in ``[lo, hi]`` (inclusive; None leaves that side open;
             ``lo > hi`` is an empty window). A graph index plans each query: an exact scan of the window
-            when it is small, a filtered beam search when it is wide; k rows come back whenever the
-            window holds k rows.
+            when it is small, beams in per-bucket graphs over label ranges for mid-size windows (on
+            indexes where they pay), a filtered beam search when it is wide; k rows come back whenever
+            the window holds k rows.
 
         Returns
         -------

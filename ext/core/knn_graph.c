@@ -700,7 +700,9 @@ static knn_status link_nodes(knn_graph *g, size_t first, size_t threads, knn_err
     if (threads == 0) threads = knn_cpu_count();
     if (added < 2 * threads) threads = 1;
     build_job job = {g, (uint32_t)first, (uint32_t)g->count, order, 0, 0};
+    double t0 = knn_now_ns();
     knn_parallel_run(threads, build_worker, &job);
+    g->link_ns += knn_now_ns() - t0;
     free(order);
     if (atomic_load(&job.failed)) return knn_error_set(err, KNN_ENOMEM, "out of memory while linking the graph");
     return KNN_OK;
@@ -846,6 +848,7 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     g->map = fresh->map;
     g->entry = fresh->entry;
     g->max_level = fresh->max_level;
+    g->link_ns = fresh->link_ns;
     memset(&fresh->map, 0, sizeof fresh->map);
     fresh->data0 = NULL;
     fresh->upper = NULL;
@@ -900,14 +903,7 @@ static knn_status exact_live(const knn_graph *g, const float *q, size_t k, int64
         if (g->deleted[i]) continue;
         s = knn_topk_offer(&t, vdist(g, q, knn_graph_vec(g, i)), g->ids[i], err);
     }
-    if (s == KNN_OK) {
-        knn_topk_sort(&t);
-        for (size_t j = 0; j < t.size; j++) {
-            out_ids[j] = t.heap[j].id;
-            out_dists[j] = t.heap[j].dist;
-        }
-        *found = t.size;
-    }
+    if (s == KNN_OK) knn_topk_export(&t, out_ids, out_dists, found);
     knn_topk_free(&t);
     return s;
 }
@@ -1213,8 +1209,7 @@ static void window_index_update(knn_graph *g, size_t first) {
     }
 }
 
-/* First position with label >= x (strict = 0) or > x (strict = 1). */
-static size_t label_bound(const double *a, size_t n, double x, int strict) {
+size_t knn_graph_label_bound(const double *a, size_t n, double x, int strict) {
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -1227,11 +1222,6 @@ static size_t label_bound(const double *a, size_t n, double x, int strict) {
     return lo;
 }
 
-static inline double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 /* ---- screened exact window scan ---------------------------------------------------------------
  * The label-sorted copy carries 8-bit codes (knn_codes.h). With c the code distance of a row x,
@@ -1476,10 +1466,14 @@ static int window_beam(const knn_graph *g, knn_search_ctx *c, const float *q, in
 }
 
 int knn_graph_post_beam(const knn_graph *g, knn_search_ctx *c, const float *q, double lo, double hi, size_t ef,
-                        size_t *ntop) {
+                        double min_local, size_t *ntop) {
     *ntop = 0;
     if (g->entry == KNN_NO_NODE) return 1;
-    return window_beam(g, c, q, KNN_PLAN_POST, lo, hi, 0, 0, ef, 0, 0, KNN_NO_NODE, 0, ntop, NULL);
+    uint32_t ep;
+    float epd;
+    descend(g, q, &ep, &epd);
+    if (min_local > 0 && local_fraction(g, lo, hi, ep) < min_local) return 2;
+    return window_beam(g, c, q, KNN_PLAN_POST, lo, hi, 0, 0, ef, 0, 0, ep, epd, ntop, NULL);
 }
 
 float knn_graph_node_dist(const knn_graph *g, const float *q, uint32_t i) { return vdist(g, q, knn_graph_vec(g, i)); }
@@ -1568,9 +1562,9 @@ static void calibrate(knn_graph *g, knn_search_ctx *c) {
         int64_t ids[10];
         float dists[10];
         size_t found;
-        double t0 = now_ns();
+        double t0 = knn_now_ns();
         exact_window(g, q, 10, -INFINITY, INFINITY, s0, s0 + rows, ids, dists, &found, 1, &err);
-        scan[i] = (now_ns() - t0) / (double)rows;
+        scan[i] = (knn_now_ns() - t0) / (double)rows;
     }
     knn_topk_free(&t);
     double scan_ns_med = median_ns(scan, SEARCHES);
@@ -1588,18 +1582,18 @@ static void calibrate(knn_graph *g, knn_search_ctx *c) {
             cal_window(g, j, i, &s, &e);
             const float *v = cal_query(g, j, i);
             double lo = g->win.labels[s], hi = g->win.labels[e - 1];
-            double t0 = now_ns();
+            double t0 = knn_now_ns();
             if (time_two) {
                 ok = window_beam(g, c, v, KNN_PLAN_TWO_HOP, lo, hi, s, e, g->p.ef, 0, 0, KNN_NO_NODE, 0, &ntop, NULL);
             }
-            double t1 = now_ns();
+            double t1 = knn_now_ns();
             size_t vis = 0;
             if (time_post) {
                 ok = ok && window_beam(g, c, v, KNN_PLAN_POST, lo, hi, s, e, g->p.ef, 0, 0, KNN_NO_NODE, 0, &ntop, &vis);
             }
             if (j == 0) dist_n[i] = (double)vis;
             t2[i] = time_two ? t1 - t0 : (j ? 2 * two[j - 1] : INFINITY);
-            tp[i] = time_post ? now_ns() - t1 : (j ? 2 * post[j - 1] : INFINITY);
+            tp[i] = time_post ? knn_now_ns() - t1 : (j ? 2 * post[j - 1] : INFINITY);
         }
         two[j] = median_ns(t2, SEARCHES);
         post[j] = median_ns(tp, SEARCHES);
@@ -1737,8 +1731,8 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     }
     const float *q;
     if ((s = prepare_query(g, c, query, &q, err)) != KNN_OK) goto done;
-    size_t lo_pos = label_bound(g->win.labels, g->win.n, lo, 0);
-    size_t hi_pos = label_bound(g->win.labels, g->win.n, hi, 1);
+    size_t lo_pos = knn_graph_label_bound(g->win.labels, g->win.n, lo, 0);
+    size_t hi_pos = knn_graph_label_bound(g->win.labels, g->win.n, hi, 1);
     size_t w = hi_pos - lo_pos;
     for (size_t i = 0; i < g->win.n_delta; i++) {
         double l = g->labels[g->win.delta[i]];

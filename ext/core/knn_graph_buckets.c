@@ -33,15 +33,11 @@
 #include "knn_topk.h"
 
 #define BUCKET_MIN_ROWS 4096 /* smaller buckets hold windows the exact scan answers as fast */
-#define BUCKET_EF_BUILD 100
+#define BUCKET_EF_BUILD 64
+#define BUCKET_BUILD_BUDGET 0.6 /* bucket builds take at most this share of the graph's own link time */
 #define BUCKET_MAX_SPAN 3    /* a level is considered for a window touching at most this many buckets */
 #define BUCKET_CAL 9
 
-static double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -59,20 +55,6 @@ void knn_buckets_free(knn_buckets *b) {
     }
     free(b->pos);
     free(b);
-}
-
-/* First position with label >= x (strict = 0) or > x (strict = 1) in an ascending array. */
-static size_t bound_pos(const double *a, size_t n, double x, int strict) {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (strict ? a[mid] <= x : a[mid] < x) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
 }
 
 /* ns of one bucket beam at in-bucket fraction f: log-linear in log2(1/f) through the two calibrated
@@ -96,7 +78,7 @@ static double part_ns(const knn_graph *g, const knn_buckets *b, const knn_bucket
 
 /* Buckets of level lv touching [lo, hi]: [*b0, *b1). */
 static void touched(const knn_bucket_level *lv, double lo, double hi, size_t *b0, size_t *b1) {
-    size_t s = bound_pos(lv->last, lv->nb, lo, 0); /* first bucket whose last label >= lo */
+    size_t s = knn_graph_label_bound(lv->last, lv->nb, lo, 0); /* first bucket whose last label >= lo */
     size_t e = s;
     while (e < lv->nb && lv->first[e] <= hi) e++;
     *b0 = s;
@@ -105,8 +87,8 @@ static void touched(const knn_bucket_level *lv, double lo, double hi, size_t *b0
 
 /* In-window rows of bucket graph h: node range [*i0, *i1) (its labels ascend). */
 static void part_range(const knn_graph *h, double lo, double hi, size_t *i0, size_t *i1) {
-    *i0 = bound_pos(h->labels, h->count, lo, 0);
-    *i1 = bound_pos(h->labels, h->count, hi, 1);
+    *i0 = knn_graph_label_bound(h->labels, h->count, lo, 0);
+    *i1 = knn_graph_label_bound(h->labels, h->count, hi, 1);
 }
 
 double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, double hi, size_t ef, int any,
@@ -172,24 +154,27 @@ knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, int
         }
         knn_search_ctx *c = knn_graph_ctx_acquire(h);
         size_t ntop = 0;
-        if (c == NULL || !knn_graph_post_beam(h, c, q, lo, hi, ef, &ntop)) {
-            st = knn_error_set(err, KNN_ENOMEM, "out of memory during a bucket search");
+        /* A query far from this part (the window's rows sit away from it, as when labels follow clusters)
+         * enters it from afar and finds it poorly: where the in-window share around the landing node is
+         * under half the part's, the plan is given up and the caller scans the window exactly. */
+        double share = (double)(i1 - i0) / (double)h->count;
+        int r = c ? knn_graph_post_beam(h, c, q, lo, hi, ef, 0.5 * share, &ntop) : 0;
+        if (r == 0) st = knn_error_set(err, KNN_ENOMEM, "out of memory during a bucket search");
+        for (size_t j = 0; st == KNN_OK && r == 1 && j < ntop; j++) {
+            st = knn_topk_offer(&t, c->top[j].key, h->ids[c->top[j].id], err);
         }
-        for (size_t j = 0; st == KNN_OK && j < ntop; j++) st = knn_topk_offer(&t, c->top[j].key, h->ids[c->top[j].id], err);
         if (c) knn_graph_ctx_release(h, c);
+        if (r == 2) {
+            knn_topk_free(&t);
+            *found = 0;
+            return KNN_OK;
+        }
     }
     for (size_t v = b->built_count; st == KNN_OK && v < g->count; v++) { /* rows added since the build */
         if (g->deleted[v] || !(g->labels[v] >= lo && g->labels[v] <= hi)) continue;
         st = knn_topk_offer(&t, knn_graph_node_dist(g, q, (uint32_t)v), g->ids[v], err);
     }
-    if (st == KNN_OK) {
-        knn_topk_sort(&t);
-        for (size_t j = 0; j < t.size; j++) {
-            out_ids[j] = t.heap[j].id;
-            out_dists[j] = t.heap[j].dist;
-        }
-        *found = t.size;
-    }
+    if (st == KNN_OK) knn_topk_export(&t, out_ids, out_dists, found);
     knn_topk_free(&t);
     return st;
 }
@@ -237,17 +222,17 @@ static int calibrate_level(knn_graph *g, knn_bucket_level *lv) {
             knn_search_ctx *c = knn_graph_ctx_acquire(h);
             if (c == NULL) goto oom;
             size_t ntop;
-            double t0 = now_ns();
-            int ok = knn_graph_post_beam(h, c, q, lo, hi, g->p.ef, &ntop);
-            t[i] = now_ns() - t0;
+            double t0 = knn_now_ns();
+            int ok = knn_graph_post_beam(h, c, q, lo, hi, g->p.ef, 0, &ntop);
+            t[i] = knn_now_ns() - t0;
             int64_t truth[K];
             float d[K];
             size_t found = 0, p0 = bi * lv->rows;
             knn_error err;
             ok = ok && knn_graph_window_exact(g, q, K, lo, hi, p0 + s, p0 + s + len, truth, d, &found, 0, &err) == KNN_OK;
-            ok = ok && knn_graph_post_beam(h, c, q, lo, hi, EF_CHECK, &ntop);
+            ok = ok && knn_graph_post_beam(h, c, q, lo, hi, EF_CHECK, 0, &ntop);
             if (ok) hits_bucket += beam_hits(h, c, ntop < K ? ntop : K, truth, found);
-            ok = ok && knn_graph_post_beam(g, cg, q, lo, hi, EF_CHECK, &ntop);
+            ok = ok && knn_graph_post_beam(g, cg, q, lo, hi, EF_CHECK, 0, &ntop);
             if (ok) hits_whole += beam_hits(g, cg, ntop < K ? ntop : K, truth, found);
             knn_graph_ctx_release(h, c);
             if (!ok) goto oom;
@@ -319,6 +304,8 @@ knn_buckets *knn_buckets_build(knn_graph *g, size_t forced_levels) {
     const double plain = g->ns_post[0];
     const size_t m = g->p.m < KNN_BUCKET_M ? g->p.m : KNN_BUCKET_M;
     const size_t graph_bytes = g->capacity * g->slot_bytes, level_bytes = n * (2 * m + 1) * sizeof(uint32_t);
+    const double t_start = knn_now_ns();
+    double last = 0;
     for (size_t l = 2; b->n_levels < KNN_BUCKET_LEVELS; l++) {
         size_t rows = (n + ((size_t)1 << l) - 1) >> l;
         if (rows < min_rows) break;
@@ -326,9 +313,16 @@ knn_buckets *knn_buckets_build(knn_graph *g, size_t forced_levels) {
                           : g->ns_scan * (double)rows / 4.0 < plain || (b->n_levels + 1) * level_bytes > graph_bytes) {
             break;
         }
+        /* build time: a level costs about what the previous one did (the first, a fifth of the graph's);
+         * a loaded graph, whose link time is unknown, builds one level */
+        double spent = knn_now_ns() - t_start, next = b->n_levels ? last : 0.2 * g->link_ns;
+        int over = g->link_ns > 0 ? spent + next > BUCKET_BUILD_BUDGET * g->link_ns : b->n_levels >= 1;
+        if (!forced_levels && over) break;
         knn_bucket_level *lv = &b->lv[b->n_levels++];
         lv->rows = rows;
+        double t_level = knn_now_ns();
         if (!build_level(g, b, lv, l)) goto fail;
+        last = knn_now_ns() - t_level;
     }
     if (b->n_levels == 0) goto fail;
     return b;

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "kernels/knn_kernels.h"
 #include "knn_codes.h"
@@ -33,6 +34,13 @@ typedef struct knn_window {
     knn_codes codes;   /* 8-bit codes of vecs for the screened exact scan (codes.codes NULL: plain scan) */
     uint64_t gen;      /* rebuilds so far: sorted positions are stable while it stays */
 } knn_window;
+
+/* Monotonic clock in ns (calibrations and build budgets). */
+static inline double knn_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
 
 /* A (distance, node) pair of the search heaps. */
 typedef struct knn_hitem {
@@ -100,11 +108,12 @@ struct knn_graph {
     uint32_t entry;
     int max_level;
     uint64_t inserted;    /* nodes ever inserted: the layer draw of node number s uses (seed, s) */
+    double link_ns;       /* wall time spent linking the graph's current nodes (the bucket build budget) */
     double *labels;       /* per node; NaN when the row has no label */
     uint32_t label_tag;   /* what the labels mean, opaque to the core (the SQL layer's label type) */
     knn_window win;
-    /* Cost model, calibrated on the first window search and again whenever the sorted rows have doubled
-     * since (under cal_lock, published by `calibrated`):
+    /* Cost model, calibrated at the end of a build or load (else on the first window search) and again
+     * whenever the sorted rows have doubled since (under cal_lock, published by `calibrated`):
      * ns per row of the exact window scan, and ns per search of each graph plan at the default ef on
      * windows holding 2^-j of the labelled rows, j = 0 .. KNN_CAL_POINTS-1, and whether the two-hop
      * beam was as accurate as the in-search postfilter there. */
@@ -157,9 +166,13 @@ knn_status knn_graph_view_build(const knn_graph *src, uint32_t *nodes, size_t n,
 knn_search_ctx *knn_graph_ctx_acquire(knn_graph *g);
 void knn_graph_ctx_release(knn_graph *g, knn_search_ctx *c);
 /* The in-search postfilter beam (descent, then layer 0 admitting only live nodes labelled in [lo, hi]);
- * leaves up to ef nodes in c->top (a max-heap by distance). Returns 0 when out of memory. */
+ * leaves up to ef nodes in c->top (a max-heap by distance). Returns 0 when out of memory, 2 (no beam
+ * run) when the in-window share around the descent's landing node is below min_local (the window lies
+ * away from the query), else 1. */
 int knn_graph_post_beam(const knn_graph *g, knn_search_ctx *c, const float *q, double lo, double hi, size_t ef,
-                        size_t *ntop);
+                        double min_local, size_t *ntop);
+/* First position with label >= x (strict = 0) or > x (strict = 1) in an ascending array of n. */
+size_t knn_graph_label_bound(const double *a, size_t n, double x, int strict);
 /* The exact plan: top k of sorted positions [s, e) in [lo, hi], plus the delta when with_delta. */
 knn_status knn_graph_window_exact(const knn_graph *g, const float *q, size_t k, double lo, double hi, size_t s,
                                   size_t e, int64_t *out_ids, float *out_dists, size_t *found, int with_delta,
@@ -177,7 +190,8 @@ double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, dou
                         int *level);
 /* The k nearest live rows in [lo, hi] through level `level`'s buckets (each part by a beam, or by an
  * exact pass where that is cheaper unless all_beams) plus the rows added after the build (scanned
- * exactly); *found may fall short of k (the caller then scans the window exactly). */
+ * exactly); *found may fall short of k, and is 0 when a part lies away from the query (the caller then
+ * scans the window exactly). */
 knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, int all_beams, const float *q, size_t k,
                               size_t ef, double lo, double hi, int64_t *out_ids, float *out_dists, size_t *found,
                               knn_error *err);

@@ -88,3 +88,12 @@ static int cmp_pair(const void *a, const void *b) {
 void knn_topk_sort(knn_topk *t) {
     if (t->size > 1) qsort(t->heap, t->size, sizeof *t->heap, cmp_pair);
 }
+
+void knn_topk_export(knn_topk *t, int64_t *ids, float *dists, size_t *found) {
+    knn_topk_sort(t);
+    for (size_t j = 0; j < t->size; j++) {
+        ids[j] = t->heap[j].id;
+        dists[j] = t->heap[j].dist;
+    }
+    *found = t->size;
+}

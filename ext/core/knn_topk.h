@@ -46,5 +46,7 @@ knn_status knn_topk_merge(knn_topk *dst, const knn_topk *src, knn_error *err);
 
 /* Sorts the kept pairs by (distance, id) ascending; the heap is unusable afterwards until reset. */
 void knn_topk_sort(knn_topk *t);
+/* Sorts, then writes the kept pairs, nearest first, to ids / dists; *found = how many. */
+void knn_topk_export(knn_topk *t, int64_t *ids, float *dists, size_t *found);
 
 #endif
