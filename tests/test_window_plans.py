@@ -205,3 +205,27 @@ def test_screened_exact_scan_matches_numpy_on_wide_windows(metric, isa):
                 assert set(keep[d < kth - 1e-5].tolist()) <= set(ids.tolist())
     finally:
         _ffi.lib().knn_graph_force_window_plan(g._handle, -1)
+
+
+def test_near_whole_windows_filter_a_plain_search():
+    """A window holding >= 80% of the rows takes a plain search for a few more than k / f rows, filtered:
+    every answer in the window, k of them, close to the exact in-window top k; unlabelled rows never."""
+    rng = np.random.default_rng(21)
+    X = rng.standard_normal((6000, 16)).astype(np.float32)
+    labels = rng.uniform(0, 100, len(X))
+    labels[rng.choice(len(X), 600, replace=False)] = np.nan  # unlabelled: in no window
+    g = knnsql.Index(16, "l2", "graph", m=12, ef_construction=80)
+    g.add(X, labels=labels)
+    hits = 0
+    for t in range(60):
+        # every labelled row (90% of the rows), or 85-90% of them
+        lo, hi = (-np.inf, np.inf) if t % 3 == 0 else (float(rng.uniform(0, 5)), float(rng.uniform(95, 100)))
+        q = X[int(rng.integers(len(X)))] + 0.1
+        ids, dist = g.search(q, 10, ef=48, lo=lo, hi=hi)
+        ids = ids[0]
+        lab = labels[ids]
+        assert len(ids) == 10 and not np.isnan(lab).any()
+        assert ((lab >= lo) & (lab <= hi)).all()
+        want, _ = prefilter(X, np.nan_to_num(labels, nan=-1e9), q, 10, max(lo, -1e8), hi)
+        hits += len(set(ids.tolist()) & set(want.tolist()))
+    assert hits / 600 >= 0.95

@@ -1,28 +1,31 @@
 /* Bucket graphs for mid-size windows: super-postfiltering (Engels et al., "Approximate Nearest
  * Neighbor Search with Window Filters", ICML 2024), over the label-sorted rows of a graph index.
  *
- * What it implements. Level l cuts the label-sorted rows into buckets of ceil(n / 2^l) consecutive
- * rows and gives each bucket its own small HNSW graph (nodes point at the parent's vectors: a bucket
- * graph stores links only). A window of w rows lies in one or two buckets of each level; at a level
- * whose buckets hold 2-4 times w, the window is a large fraction of each bucket it touches, so the
- * in-search postfilter beam inside that bucket (knn_graph_post_beam: out-of-window nodes route, only
- * in-window ones are returned) finds it at about the cost of a plain search of a graph that size,
- * where the exact scan of the window costs w rows and the beam over the whole graph grows as n / w.
- * Engels' super-postfiltering keeps buckets of every power-of-two size, overlapping by half; here
- * buckets tile each level (one copy of the rows per level, half the memory and build) and a window
- * that straddles two buckets is answered from both, a small part by an exact scan of that part.
+ * What it implements. Level l (l = 2, 3, ...) cuts the label-sorted rows into buckets of ceil(n / 2^l)
+ * consecutive rows and gives each bucket its own small HNSW graph (nodes point at the parent's vectors:
+ * a bucket graph stores links only). A window of w rows lies in one or two buckets of each level; at a
+ * level whose buckets hold 2-4 times w, the window is a quarter to a half of each bucket it touches, so
+ * the in-search postfilter beam inside that bucket (knn_graph_post_beam: out-of-window nodes route,
+ * only in-window ones are returned) finds it for about two plain searches of a small graph, where the
+ * exact scan of the window costs w rows and the beam over the whole graph grows as n / w. Engels'
+ * super-postfiltering keeps buckets of every power-of-two size, overlapping by half; here buckets tile
+ * each level (one copy of the links per level, half the memory and build) and a window that straddles
+ * two buckets is answered from both, a part too small for a beam by a scan of that slice.
  *
- * Which levels exist is decided from the index's own calibration: a level is built only where the
- * exact scan of its typical window (half a bucket) costs more than a plain beam over the whole graph
- * (a bucket beam is cheaper than that), and only while the bucket graphs stay within the memory of the
- * graph itself. Each built level then times its beams at in-bucket fractions 1/2 and 1/4 (median of 9),
- * and the planner compares the bucket plan with the exact scan and the whole-graph beams per query.
+ * Which levels exist comes from the index's own calibration: a level is built only where the exact
+ * scan of a quarter bucket costs more than a plain search of the whole graph, while its links fit in the
+ * graph's own slot bytes, and while the bucket builds stay within BUCKET_BUILD_BUDGET of the graph's own
+ * link time. Each level then times its beams at in-bucket fractions 1/2 and 1/4 (median of 9) and is
+ * offered only if, at a narrow beam, it finds the exact neighbours as well as the whole graph's
+ * postfilter beam does. The planner compares the bucket plan with the exact scan and the whole-graph
+ * beams per query. A query far from the part it would search (few in-window rows around its landing
+ * node) gives the plan up for the exact scan, as the whole-graph beams do.
  *
  * Freshness. The buckets are a snapshot of the sorted rows when they were built. Rows added later
  * (nodes from built_count on) are scanned exactly by every bucket search, and their cost is part of the
- * plan's estimate; once they reach half the snapshot the buckets are dropped and rebuilt on the next
- * window query. Deletes mark the bucket nodes deleted. knn_graph_optimize renumbers nodes and drops
- * them too. Buckets are not saved: a loaded index builds them with its calibration. */
+ * plan's estimate; once they reach half the snapshot the buckets are dropped and rebuilt at the next
+ * build step or window query. Deletes mark the bucket nodes deleted. knn_graph_optimize renumbers nodes
+ * and rebuilds them. Buckets are not saved: a load builds them with its calibration. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +40,6 @@
 #define BUCKET_BUILD_BUDGET 0.6 /* bucket builds take at most this share of the graph's own link time */
 #define BUCKET_MAX_SPAN 3    /* a level is considered for a window touching at most this many buckets */
 #define BUCKET_CAL 9
-
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
