@@ -1,6 +1,8 @@
 #define _DEFAULT_SOURCE /* madvise; must precede the system headers */
 #include <math.h>
 #include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -873,25 +875,35 @@ done:
 
 /* Checks a query (finite; non-zero under cosine) and returns the vector to search with: the query
  * itself, or its unit-length copy in the context under cosine (stored rows are unit-length). */
-static knn_status prepare_query(const knn_graph *g, knn_search_ctx *c, const float *query, const float **q,
-                                knn_error *err) {
+/* Checks query number `index` (SIZE_MAX: the only one): finite, and non-zero under cosine, where its
+ * unit-length copy goes to unit. */
+static knn_status check_query(const knn_graph *g, const float *query, size_t index, float *unit, knn_error *err) {
+    char which[32] = "query";
+    if (index != SIZE_MAX) snprintf(which, sizeof which, "query %zu", index);
     float qn = 0;
     for (size_t j = 0; j < g->dim; j++) {
         if (!isfinite(query[j])) {
-            return knn_error_set(err, KNN_EDATA, "query has a NaN or Inf at position %zu; queries must be finite", j);
+            return knn_error_set(err, KNN_EDATA, "%s has a NaN or Inf at position %zu; queries must be finite", which,
+                                 j);
         }
         qn += query[j] * query[j];
     }
-    *q = query;
     if (g->metric == KNN_METRIC_COSINE) {
         if (qn == 0) {
-            return knn_error_set(err, KNN_EDATA, "query is the zero vector, which has no direction for metric 'cosine'");
+            return knn_error_set(err, KNN_EDATA, "%s is the zero vector, which has no direction for metric 'cosine'",
+                                 which);
         }
         float inv = 1.0f / sqrtf(qn);
-        for (size_t j = 0; j < g->dim; j++) c->qbuf[j] = query[j] * inv;
-        *q = c->qbuf;
+        for (size_t j = 0; j < g->dim; j++) unit[j] = query[j] * inv;
     }
     return KNN_OK;
+}
+
+static knn_status prepare_query(const knn_graph *g, knn_search_ctx *c, const float *query, const float **q,
+                                knn_error *err) {
+    knn_status s = check_query(g, query, SIZE_MAX, c->qbuf, err);
+    *q = g->metric == KNN_METRIC_COSINE ? c->qbuf : query;
+    return s;
 }
 
 /* Exact scan of live nodes: used when the beam found fewer than k live rows (heavy deletion). */
@@ -1010,24 +1022,8 @@ knn_status knn_graph_exact(knn_graph *g, const float *queries, size_t nq, size_t
         goto done;
     }
     for (size_t q = 0; q < nq; q++) {
-        const float *src = queries + q * d;
-        float *dst = qs + q * d;
-        double nn = 0;
-        for (size_t j = 0; j < d; j++) {
-            if (!isfinite(src[j])) {
-                s = knn_error_set(err, KNN_EDATA, "query %zu has a NaN or Inf at position %zu; queries must be finite",
-                                  q, j);
-                goto done;
-            }
-            nn += (double)src[j] * src[j];
-        }
-        if (g->metric == KNN_METRIC_COSINE && nn == 0) {
-            s = knn_error_set(err, KNN_EDATA, "query %zu is the zero vector, which has no direction for metric "
-                              "'cosine'", q);
-            goto done;
-        }
-        float inv = g->metric == KNN_METRIC_COSINE ? (float)(1.0 / sqrt(nn)) : 1.0f;
-        for (size_t j = 0; j < d; j++) dst[j] = g->metric == KNN_METRIC_COSINE ? src[j] * inv : src[j];
+        if ((s = check_query(g, queries + q * d, q, qs + q * d, err)) != KNN_OK) goto done;
+        if (g->metric != KNN_METRIC_COSINE) memcpy(qs + q * d, queries + q * d, d * sizeof *qs);
     }
     for (size_t i = 0; i < nt * nq; i++) {
         if ((s = knn_topk_init(&heaps[i], k, err)) != KNN_OK) goto done;
