@@ -21,7 +21,7 @@ import sys
 
 try:
     import atheris
-except ImportError:          # the oracle also runs without atheris (tests/test_security.py)
+except ImportError:          # the oracle also runs without atheris (tests/reliability/test_security.py)
     atheris = None
 
 with (atheris.instrument_imports() if atheris else contextlib.nullcontext()):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sanitizer target. Builds tests/c/core_driver.c with the whole C core under AddressSanitizer +
+# Sanitizer target. Builds tests/core/core_driver.c with the whole C core under AddressSanitizer +
 # UndefinedBehaviorSanitizer + LeakSanitizer and runs it (any report fails); with --sql it then also
 # runs the SQL/Python suite against an ASan+UBSan build of the extension (scripts/check_sanitizers.sh;
 # no leak checking there, as DuckDB and CPython are not sanitized).
@@ -22,7 +22,7 @@ if ! echo 'int main(void){return 0;}' | "$CC" "${flags[@]}" -x c - -o "$out/prob
     exit 0
 fi
 mapfile -t core < <(find ext/core -name '*.c' | sort)
-"$CC" "${flags[@]}" tests/c/core_driver.c "${core[@]}" -lm -lpthread -o "$out/core_driver"
+"$CC" "${flags[@]}" tests/core/core_driver.c "${core[@]}" -lm -lpthread -o "$out/core_driver"
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" "$out/core_driver"
 if [ "${1:-}" = "--sql" ]; then

@@ -63,7 +63,7 @@ def test_where_filter_oracle_smoke():
 
     import numpy as np
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuzz"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fuzz"))
     import fuzz_where
 
     rng = np.random.default_rng(11)

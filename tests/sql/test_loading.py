@@ -60,7 +60,7 @@ def test_api_surface():
             "SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_name LIKE 'knn%'").fetchall()}
     # every function has a reference page that runs as a test
     from pathlib import Path
-    docs = Path(__file__).resolve().parent.parent / "sql" / "reference"
+    docs = Path(__file__).resolve().parents[2] / "sql" / "reference"
     documented = {p.stem for p in docs.glob("*.md")}
     missing = {n for n in names if not any(n in (docs / f"{d}.md").read_text() for d in documented)}
     assert not missing, f"functions without a reference page: {sorted(missing)}"
@@ -86,7 +86,7 @@ def test_core_is_independent_of_duckdb_and_python():
     from pathlib import Path
     import re
 
-    core = Path(__file__).resolve().parent.parent / "ext" / "core"
+    core = Path(__file__).resolve().parents[2] / "ext" / "core"
     for path in core.rglob("*.[ch]"):
         for line in path.read_text().splitlines():
             m = re.match(r'\s*#\s*include\s*[<"]([^>"]+)[>"]', line)

@@ -8,7 +8,7 @@ import pytest
 
 import knnsql
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 
 def render(con, sql):

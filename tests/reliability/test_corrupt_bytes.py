@@ -77,7 +77,7 @@ def test_upper_level_link_to_a_node_without_that_level_is_corrupt(graph_bytes):
 @pytest.mark.parametrize("offset,value,field", [(16, 1 << 27, "dim"), (24, 520, "'m'"), (28, 0, "'ef_construction'"),
                                                 (32, 1 << 27, "'ef'")])
 def test_out_of_range_settings_in_the_header_are_corrupt_bytes(graph_bytes, offset, value, field):
-    # Found by tests/c/core_driver.c: the message read as if the caller had passed the setting.
+    # Found by tests/core/core_driver.c: the message read as if the caller had passed the setting.
     body = bytearray(graph_bytes)
     struct.pack_into("<I", body, offset, value)
     with pytest.raises(KnnError, match=rf"corrupt graph index bytes: header settings invalid \(.*{field}"):
