@@ -112,7 +112,7 @@ def sources() -> list[Path]:
 
 
 def version() -> str:
-    text = (EXT_DIR / "core" / "knn_version.h").read_text()
+    text = (EXT_DIR / "core" / "base" / "knn_version.h").read_text()
     return text.split('KNN_VERSION "')[1].split('"')[0]
 
 

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "duckdb_extension.h"
-#include "knn_error.h"
+#include "base/knn_error.h"
 
 /* Element types a vector may have; anything but FLOAT is converted to float32 on read. */
 typedef enum knn_elem {

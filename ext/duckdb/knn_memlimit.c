@@ -15,7 +15,7 @@
 #include <strings.h>
 
 #include "knn_glue.h"
-#include "knn_graph.h"
+#include "graph/knn_graph.h"
 
 DUCKDB_EXTENSION_EXTERN
 

@@ -6,8 +6,8 @@
 #include <stddef.h>
 
 #include "duckdb_extension.h"
-#include "knn_error.h"
-#include "knn_registry.h"
+#include "base/knn_error.h"
+#include "index/knn_registry.h"
 
 /* Parses "4GB", "1.5 GiB", "512 MB", "1000000" (bytes), as DuckDB's memory_limit accepts them
  * (KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB of 1024); "none"/"unlimited"/"0" give 0 (no cap). */

@@ -2,8 +2,8 @@
  * SQL area and reports failures. */
 #define DUCKDB_EXTENSION_NAME knnsql
 #include "duckdb_extension.h"
-#include "knn_error.h"
-#include "knn_registry.h"
+#include "base/knn_error.h"
+#include "index/knn_registry.h"
 #include "sql_register.h"
 
 typedef bool (*register_fn)(duckdb_connection, knn_registry *, knn_error *);

@@ -13,8 +13,8 @@
 #include <stdint.h>
 
 #include "duckdb_extension.h"
-#include "knn_error.h"
-#include "knn_registry.h"
+#include "base/knn_error.h"
+#include "index/knn_registry.h"
 
 /* What the role column holds. */
 typedef enum an_aux {

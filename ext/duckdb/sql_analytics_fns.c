@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "knn_analytics.h"
+#include "analytics/knn_analytics.h"
 #include "knn_glue.h"
-#include "knn_registry.h"
+#include "index/knn_registry.h"
 #include "sql_analytics.h"
 
 DUCKDB_EXTENSION_EXTERN

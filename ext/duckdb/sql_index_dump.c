@@ -12,7 +12,7 @@
 
 #include "duckdb_extension.h"
 #include "knn_glue.h"
-#include "knn_registry.h"
+#include "index/knn_registry.h"
 #include "sql_register.h"
 
 DUCKDB_EXTENSION_EXTERN

@@ -16,8 +16,8 @@
 
 #include "duckdb_extension.h"
 #include "knn_glue.h"
-#include "knn_parallel.h"
-#include "knn_registry.h"
+#include "base/knn_parallel.h"
+#include "index/knn_registry.h"
 #include "sql_register.h"
 
 DUCKDB_EXTENSION_EXTERN

@@ -16,9 +16,9 @@
 
 #include "duckdb_extension.h"
 #include "knn_glue.h"
-#include "knn_idmap.h"
+#include "base/knn_idmap.h"
 #include "knn_memlimit.h"
-#include "knn_registry.h"
+#include "index/knn_registry.h"
 #include "sql_register.h"
 
 DUCKDB_EXTENSION_EXTERN

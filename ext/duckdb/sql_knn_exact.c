@@ -16,10 +16,10 @@
 #include "duckdb_extension.h"
 #include "kernels/knn_kernels.h"
 #include "knn_glue.h"
-#include "knn_metric.h"
-#include "knn_scan.h"
-#include "knn_topk.h"
-#include "knn_parallel.h"
+#include "base/knn_metric.h"
+#include "exact/knn_scan.h"
+#include "base/knn_topk.h"
+#include "base/knn_parallel.h"
 #include "sql_register.h"
 
 /* knn_exact_join splits each chunk's queries over up to this many threads: DuckDB parallelises by row

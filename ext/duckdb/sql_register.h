@@ -5,8 +5,8 @@
 #include <stdbool.h>
 
 #include "duckdb_extension.h"
-#include "knn_error.h"
-#include "knn_registry.h"
+#include "base/knn_error.h"
+#include "index/knn_registry.h"
 
 /* reg is the database's index registry; areas that keep it retain their own reference. */
 bool knn_register_exact(duckdb_connection con, knn_registry *reg, knn_error *err);

@@ -21,8 +21,8 @@
 #include "duckdb_extension.h"
 #include "knn_api.h"
 #include "knn_glue.h"
-#include "knn_registry.h"
-#include "knn_sample_source.h"
+#include "index/knn_registry.h"
+#include "sample/knn_sample_source.h"
 #include "sql_register.h"
 
 DUCKDB_EXTENSION_EXTERN

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "knn_api.h"
-#include "knn_sample.h"
+#include "sample/knn_sample.h"
 
 #define ERR 512
 static int failures;

@@ -1,6 +1,6 @@
 /* AVX2+FMA kernels. Every function carries its own target attribute, so this file compiles without
  * -mavx2 and the dispatcher only calls it on CPUs that report AVX2 and FMA. */
-#include "knn_kernels.h"
+#include "kernels/knn_kernels.h"
 
 #include <stdint.h>
 

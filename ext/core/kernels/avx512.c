@@ -1,6 +1,6 @@
 /* AVX-512F kernels. Every function carries its own target attribute, so this file compiles without
  * -mavx512f and the dispatcher only calls it on CPUs that report AVX-512F. */
-#include "knn_kernels.h"
+#include "kernels/knn_kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>

@@ -1,5 +1,5 @@
 /* Runtime CPU dispatch: probe the CPU, honour the KNNSQL_SIMD cap, hand out a kernel table. */
-#include "knn_kernels.h"
+#include "kernels/knn_kernels.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* Portable kernels: plain C loops, the reference every SIMD path is tested against. */
-#include "knn_kernels.h"
+#include "kernels/knn_kernels.h"
 
 static void l2sq_rows_scalar(const float *q, const float *X, size_t n, size_t d, float *out) {
     for (size_t i = 0; i < n; i++) {

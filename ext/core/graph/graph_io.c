@@ -1,0 +1,235 @@
+/* Graph index <-> bytes.
+ *
+ * Layout (native little-endian, refused on a big-endian reader):
+ *   "KNNGRAPH" | u32 version | u32 0x01020304 | u32 dim | u32 metric | u32 m | u32 ef_construction | u32 ef
+ *   | u32 label tag | u64 seed | u64 count | u64 deleted | u64 inserted | u32 entry | i32 max_level
+ *   then per node: i64 id | f64 label (NaN: none) | u8 deleted | u8 level | u16 0 | f32 vec[dim]
+ *   | per level 0..level: u32 n | u32 links[n]
+ *   then a u64 FNV-1a hash (over 8-byte words, then tail bytes) of every preceding byte.
+ * Loading checks the checksum first, then every count, level and link against the header, and that
+ * each upper-level link reaches a node present on that level. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/graph_internal.h"
+
+#define MAGIC "KNNGRAPH"
+#define FORMAT_VERSION 1u
+#define ENDIAN_MARK 0x01020304u
+
+/* FNV-1a over 64-bit little-endian words (then the tail bytes): eight times fewer multiplies than the
+ * bytewise form, so checking a 200 MB index costs a few tens of milliseconds. */
+static uint64_t fnv1a(const uint8_t *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h ^= w;
+        h *= 0x100000001b3ULL;
+    }
+    for (; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+typedef struct writer {
+    uint8_t *p;
+} writer;
+
+static void put(writer *w, const void *src, size_t n) {
+    memcpy(w->p, src, n);
+    w->p += n;
+}
+#define PUT(w, T, v)      \
+    do {                  \
+        T tmp_ = (v);     \
+        put(w, &tmp_, sizeof tmp_); \
+    } while (0)
+
+static size_t header_bytes(void) { return 8 + 4 * 8 + 8 * 4 + 4 + 4; }
+
+knn_status knn_graph_save(knn_graph *g, uint8_t **buf, size_t *len, knn_error *err) {
+    pthread_rwlock_rdlock(&g->rw);
+    size_t total = header_bytes() + 8;
+    for (uint32_t i = 0; i < g->count; i++) {
+        total += 8 + 8 + 4 + g->dim * sizeof(float);
+        for (int lev = 0; lev <= g->levels[i]; lev++) total += 4 * (1 + (size_t)knn_graph_links(g, i, lev)[0]);
+    }
+    uint8_t *out = malloc(total);
+    if (out == NULL) {
+        pthread_rwlock_unlock(&g->rw);
+        return knn_error_set(err, KNN_ENOMEM, "out of memory serialising a graph index (%zu bytes)", total);
+    }
+    writer w = {out};
+    put(&w, MAGIC, 8);
+    PUT(&w, uint32_t, FORMAT_VERSION);
+    PUT(&w, uint32_t, ENDIAN_MARK);
+    PUT(&w, uint32_t, (uint32_t)g->dim);
+    PUT(&w, uint32_t, (uint32_t)g->metric);
+    PUT(&w, uint32_t, (uint32_t)g->p.m);
+    PUT(&w, uint32_t, (uint32_t)g->p.ef_construction);
+    PUT(&w, uint32_t, (uint32_t)g->p.ef);
+    PUT(&w, uint32_t, g->label_tag);
+    PUT(&w, uint64_t, g->p.seed);
+    PUT(&w, uint64_t, (uint64_t)g->count);
+    PUT(&w, uint64_t, (uint64_t)g->n_deleted);
+    PUT(&w, uint64_t, g->inserted);
+    PUT(&w, uint32_t, g->entry);
+    PUT(&w, int32_t, g->max_level);
+    for (uint32_t i = 0; i < g->count; i++) {
+        PUT(&w, int64_t, g->ids[i]);
+        PUT(&w, double, g->labels[i]);
+        PUT(&w, uint8_t, g->deleted[i]);
+        PUT(&w, uint8_t, g->levels[i]);
+        PUT(&w, uint16_t, 0);
+        put(&w, knn_graph_vec(g, i), g->dim * sizeof(float));
+        for (int lev = 0; lev <= g->levels[i]; lev++) {
+            const uint32_t *l = knn_graph_links(g, i, lev);
+            put(&w, l, 4 * (1 + (size_t)l[0]));
+        }
+    }
+    PUT(&w, uint64_t, fnv1a(out, (size_t)(w.p - out)));
+    pthread_rwlock_unlock(&g->rw);
+    *buf = out;
+    *len = total;
+    return KNN_OK;
+}
+
+typedef struct reader {
+    const uint8_t *p, *end;
+} reader;
+
+static int take(reader *r, void *dst, size_t n) {
+    if ((size_t)(r->end - r->p) < n) return 0;
+    memcpy(dst, r->p, n);
+    r->p += n;
+    return 1;
+}
+
+#define CORRUPT(...) do { s = knn_error_set(err, KNN_EDATA, "corrupt graph index bytes: " __VA_ARGS__); goto fail; } while (0)
+
+knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_error *err) {
+    knn_status s = KNN_OK;
+    knn_graph *g = NULL;
+    *out = NULL;
+    if (buf == NULL || len < header_bytes() + 8) {
+        return knn_error_set(err, KNN_EDATA, "corrupt graph index bytes: %zu bytes is shorter than the header", len);
+    }
+    if (memcmp(buf, MAGIC, 8) != 0) return knn_error_set(err, KNN_EDATA, "not a knnsql graph index (bad magic)");
+    uint64_t stored;
+    memcpy(&stored, buf + len - 8, 8);
+    if (stored != fnv1a(buf, len - 8)) {
+        return knn_error_set(err, KNN_EDATA, "corrupt graph index bytes: checksum mismatch (truncated or damaged)");
+    }
+    reader r = {buf + 8, buf + len - 8};
+    uint32_t version, endian, dim, metric, m, efc, ef, pad, entry;
+    uint64_t seed, count, n_deleted, inserted;
+    int32_t max_level;
+    if (!take(&r, &version, 4) || !take(&r, &endian, 4)) CORRUPT("header truncated");
+    if (endian != ENDIAN_MARK) CORRUPT("written on a machine of other byte order");
+    if (version != FORMAT_VERSION) {
+        s = knn_error_set(err, KNN_EDATA, "graph index format version %u is not supported (this build reads %u)",
+                          version, FORMAT_VERSION);
+        goto fail;
+    }
+    if (!take(&r, &dim, 4) || !take(&r, &metric, 4) || !take(&r, &m, 4) || !take(&r, &efc, 4) || !take(&r, &ef, 4) ||
+        !take(&r, &pad, 4) || !take(&r, &seed, 8) || !take(&r, &count, 8) || !take(&r, &n_deleted, 8) ||
+        !take(&r, &inserted, 8) || !take(&r, &entry, 4) || !take(&r, &max_level, 4)) {
+        CORRUPT("header truncated");
+    }
+    if (metric > KNN_METRIC_IP) CORRUPT("unknown metric code %u", metric);
+    knn_graph_params p = {m, efc, ef, seed};
+    if ((s = knn_graph_alloc(dim, (knn_metric)metric, &p, &g, err)) != KNN_OK) {
+        /* Settings out of range in the bytes are damage, not a caller's mistake: say so. */
+        if (s == KNN_EINVAL) {
+            char why[KNN_ERROR_MSG_LEN];
+            memcpy(why, err->msg, sizeof why);
+            why[sizeof why - 1] = '\0';
+            CORRUPT("header settings invalid (%.200s)", why);
+        }
+        goto fail;
+    }
+    if (count >= KNN_NO_NODE || n_deleted > count) CORRUPT("node counts %llu/%llu out of range",
+                                                           (unsigned long long)count, (unsigned long long)n_deleted);
+    /* Each node needs at least its fixed part: refuse counts the buffer cannot hold before allocating. */
+    if (count > (uint64_t)(r.end - r.p) / (24 + (uint64_t)dim * 4)) CORRUPT("node count %llu exceeds the data",
+                                                                           (unsigned long long)count);
+    if ((s = knn_graph_reserve(g, count ? count : 1, err)) != KNN_OK) goto fail;
+    size_t deleted_seen = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint8_t del, level;
+        uint16_t pad16;
+        if (!take(&r, &g->ids[i], 8) || !take(&r, &g->labels[i], 8) || !take(&r, &del, 1) || !take(&r, &level, 1) ||
+            !take(&r, &pad16, 2)) {
+            CORRUPT("node %u truncated", i);
+        }
+        if (del > 1 || level > KNN_MAX_LEVEL) CORRUPT("node %u has flag %u / level %u", i, del, level);
+        g->deleted[i] = del;
+        g->levels[i] = level;
+        deleted_seen += del;
+        float *v = knn_graph_vec(g, i);
+        if (!take(&r, v, (size_t)dim * 4)) CORRUPT("node %u vector truncated", i);
+        for (uint32_t j = 0; j < dim; j++) {
+            if (!isfinite(v[j])) CORRUPT("node %u has a non-finite value", i);
+        }
+        if (level > 0) {
+            g->upper[i] = calloc((size_t)level * (m + 1), sizeof(uint32_t));
+            if (g->upper[i] == NULL) {
+                s = knn_error_set(err, KNN_ENOMEM, "out of memory loading a graph index");
+                goto fail;
+            }
+        }
+        g->count = i + 1; /* so fail: frees this node's links */
+        for (int lev = 0; lev <= level; lev++) {
+            uint32_t *l = knn_graph_links(g, i, lev);
+            uint32_t n;
+            if (!take(&r, &n, 4)) CORRUPT("node %u links truncated", i);
+            if (n > (lev == 0 ? 2 * m : m)) CORRUPT("node %u has %u links on level %d", i, n, lev);
+            if (!take(&r, l + 1, (size_t)n * 4)) CORRUPT("node %u links truncated", i);
+            for (uint32_t j = 0; j < n; j++) {
+                if (l[1 + j] >= count) CORRUPT("node %u links to node %u of %llu", i, l[1 + j], (unsigned long long)count);
+            }
+            l[0] = n;
+        }
+    }
+    if (r.p != r.end) CORRUPT("%zu unexpected trailing bytes", (size_t)(r.end - r.p));
+    /* A link on level lev must reach a node that has level lev: searches read the target's links there. */
+    for (uint32_t i = 0; i < count; i++) {
+        for (int lev = 1; lev <= g->levels[i]; lev++) {
+            const uint32_t *l = knn_graph_links(g, i, lev);
+            for (uint32_t j = 0; j < l[0]; j++) {
+                if (g->levels[l[1 + j]] < lev) CORRUPT("node %u links on level %d to node %u of level %u", i, lev,
+                                                       l[1 + j], g->levels[l[1 + j]]);
+            }
+        }
+    }
+    if (deleted_seen != n_deleted) CORRUPT("deleted count mismatch");
+    if (count == 0) {
+        if (entry != KNN_NO_NODE || max_level != -1) CORRUPT("empty index with an entry point");
+    } else if (entry >= count || max_level != g->levels[entry]) {
+        CORRUPT("entry point %u (level %d) invalid", entry, max_level);
+    }
+    g->count = count;
+    g->label_tag = pad;
+    g->n_deleted = n_deleted;
+    g->inserted = inserted;
+    g->entry = entry;
+    g->max_level = max_level;
+    for (uint32_t i = 0; i < count; i++) {
+        if (g->deleted[i]) continue;
+        uint32_t prev;
+        if (knn_idmap_get(&g->map, g->ids[i], &prev)) CORRUPT("id %lld appears twice", (long long)g->ids[i]);
+        if ((s = knn_idmap_put(&g->map, g->ids[i], i, err)) != KNN_OK) goto fail;
+    }
+    knn_graph_window_rebuild(g);
+    knn_graph_window_prepare(g); /* calibration and buckets are not saved: measured here */
+    *out = g;
+    return KNN_OK;
+fail:
+    knn_graph_free(g);
+    return s;
+}

@@ -1,0 +1,104 @@
+/* Graph ANN index (HNSW).
+ *
+ * Implements Hierarchical Navigable Small World graphs (Malkov & Yashunin, TPAMI 2018): a layered
+ * proximity graph searched greedily from the top layer down, with a beam of width ef on layer 0.
+ * Neighbours are chosen with the paper's diversity heuristic (Algorithm 4). Layout follows hnswlib's
+ * idea of one flat level-0 block, but each node's slot is [count | M0 links | vector] padded to 64
+ * bytes, so expanding a node touches one contiguous region. Under cosine, vectors are stored
+ * normalised and compared by inner product.
+ *
+ * Concurrency: searches take a shared lock; add/delete/optimize take it exclusively. A batch add runs
+ * on several threads with per-node spinlocks on the link lists, as hnswlib's parallel build does.
+ * Deletes are tombstones: deleted nodes still route searches but never appear in results, and
+ * knn_graph_optimize rebuilds the graph from the live rows to reclaim them. */
+#ifndef KNN_GRAPH_H
+#define KNN_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/knn_error.h"
+#include "base/knn_metric.h"
+
+typedef struct knn_graph knn_graph;
+
+typedef struct knn_graph_params {
+    size_t m;               /* links per node on upper layers; layer 0 gets 2*m */
+    size_t ef_construction; /* beam width while building */
+    size_t ef;              /* default beam width while searching */
+    uint64_t seed;          /* layer draws */
+} knn_graph_params;
+
+/* Defaults: m=16, ef_construction=200, ef=64, seed=42. */
+knn_graph_params knn_graph_default_params(void);
+
+knn_status knn_graph_create(size_t dim, knn_metric metric, const knn_graph_params *params, knn_graph **out,
+                            knn_error *err);
+void knn_graph_free(knn_graph *g);
+
+/* Adds n vectors; an id already present is replaced (old node tombstoned). threads = 0: all cores.
+ * labels (may be NULL) gives each row a numeric label for window searches; NaN means no label (such
+ * rows are never in a window). Validates everything (NaN/Inf vectors, cosine zero vectors) before
+ * changing anything. */
+knn_status knn_graph_add(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels, size_t n,
+                         size_t threads, knn_error *err);
+
+/* Tombstones the given ids; unknown ids are ignored. *removed counts the ids that were live. */
+knn_status knn_graph_delete(knn_graph *g, const int64_t *ids, size_t n, size_t *removed, knn_error *err);
+
+/* Rebuilds the graph from live rows, dropping tombstones. */
+knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err);
+
+/* k nearest live rows of one query. ef = 0 uses the index default; ef < k is raised to k. Writes up
+ * to k results and sets *found; fewer than k only when fewer live rows exist. */
+/* Exact k nearest live rows of nq queries (rows of `queries`), scanning the index's own rows on
+ * `threads` threads (0: all cores); found[q] = min(k, live), missing entries are id -1 / +inf. */
+knn_status knn_graph_exact(knn_graph *g, const float *queries, size_t nq, size_t k, size_t threads,
+                           int64_t *out_ids, float *out_dists, size_t *found, knn_error *err);
+knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t ef, int64_t *out_ids,
+                            float *out_dists, size_t *found, knn_error *err);
+
+/* Window plans (reported per query, and the values knn_graph_search_window_plan may force). */
+enum {
+    KNN_PLAN_EXACT = 0,    /* exact scan of the label-sorted window slice */
+    KNN_PLAN_TWO_HOP = 1,  /* beam over in-window nodes, crossing out-of-window ones two hops at a time */
+    KNN_PLAN_FALLBACK = 2, /* a beam found fewer than k rows: the exact scan decided (reported only) */
+    KNN_PLAN_POST = 3,     /* plain beam over the whole graph admitting only in-window rows (in-search postfilter) */
+    KNN_PLAN_BUCKET = 4    /* postfilter beams in the label buckets covering the window (mid-size windows) */
+};
+
+/* Window search: the k nearest live rows whose label lies in [lo, hi] (inclusive; pass -inf / +inf for
+ * an open side). A calibrated cost model picks, per query, the cheapest of the exact window scan, the
+ * two-hop filtered beam and the in-search postfilter; either way k rows come back whenever k rows are in
+ * the window. *plan (may be NULL) reports the choice as a KNN_PLAN_* code. */
+knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
+                                   int64_t *out_ids, float *out_dists, size_t *found, int *plan, knn_error *err);
+/* As knn_graph_search_window with the plan forced (KNN_PLAN_EXACT, _TWO_HOP or _POST; for benchmarks
+ * and tests); -1 lets the cost model choose. */
+knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
+                                        int force, int64_t *out_ids, float *out_dists, size_t *found, int *plan,
+                                        knn_error *err);
+
+/* An opaque tag saying what labels mean (kept in the byte format); 0 until set. */
+uint32_t knn_graph_label_tag(const knn_graph *g);
+void knn_graph_set_label_tag(knn_graph *g, uint32_t tag);
+/* Smallest and largest label of live rows; returns 0 when no live row has a label. */
+int knn_graph_label_range(knn_graph *g, double *lo, double *hi);
+
+size_t knn_graph_live(const knn_graph *g);    /* live rows */
+size_t knn_graph_deleted(const knn_graph *g); /* tombstoned rows */
+size_t knn_graph_dim(const knn_graph *g);
+knn_metric knn_graph_metric(const knn_graph *g);
+knn_graph_params knn_graph_get_params(const knn_graph *g);
+size_t knn_graph_memory(const knn_graph *g);  /* bytes held */
+
+/* Copies up to cap live ids in internal order; returns how many were copied. */
+size_t knn_graph_ids(knn_graph *g, int64_t *out, size_t cap);
+
+/* Serialises to a malloc'd buffer (free with free()). Format: magic, version, endianness, header,
+ * nodes, FNV-1a checksum; see knn_graph_io.c. */
+knn_status knn_graph_save(knn_graph *g, uint8_t **buf, size_t *len, knn_error *err);
+/* Rebuilds an index from bytes; every length and link is bounds-checked, corrupt input is an error. */
+knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_error *err);
+
+#endif
