@@ -7,14 +7,15 @@
 
 from ._arrow import vectors_table
 from ._catalog import Freshness
-from ._extension import Database, connect, extension_path, load
+from ._extension import extension_path, load
 from ._ffi import KnnError
 from ._ingest import DataError
 from ._sql import FilterError
 from ._version import __version__
+from .db import Database, connect
 from .index import Index
+from .query import Search
 from .rewrite import Rewrite
-from .search import Search
 from .table import VectorTable
 from . import sampling
 from . import analytics

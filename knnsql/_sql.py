@@ -1,4 +1,5 @@
-"""SQL building blocks on sqlglot: quoted identifiers, literals, and the ``where`` validator.
+"""SQL building blocks on sqlglot: quoted identifiers, literals, window bounds, and the ``where``
+validator.
 
 Every statement the Python layer runs is built as a sqlglot expression and rendered with quoted
 identifiers, so a table or column name can never change the statement's shape. User filters
@@ -12,6 +13,7 @@ import contextlib
 import logging
 from typing import Iterable, Optional, Sequence
 
+import numpy as np
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
@@ -62,6 +64,28 @@ def render(expression: exp.Expression) -> str:
 
 def quote_ident(name: str) -> str:
     return render(ident(name))
+
+
+def bound_param(value):
+    """Window bounds as DuckDB parameters: numbers, datetime/date, numpy/pandas datetimes."""
+    if value is None:
+        return None
+    if isinstance(value, np.datetime64):
+        import datetime as _dt
+        us = value.astype("datetime64[us]").astype(np.int64)
+        return _dt.datetime(1970, 1, 1) + _dt.timedelta(microseconds=int(us))
+    if hasattr(value, "to_pydatetime"):
+        return value.to_pydatetime()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def bound_literal(value) -> str:
+    """A SQL string literal for a window bound (numbers, dates, datetimes, ISO strings)."""
+    value = bound_param(value)
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return "'" + text.replace("'", "''") + "'"
 
 
 # Functions a filter may call that sqlglot does not model as typed nodes. Everything else that

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional, Protocol
 
 import duckdb
 import sqlglot
@@ -35,11 +35,17 @@ from sqlglot import exp
 from . import _catalog
 from ._sql import DIALECT, func, lit, render
 
-if TYPE_CHECKING:
-    from ._extension import Database
-
 DISTANCE_METRIC = {"array_distance": "l2", "array_cosine_distance": "cosine",
                    "array_negative_inner_product": "ip"}
+
+
+class Planner(Protocol):
+    """What planning uses of the database (``db.Database`` is one; this module does not import it)."""
+    con: duckdb.DuckDBPyConnection
+
+    def _table_meta(self, name: str) -> Optional[dict]: ...
+
+    def _auto_refresh_name(self, name: str) -> None: ...
 
 
 @dataclass
@@ -95,7 +101,7 @@ def _window_of(conj: exp.Expression, label: str) -> Optional[dict]:
     return None
 
 
-def plan(db: "Database", sql: str, params: Any = None) -> Rewrite:
+def plan(db: Planner, sql: str, params: Any = None) -> Rewrite:
     """Decides whether ``sql`` can run on an index and builds the statement that runs. A planning
     query that fails (say, the table was dropped meanwhile) leaves the statement unchanged, so
     DuckDB reports its own error for it."""
@@ -105,7 +111,7 @@ def plan(db: "Database", sql: str, params: Any = None) -> Rewrite:
         return Rewrite(sql, sql, False, f"planning failed ({str(exc).splitlines()[0]})")
 
 
-def _plan(db: "Database", sql: str, params: Any) -> Rewrite:
+def _plan(db: Planner, sql: str, params: Any) -> Rewrite:
     def keep(reason: str) -> Rewrite:
         return Rewrite(sql, sql, False, reason)
 

@@ -5,18 +5,15 @@ the freshness check (``refresh_index``, run on connect and before a search sees 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, Protocol
 
 import numpy as np
 
 from . import _catalog
 from ._catalog import Freshness, IndexInfo
 from ._ingest import DataError, to_arrow
-from ._sql import parse_filter, quote_ident as q, render
-
-if TYPE_CHECKING:
-    from ._extension import Database
-    from .search import Search
+from ._sql import bound_literal, parse_filter, quote_ident as q, render
+from .query import Search
 
 METRICS = {"l2": "l2", "l2sq": "l2", "cosine": "cosine", "ip": "ip"}
 
@@ -28,6 +25,21 @@ def _metric(name: str) -> str:
         raise ValueError(f"unknown metric {name!r}; use 'l2' (squared Euclidean), 'cosine' or 'ip'") from None
 
 
+class TableOwner(Protocol):
+    """What a vector table uses of its database (``db.Database`` is one; this module does not import
+    it): the connection and the index bookkeeping its writes keep current."""
+    con: Any
+    _dirty: set
+
+    def _index_for(self, table: str, vector_column: str) -> Optional[IndexInfo]: ...
+
+    def _indexes_changed(self) -> None: ...
+
+    def _note_rows(self, table: "VectorTable", info: Optional[IndexInfo]) -> None: ...
+
+    def _auto_refresh(self, table: "VectorTable", info: Optional[IndexInfo] = None) -> None: ...
+
+
 class VectorTable:
     """A table of vectors in a knnsql database. Get one from ``db.create_table`` or ``db.table``.
 
@@ -36,7 +48,7 @@ class VectorTable:
     squared Euclidean, ``cosine`` is ``1 - cos``, ``ip`` the negative inner product.
     """
 
-    def __init__(self, db: "Database", name: str, id_column: str, vector_column: str, dim: int,
+    def __init__(self, db: TableOwner, name: str, id_column: str, vector_column: str, dim: int,
                  metric: str, columns: Mapping[str, str]):
         self.db = db
         self.name = name
@@ -218,11 +230,10 @@ class VectorTable:
         return info
 
     # -- reads -------------------------------------------------------------------------------------
-    def search(self, query: Any) -> "Search":
+    def search(self, query: Any) -> Search:
         """Starts a search: one vector (shape (d,)) or a matrix of queries (shape (nq, d); the result
         gets a ``query`` column, 0-based). Chain ``.where() .window() .limit() .select() .exact()
         .ef()`` then ``.to_pandas() / .to_arrow() / .to_list() / .to_numpy()``."""
-        from .search import Search
         return Search(self, query)
 
     def sample(self, n: int, method: str = "kcenter", *, seed: int = 0, where: Optional[str] = None,
@@ -247,7 +258,7 @@ class VectorTable:
             typ = self.columns[info.label_column]
             for bound, op in ((lo, ">="), (hi, "<=")):
                 if bound is not None:
-                    conds.append(f"{q(info.label_column)} {op} CAST({_bound_literal(bound)} AS {typ})")
+                    conds.append(f"{q(info.label_column)} {op} CAST({bound_literal(bound)} AS {typ})")
         if weight is not None and weight not in self.columns:
             raise ValueError(f"weight column {weight!r} is not in {self.name!r}; columns are {list(self.columns)}")
         picks = sampling.sample_sql(self.name, n, method, seed=seed, where=" AND ".join(conds) or None,
@@ -263,11 +274,3 @@ class VectorTable:
     def to_pandas(self):
         """The whole table as a pandas DataFrame."""
         return self.db.con.execute(f"SELECT * FROM {q(self.name)}").df()
-
-
-def _bound_literal(value) -> str:
-    """A SQL string literal for a window bound (numbers, dates, datetimes, ISO strings)."""
-    from .search import _bound_param
-    value = _bound_param(value)
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return "'" + text.replace("'", "''") + "'"

@@ -19,40 +19,40 @@ about ``2·m_graph·ef'`` rows (each expanded node scores its unvisited neighbou
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
-from ._sql import parse_filter, quote_ident as q, render
-
-if TYPE_CHECKING:
-    from .table import VectorTable
+from ._sql import bound_param, parse_filter, quote_ident as q, render
 
 OVERFETCH_MARGIN = 1.5
 # Hit ids up to this many go into the row lookup as constants (answered from the primary key).
 LOOKUP_IN_LIST = 4096
 
 
-def _bound_param(value):
-    """Window bounds as DuckDB parameters: numbers, datetime/date, numpy/pandas datetimes."""
-    if value is None:
-        return None
-    if isinstance(value, np.datetime64):
-        import datetime as _dt
-        us = value.astype("datetime64[us]").astype(np.int64)
-        return _dt.datetime(1970, 1, 1) + _dt.timedelta(microseconds=int(us))
-    if hasattr(value, "to_pydatetime"):
-        return value.to_pydatetime()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+class SearchedTable(Protocol):
+    """What a search reads of its table (``table.VectorTable`` is one; this module does not import it).
+    ``index`` is the table's ``_catalog.IndexInfo`` or None; ``db`` gives ``con`` and ``_auto_refresh``."""
+    db: Any
+    name: str
+    id_column: str
+    vector_column: str
+    dim: int
+    metric: str
+    columns: dict
+
+    @property
+    def all_columns(self) -> list[str]: ...
+
+    @property
+    def index(self) -> Any: ...
 
 
 class Search:
     """A search over one ``VectorTable``; built by ``table.search(q)``. Methods chain and return the
     same object; the terminal methods run it."""
 
-    def __init__(self, table: "VectorTable", query: Any):
+    def __init__(self, table: SearchedTable, query: Any):
         Q = np.asarray(query, dtype=np.float64)
         if Q.ndim not in (1, 2) or Q.shape[-1] != table.dim:
             raise ValueError(f"the query must be a vector of {table.dim} numbers or an (nq, {table.dim}) "
@@ -97,7 +97,7 @@ class Search:
         if info is None or info.label_column is None:
             raise ValueError(f"window() needs an index with a label on {self.table.name!r}: "
                              "table.create_index(label='<column>')")
-        self._window = (_bound_param(lo), _bound_param(hi))
+        self._window = (bound_param(lo), bound_param(hi))
         return self
 
     def select(self, columns: Sequence[str]) -> "Search":
