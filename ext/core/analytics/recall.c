@@ -12,6 +12,7 @@
 
 #include "analytics/knn_analytics.h"
 #include "graph/graph_internal.h"
+#include "window/knn_window.h"
 #include "base/knn_parallel.h"
 #include "base/knn_topk.h"
 

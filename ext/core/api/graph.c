@@ -5,6 +5,7 @@
 
 #include "knn_api.h"
 #include "graph/knn_graph.h"
+#include "window/knn_window.h"
 #include "base/knn_parallel.h"
 
 
@@ -30,7 +31,7 @@ int knn_graph_add_rows(knn_graph *index, const float *vecs, const int64_t *ids, 
                        size_t threads, char *errmsg, size_t errmsg_len) {
     knn_error err;
     knn_error_clear(&err);
-    knn_graph_add(index, vecs, ids, labels, n, threads, &err);
+    if (knn_graph_add(index, vecs, ids, labels, n, threads, &err) == KNN_OK) knn_window_prepare(index);
     return knn_error_export(&err, errmsg, errmsg_len);
 }
 
@@ -45,7 +46,7 @@ int knn_graph_remove(knn_graph *index, const int64_t *ids, size_t n, size_t *rem
 int knn_graph_rebuild(knn_graph *index, size_t threads, char *errmsg, size_t errmsg_len) {
     knn_error err;
     knn_error_clear(&err);
-    knn_graph_optimize(index, threads, &err);
+    if (knn_graph_optimize(index, threads, &err) == KNN_OK) knn_window_prepare(index);
     return knn_error_export(&err, errmsg, errmsg_len);
 }
 
@@ -177,7 +178,7 @@ int knn_graph_to_bytes(knn_graph *index, uint8_t **buf, size_t *len, char *errms
 int knn_graph_from_bytes(const uint8_t *buf, size_t len, knn_graph **out, char *errmsg, size_t errmsg_len) {
     knn_error err;
     knn_error_clear(&err);
-    knn_graph_load(buf, len, out, &err);
+    if (knn_graph_load(buf, len, out, &err) == KNN_OK) knn_window_prepare(*out);
     return knn_error_export(&err, errmsg, errmsg_len);
 }
 

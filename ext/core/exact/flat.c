@@ -239,7 +239,7 @@ typedef struct search_task {
     size_t q_lo, q_hi, r_lo, r_hi;
     knn_topk *heaps; /* one per query of the whole search, owned by this task */
     int windowed;
-    double lo, hi;
+    knn_selector window; /* rows labelled in [lo, hi], when windowed */
     knn_error err;
 } search_task;
 
@@ -252,13 +252,12 @@ static void run_task(void *arg, size_t t) {
     const knn_flat *ix = task->ix;
     const size_t d = ix->dim;
     knn_rows rows = {ix->vecs + task->r_lo * d, ix->norm2 + task->r_lo, ix->ids + task->r_lo, 0,
-                     task->r_hi - task->r_lo, d, NULL, 0, 0};
+                     task->r_hi - task->r_lo, d, NULL, 0};
     size_t nq = task->q_hi - task->q_lo;
     if (nq == 0 || rows.n == 0) return;
     if (task->windowed) { /* the label filter lives in the one-query scan: run it per query */
-        rows.labels = ix->labels + task->r_lo;
-        rows.lo = task->lo;
-        rows.hi = task->hi;
+        rows.sel = &task->window;
+        rows.first_row = task->r_lo;
         for (size_t q = task->q_lo; q < task->q_hi; q++) {
             if (knn_scan_one(ix->kern, ix->scan_metric, task->queries + q * d, task->q_norm2[q], &rows, &task->heaps[q],
                              &task->err) != KNN_OK) {
@@ -363,8 +362,8 @@ int knn_flat_search_window(const knn_flat *ix, const float *queries, size_t nq, 
         }
         knn_error_clear(&task->err);
         task->windowed = windowed;
-        task->lo = lo;
-        task->hi = hi;
+        task->window = knn_selector_all();
+        knn_selector_label(&task->window, ix->labels, lo, hi, 1.0);
         task->heaps = calloc(nq, sizeof *task->heaps);
         if (task->heaps == NULL) {
             knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu result lists", nq);
@@ -417,27 +416,19 @@ cleanup:
     return knn_error_export(&err, errmsg, errmsg_len);
 }
 
+static const float *flat_row(const void *ctx, size_t i) {
+    const knn_flat *ix = ctx;
+    return ix->vecs + i * ix->dim;
+}
+
 knn_status knn_flat_export_rows(knn_flat *ix, int windowed, double lo, double hi, int64_t **ids, float **vecs,
                                 size_t *n, knn_error *err) {
     pthread_rwlock_rdlock(&ix->rw);
-    size_t cap = ix->count ? ix->count : 1, m = 0;
-    int64_t *oi = malloc(cap * sizeof *oi);
-    float *ov = malloc(cap * ix->dim * sizeof *ov);
-    if (oi == NULL || ov == NULL) {
-        pthread_rwlock_unlock(&ix->rw);
-        free(oi);
-        free(ov);
-        return knn_error_set(err, KNN_ENOMEM, "out of memory copying %zu rows", cap);
-    }
-    for (size_t i = 0; i < ix->count; i++) {
-        if (windowed && !(ix->labels && ix->labels[i] >= lo && ix->labels[i] <= hi)) continue;
-        oi[m] = ix->ids[i];
-        memcpy(ov + m * ix->dim, ix->vecs + i * ix->dim, ix->dim * sizeof(float));
-        m++;
-    }
+    knn_selector window = knn_selector_all();
+    knn_selector_label(&window, ix->labels, lo, hi, 1.0);
+    /* an index without labels has no row in any window */
+    size_t rows = windowed && ix->labels == NULL ? 0 : ix->count;
+    knn_status s = knn_selector_gather(windowed ? &window : NULL, rows, ix->dim, ix->ids, flat_row, ix, ids, vecs, n, err);
     pthread_rwlock_unlock(&ix->rw);
-    *ids = oi;
-    *vecs = ov;
-    *n = m;
-    return KNN_OK;
+    return s;
 }

@@ -16,6 +16,7 @@
 #include "base/knn_error.h"
 #include "base/knn_metric.h"
 #include "base/knn_topk.h"
+#include "select/knn_selector.h"
 
 /* n contiguous row vectors of dimension d. Row i has id ids[i], or id_base + i when ids is NULL.
  * norm2 (squared norms) may be NULL; it is computed where a metric needs it. */
@@ -26,10 +27,10 @@ typedef struct knn_rows {
     int64_t id_base;
     size_t n;
     size_t d;
-    /* Optional window filter (knn_scan_one only): when labels is not NULL, rows whose label is not in
-     * [lo, hi] are skipped (NaN labels never match). */
-    const double *labels;
-    double lo, hi;
+    /* Optional row selector (knn_scan_one only): when sel is not NULL, row i is scanned only when sel
+     * admits row first_row + i (the selector's numbering of this block's first row). */
+    const knn_selector *sel;
+    size_t first_row;
 } knn_rows;
 
 /* Scratch memory for knn_scan_many, reusable across calls; zero-initialise, free with knn_scan_ws_free. */

@@ -96,10 +96,11 @@ knn_status knn_scan_one(const knn_kernels *kern, knn_metric metric, const float 
             break;
         }
         float bound = knn_topk_bound(out);
-        const double *lab = rows->labels ? rows->labels + b : NULL;
+        const knn_selector *sel = rows->sel;
+        const size_t row0 = rows->first_row + b;
         for (size_t i = 0; i < m; i++) {
             float v = dist[i];
-            if (lab && !(lab[i] >= rows->lo && lab[i] <= rows->hi)) continue;
+            if (sel && !knn_selector_admits(sel, row0 + i)) continue;
             if (v < bound || v == bound) {
                 if (!isfinite(v)) return bad_row(rows, b + i, err);
                 knn_status s = knn_topk_insert(out, v, row_id(rows, b + i), err);

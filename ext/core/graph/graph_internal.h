@@ -1,14 +1,21 @@
-/* Internal layout of knn_graph, shared by knn_graph.c (build/search) and knn_graph_io.c (bytes). */
+/* Internal layout of knn_graph and the functions its files share (graph_store.c, graph_search.c,
+ * graph_filter.c, graph_build.c, graph_maintain.c, graph_labels.c, graph_io.c), plus what the window
+ * layer (window/) reads of it. Nothing here calls into window/. */
 #ifndef KNN_GRAPH_INTERNAL_H
 #define KNN_GRAPH_INTERNAL_H
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <time.h>
 
 #include "kernels/knn_kernels.h"
 #include "quant/knn_codes.h"
 #include "graph/knn_graph.h"
+#include "select/knn_selector.h"
+#include "base/knn_clock.h"
 #include "base/knn_idmap.h"
 
 #define KNN_NO_NODE UINT32_MAX
@@ -35,13 +42,6 @@ typedef struct knn_window {
     uint64_t gen;      /* rebuilds so far: sorted positions are stable while it stays */
 } knn_window;
 
-/* Monotonic clock in ns (calibrations and build budgets). */
-static inline double knn_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 /* A (distance, node) pair of the search heaps. */
 typedef struct knn_hitem {
     float key;
@@ -60,31 +60,17 @@ typedef struct knn_search_ctx {
     int over;      /* set when a search stopped at the budget */
 } knn_search_ctx;
 
-/* Bucket graphs for mid-size windows (knn_graph_buckets.c): per level, the label-sorted rows cut into
- * buckets of `rows` consecutive rows, each with its own graph over the parent's vectors. */
-#define KNN_BUCKET_LEVELS 4
-#define KNN_BUCKET_M 16 /* most links per node in a bucket graph (layer 0 keeps 2x); the parent's m if lower */
-/* Most bytes a row costs in one bucket level: links, id, label, level, flags, upper-link pointer and
- * share, the vector reference (memory projections use it; the build keeps the links within the graph's
- * own slot bytes). */
-#define KNN_BUCKET_ROW_BYTES ((2 * KNN_BUCKET_M + 1) * 4 + 8 + 8 + 3 + 8 + 8 + 4)
-typedef struct knn_bucket_level {
-    size_t rows;           /* rows per bucket (the last one may hold fewer) */
-    size_t nb;             /* buckets */
-    struct knn_graph **g;  /* nb graphs; node i of bucket b is snapshot position b * rows + i */
-    double *first, *last;  /* nb: label range of each bucket */
-    double ns_beam[2];     /* calibrated ns per beam search at in-bucket fractions 1/2 and 1/4 */
-    int accurate;          /* its beams found the exact neighbours as well as the whole graph's: offered */
-} knn_bucket_level;
-
-typedef struct knn_buckets {
-    size_t n_levels;
-    knn_bucket_level lv[KNN_BUCKET_LEVELS];
-    uint32_t *pos;         /* built_count: node -> snapshot position, UINT32_MAX when not in it */
-    size_t built_count;    /* nodes from here on came later: a bucket search scans them exactly */
-    uint64_t gen;          /* the sorted list's generation they were cut from */
-    size_t bytes;
-} knn_buckets;
+/* A structure the window layer builds over a graph's nodes (its bucket graphs, window/window_buckets.h)
+ * and that must follow them. The graph calls these when a node is tombstoned, when its nodes are
+ * renumbered or freed, when rows were added, and to count memory; it knows nothing else of it, so the
+ * dependency points one way (window -> graph). */
+struct knn_buckets;
+typedef struct knn_graph_overlay_ops {
+    void (*free)(struct knn_buckets *b);
+    void (*forget)(struct knn_buckets *b, uint32_t node);      /* node tombstoned (write lock held) */
+    int (*stale)(const struct knn_buckets *b, size_t count);   /* too many rows came after it was built */
+    size_t (*bytes)(const struct knn_buckets *b);
+} knn_graph_overlay_ops;
 
 struct knn_graph {
     size_t dim;
@@ -125,7 +111,8 @@ struct knn_graph {
     _Atomic size_t cal_rows; /* sorted rows at the last calibration; redone once the index has doubled */
     pthread_mutex_t cal_lock;
     _Atomic int forced_plan; /* -1: cost model; else a KNN_PLAN_* code (benchmark and test knob) */
-    _Atomic(knn_buckets *) buckets; /* built with the calibration (under cal_lock); dropped under rw */
+    _Atomic(struct knn_buckets *) buckets; /* built with the calibration (under cal_lock); dropped under rw */
+    const knn_graph_overlay_ops *buckets_ops; /* set by the window layer with the first buckets it builds */
     _Atomic int buckets_tried; /* a build ran since the buckets were last dropped (set under cal_lock) */
     /* A bucket graph keeps no vectors: node i's vector is vec_src's node vec_nodes[i]. */
     const struct knn_graph *vec_src;
@@ -147,55 +134,173 @@ static inline uint32_t *knn_graph_links(const knn_graph *g, uint32_t i, int leve
     return g->upper[i] + (size_t)(level - 1) * (g->p.m + 1);
 }
 
-/* Allocates an empty graph shell with these settings (shared by create and load). */
+/* ---- small inline helpers shared by the graph's files ---------------------------------------- */
+
+static inline void knn_node_lock(const knn_graph *g, uint32_t i) {
+    while (atomic_exchange_explicit(&g->locks[i], 1, memory_order_acquire)) sched_yield();
+}
+
+static inline void knn_node_unlock(const knn_graph *g, uint32_t i) {
+    atomic_store_explicit(&g->locks[i], 0, memory_order_release);
+}
+
+/* Distance between two stored-form vectors in the graph's metric (cosine rows are unit-length). */
+static inline float knn_vdist(const knn_graph *g, const float *a, const float *b) {
+    float v;
+    if (g->metric == KNN_METRIC_L2) {
+        g->kern->l2sq_rows(a, b, 1, g->dim, &v);
+        return v;
+    }
+    g->kern->dot_rows(a, b, 1, g->dim, &v);
+    return g->metric == KNN_METRIC_COSINE ? 1.0f - v : -v;
+}
+
+/* Distances from q to n (<= 513) nodes in one kernel call: amortises dispatch and interleaves four rows. */
+static inline void knn_vdists(const knn_graph *g, const float *q, const uint32_t *nodes, size_t n, float *out) {
+    const float *rows[513];
+    for (size_t j = 0; j < n; j++) {
+        rows[j] = knn_graph_vec(g, nodes[j]);
+        __builtin_prefetch(rows[j]);
+    }
+    if (g->metric == KNN_METRIC_L2) {
+        g->kern->l2sq_ptrs(q, rows, n, g->dim, out);
+        return;
+    }
+    g->kern->dot_ptrs(q, rows, n, g->dim, out);
+    const float base = g->metric == KNN_METRIC_COSINE ? 1.0f : 0.0f;
+    for (size_t j = 0; j < n; j++) out[j] = base - out[j];
+}
+
+/* Both search heaps are max-heaps of knn_hitem (candidates store -distance). Returns 0 when out of memory. */
+static inline int knn_heap_push(knn_hitem **a, size_t *n, size_t *cap, float key, uint32_t id) {
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        knn_hitem *na = realloc(*a, nc * sizeof *na);
+        if (na == NULL) return 0;
+        *a = na;
+        *cap = nc;
+    }
+    knn_hitem *h = *a;
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h[p].key >= key) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i].key = key;
+    h[i].id = id;
+    return 1;
+}
+
+static inline void knn_heap_pop(knn_hitem *h, size_t *n) {
+    knn_hitem last = h[--(*n)];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && h[c + 1].key > h[c].key) c++;
+        if (h[c].key <= last.key) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (m) h[i] = last;
+}
+
+/* A fresh visited epoch (marks are cleared only when the 16-bit epoch wraps). */
+static inline void knn_ctx_new_epoch(knn_search_ctx *c) {
+    if (++c->epoch == 0) {
+        memset(c->marks, 0, c->marks_cap * sizeof *c->marks);
+        c->epoch = 1;
+    }
+}
+
+/* qsort order of knn_hitem: ascending distance, then node. */
+int knn_hitem_cmp(const void *a, const void *b);
+
+/* ---- store (graph_store.c) ---------------------------------------------------------------------- */
+
+/* Allocates an empty graph shell with these settings (shared by create, load and optimize). */
 knn_status knn_graph_alloc(size_t dim, knn_metric metric, const knn_graph_params *p, knn_graph **out,
                            knn_error *err);
-/* Rebuilds the label-sorted node list (after a load). */
-void knn_graph_window_rebuild(knn_graph *g);
-/* Calibrates the window cost model and builds the bucket graphs where they pay, if not done yet for
- * this size (after a build or a load, so the first window query does not pay for them). */
-void knn_graph_window_prepare(knn_graph *g);
 /* Ensures room for `need` nodes. */
 knn_status knn_graph_reserve(knn_graph *g, size_t need, knn_error *err);
+/* Frees every per-node array, the label-sorted copy and the buckets (the shell stays). */
+void knn_graph_free_nodes(knn_graph *g);
+/* Search contexts from the graph's pool (NULL when out of memory). */
+knn_search_ctx *knn_graph_ctx_acquire(knn_graph *g);
+void knn_graph_ctx_release(knn_graph *g, knn_search_ctx *c);
+/* The buckets overlay: dropped (built again later), told of a tombstone, dropped when stale. */
+void knn_graph_drop_buckets(knn_graph *g);
+void knn_graph_buckets_forget(knn_graph *g, uint32_t node);
+void knn_graph_drop_stale_buckets(knn_graph *g);
 
-/* ---- shared with knn_graph_buckets.c ---- */
+/* ---- layer search (graph_search.c) -------------------------------------------------------------- */
+
+/* lock_except: KNN_LOCK_NONE reads links without locking (queries: writers are excluded by the rwlock);
+ * during a parallel build, the node being inserted, whose lock its inserter already holds. */
+#define KNN_LOCK_NONE (-1)
+/* Greedy walk on one upper layer: moves to the nearest neighbour until none is nearer. */
+uint32_t knn_graph_greedy(const knn_graph *g, const float *q, uint32_t cur, float *curd, int level,
+                          int64_t lock_except);
+/* Beam search of width ef on one layer; leaves the best ef nodes `sel` admits (NULL: all) in c->top
+ * (a max-heap by distance). Adds the distances computed to *visits when not NULL. Stops once c->budget
+ * distances are spent (0: no limit), setting c->over. Returns 0 when out of memory. */
+int knn_graph_search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, uint32_t ep, float epd, size_t ef,
+                           int level, int64_t lock_except, const knn_selector *sel, size_t *ntop, size_t *visits);
+/* Greedy descent through the upper layers: the layer-0 entry point nearest the query and its distance. */
+void knn_graph_descend(const knn_graph *g, const float *q, uint32_t *ep, float *epd);
+/* Checks a query (finite; non-zero under cosine) and sets *q to the vector to search with: the query, or
+ * its unit-length copy in c->qbuf under cosine (stored rows are unit-length). */
+knn_status knn_graph_prepare_query(const knn_graph *g, knn_search_ctx *c, const float *query, const float **q,
+                                   knn_error *err);
+/* The unfiltered search (read lock held, live rows > 0, q prepared): descent, one beam of width ef over
+ * layer 0 skipping tombstones only, an exact pass when the beam found fewer than min(k, live) rows. */
+knn_status knn_graph_plain_search(const knn_graph *g, knn_search_ctx *c, const float *q, size_t k, size_t ef,
+                                  int64_t *out_ids, float *out_dists, size_t *found, knn_error *err);
+/* Distance from q (prepared: unit-length under cosine) to node i, in the graph's metric. */
+float knn_graph_node_dist(const knn_graph *g, const float *q, uint32_t i);
+
+/* ---- filtered beams (graph_filter.c) ------------------------------------------------------------ */
+
+/* Two-hop filtered traversal of layer 0 (ACORN-1): the beam holds only rows `sel` admits, crossing
+ * others as bridges. Seeds: ep's admitted neighbourhood plus `seeds`. Returns 0 when out of memory. */
+int knn_graph_two_hop_layer(const knn_graph *g, knn_search_ctx *c, const float *q, uint32_t ep, const uint32_t *seeds,
+                            size_t nseeds, size_t ef, uint32_t fanout, const knn_selector *sel, size_t *ntop,
+                            size_t *visits);
+/* Local selectivity near the query: the Laplace-smoothed share of admitted rows among node ep and its
+ * layer-0 neighbours. */
+double knn_graph_local_fraction(const knn_graph *g, const knn_selector *sel, uint32_t ep);
+/* The in-search postfilter beam (descent, then layer 0 admitting only rows `sel` admits); leaves up to
+ * ef nodes in c->top (a max-heap by distance). Returns 0 when out of memory, 2 (no beam run) when the
+ * admitted share around the descent's landing node is below min_local (the rows lie away from the
+ * query), else 1. */
+int knn_graph_post_beam(const knn_graph *g, knn_search_ctx *c, const float *q, const knn_selector *sel, size_t ef,
+                        double min_local, size_t *ntop);
+/* The selector of live rows labelled in [lo, hi], over node numbers (share: the caller's estimate). */
+knn_selector knn_graph_window_selector(const knn_graph *g, double lo, double hi, double share);
+
+/* ---- insertion (graph_build.c) ------------------------------------------------------------------ */
+
+/* Adds rows with the write lock held (knn_graph_add without the lock). */
+knn_status knn_graph_add_locked(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels, size_t n,
+                                size_t threads, knn_error *err);
 /* An empty graph over n of src's nodes (nodes[i] becomes node i, with src's id and label; nodes is
  * taken over), linked with params p on `threads` threads. Keeps no vectors of its own. */
 knn_status knn_graph_view_build(const knn_graph *src, uint32_t *nodes, size_t n, const knn_graph_params *p,
                                 size_t threads, knn_graph **out, knn_error *err);
-knn_search_ctx *knn_graph_ctx_acquire(knn_graph *g);
-void knn_graph_ctx_release(knn_graph *g, knn_search_ctx *c);
-/* The in-search postfilter beam (descent, then layer 0 admitting only live nodes labelled in [lo, hi]);
- * leaves up to ef nodes in c->top (a max-heap by distance). Returns 0 when out of memory, 2 (no beam
- * run) when the in-window share around the descent's landing node is below min_local (the window lies
- * away from the query), else 1. */
-int knn_graph_post_beam(const knn_graph *g, knn_search_ctx *c, const float *q, double lo, double hi, size_t ef,
-                        double min_local, size_t *ntop);
+
+/* ---- label-sorted copy (graph_labels.c) --------------------------------------------------------- */
+
+/* Frees a label-sorted copy. */
+void knn_graph_labels_free(knn_window *w);
+/* Rebuilds the sorted list from every live labelled node (after a load); on failure keeps the delta. */
+void knn_graph_window_rebuild(knn_graph *g);
+/* Records nodes [first, count) after an add: into the delta, merged once it outgrows ~sqrt(n). */
+void knn_graph_labels_update(knn_graph *g, size_t first);
+/* Marks a tombstoned node's sorted copy so exact window scans skip it. */
+void knn_graph_labels_forget(knn_graph *g, uint32_t node);
 /* First position with label >= x (strict = 0) or > x (strict = 1) in an ascending array of n. */
 size_t knn_graph_label_bound(const double *a, size_t n, double x, int strict);
-/* The exact plan: top k of sorted positions [s, e) in [lo, hi], plus the delta when with_delta. */
-knn_status knn_graph_window_exact(const knn_graph *g, const float *q, size_t k, double lo, double hi, size_t s,
-                                  size_t e, int64_t *out_ids, float *out_dists, size_t *found, int with_delta,
-                                  knn_error *err);
-/* Distance from q (prepared: unit-length under cosine) to node i, in the graph's metric. */
-float knn_graph_node_dist(const knn_graph *g, const float *q, uint32_t i);
-/* Buckets (knn_graph_buckets.c). */
-void knn_buckets_free(knn_buckets *b);
-/* Builds the levels the calibrated costs say pay (under cal_lock, with the read lock held), or exactly
- * forced_levels levels when that is not 0 (tests, benchmarks); NULL when none does or memory is short. */
-knn_buckets *knn_buckets_build(knn_graph *g, size_t forced_levels);
-/* Cheapest bucket plan for the window [lo, hi]: its estimated ns (INFINITY when none) and level; only
- * levels the calibration found accurate unless any. */
-double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, double hi, size_t ef, int any,
-                        int *level);
-/* The k nearest live rows in [lo, hi] through level `level`'s buckets (each part by a beam, or by an
- * exact pass where that is cheaper unless all_beams) plus the rows added after the build (scanned
- * exactly); *found may fall short of k, and is 0 when a part lies away from the query (the caller then
- * scans the window exactly). */
-knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, int all_beams, const float *q, size_t k,
-                              size_t ef, double lo, double hi, int64_t *out_ids, float *out_dists, size_t *found,
-                              knn_error *err);
-/* Marks a deleted node in every level (under the write lock). */
-void knn_buckets_forget(knn_buckets *b, uint32_t node);
 
 #endif

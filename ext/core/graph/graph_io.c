@@ -226,7 +226,6 @@ knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_e
         if ((s = knn_idmap_put(&g->map, g->ids[i], i, err)) != KNN_OK) goto fail;
     }
     knn_graph_window_rebuild(g);
-    knn_graph_window_prepare(g); /* calibration and buckets are not saved: measured here */
     *out = g;
     return KNN_OK;
 fail:

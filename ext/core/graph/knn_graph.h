@@ -58,32 +58,12 @@ knn_status knn_graph_exact(knn_graph *g, const float *queries, size_t nq, size_t
 knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t ef, int64_t *out_ids,
                             float *out_dists, size_t *found, knn_error *err);
 
-/* Window plans (reported per query, and the values knn_graph_search_window_plan may force). */
-enum {
-    KNN_PLAN_EXACT = 0,    /* exact scan of the label-sorted window slice */
-    KNN_PLAN_TWO_HOP = 1,  /* beam over in-window nodes, crossing out-of-window ones two hops at a time */
-    KNN_PLAN_FALLBACK = 2, /* a beam found fewer than k rows: the exact scan decided (reported only) */
-    KNN_PLAN_POST = 3,     /* plain beam over the whole graph admitting only in-window rows (in-search postfilter) */
-    KNN_PLAN_BUCKET = 4    /* postfilter beams in the label buckets covering the window (mid-size windows) */
-};
-
-/* Window search: the k nearest live rows whose label lies in [lo, hi] (inclusive; pass -inf / +inf for
- * an open side). A calibrated cost model picks, per query, the cheapest of the exact window scan, the
- * two-hop filtered beam and the in-search postfilter; either way k rows come back whenever k rows are in
- * the window. *plan (may be NULL) reports the choice as a KNN_PLAN_* code. */
-knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
-                                   int64_t *out_ids, float *out_dists, size_t *found, int *plan, knn_error *err);
-/* As knn_graph_search_window with the plan forced (KNN_PLAN_EXACT, _TWO_HOP or _POST; for benchmarks
- * and tests); -1 lets the cost model choose. */
-knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
-                                        int force, int64_t *out_ids, float *out_dists, size_t *found, int *plan,
-                                        knn_error *err);
-
 /* An opaque tag saying what labels mean (kept in the byte format); 0 until set. */
 uint32_t knn_graph_label_tag(const knn_graph *g);
 void knn_graph_set_label_tag(knn_graph *g, uint32_t tag);
 /* Smallest and largest label of live rows; returns 0 when no live row has a label. */
 int knn_graph_label_range(knn_graph *g, double *lo, double *hi);
+/* Window searches over the labels live in window/knn_window.h. */
 
 size_t knn_graph_live(const knn_graph *g);    /* live rows */
 size_t knn_graph_deleted(const knn_graph *g); /* tombstoned rows */

@@ -1,4 +1,5 @@
 #include "index/knn_registry.h"
+#include "window/knn_window.h"
 
 #include "exact/knn_flat.h"
 #include "graph/graph_internal.h"
@@ -127,6 +128,7 @@ knn_status knn_registry_adopt(knn_registry *r, const char *name, size_t len, knn
         knn_graph_free(graph);
         return err->status;
     }
+    knn_window_prepare(graph); /* calibration and buckets are not saved: measured here */
     e->kind = KNN_KIND_GRAPH;
     e->graph = graph;
     e->dim = knn_graph_dim(graph);
@@ -195,7 +197,11 @@ static knn_status from_public(int status, knn_error *err) {
 
 knn_status knn_entry_add(knn_entry *e, const float *vecs, const int64_t *ids, const double *labels, size_t n,
                          knn_error *err) {
-    if (e->kind == KNN_KIND_GRAPH) return knn_graph_add(e->graph, vecs, ids, labels, n, 0, err);
+    if (e->kind == KNN_KIND_GRAPH) {
+        knn_status s = knn_graph_add(e->graph, vecs, ids, labels, n, 0, err);
+        if (s == KNN_OK) knn_window_prepare(e->graph);
+        return s;
+    }
     return from_public(knn_flat_add_labeled(e->flat, vecs, ids, labels, n, err->msg, sizeof err->msg), err);
 }
 
@@ -207,6 +213,7 @@ knn_status knn_entry_delete(knn_entry *e, const int64_t *ids, size_t n, size_t *
 knn_status knn_entry_optimize(knn_entry *e, knn_error *err) {
     knn_status s = KNN_OK;
     if (e->kind == KNN_KIND_GRAPH) s = knn_graph_optimize(e->graph, 0, err);
+    if (e->kind == KNN_KIND_GRAPH && s == KNN_OK) knn_window_prepare(e->graph); /* node numbers changed */
     if (s == KNN_OK) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

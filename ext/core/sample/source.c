@@ -8,30 +8,18 @@
 #include "graph/graph_internal.h"
 #include "sample/knn_sample_source.h"
 
+static const float *graph_row(const void *ctx, size_t i) { return knn_graph_vec(ctx, (uint32_t)i); }
+
 static knn_status graph_export(knn_graph *g, int windowed, double lo, double hi, int64_t **ids, float **vecs,
                                size_t *n, knn_error *err) {
     pthread_rwlock_rdlock(&g->rw);
-    size_t cap = g->count ? g->count : 1, m = 0;
-    int64_t *oi = malloc(cap * sizeof *oi);
-    float *ov = malloc(cap * g->dim * sizeof *ov);
-    if (oi == NULL || ov == NULL) {
-        pthread_rwlock_unlock(&g->rw);
-        free(oi);
-        free(ov);
-        return knn_error_set(err, KNN_ENOMEM, "out of memory copying %zu rows", cap);
-    }
-    for (size_t i = 0; i < g->count; i++) {
-        if (g->deleted[i]) continue;
-        if (windowed && !(g->labels && g->labels[i] >= lo && g->labels[i] <= hi)) continue;
-        oi[m] = g->ids[i];
-        memcpy(ov + m * g->dim, knn_graph_vec(g, (uint32_t)i), g->dim * sizeof(float));
-        m++;
-    }
+    knn_selector live = knn_selector_all();
+    knn_selector_live(&live, g->deleted, 1.0);
+    if (windowed) knn_selector_label(&live, g->labels, lo, hi, 1.0);
+    size_t rows = windowed && g->labels == NULL ? 0 : g->count;
+    knn_status s = knn_selector_gather(&live, rows, g->dim, g->ids, graph_row, g, ids, vecs, n, err);
     pthread_rwlock_unlock(&g->rw);
-    *ids = oi;
-    *vecs = ov;
-    *n = m;
-    return KNN_OK;
+    return s;
 }
 
 knn_status knn_entry_export_rows(knn_entry *e, int windowed, double lo, double hi, int64_t **ids, float **vecs,

@@ -32,7 +32,8 @@
 #include <time.h>
 
 #include "knn_api.h"
-#include "graph/graph_internal.h"
+#include "window/window_internal.h"
+#include "base/knn_clock.h"
 #include "base/knn_topk.h"
 
 #define BUCKET_MIN_ROWS 4096 /* smaller buckets hold windows the exact scan answers as fast */
@@ -41,12 +42,7 @@
 #define BUCKET_MAX_SPAN 3    /* a level is considered for a window touching at most this many buckets */
 #define BUCKET_CAL 9
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-void knn_buckets_free(knn_buckets *b) {
+static void buckets_free(knn_buckets *b) {
     if (b == NULL) return;
     for (size_t l = 0; l < b->n_levels; l++) {
         knn_bucket_level *lv = &b->lv[l];
@@ -144,7 +140,7 @@ knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, int
         beam |= all_beams;
         if (!beam && b->gen == g->win.gen) { /* the part is a slice of the sorted list: scan it (no delta) */
             size_t p0 = bi * lv->rows, nf = 0;
-            st = knn_graph_window_exact(g, q, k, lo, hi, p0 + i0, p0 + i1, out_ids, out_dists, &nf, 0, err);
+            st = knn_window_exact(g, q, k, lo, hi, p0 + i0, p0 + i1, out_ids, out_dists, &nf, 0, err);
             for (size_t j = 0; st == KNN_OK && j < nf; j++) st = knn_topk_offer(&t, out_dists[j], out_ids[j], err);
             continue;
         }
@@ -160,7 +156,8 @@ knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, int
          * enters it from afar and finds it poorly: where the in-window share around the landing node is
          * under half the part's, the plan is given up and the caller scans the window exactly. */
         double share = (double)(i1 - i0) / (double)h->count;
-        int r = c ? knn_graph_post_beam(h, c, q, lo, hi, ef, 0.5 * share, &ntop) : 0;
+        knn_selector part = knn_graph_window_selector(h, lo, hi, share);
+        int r = c ? knn_graph_post_beam(h, c, q, &part, ef, 0.5 * share, &ntop) : 0;
         if (r == 0) st = knn_error_set(err, KNN_ENOMEM, "out of memory during a bucket search");
         for (size_t j = 0; st == KNN_OK && r == 1 && j < ntop; j++) {
             st = knn_topk_offer(&t, c->top[j].key, h->ids[c->top[j].id], err);
@@ -172,8 +169,9 @@ knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, int
             return KNN_OK;
         }
     }
+    knn_selector late = knn_graph_window_selector(g, lo, hi, 1.0);
     for (size_t v = b->built_count; st == KNN_OK && v < g->count; v++) { /* rows added since the build */
-        if (g->deleted[v] || !(g->labels[v] >= lo && g->labels[v] <= hi)) continue;
+        if (!knn_selector_admits(&late, v)) continue;
         st = knn_topk_offer(&t, knn_graph_node_dist(g, q, (uint32_t)v), g->ids[v], err);
     }
     if (st == KNN_OK) knn_topk_export(&t, out_ids, out_dists, found);
@@ -181,7 +179,7 @@ knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, int
     return st;
 }
 
-void knn_buckets_forget(knn_buckets *b, uint32_t node) {
+static void buckets_forget(knn_buckets *b, uint32_t node) {
     if (node >= b->built_count || b->pos[node] == UINT32_MAX) return;
     size_t p = b->pos[node];
     for (size_t l = 0; l < b->n_levels; l++) {
@@ -221,26 +219,27 @@ static int calibrate_level(knn_graph *g, knn_bucket_level *lv) {
             size_t s = room ? (i * 40503u + 17u) % (room + 1) : 0;
             const float *q = g->win.vecs + ((i * 2654435761u + 11u * (size_t)j) % g->win.n) * g->dim;
             double lo = h->labels[s], hi = h->labels[s + len - 1];
+            knn_selector part = knn_graph_window_selector(h, lo, hi, 1.0), whole = knn_graph_window_selector(g, lo, hi, 1.0);
             knn_search_ctx *c = knn_graph_ctx_acquire(h);
             if (c == NULL) goto oom;
             size_t ntop;
             double t0 = knn_now_ns();
-            int ok = knn_graph_post_beam(h, c, q, lo, hi, g->p.ef, 0, &ntop);
+            int ok = knn_graph_post_beam(h, c, q, &part, g->p.ef, 0, &ntop);
             t[i] = knn_now_ns() - t0;
             int64_t truth[K];
             float d[K];
             size_t found = 0, p0 = bi * lv->rows;
             knn_error err;
-            ok = ok && knn_graph_window_exact(g, q, K, lo, hi, p0 + s, p0 + s + len, truth, d, &found, 0, &err) == KNN_OK;
-            ok = ok && knn_graph_post_beam(h, c, q, lo, hi, EF_CHECK, 0, &ntop);
+            ok = ok && knn_window_exact(g, q, K, lo, hi, p0 + s, p0 + s + len, truth, d, &found, 0, &err) == KNN_OK;
+            ok = ok && knn_graph_post_beam(h, c, q, &part, EF_CHECK, 0, &ntop);
             if (ok) hits_bucket += beam_hits(h, c, ntop < K ? ntop : K, truth, found);
-            ok = ok && knn_graph_post_beam(g, cg, q, lo, hi, EF_CHECK, 0, &ntop);
+            ok = ok && knn_graph_post_beam(g, cg, q, &whole, EF_CHECK, 0, &ntop);
             if (ok) hits_whole += beam_hits(g, cg, ntop < K ? ntop : K, truth, found);
             knn_graph_ctx_release(h, c);
             if (!ok) goto oom;
         }
-        qsort(t, BUCKET_CAL, sizeof *t, cmp_double);
-        lv->ns_beam[j] = t[BUCKET_CAL / 2] > 0 ? t[BUCKET_CAL / 2] : 1.0;
+        double med = knn_median(t, BUCKET_CAL);
+        lv->ns_beam[j] = med > 0 ? med : 1.0;
     }
     knn_graph_ctx_release(g, cg);
     if (lv->ns_beam[1] < lv->ns_beam[0]) lv->ns_beam[1] = lv->ns_beam[0]; /* a smaller share never costs less */
@@ -281,6 +280,15 @@ static int build_level(knn_graph *g, knn_buckets *b, knn_bucket_level *lv, size_
     }
     return calibrate_level(g, lv);
 }
+
+/* ---- what the graph calls (knn_graph_overlay_ops) ---- */
+
+/* Too many rows came after the build: a bucket search would scan them all exactly. */
+static int buckets_stale(const knn_buckets *b, size_t count) { return count - b->built_count > b->built_count / 2; }
+
+static size_t buckets_bytes(const knn_buckets *b) { return b->bytes; }
+
+static const knn_graph_overlay_ops bucket_ops = {buckets_free, buckets_forget, buckets_stale, buckets_bytes};
 
 knn_buckets *knn_buckets_build(knn_graph *g, size_t forced_levels) {
     const size_t n = g->win.n, min_rows = forced_levels ? 256 : BUCKET_MIN_ROWS;
@@ -327,9 +335,10 @@ knn_buckets *knn_buckets_build(knn_graph *g, size_t forced_levels) {
         last = knn_now_ns() - t_level;
     }
     if (b->n_levels == 0) goto fail;
+    g->buckets_ops = &bucket_ops;
     return b;
 fail:
-    knn_buckets_free(b);
+    buckets_free(b);
     return NULL;
 }
 

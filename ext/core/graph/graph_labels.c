@@ -1,0 +1,159 @@
+/* The label-sorted copy of a graph's rows (window support kept with the graph's storage).
+ *
+ * Live labelled nodes as of the last rebuild, sorted by label, with their vectors and ids copied in that
+ * order so an exact window scan reads one contiguous slice (as Engels et al. permute points by label),
+ * plus the nodes labelled since (the delta, scanned linearly and merged once it grows past ~sqrt(n)).
+ * The window layer (window/) plans and scans over it; the graph only keeps it in step with adds,
+ * deletes and loads. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/graph_internal.h"
+
+void knn_graph_labels_free(knn_window *w) {
+    free(w->labels);
+    free(w->filter);
+    free(w->nodes);
+    free(w->ids);
+    free(w->vecs);
+    free(w->pos);
+    free(w->delta);
+    knn_codes_free(&w->codes);
+    memset(w, 0, sizeof *w);
+}
+
+typedef struct label_node {
+    double label;
+    uint32_t node;
+} label_node;
+
+static int cmp_label_node(const void *a, const void *b) {
+    const label_node *x = a, *y = b;
+    if (x->label != y->label) return x->label < y->label ? -1 : 1;
+    return (x->node > y->node) - (x->node < y->node);
+}
+
+/* Window structures with fewer rows keep no 8-bit codes (their exact scans sit in cache). */
+#define SCREEN_MIN_ROWS 4096
+
+/* Rebuilds the sorted list from every live labelled node; on failure keeps the delta (still correct). */
+void knn_graph_window_rebuild(knn_graph *g) {
+    size_t n = 0;
+    for (uint32_t i = 0; i < g->count; i++) n += !g->deleted[i] && !isnan(g->labels[i]);
+    knn_window w = {0};
+    label_node *pairs = malloc((n ? n : 1) * sizeof *pairs);
+    w.labels = malloc((n ? n : 1) * sizeof *w.labels);
+    w.filter = malloc((n ? n : 1) * sizeof *w.filter);
+    w.nodes = malloc((n ? n : 1) * sizeof *w.nodes);
+    w.ids = malloc((n ? n : 1) * sizeof *w.ids);
+    w.vecs = aligned_alloc(64, ((n ? n : 1) * g->dim * sizeof(float) + 63) / 64 * 64);
+    w.pos = malloc((g->count ? g->count : 1) * sizeof *w.pos);
+    if (!pairs || !w.labels || !w.filter || !w.nodes || !w.ids || !w.vecs || !w.pos) {
+        free(pairs);
+        knn_graph_labels_free(&w); /* keep the old structure: still correct, only slower */
+        return;
+    }
+    size_t m = 0;
+    for (uint32_t i = 0; i < g->count; i++) {
+        if (!g->deleted[i] && !isnan(g->labels[i])) pairs[m++] = (label_node){g->labels[i], i};
+    }
+    qsort(pairs, m, sizeof *pairs, cmp_label_node);
+    w.pos_n = g->count;
+    for (size_t i = 0; i < g->count; i++) w.pos[i] = UINT32_MAX;
+    for (size_t i = 0; i < m; i++) {
+        uint32_t v = pairs[i].node;
+        w.labels[i] = w.filter[i] = pairs[i].label;
+        w.nodes[i] = v;
+        w.ids[i] = g->ids[v];
+        w.pos[v] = (uint32_t)i;
+        memcpy(w.vecs + i * g->dim, knn_graph_vec(g, v), g->dim * sizeof(float));
+    }
+    free(pairs);
+    w.n = m;
+    /* codes for the screened exact scan (l2 and cosine: the screen bounds Euclidean distance); without
+     * them the scan is plain, only slower */
+    if (g->metric != KNN_METRIC_IP && m >= SCREEN_MIN_ROWS) (void)knn_codes_build(&w.codes, w.vecs, m, g->dim);
+    w.gen = g->win.gen + 1;
+    /* the delta buffer survives (emptied): it is reused by later adds */
+    w.delta = g->win.delta;
+    w.cap_delta = g->win.cap_delta;
+    g->win.delta = NULL;
+    knn_graph_labels_free(&g->win);
+    g->win = w;
+}
+
+void knn_graph_labels_forget(knn_graph *g, uint32_t node) {
+    if (node < g->win.pos_n && g->win.pos[node] != UINT32_MAX) g->win.filter[g->win.pos[node]] = NAN;
+}
+
+void knn_graph_labels_update(knn_graph *g, size_t first) {
+    size_t limit = 256 + (size_t)(8.0 * sqrt((double)g->count));
+    size_t add = 0;
+    for (size_t i = first; i < g->count; i++) add += !isnan(g->labels[i]);
+    if (add == 0) return;
+    if (g->win.n_delta + add > limit) {
+        knn_graph_window_rebuild(g);
+        if (g->win.n_delta == 0) return;
+    }
+    if (g->win.n_delta + add > g->win.cap_delta) {
+        size_t cap = (g->win.n_delta + add) * 2;
+        uint32_t *d = realloc(g->win.delta, cap * sizeof *d);
+        if (d == NULL) {
+            knn_graph_window_rebuild(g); /* no room for a delta: fold everything into the sorted list */
+            return;
+        }
+        g->win.delta = d;
+        g->win.cap_delta = cap;
+    }
+    for (size_t i = first; i < g->count; i++) {
+        if (!isnan(g->labels[i])) g->win.delta[g->win.n_delta++] = (uint32_t)i;
+    }
+}
+
+size_t knn_graph_label_bound(const double *a, size_t n, double x, int strict) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strict ? a[mid] <= x : a[mid] < x) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+
+int knn_graph_label_range(knn_graph *g, double *lo, double *hi) {
+    int any = 0;
+    pthread_rwlock_rdlock(&g->rw);
+    double a = INFINITY, b = -INFINITY;
+    /* the sorted list may hold rows deleted since its rebuild: walk in from both ends */
+    for (size_t i = 0; i < g->win.n; i++) {
+        if (!g->deleted[g->win.nodes[i]]) {
+            a = g->win.labels[i];
+            any = 1;
+            break;
+        }
+    }
+    for (size_t i = g->win.n; i-- > 0;) {
+        if (!g->deleted[g->win.nodes[i]]) {
+            b = g->win.labels[i];
+            break;
+        }
+    }
+    for (size_t i = 0; i < g->win.n_delta; i++) {
+        uint32_t v = g->win.delta[i];
+        if (g->deleted[v]) continue;
+        any = 1;
+        if (g->labels[v] < a) a = g->labels[v];
+        if (g->labels[v] > b) b = g->labels[v];
+    }
+    pthread_rwlock_unlock(&g->rw);
+    *lo = a;
+    *hi = b;
+    return any;
+}
+
