@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -135,10 +136,27 @@ def build(out: Path, include: Path | None = None) -> Path:
     return out
 
 
-def cffi_cdef() -> str:
-    """The cffi-parsable block of the public header (between the cffi markers)."""
-    text = (EXT_DIR / "core" / "knn_api.h").read_text()
-    return text.split("/* cffi-begin */")[1].split("/* cffi-end */")[0]
+def cffi_cdef(header: str = "knn_api.h", seen: set | None = None) -> str:
+    """The cffi declarations of the public header: its cffi blocks (between the cffi markers) and, where
+    it includes another header of the core, that header's blocks, in the order the text names them."""
+    seen = set() if seen is None else seen
+    if header in seen:
+        return ""
+    seen.add(header)
+    parts = []
+    inside = False
+    for line in (EXT_DIR / "core" / header).read_text().splitlines(keepends=True):
+        if "/* cffi-begin */" in line:
+            inside = True
+        elif "/* cffi-end */" in line:
+            inside = False
+        elif inside:
+            parts.append(line)
+        else:
+            m = re.match(r'\s*#\s*include\s+"([^"]+)"', line)
+            if m and (EXT_DIR / "core" / m.group(1)).is_file():
+                parts.append(cffi_cdef(m.group(1), seen))
+    return "".join(parts)
 
 
 if __name__ == "__main__":

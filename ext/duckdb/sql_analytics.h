@@ -15,6 +15,7 @@
 #include "duckdb_extension.h"
 #include "base/knn_error.h"
 #include "index/knn_registry.h"
+#include "knn_api.h"
 
 /* What the role column holds. */
 typedef enum an_aux {

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "knn_api.h"
+#include "graph/knn_graph.h"
 #include "base/knn_error.h"
 #include "base/knn_metric.h"
 
@@ -63,5 +63,69 @@ knn_status knn_an_check_nbrs(const char *fn, const int64_t *nbr, size_t nq, size
 struct knn_graph;
 knn_status knn_an_graph_recall_e(struct knn_graph *g, const float *Q, size_t nq, size_t k, size_t ef, int windowed,
                                  double lo, double hi, size_t threads, double *out_recall, knn_error *err);
+
+/* The analytics entry points (their public, cffi face; knn_api.h gathers it). */
+/* cffi-begin */
+/* ---- kNN analytics (knn_analytics_*.c; sql/reference/knn_analytics.md) ----
+ * Neighbour ids are row positions of the reference set. Weighting: 0 uniform, 1 inverse distance,
+ * 2 softmax(-distance / temperature). seed-driven draws depend on (seed, position) only. */
+/* Exact k nearest rows of X (n x d) for nq queries Q (row stride k). self = 1: Q is X (Q, nq ignored) and
+ * each row's own position is left out. */
+int knn_an_neighbors(const float *X, size_t n, const float *Q, size_t nq, size_t d, const char *metric, size_t k,
+                     int self, size_t threads, int64_t *out_ids, float *out_dists, char *errmsg, size_t errmsg_len);
+/* Class votes: codes[n_train] in 0..n_classes-1; k_per_query may be NULL; out_probs (nq x n_classes) may be NULL. */
+int knn_an_classify(const int64_t *nbr, const float *dist, size_t nq, size_t stride, size_t k, const int32_t *codes,
+                    size_t n_train, size_t n_classes, const char *metric, int weighting, double temperature,
+                    const size_t *k_per_query, int32_t *out_label, double *out_prob, double *out_probs,
+                    char *errmsg, size_t errmsg_len);
+/* out[q] = 1 when replacing `flips` of query q's k neighbours could change its class vote (see
+ * knn_analytics_predict.c); the queries an approximate search should look at again. */
+int knn_an_unsettled(const int64_t *nbr, const float *dist, size_t nq, size_t stride, size_t k, const int32_t *codes,
+                     size_t n_train, size_t n_classes, const char *metric, int weighting, double temperature,
+                     size_t flips, uint8_t *out, char *errmsg, size_t errmsg_len);
+int knn_an_regress(const int64_t *nbr, const float *dist, size_t nq, size_t stride, size_t k, const double *y,
+                   size_t n_train, const char *metric, int weighting, double temperature, const size_t *k_per_query,
+                   double *out, char *errmsg, size_t errmsg_len);
+/* k per query in 1..kmax by expected accuracy over the query's `support` nearest training rows;
+ * train_nbr: leave-one-out neighbours of the training rows (stride tstride >= kmax). */
+int knn_an_adaptive_k(const int64_t *train_nbr, const float *train_dist, size_t n_train, size_t tstride,
+                      const int32_t *codes, size_t n_classes, const int64_t *query_nbr, size_t nq, size_t qstride,
+                      size_t kmax, size_t support, const char *metric, int weighting, double temperature,
+                      size_t *out_k, char *errmsg, size_t errmsg_len);
+/* Mean (weighting 0/1), draws (nq x draws) and [q_lo, q_hi] quantiles of the neighbours' values; any output may be NULL. */
+int knn_an_impute(const int64_t *nbr, const float *dist, size_t nq, size_t stride, size_t k, const double *y,
+                  size_t n_donors, const char *metric, int weighting, size_t draws, uint64_t seed, double q_lo,
+                  double q_hi, double *out_mean, double *out_draws, double *out_lo, double *out_hi, char *errmsg,
+                  size_t errmsg_len);
+/* n_new synthetic rows from minority rows X and their leave-one-out minority neighbours. */
+int knn_an_smote(const float *X, size_t n, size_t d, const int64_t *nbr, size_t stride, size_t k, size_t n_new,
+                 uint64_t seed, float *out_vecs, int64_t *out_parent, int64_t *out_neighbor, double *out_gap,
+                 char *errmsg, size_t errmsg_len);
+/* D(P || Q): method 0 KL (Wang et al.), 1 Renyi-alpha (Poczos & Schneider), 2 KL and 3 Renyi by the
+ * nearest-neighbour-ratio estimator (Noshad et al.). Euclidean distances. */
+int knn_an_divergence(const float *P, size_t n, const float *Q, size_t m, size_t d, size_t k, int method,
+                      double alpha, size_t threads, double *out, char *errmsg, size_t errmsg_len);
+/* Levina-Bickel LID per row from leave-one-out neighbour distances; out_rk, out_table may be NULL. */
+int knn_an_lid(const float *dist, size_t n, size_t stride, size_t k, const char *metric, double *out_lid,
+               double *out_rk, double *out_table, char *errmsg, size_t errmsg_len);
+/* out[8]: precision, recall, density, coverage, p_precision, p_recall, sym_precision, sym_recall. */
+int knn_an_precision_recall(const float *R, size_t n, const float *F, size_t m, size_t d, const char *metric,
+                            size_t k, size_t threads, double *out, char *errmsg, size_t errmsg_len);
+/* kNN drift test over row order 0..n-1 (neighbours without self); out_scores (n) may be NULL. */
+int knn_an_iid_test(const int64_t *nbr, size_t n, size_t stride, size_t k, size_t permutations, uint64_t seed,
+                    double *out_stat, double *out_p, double *out_scores, char *errmsg, size_t errmsg_len);
+/* log importance weights of raw rows 0..n_raw-1 from neighbours in raw ++ target (ids >= n_raw are target). */
+int knn_an_importance(const int64_t *nbr, size_t n_raw, size_t stride, size_t k, size_t n_target, double *out_logw,
+                      char *errmsg, size_t errmsg_len);
+/* log weights alpha * log r_k for density (coverage) sampling. */
+int knn_an_density_logw(const float *dist, size_t n, size_t stride, size_t k, const char *metric, double alpha,
+                        double *out_logw, char *errmsg, size_t errmsg_len);
+/* Gumbel-top-k: out_rank[i] = draw order (0-based) of the n picked rows, -1 for the rest. */
+int knn_an_gumbel_topk(const double *logw, size_t m, size_t n, uint64_t seed, int64_t *out_rank, char *errmsg,
+                       size_t errmsg_len);
+/* recall@k of a graph index per query vs an exact scan of its live rows (windowed: labels in [lo, hi]). */
+int knn_an_graph_recall(knn_graph *g, const float *Q, size_t nq, size_t k, size_t ef, int windowed, double lo,
+                        double hi, size_t threads, double *out_recall, char *errmsg, size_t errmsg_len);
+/* cffi-end */
 
 #endif

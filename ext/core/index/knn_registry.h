@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "knn_api.h"
+#include "exact/knn_flat.h"
 #include "base/knn_error.h"
 #include "graph/knn_graph.h"
 #include "base/knn_metric.h"

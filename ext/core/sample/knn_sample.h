@@ -1,7 +1,7 @@
 /* Sampling and selection: the internal interface shared by the knn_sample_*.c families.
  *
  * Every sampler reads n rows of dimension d (row-major float32, already validated finite), optional
- * per-row weights, a target size and parsed options, and fills a knn_sample_result (knn_api.h) whose
+ * per-row weights, a target size and parsed options, and fills a knn_sample_result (below) whose
  * picks are row positions 0..n-1 in pick order. The public entry (knn_api_sample.c) validates input,
  * parses the method and options, and dispatches here. Each family lives in its own file with a design
  * note at the top:
@@ -23,8 +23,25 @@
 
 #include "kernels/knn_kernels.h"
 #include "quant/knn_codes.h"
-#include "knn_api.h"
 #include "base/knn_error.h"
+
+/* What a sampler returns (the public functions are in knn_api.h). */
+/* cffi-begin */
+typedef struct knn_sample_result {
+    size_t n;            /* number of picks */
+    int64_t *index;      /* row position of each pick */
+    double *weight;      /* rows each pick stands for (coreset weight) */
+    double *score;       /* per pick: kcenter covering radius after it; weighted key; kt/dpp NaN */
+    int64_t *cluster;    /* cluster of each pick, -1 when the method has none */
+    float *centroids;    /* kmeans: n_centroids x dim, else NULL */
+    size_t n_centroids;
+    int32_t *assign;     /* kmeans and k-means++ (D2): nearest pick/centroid of every row, else NULL */
+    double cost;         /* k-means family: sum of squared distances to the nearest center (NaN when
+                            not computed); kcenter: final covering radius */
+    size_t iters;        /* kmeans: Lloyd iterations run */
+    double bandwidth;    /* kernel_thinning / dpp rbf: the Gaussian sigma used */
+} knn_sample_result;
+/* cffi-end */
 
 /* ---- options ----------------------------------------------------------------------------------- */
 

@@ -44,4 +44,19 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
  * (without it, that query does). Takes the read lock. */
 void knn_window_prepare(knn_graph *g);
 
+/* Introspection and knobs (their public, cffi face; knn_api.h gathers it). */
+/* cffi-begin */
+/* Bucket levels of a window-capable graph (built with its first window query): returns how many, with
+ * the rows per bucket of the first cap levels in rows[] and their calibrated ns per beam at in-bucket
+ * fractions 1/2 and 1/4 in ns_beam[2l], ns_beam[2l+1] (ns_beam may be NULL). Introspection. */
+size_t knn_graph_bucket_info(knn_graph *index, size_t *rows, double *ns_beam, size_t cap);
+/* Rebuilds the bucket graphs with exactly `levels` levels (0: the levels the cost model picks), whatever
+ * they cost; returns the levels built. A testing and benchmarking knob. */
+size_t knn_graph_force_buckets(knn_graph *index, size_t levels);
+/* Sets the plan window queries use: -1 the cost model (default), 0 always exact, 1 always the two-hop
+ * beam, 3 always the in-search postfilter, 4 the bucket graphs when built (other values: the cost model).
+ * A benchmarking and testing knob; kept per index. */
+void knn_graph_force_window_plan(knn_graph *index, int plan);
+/* cffi-end */
+
 #endif

@@ -31,7 +31,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "knn_api.h"
 #include "window/window_internal.h"
 #include "base/knn_clock.h"
 #include "base/knn_topk.h"
