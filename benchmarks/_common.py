@@ -237,6 +237,45 @@ def try_import_pyplot():
         return None
 
 
+def save_figure(plt, fig, path) -> str:
+    """Lays out, writes (110 dpi) and closes one figure; returns its path as a string."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def load_dataset(args, name: str, rows: int | None = None, show_rows: bool = True):
+    """(dataset, None), or (None, reason) for a dataset that is not installed when --skip-missing is given
+    (without it the DatasetMissing error propagates). Logs the dataset (and its row cap) as it goes."""
+    import datasets
+
+    log(f"dataset {name}" + (f" (first {rows:,} rows)" if rows and show_rows else ""))
+    try:
+        return datasets.load(name, max_rows=rows), None
+    except datasets.DatasetMissing as exc:
+        if not args.skip_missing:
+            raise
+        log(f"  SKIPPED: {exc}")
+        return None, str(exc)
+
+
+def interleaved(contenders: dict, repeats: int, keep: Callable, note: Callable = lambda name, t, out: "") -> tuple:
+    """Runs every contender (name -> zero-argument callable) once per repeat, cycling through them, each after
+    settle() and timed with the collector off: ({name: [seconds, ...]}, {name: keep(last result)}). Logs
+    each run with note(name, seconds, kept result)."""
+    times = {c: [] for c in contenders}
+    kept = {}
+    for r in range(repeats):
+        for name, fn in contenders.items():
+            settle()
+            t, out = timed(fn)
+            times[name].append(t)
+            kept[name] = keep(out)
+            log(f"  repeat {r + 1}: {name}: {t:.2f} s{note(name, t, kept[name])}")
+    return times, kept
+
+
 def listing(xs: List[str]) -> str:
     return ", ".join(xs)
 

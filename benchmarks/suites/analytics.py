@@ -35,11 +35,10 @@ between contenders; ratios are taken against scikit-learn in the same run.
 from __future__ import annotations
 
 import gzip
-from typing import Dict, List
 
 import numpy as np
 
-from _common import fmt, log, machine_markdown, md_table, median, ratio, settle, timed
+from _common import fmt, interleaved, log, machine_markdown, md_table, median, ratio, timed
 
 NAME = "analytics"
 SUMMARY = "knn_predict vs sklearn KNeighborsClassifier (Fashion-MNIST), knn_impute vs KNNImputer"
@@ -138,15 +137,8 @@ def predict_workload(opts, no_sql: bool) -> dict:
         for ef, ref in opts["refine"]:
             cs[f"knnsql SQL graph ef={ef} refine_ef={ref}"] = (
                 lambda ef=ef, ref=ref: sql(f", 'index=fm_ix, ef={ef}, refine_ef={ref}'"))
-    times: Dict[str, List[float]] = {c: [] for c in cs}
-    preds = {}
-    for r in range(opts["repeats"]):
-        for name, fn in cs.items():
-            settle()
-            t, p = timed(fn)
-            times[name].append(t)
-            preds[name] = np.asarray(p)
-            log(f"  repeat {r + 1}: {name}: {t:.2f} s, accuracy {np.mean(preds[name] == yq):.4f}")
+    times, preds = interleaved(cs, opts["repeats"], np.asarray,
+                               lambda name, t, p: f", accuracy {np.mean(p == yq):.4f}")
     base = median(times["sklearn"])
     out = {}
     for name in cs:
@@ -203,15 +195,7 @@ def impute_workload(opts, no_sql: bool) -> dict:
           "knnsql impute (numpy)": lambda: A.impute(cov, y, K).mean}
     if con is not None:
         cs["knnsql SQL knn_impute"] = sql
-    times: Dict[str, List[float]] = {c: [] for c in cs}
-    vals = {}
-    for r in range(opts["repeats"]):
-        for name, fn in cs.items():
-            settle()
-            t, v = timed(fn)
-            times[name].append(t)
-            vals[name] = np.asarray(v, dtype=np.float64)
-            log(f"  repeat {r + 1}: {name}: {t:.2f} s")
+    times, vals = interleaved(cs, opts["repeats"], lambda v: np.asarray(v, dtype=np.float64))
     ref = vals["sklearn KNNImputer"]
     base = median(times["sklearn KNNImputer"])
     out = {}

@@ -38,8 +38,8 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from _common import (cpu_snapshot, fmt, foreign_load, log, machine_markdown, md_table, median, parse_size, quantile,
-                     ratio, settle, timed, try_import_pyplot)
+from _common import (cpu_snapshot, fmt, foreign_load, load_dataset, log, machine_markdown, md_table, median, parse_size,
+                     quantile, ratio, save_figure, settle, timed, try_import_pyplot)
 
 NAME = "exact"
 SUMMARY = "exact k-NN (k=10): knnsql SQL + numpy API vs numpy/BLAS, faiss flat, DuckDB ORDER BY ... LIMIT"
@@ -466,7 +466,6 @@ def run_dataset(ds, opts) -> dict:
 
 def run(args) -> dict:
     import _bandwidth
-    import datasets
 
     base = QUICK if args.quick else FULL
     opts = dict(base)
@@ -485,14 +484,9 @@ def run(args) -> dict:
 
     out, skipped = {}, {}
     for name in args.datasets:
-        log(f"dataset {name}")
-        try:
-            ds = datasets.load(name, max_rows=rows)
-        except datasets.DatasetMissing as exc:
-            if not args.skip_missing:
-                raise
-            log(f"  SKIPPED: {exc}")
-            skipped[name] = str(exc)
+        ds, missing = load_dataset(args, name, rows, show_rows=False)
+        if ds is None:
+            skipped[name] = missing
             continue
         out[name] = run_dataset(ds, opts)
         del ds
@@ -626,8 +620,4 @@ def plot(doc: dict, outdir) -> List[str]:
                 ax.set_title(f"{name} ({r['n']:,} x {r['dim']}, {r['metric']})")
             ax.margins(x=0.25)
     fig.suptitle("knnsql exact k-NN (k=10), medians; * = extrapolated", fontsize=11)
-    fig.tight_layout()
-    path = outdir / "exact.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [str(path)]
+    return [save_figure(plt, fig, outdir / "exact.png")]
