@@ -178,6 +178,12 @@ bool knn_get_bigint(duckdb_vector v, idx_t row, int64_t *out) {
     return true;
 }
 
+bool knn_get_double(duckdb_vector v, idx_t row, double *out) {
+    if (!knn_valid(duckdb_vector_get_validity(v), row)) return false;
+    *out = ((const double *)duckdb_vector_get_data(v))[row];
+    return true;
+}
+
 bool knn_get_varchar(duckdb_vector v, idx_t row, const char **s, size_t *len) {
     if (!knn_valid(duckdb_vector_get_validity(v), row)) return false;
     duckdb_string_t *str = (duckdb_string_t *)duckdb_vector_get_data(v) + row;
@@ -208,6 +214,33 @@ bool knn_bind_varchar(duckdb_bind_info info, idx_t index, char *out, size_t cap,
     }
     if (v) duckdb_destroy_value(&v);
     return ok;
+}
+
+void *knn_bind_index_name(duckdb_bind_info info, size_t size, const char *fn, knn_error *err) {
+    knn_index_ref *ref = calloc(1, size);
+    if (ref == NULL) {
+        knn_error_set(err, KNN_ENOMEM, "%s: out of memory", fn);
+        return NULL;
+    }
+    if (!knn_bind_varchar(info, 0, ref->name, sizeof ref->name, &ref->len, fn, "index name", err)) {
+        free(ref);
+        return NULL;
+    }
+    return ref;
+}
+
+knn_status knn_bind_window(duckdb_bind_info info, knn_entry *e, const char *fn, bool *windowed, double *lo,
+                           double *hi, knn_error *err) {
+    duckdb_value lv = duckdb_bind_get_named_parameter(info, "lo");
+    duckdb_value hv = duckdb_bind_get_named_parameter(info, "hi");
+    *windowed = lv != NULL || hv != NULL;
+    unsigned kind = atomic_load(&e->label_kind);
+    knn_status s = KNN_OK;
+    if (*windowed) s = knn_value_bound(lv, kind, true, fn, lo, err);
+    if (s == KNN_OK && *windowed) s = knn_value_bound(hv, kind, false, fn, hi, err);
+    if (lv) duckdb_destroy_value(&lv);
+    if (hv) duckdb_destroy_value(&hv);
+    return s;
 }
 
 int knn_bind_named_int(duckdb_bind_info info, const char *name, int64_t *out) {

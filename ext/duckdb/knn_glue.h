@@ -9,6 +9,7 @@
 
 #include "duckdb_extension.h"
 #include "base/knn_error.h"
+#include "index/knn_registry.h"
 
 /* Element types a vector may have; anything but FLOAT is converted to float32 on read. */
 typedef enum knn_elem {
@@ -57,6 +58,9 @@ static inline bool knn_valid(const uint64_t *mask, idx_t row) {
 /* Reads a BIGINT argument of row (false when NULL). */
 bool knn_get_bigint(duckdb_vector v, idx_t row, int64_t *out);
 
+/* Reads a DOUBLE argument of row (false when NULL). */
+bool knn_get_double(duckdb_vector v, idx_t row, double *out);
+
 /* Reads a VARCHAR argument of row (false when NULL); *s is not NUL-terminated. */
 bool knn_get_varchar(duckdb_vector v, idx_t row, const char **s, size_t *len);
 
@@ -64,6 +68,18 @@ bool knn_get_varchar(duckdb_vector v, idx_t row, const char **s, size_t *len);
  * false with an error when NULL or too long. */
 bool knn_bind_varchar(duckdb_bind_info info, idx_t index, char *out, size_t cap, size_t *len, const char *fn,
                       const char *what, knn_error *err);
+/* An index named by a table function's first positional parameter. */
+typedef struct knn_index_ref {
+    char name[KNN_NAME_MAX + 1];
+    size_t len;
+} knn_index_ref;
+/* A zeroed bind struct of size bytes that starts with a knn_index_ref, filled from parameter 0; NULL with
+ * an error (naming fn) when out of memory or the name is NULL, empty or too long. */
+void *knn_bind_index_name(duckdb_bind_info info, size_t size, const char *fn, knn_error *err);
+/* The lo / hi named parameters of a windowed table function, as bounds in the index's label unit;
+ * *windowed is false when neither is given. */
+knn_status knn_bind_window(duckdb_bind_info info, knn_entry *e, const char *fn, bool *windowed, double *lo,
+                           double *hi, knn_error *err);
 /* Named integer parameter: 0 when absent or NULL, 1 when read, -1 with an error when not an integer. */
 int knn_bind_named_int(duckdb_bind_info info, const char *name, int64_t *out);
 /* Named VARCHAR parameter (duckdb_free the result); NULL when absent or NULL. */

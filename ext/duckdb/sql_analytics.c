@@ -1,31 +1,22 @@
 /* The collector behind the kNN analytics aggregates (knn_predict, knn_impute, knn_smote, knn_lid,
- * knn_divergence, knn_precision_recall, knn_iid_test, knn_importance_sample, knn_density_sample):
- * update appends rows to the group's accumulator, combine concatenates, finalize sorts the rows into a
- * canonical order and calls the function's finaliser (sql_analytics_fns.c). Arguments that configure
- * the call (k, n, options) must be the same on every row of a group. */
+ * knn_divergence, knn_precision_recall, knn_iid_test, knn_importance_sample, knn_density_sample): the
+ * kit hooks an_update (append rows to the group's accumulator), an_merge (concatenate) and an_finalize
+ * (sort the rows into a canonical order and call the function's finaliser, sql_analytics_<topic>.c).
+ * Arguments that configure the call (k, n, options) must be the same on every row of a group. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "analytics/knn_analytics.h"
 #include "knn_glue.h"
 #include "sql_analytics.h"
-#include "sql_register.h"
 
 DUCKDB_EXTENSION_EXTERN
 
-typedef struct an_info {
-    knn_registry *reg;
-    const an_spec *spec;
-} an_info;
-
-typedef struct an_state {
-    an_acc *acc;
-} an_state;
-
-static void acc_free(an_acc *a) {
-    if (!a) return;
+void an_acc_free(void *p) {
+    an_acc *a = p;
     free(a->vecs);
     free(a->ids);
     free(a->dval);
@@ -82,7 +73,7 @@ static knn_status num_opt(const char *fn, const char *key, const char *val, doub
     return KNN_OK;
 }
 
-knn_status an_opts_parse(const an_spec *spec, const char *text, an_opts *o, knn_error *err) {
+knn_status an_opts_parse(const an_spec *spec, const char *fn, const char *text, an_opts *o, knn_error *err) {
     memset(o, 0, sizeof *o);
     strcpy(o->metric, "l2");
     o->weighting = 0;
@@ -95,7 +86,6 @@ knn_status an_opts_parse(const an_spec *spec, const char *text, an_opts *o, knn_
     o->q_lo = 0.05;
     o->q_hi = 0.95;
     o->significance = 0.05;
-    const char *fn = spec->name;
     if (text == NULL) return KNN_OK;
     char buf[512];
     snprintf(buf, sizeof buf, "%s", text);
@@ -182,35 +172,6 @@ knn_status an_opts_parse(const an_spec *spec, const char *text, an_opts *o, knn_
 
 /* ---- update / combine ----------------------------------------------------------------------------- */
 
-static idx_t an_state_size(duckdb_function_info info) {
-    (void)info;
-    return sizeof(an_state);
-}
-
-static void an_init(duckdb_function_info info, duckdb_aggregate_state state) {
-    (void)info;
-    ((an_state *)state)->acc = NULL;
-}
-
-static void an_destroy(duckdb_aggregate_state *states, idx_t count) {
-    for (idx_t i = 0; i < count; i++) {
-        an_state *s = (an_state *)states[i];
-        acc_free(s->acc);
-        s->acc = NULL;
-    }
-}
-
-static void report(duckdb_function_info info, const char *fn, const knn_error *err) {
-    char msg[KNN_ERROR_MSG_LEN + 64];
-    size_t l = strlen(fn);
-    if (strncmp(err->msg, fn, l) == 0) {
-        snprintf(msg, sizeof msg, "%s", err->msg);
-    } else {
-        snprintf(msg, sizeof msg, "%s: %s", fn, err->msg);
-    }
-    duckdb_aggregate_function_set_error(info, msg);
-}
-
 /* How errors name a row: by its id when the function takes one. */
 static const char *row_name(const an_spec *sp, int64_t id, char *buf, size_t cap) {
     if (sp->id_col < 0) return "a row";
@@ -218,11 +179,8 @@ static const char *row_name(const an_spec *sp, int64_t id, char *buf, size_t cap
     return buf;
 }
 
-static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb_aggregate_state *states) {
-    an_info *ai = duckdb_aggregate_function_get_extra_info(info);
-    const an_spec *sp = ai->spec;
-    knn_error err;
-    knn_error_clear(&err);
+knn_status an_update(const knn_agg_ctx *cx, duckdb_data_chunk input, duckdb_aggregate_state *states, knn_error *err) {
+    const an_spec *sp = cx->def->data;
     idx_t n = duckdb_data_chunk_get_size(input);
     idx_t ncols = duckdb_data_chunk_get_column_count(input);
     int opt_col = -1;
@@ -237,7 +195,7 @@ static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb
     knn_vreader vr;
     float *tmp = NULL;
     size_t tmp_dim = 0;
-    if (knn_vreader_init(&vr, duckdb_data_chunk_get_vector(input, sp->vec_col), sp->name, "vec", &err)) goto done;
+    if (knn_vreader_init(&vr, duckdb_data_chunk_get_vector(input, sp->vec_col), cx->def->name, "vec", err)) goto done;
     duckdb_vector idv = sp->id_col >= 0 ? duckdb_data_chunk_get_vector(input, sp->id_col) : NULL;
     duckdb_vector auxv = sp->aux_col >= 0 ? duckdb_data_chunk_get_vector(input, sp->aux_col) : NULL;
     duckdb_vector kv = duckdb_data_chunk_get_vector(input, sp->k_col);
@@ -246,7 +204,7 @@ static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb
     const uint64_t *aux_valid = auxv ? duckdb_vector_get_validity(auxv) : NULL;
     const void *aux_data = auxv ? duckdb_vector_get_data(auxv) : NULL;
     for (idx_t i = 0; i < n; i++) {
-        an_state *st = (an_state *)states[i];
+        knn_agg_state *st = knn_agg_at(states, i);
         int64_t id = 0; /* functions without ids order rows by their values alone */
         if (idv && !knn_get_bigint(idv, i, &id)) continue;
         bool has_aux = auxv && knn_valid(aux_valid, i);
@@ -255,20 +213,20 @@ static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb
         if (!knn_valid(vr.validity, i)) continue; /* NULL vector: row skipped */
         int64_t k, cnt = 0;
         if (!knn_get_bigint(kv, i, &k)) {
-            knn_error_set(&err, KNN_EINVAL, "k must not be NULL; pass a positive integer such as 10");
+            knn_error_set(err, KNN_EINVAL, "k must not be NULL; pass a positive integer such as 10");
             goto done;
         }
         if (k <= 0) {
-            knn_error_set(&err, KNN_EINVAL, "k must be >= 1, got %lld", (long long)k);
+            knn_error_set(err, KNN_EINVAL, "k must be >= 1, got %lld", (long long)k);
             goto done;
         }
         if (cv) {
             if (!knn_get_bigint(cv, i, &cnt)) {
-                knn_error_set(&err, KNN_EINVAL, "n must not be NULL; pass the number of rows to produce");
+                knn_error_set(err, KNN_EINVAL, "n must not be NULL; pass the number of rows to produce");
                 goto done;
             }
             if (cnt < 0) {
-                knn_error_set(&err, KNN_EINVAL, "n must be >= 0, got %lld", (long long)cnt);
+                knn_error_set(err, KNN_EINVAL, "n must be >= 0, got %lld", (long long)cnt);
                 goto done;
             }
         }
@@ -278,11 +236,12 @@ static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb
         if (st->acc == NULL) {
             an_acc *a = calloc(1, sizeof *a);
             if (!a) {
-                knn_error_set(&err, KNN_ENOMEM, "out of memory");
+                knn_error_set(err, KNN_ENOMEM, "out of memory");
                 goto done;
             }
             a->spec = sp;
-            a->reg = ai->reg;
+            a->fn = cx->def->name;
+            a->reg = cx->reg;
             a->dim = len;
             a->k = k;
             a->count_param = cnt;
@@ -290,21 +249,21 @@ static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb
             if (has_o) {
                 if (ol >= sizeof a->opt_text) {
                     free(a);
-                    knn_error_set(&err, KNN_EINVAL, "the options string is longer than %zu bytes",
+                    knn_error_set(err, KNN_EINVAL, "the options string is longer than %zu bytes",
                                   sizeof a->opt_text - 1);
                     goto done;
                 }
                 memcpy(a->opt_text, os, ol);
                 a->opt_text[ol] = '\0';
                 an_opts o;
-                if (an_opts_parse(sp, a->opt_text, &o, &err) != KNN_OK) {
+                if (an_opts_parse(sp, a->fn, a->opt_text, &o, err) != KNN_OK) {
                     free(a);
                     goto done;
                 }
             }
             if (len == 0) {
                 free(a);
-                knn_error_set(&err, KNN_EDATA, "the vector of row %lld is empty; vectors need at least one element",
+                knn_error_set(err, KNN_EDATA, "the vector of row %lld is empty; vectors need at least one element",
                               (long long)id);
                 goto done;
             }
@@ -313,7 +272,7 @@ static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb
             an_acc *a = st->acc;
             if (a->k != k || a->count_param != cnt || a->has_opts != has_o ||
                 (has_o && (strlen(a->opt_text) != ol || memcmp(a->opt_text, os, ol) != 0))) {
-                knn_error_set(&err, KNN_EINVAL, "k, n and the options must be the same for every row of a group; "
+                knn_error_set(err, KNN_EINVAL, "k, n and the options must be the same for every row of a group; "
                               "pass constants");
                 goto done;
             }
@@ -325,7 +284,7 @@ static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb
             tmp = malloc(a->dim * sizeof *tmp);
             tmp_dim = a->dim;
             if (!tmp) {
-                knn_error_set(&err, KNN_ENOMEM, "out of memory");
+                knn_error_set(err, KNN_ENOMEM, "out of memory");
                 goto done;
             }
         }
@@ -333,23 +292,23 @@ static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb
         size_t got = 0;
         knn_row_state rs = knn_vreader_get(&vr, i, a->dim, tmp, &v, &got);
         if (rs == KNN_ROW_DIM_MISMATCH) {
-            knn_error_set(&err, KNN_EDATA, "dimension mismatch: the vector of %s has %zu elements but the first "
+            knn_error_set(err, KNN_EDATA, "dimension mismatch: the vector of %s has %zu elements but the first "
                           "row's has %zu; every vector of a group needs the same dimension",
                           row_name(sp, id, rn, sizeof rn), got, a->dim);
             goto done;
         }
         if (rs == KNN_ROW_NULL_ELEMENT) {
-            knn_error_set(&err, KNN_EDATA, "the vector of %s contains a NULL element", row_name(sp, id, rn, sizeof rn));
+            knn_error_set(err, KNN_EDATA, "the vector of %s contains a NULL element", row_name(sp, id, rn, sizeof rn));
             goto done;
         }
         for (size_t j = 0; j < a->dim; j++) {
             if (!isfinite(v[j])) {
-                knn_error_set(&err, KNN_EDATA, "the vector of %s has a NaN or Inf at position %zu; vectors "
+                knn_error_set(err, KNN_EDATA, "the vector of %s has a NaN or Inf at position %zu; vectors "
                               "must be finite", row_name(sp, id, rn, sizeof rn), j);
                 goto done;
             }
         }
-        if (acc_reserve(a, a->n + 1, &err) != KNN_OK) goto done;
+        if (acc_reserve(a, a->n + 1, err) != KNN_OK) goto done;
         size_t r = a->n++;
         memcpy(a->vecs + r * a->dim, v, a->dim * sizeof(float));
         a->ids[r] = id;
@@ -361,7 +320,7 @@ static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb
             case AN_AUX_DOUBLE: {
                 double x = ((const double *)aux_data)[i];
                 if (!isfinite(x)) {
-                    knn_error_set(&err, KNN_EDATA, "the value of %s is NaN or Inf; use NULL for a missing "
+                    knn_error_set(err, KNN_EDATA, "the value of %s is NaN or Inf; use NULL for a missing "
                                   "value", row_name(sp, id, rn, sizeof rn));
                     goto done;
                 }
@@ -384,53 +343,42 @@ static void an_update(duckdb_function_info info, duckdb_data_chunk input, duckdb
     }
 done:
     free(tmp);
-    if (err.status != KNN_OK) report(info, sp->name, &err);
+    return err->status;
 }
 
-static void an_combine(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_aggregate_state *target,
-                       idx_t count) {
-    an_info *ai = duckdb_aggregate_function_get_extra_info(info);
-    knn_error err;
-    knn_error_clear(&err);
-    for (idx_t i = 0; i < count; i++) {
-        an_acc *src = ((an_state *)source[i])->acc;
-        an_state *dst = (an_state *)target[i];
-        if (src == NULL || src->n == 0) continue;
-        if (dst->acc == NULL) {
-            an_acc *a = calloc(1, sizeof *a);
-            if (!a) {
-                knn_error_set(&err, KNN_ENOMEM, "out of memory");
-                break;
-            }
-            *a = *src;
-            a->vecs = NULL;
-            a->ids = NULL;
-            a->dval = NULL;
-            a->ival = NULL;
-            a->has_aux = NULL;
-            a->n = a->cap = 0;
-            dst->acc = a;
-        }
-        an_acc *d = dst->acc;
-        if (d->dim != src->dim) {
-            knn_error_set(&err, KNN_EDATA, "dimension mismatch: vectors of %zu and %zu elements in one group", d->dim,
-                          src->dim);
-            break;
-        }
-        if (d->k != src->k || d->count_param != src->count_param || d->has_opts != src->has_opts ||
-            strcmp(d->opt_text, src->opt_text) != 0) {
-            knn_error_set(&err, KNN_EINVAL, "k, n and the options must be the same for every row of a group");
-            break;
-        }
-        if (acc_reserve(d, d->n + src->n, &err) != KNN_OK) break;
-        memcpy(d->vecs + d->n * d->dim, src->vecs, src->n * src->dim * sizeof(float));
-        memcpy(d->ids + d->n, src->ids, src->n * sizeof(int64_t));
-        memcpy(d->dval + d->n, src->dval, src->n * sizeof(double));
-        memcpy(d->ival + d->n, src->ival, src->n * sizeof(int64_t));
-        memcpy(d->has_aux + d->n, src->has_aux, src->n);
-        d->n += src->n;
+knn_status an_merge(const knn_agg_ctx *cx, knn_agg_state *source, knn_agg_state *target, knn_error *err) {
+    (void)cx;
+    an_acc *src = source->acc;
+    if (src->n == 0) return KNN_OK;
+    if (target->acc == NULL) {
+        an_acc *a = calloc(1, sizeof *a);
+        if (!a) return knn_error_set(err, KNN_ENOMEM, "out of memory");
+        *a = *src;
+        a->vecs = NULL;
+        a->ids = NULL;
+        a->dval = NULL;
+        a->ival = NULL;
+        a->has_aux = NULL;
+        a->n = a->cap = 0;
+        target->acc = a;
     }
-    if (err.status != KNN_OK) report(info, ai->spec->name, &err);
+    an_acc *d = target->acc;
+    if (d->dim != src->dim) {
+        return knn_error_set(err, KNN_EDATA, "dimension mismatch: vectors of %zu and %zu elements in one group",
+                             d->dim, src->dim);
+    }
+    if (d->k != src->k || d->count_param != src->count_param || d->has_opts != src->has_opts ||
+        strcmp(d->opt_text, src->opt_text) != 0) {
+        return knn_error_set(err, KNN_EINVAL, "k, n and the options must be the same for every row of a group");
+    }
+    if (acc_reserve(d, d->n + src->n, err) != KNN_OK) return err->status;
+    memcpy(d->vecs + d->n * d->dim, src->vecs, src->n * src->dim * sizeof(float));
+    memcpy(d->ids + d->n, src->ids, src->n * sizeof(int64_t));
+    memcpy(d->dval + d->n, src->dval, src->n * sizeof(double));
+    memcpy(d->ival + d->n, src->ival, src->n * sizeof(int64_t));
+    memcpy(d->has_aux + d->n, src->has_aux, src->n);
+    d->n += src->n;
+    return KNN_OK;
 }
 
 /* ---- finalize -------------------------------------------------------------------------------------- */
@@ -483,142 +431,56 @@ knn_status an_gather(const an_rows *rows, bool (*sel)(const an_acc *, size_t), f
     return KNN_OK;
 }
 
-knn_status an_list_begin(duckdb_vector result, idx_t out_row, size_t n, idx_t *base, knn_error *err) {
-    idx_t b = duckdb_list_vector_get_size(result);
-    if (duckdb_list_vector_reserve(result, b + n) != DuckDBSuccess) {
-        return knn_error_set(err, KNN_ENOMEM, "could not reserve a result list of %zu entries", n);
+bool an_sel_aux(const an_acc *a, size_t r) { return a->has_aux[r] && a->ival[r] != 0; }
+bool an_sel_no_aux(const an_acc *a, size_t r) { return !a->has_aux[r] || a->ival[r] == 0; }
+bool an_sel_labelled(const an_acc *a, size_t r) { return a->has_aux[r]; }
+bool an_sel_unlabelled(const an_acc *a, size_t r) { return !a->has_aux[r]; }
+
+knn_status an_core(int status, const char *msg, knn_error *err) {
+    if (status == 0) return KNN_OK;
+    return knn_error_set(err, (knn_status)status, "%s", msg);
+}
+
+knn_status an_self_knn(const an_rows *rows, const float *X, size_t n, size_t k, const char *what, int64_t **nbr,
+                       float **dist, knn_error *err) {
+    *nbr = NULL;
+    *dist = NULL;
+    if (k >= n) {
+        return knn_error_set(err, KNN_EINVAL, "k = %zu needs at least k + 1 = %zu %s, got %zu; lower k", k, k + 1,
+                             what, n);
     }
-    duckdb_list_vector_set_size(result, b + n);
-    duckdb_list_entry *e = (duckdb_list_entry *)duckdb_vector_get_data(result);
-    e[out_row].offset = b;
-    e[out_row].length = n;
-    *base = b;
-    return KNN_OK;
+    *nbr = malloc(n * k * sizeof **nbr);
+    *dist = malloc(n * k * sizeof **dist);
+    if (!*nbr || !*dist) return knn_error_set(err, KNN_ENOMEM, "out of memory");
+    char msg[AN_MSG];
+    return an_core(knn_an_neighbors(X, n, NULL, 0, rows->acc->dim, rows->opts.metric, k, 1, 0, *nbr, *dist, msg,
+                                    AN_MSG), msg, err);
 }
 
-void an_set_null(duckdb_vector v, idx_t row) {
-    duckdb_vector_ensure_validity_writable(v);
-    duckdb_validity_set_row_invalid(duckdb_vector_get_validity(v), row);
-}
-
-static void an_finalize(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_vector result, idx_t count,
-                        idx_t offset) {
-    an_info *ai = duckdb_aggregate_function_get_extra_info(info);
-    const an_spec *sp = ai->spec;
-    knn_error err;
-    knn_error_clear(&err);
-    for (idx_t i = 0; i < count && err.status == KNN_OK; i++) {
-        const an_acc *a = ((an_state *)source[i])->acc;
-        if (a == NULL || a->n == 0) {
-            an_set_null(result, offset + i);
-            if (duckdb_get_type_id(duckdb_vector_get_column_type(result)) == DUCKDB_TYPE_LIST) {
-                /* keep the entry well-formed */
-                duckdb_list_entry *e = (duckdb_list_entry *)duckdb_vector_get_data(result);
-                e[offset + i].offset = duckdb_list_vector_get_size(result);
-                e[offset + i].length = 0;
-            }
-            continue;
-        }
-        an_rows rows;
-        memset(&rows, 0, sizeof rows);
-        rows.acc = a;
-        sort_key *keys = malloc(a->n * sizeof *keys);
-        rows.perm = malloc(a->n * sizeof *rows.perm);
-        if (!keys || !rows.perm) {
-            free(keys);
-            free(rows.perm);
-            knn_error_set(&err, KNN_ENOMEM, "out of memory sorting %zu rows", a->n);
-            break;
-        }
-        for (size_t r = 0; r < a->n; r++) keys[r] = (sort_key){a, r};
-        qsort(keys, a->n, sizeof *keys, cmp_rows);
-        for (size_t r = 0; r < a->n; r++) rows.perm[r] = keys[r].row;
+knn_status an_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckdb_vector result, idx_t row, knn_error *err) {
+    const an_spec *sp = cx->def->data;
+    const an_acc *a = st->acc;
+    if (a == NULL || a->n == 0) {
+        knn_result_null(result, row);
+        return KNN_OK;
+    }
+    an_rows rows;
+    memset(&rows, 0, sizeof rows);
+    rows.acc = a;
+    sort_key *keys = malloc(a->n * sizeof *keys);
+    rows.perm = malloc(a->n * sizeof *rows.perm);
+    if (!keys || !rows.perm) {
         free(keys);
-        if (an_opts_parse(sp, a->has_opts ? a->opt_text : NULL, &rows.opts, &err) == KNN_OK) {
-            sp->finalize(&rows, result, offset + i, &err);
-        }
         free(rows.perm);
+        return knn_error_set(err, KNN_ENOMEM, "out of memory sorting %zu rows", a->n);
     }
-    if (err.status != KNN_OK) report(info, sp->name, &err);
-}
-
-/* ---- registration ---------------------------------------------------------------------------------- */
-
-static void info_free(void *p) {
-    an_info *ai = p;
-    knn_registry_release(ai->reg);
-    free(ai);
-}
-
-static duckdb_type aux_type(an_aux aux) {
-    switch (aux) {
-    case AN_AUX_BIGINT: return DUCKDB_TYPE_BIGINT;
-    case AN_AUX_DOUBLE: return DUCKDB_TYPE_DOUBLE;
-    case AN_AUX_BOOL: return DUCKDB_TYPE_BOOLEAN;
-    case AN_AUX_ORDER: return DUCKDB_TYPE_BIGINT;
-    default: return DUCKDB_TYPE_INVALID;
+    for (size_t r = 0; r < a->n; r++) keys[r] = (sort_key){a, r};
+    qsort(keys, a->n, sizeof *keys, cmp_rows);
+    for (size_t r = 0; r < a->n; r++) rows.perm[r] = keys[r].row;
+    free(keys);
+    if (an_opts_parse(sp, a->fn, a->has_opts ? a->opt_text : NULL, &rows.opts, err) == KNN_OK) {
+        sp->finalize(&rows, result, row, err);
     }
-}
-
-static bool add_overloads(duckdb_aggregate_function_set set, knn_registry *reg, const an_spec *sp) {
-    duckdb_type cols[8];
-    int last = -1;
-    for (int c = 0; c < 8; c++) cols[c] = DUCKDB_TYPE_INVALID;
-    if (sp->id_col >= 0) cols[sp->id_col] = DUCKDB_TYPE_BIGINT;
-    cols[sp->vec_col] = DUCKDB_TYPE_ANY;
-    if (sp->aux_col >= 0) cols[sp->aux_col] = aux_type(sp->aux);
-    cols[sp->k_col] = DUCKDB_TYPE_BIGINT;
-    if (sp->count_col >= 0) cols[sp->count_col] = DUCKDB_TYPE_BIGINT;
-    for (int c = 0; c < 8; c++) if (cols[c] != DUCKDB_TYPE_INVALID) last = c;
-    cols[last + 1] = DUCKDB_TYPE_VARCHAR;
-    bool ok = true;
-    for (int with_opts = 0; ok && with_opts < 2; with_opts++) {
-        duckdb_aggregate_function f = duckdb_create_aggregate_function();
-        duckdb_aggregate_function_set_name(f, sp->name);
-        for (int c = 0; c <= last + with_opts; c++) {
-            duckdb_logical_type t = duckdb_create_logical_type(cols[c]);
-            duckdb_aggregate_function_add_parameter(f, t);
-            duckdb_destroy_logical_type(&t);
-        }
-        duckdb_logical_type rt = sp->result_type(sp->aux == AN_AUX_DOUBLE);
-        duckdb_aggregate_function_set_return_type(f, rt);
-        duckdb_destroy_logical_type(&rt);
-        duckdb_aggregate_function_set_functions(f, an_state_size, an_init, an_update, an_combine, an_finalize);
-        duckdb_aggregate_function_set_destructor(f, an_destroy);
-        duckdb_aggregate_function_set_special_handling(f);
-        an_info *ai = malloc(sizeof *ai);
-        if (!ai) {
-            duckdb_destroy_aggregate_function(&f);
-            return false;
-        }
-        ai->reg = reg;
-        ai->spec = sp;
-        knn_registry_retain(reg);
-        duckdb_aggregate_function_set_extra_info(f, ai, info_free);
-        ok = duckdb_add_aggregate_function_to_set(set, f) == DuckDBSuccess;
-        duckdb_destroy_aggregate_function(&f);
-    }
-    return ok;
-}
-
-bool knn_analytics_register_all(duckdb_connection con, knn_registry *reg, knn_error *err) {
-    for (size_t i = 0; i < an_n_specs; i++) {
-        if (i > 0 && strcmp(an_specs[i - 1].name, an_specs[i].name) == 0) continue; /* added with its first */
-        duckdb_aggregate_function_set set = duckdb_create_aggregate_function_set(an_specs[i].name);
-        bool ok = set != NULL;
-        for (size_t j = i; ok && j < an_n_specs && strcmp(an_specs[j].name, an_specs[i].name) == 0; j++) {
-            ok = add_overloads(set, reg, &an_specs[j]);
-        }
-        if (ok) ok = duckdb_register_aggregate_function_set(con, set) == DuckDBSuccess;
-        if (set) duckdb_destroy_aggregate_function_set(&set);
-        if (!ok) {
-            knn_error_set(err, KNN_ESTATE, "Error creating function %s", an_specs[i].name);
-            return false;
-        }
-    }
-    return true;
-}
-
-bool knn_register_analytics(duckdb_connection con, knn_registry *reg, knn_error *err) {
-    return knn_analytics_register_all(con, reg, err) && knn_analytics_register_recall(con, reg, err);
+    free(rows.perm);
+    return err->status;
 }

@@ -1,5 +1,6 @@
 /* kNN analytics aggregates: the shared collector (sql_analytics.c) and the per-function finalisers
- * (sql_analytics_fns.c).
+ * (sql_analytics_predict.c, sql_analytics_drift.c, sql_analytics_sampling.c), each of which registers
+ * its functions through the kit (knn_kit.h) with the collector's hooks, AN_HOOKS.
  *
  * Every analytics aggregate gathers its whole input — (id, vector, role column) rows — into one
  * accumulator per group, merges accumulators of parallel scans in combine, and in finalize sorts the
@@ -16,6 +17,7 @@
 #include "base/knn_error.h"
 #include "index/knn_registry.h"
 #include "knn_api.h"
+#include "knn_kit.h"
 
 /* What the role column holds. */
 typedef enum an_aux {
@@ -50,6 +52,7 @@ typedef struct an_spec an_spec;
 /* All rows of one group. */
 typedef struct an_acc {
     const an_spec *spec;
+    const char *fn; /* the SQL function's name, for messages */
     knn_registry *reg;
     size_t dim, n, cap;
     float *vecs;
@@ -71,30 +74,41 @@ typedef struct an_rows {
 
 typedef knn_status (*an_finalize_fn)(const an_rows *rows, duckdb_vector result, idx_t out_row, knn_error *err);
 
+/* One overload's argument layout; it is the kit entry's data. */
 struct an_spec {
-    const char *name;
     int id_col, vec_col, aux_col, k_col, count_col; /* -1 when absent; the options column follows the last */
     an_aux aux;
     const char *keys;            /* option keys accepted, comma-separated */
     an_finalize_fn finalize;
-    duckdb_logical_type (*result_type)(bool double_aux);
 };
 
 /* Parses opts text for spec (defaults first); errors name the bad key and the accepted ones. */
-knn_status an_opts_parse(const an_spec *spec, const char *text, an_opts *o, knn_error *err);
+knn_status an_opts_parse(const an_spec *spec, const char *fn, const char *text, an_opts *o, knn_error *err);
 
 /* Contiguous copies of the rows at sorted positions selected by sel (NULL: all), count *n. */
 knn_status an_gather(const an_rows *rows, bool (*sel)(const an_acc *, size_t), float **vecs, int64_t **ids,
                      size_t **src, size_t *n, knn_error *err);
 
-/* Output helpers: start a list of n entries for out_row of a LIST result; returns the child's first position. */
-knn_status an_list_begin(duckdb_vector result, idx_t out_row, size_t n, idx_t *base, knn_error *err);
-void an_set_null(duckdb_vector v, idx_t row);
+/* Row selectors for an_gather: the role column set and true / not true; labelled / unlabelled. */
+bool an_sel_aux(const an_acc *a, size_t r);
+bool an_sel_no_aux(const an_acc *a, size_t r);
+bool an_sel_labelled(const an_acc *a, size_t r);
+bool an_sel_unlabelled(const an_acc *a, size_t r);
 
-/* The specs (sql_analytics_fns.c) and registration. */
-extern const an_spec an_specs[];
-extern const size_t an_n_specs;
-bool knn_analytics_register_all(duckdb_connection con, knn_registry *reg, knn_error *err);
-bool knn_analytics_register_recall(duckdb_connection con, knn_registry *reg, knn_error *err);
+/* A core call's (status, message) as a knn_status. */
+#define AN_MSG 512
+knn_status an_core(int status, const char *msg, knn_error *err);
+
+/* k neighbours of each of the n rows X among the others (the row itself left out): fails unless
+ * k < n, then allocates *nbr and *dist (n x k; the caller frees them). what names the rows. */
+knn_status an_self_knn(const an_rows *rows, const float *X, size_t n, size_t k, const char *what, int64_t **nbr,
+                       float **dist, knn_error *err);
+
+/* The kit hooks every analytics aggregate shares. */
+void an_acc_free(void *acc);
+knn_status an_update(const knn_agg_ctx *cx, duckdb_data_chunk input, duckdb_aggregate_state *states, knn_error *err);
+knn_status an_merge(const knn_agg_ctx *cx, knn_agg_state *src, knn_agg_state *dst, knn_error *err);
+knn_status an_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckdb_vector result, idx_t row, knn_error *err);
+#define AN_HOOKS .free_acc = an_acc_free, .update = an_update, .merge = an_merge, .finalize = an_finalize
 
 #endif

@@ -11,22 +11,17 @@
 #include "analytics/knn_analytics.h"
 #include "knn_glue.h"
 #include "index/knn_registry.h"
-#include "sql_analytics.h"
+#include "knn_kit.h"
+#include "sql_register.h"
 
 DUCKDB_EXTENSION_EXTERN
 
-static bool get_double(duckdb_vector v, idx_t row, double *out) {
-    if (!knn_valid(duckdb_vector_get_validity(v), row)) return false;
-    *out = ((const double *)duckdb_vector_get_data(v))[row];
-    return true;
-}
-
-static void recall_scalar(duckdb_function_info info, duckdb_data_chunk input, duckdb_vector output) {
+static void sql_knn_recall(duckdb_function_info info, duckdb_data_chunk input, duckdb_vector output) {
     knn_error err;
     knn_error_clear(&err);
     idx_t n = duckdb_data_chunk_get_size(input);
     idx_t ncols = duckdb_data_chunk_get_column_count(input);
-    knn_registry *reg = duckdb_scalar_function_get_extra_info(info);
+    knn_registry *reg = knn_scalar_registry(info);
     duckdb_vector names = duckdb_data_chunk_get_vector(input, 0);
     duckdb_vector kv = duckdb_data_chunk_get_vector(input, 2);
     duckdb_vector efv = ncols > 3 ? duckdb_data_chunk_get_vector(input, 3) : NULL;
@@ -42,7 +37,7 @@ static void recall_scalar(duckdb_function_info info, duckdb_data_chunk input, du
         size_t len;
         int64_t k, ef = 0;
         if (!knn_get_varchar(names, i, &nm, &len) || !knn_get_bigint(kv, i, &k) || !knn_valid(vr.validity, i)) {
-            an_set_null(output, i);
+            knn_set_null(output, i);
             continue;
         }
         if (k <= 0) {
@@ -80,8 +75,8 @@ static void recall_scalar(duckdb_function_info info, duckdb_data_chunk input, du
         double lo = -INFINITY, hi = INFINITY;
         if (lov) {
             windowed = 1;
-            if (!get_double(lov, i, &lo)) lo = -INFINITY;
-            if (!get_double(hiv, i, &hi)) hi = INFINITY;
+            if (!knn_get_double(lov, i, &lo)) lo = -INFINITY;
+            if (!knn_get_double(hiv, i, &hi)) hi = INFINITY;
         }
         if (e->kind != KNN_KIND_GRAPH) {
             out[i] = 1.0; /* a flat index is exact */
@@ -92,52 +87,20 @@ static void recall_scalar(duckdb_function_info info, duckdb_data_chunk input, du
             goto done;
         }
         out[i] = r;
-        if (isnan(r)) an_set_null(output, i);
+        if (isnan(r)) knn_set_null(output, i);
     }
 done:
     if (e) knn_entry_release(e);
     free(buf);
-    if (err.status != KNN_OK) {
-        char msg[KNN_ERROR_MSG_LEN + 16];
-        size_t l = strlen("knn_recall");
-        if (strncmp(err.msg, "knn_recall", l) == 0) {
-            memcpy(msg, err.msg, sizeof err.msg);
-        } else {
-            snprintf(msg, sizeof msg, "knn_recall: %s", err.msg);
-        }
-        duckdb_scalar_function_set_error(info, msg);
-    }
+    if (err.status != KNN_OK) knn_fail_scalar(info, "knn_recall", &err);
 }
 
-static void registry_release_cb(void *p) { knn_registry_release(p); }
+static const knn_scalar_def recall_scalar[] = {
+    {.name = "knn_recall", .run = sql_knn_recall, .params = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT,
+                                                             DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_DOUBLE, DUCKDB_TYPE_DOUBLE},
+     .arities = {3, 4, 6}, .n_arities = 3, .result = DUCKDB_TYPE_DOUBLE, .is_volatile = true, .special_nulls = true},
+};
 
-bool knn_analytics_register_recall(duckdb_connection con, knn_registry *reg, knn_error *err) {
-    duckdb_scalar_function_set set = duckdb_create_scalar_function_set("knn_recall");
-    bool ok = set != NULL;
-    const int arities[3] = {3, 4, 6};
-    const duckdb_type params[6] = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_ANY,    DUCKDB_TYPE_BIGINT,
-                                   DUCKDB_TYPE_BIGINT,  DUCKDB_TYPE_DOUBLE, DUCKDB_TYPE_DOUBLE};
-    for (int a = 0; ok && a < 3; a++) {
-        duckdb_scalar_function f = duckdb_create_scalar_function();
-        duckdb_scalar_function_set_name(f, "knn_recall");
-        for (int p = 0; p < arities[a]; p++) {
-            duckdb_logical_type t = duckdb_create_logical_type(params[p]);
-            duckdb_scalar_function_add_parameter(f, t);
-            duckdb_destroy_logical_type(&t);
-        }
-        duckdb_logical_type rt = duckdb_create_logical_type(DUCKDB_TYPE_DOUBLE);
-        duckdb_scalar_function_set_return_type(f, rt);
-        duckdb_destroy_logical_type(&rt);
-        duckdb_scalar_function_set_function(f, recall_scalar);
-        duckdb_scalar_function_set_special_handling(f);
-        duckdb_scalar_function_set_volatile(f);
-        knn_registry_retain(reg);
-        duckdb_scalar_function_set_extra_info(f, reg, registry_release_cb);
-        ok = duckdb_add_scalar_function_to_set(set, f) == DuckDBSuccess;
-        duckdb_destroy_scalar_function(&f);
-    }
-    if (ok) ok = duckdb_register_scalar_function_set(con, set) == DuckDBSuccess;
-    if (set) duckdb_destroy_scalar_function_set(&set);
-    if (!ok) knn_error_set(err, KNN_ESTATE, "Error creating function knn_recall");
-    return ok;
+bool knn_register_recall(duckdb_connection con, knn_registry *reg, knn_error *err) {
+    return knn_register_scalars(con, reg, recall_scalar, 1, err);
 }

@@ -7,6 +7,7 @@
 
 #include "duckdb_extension.h"
 #include "knn_glue.h"
+#include "knn_kit.h"
 #include "knn_memlimit.h"
 #include "index/knn_registry.h"
 #include "sql_register.h"
@@ -14,8 +15,7 @@
 DUCKDB_EXTENSION_EXTERN
 
 typedef struct admin_bind {
-    char name[KNN_NAME_MAX + 1];
-    size_t name_len;
+    knn_index_ref ref;
     size_t dim;
     knn_metric metric;
     knn_kind kind;
@@ -45,60 +45,29 @@ static bool first_call(duckdb_function_info info, duckdb_data_chunk out) {
 
 static void admin_state_free(void *p) {
     admin_state *st = p;
-    if (st == NULL) return;
     for (size_t i = 0; i < st->n && st->entries; i++) knn_entry_release(st->entries[i]);
     free(st->entries);
     free(st->ids);
     free(st);
 }
 
-static void admin_init(duckdb_init_info info) {
-    admin_state *st = calloc(1, sizeof *st);
-    if (st == NULL) {
-        duckdb_init_set_error(info, "out of memory");
-        return;
-    }
-    duckdb_init_set_init_data(info, st, admin_state_free);
-}
+/* ---- knn_index_create --------------------------------------------------------------------------- */
 
-static knn_registry *registry_of(duckdb_function_info info) {
-    return (knn_registry *)duckdb_function_get_extra_info(info);
-}
-
+/* Messages not yet naming knn_index_create get its name. */
 static void fail_bind(duckdb_bind_info info, admin_bind *b, const knn_error *err) {
     free(b);
-    duckdb_bind_set_error(info, err->msg);
+    knn_fail_bind(info, "knn_index_create", err);
 }
-
-/* Reads the index name (first positional parameter) into a fresh bind struct. */
-static admin_bind *bind_name(duckdb_bind_info info, const char *fn, knn_error *err) {
-    admin_bind *b = calloc(1, sizeof *b);
-    if (b == NULL) {
-        knn_error_set(err, KNN_ENOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
-    if (!knn_bind_varchar(info, 0, b->name, sizeof b->name, &b->name_len, fn, "index name", err)) {
-        free(b);
-        return NULL;
-    }
-    return b;
-}
-
-/* ---- knn_index_create --------------------------------------------------------------------------- */
 
 static void create_bind(duckdb_bind_info info) {
     knn_error err;
-    knn_error_clear(&err);
     const char *fn = "knn_index_create";
-    admin_bind *b = bind_name(info, fn, &err);
-    if (b == NULL) {
-        duckdb_bind_set_error(info, err.msg);
-        return;
-    }
+    admin_bind *b = knn_bind_index_name(info, sizeof *b, fn, &err);
+    if (b == NULL) return knn_fail_bind(info, NULL, &err);
     int64_t v;
     int got = knn_bind_named_int(info, "dim", &v);
     if (got == 0) {
-        knn_error_set(&err, KNN_EINVAL, "%s: dim is required, e.g. knn_index_create('%s', dim := 384)", fn, b->name);
+        knn_error_set(&err, KNN_EINVAL, "%s: dim is required, e.g. knn_index_create('%s', dim := 384)", fn, b->ref.name);
         return fail_bind(info, b, &err);
     }
     if (v < 1 || v > 65536) {
@@ -111,12 +80,7 @@ static void create_bind(duckdb_bind_info info) {
     if (metric) {
         knn_status s = knn_metric_parse(metric, strlen(metric), &b->metric, &err);
         duckdb_free(metric);
-        if (s != KNN_OK) {
-            char msg[KNN_ERROR_MSG_LEN];
-            memcpy(msg, err.msg, sizeof msg);
-            knn_error_set(&err, KNN_EINVAL, "%s: %s", fn, msg);
-            return fail_bind(info, b, &err);
-        }
+        if (s != KNN_OK) return fail_bind(info, b, &err);
     }
     b->kind = KNN_KIND_GRAPH;
     char *kind = knn_bind_named_varchar(info, "kind");
@@ -157,12 +121,7 @@ static void create_bind(duckdb_bind_info info) {
     if (cap) {
         knn_status s = knn_parse_bytes(cap, &b->memory_limit, &err);
         duckdb_free(cap);
-        if (s != KNN_OK) {
-            char msg[KNN_ERROR_MSG_LEN];
-            memcpy(msg, err.msg, sizeof msg);
-            knn_error_set(&err, KNN_EINVAL, "%s: %s", fn, msg);
-            return fail_bind(info, b, &err);
-        }
+        if (s != KNN_OK) return fail_bind(info, b, &err);
         b->has_memory_limit = 1;
     }
     knn_bind_column(info, "name", DUCKDB_TYPE_VARCHAR);
@@ -177,19 +136,16 @@ static void create_run(duckdb_function_info info, duckdb_data_chunk out) {
     if (!first_call(info, out)) return;
     knn_error err;
     knn_error_clear(&err);
-    if (knn_registry_create(registry_of(info), b->name, b->name_len, b->kind, b->dim, b->metric, &b->params, &err) !=
+    if (knn_registry_create(knn_table_registry(info), b->ref.name, b->ref.len, b->kind, b->dim, b->metric, &b->params, &err) !=
         KNN_OK) {
-        char msg[KNN_ERROR_MSG_LEN + 32];
-        snprintf(msg, sizeof msg, "knn_index_create: %s", err.msg);
-        duckdb_function_set_error(info, msg);
-        return;
+        return knn_fail_run(info, "knn_index_create", &err);
     }
     if (b->has_memory_limit) {
-        knn_entry *e = knn_registry_get(registry_of(info), b->name, b->name_len, &err);
+        knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
         if (e) atomic_store(&e->memory_limit, b->memory_limit);
         knn_entry_release(e);
     }
-    duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 0), 0, b->name);
+    duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 0), 0, b->ref.name);
     duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 1), 0, knn_kind_name(b->kind));
     ((int32_t *)duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 2)))[0] = (int32_t)b->dim;
     duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 3), 0, knn_metric_name(b->metric));
@@ -198,46 +154,40 @@ static void create_run(duckdb_function_info info, duckdb_data_chunk out) {
 
 /* ---- knn_index_drop / knn_index_optimize -------------------------------------------------------- */
 
-static void name_only_bind(duckdb_bind_info info, const char *fn, const char *col, duckdb_type type) {
+/* Binds the index name; the result columns are "name" then col (when not NULL), or col alone. */
+static void name_only_bind(duckdb_bind_info info, const char *fn, const char *col, duckdb_type type, bool with_name) {
     knn_error err;
-    knn_error_clear(&err);
-    admin_bind *b = bind_name(info, fn, &err);
-    if (b == NULL) {
-        duckdb_bind_set_error(info, err.msg);
-        return;
-    }
-    knn_bind_column(info, "name", DUCKDB_TYPE_VARCHAR);
+    admin_bind *b = knn_bind_index_name(info, sizeof *b, fn, &err);
+    if (b == NULL) return knn_fail_bind(info, NULL, &err);
+    if (with_name) knn_bind_column(info, "name", DUCKDB_TYPE_VARCHAR);
     knn_bind_column(info, col, type);
     duckdb_bind_set_bind_data(info, b, free);
 }
 
-static void drop_bind(duckdb_bind_info info) { name_only_bind(info, "knn_index_drop", "dropped", DUCKDB_TYPE_BOOLEAN); }
+static void drop_bind(duckdb_bind_info info) { name_only_bind(info, "knn_index_drop", "dropped", DUCKDB_TYPE_BOOLEAN, true); }
 
 static void drop_run(duckdb_function_info info, duckdb_data_chunk out) {
     admin_bind *b = duckdb_function_get_bind_data(info);
     if (!first_call(info, out)) return;
-    bool dropped = knn_registry_drop(registry_of(info), b->name, b->name_len);
-    duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 0), 0, b->name);
+    bool dropped = knn_registry_drop(knn_table_registry(info), b->ref.name, b->ref.len);
+    duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 0), 0, b->ref.name);
     ((bool *)duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 1)))[0] = dropped;
     duckdb_data_chunk_set_size(out, 1);
 }
 
-static void optimize_bind(duckdb_bind_info info) { name_only_bind(info, "knn_index_optimize", "rows", DUCKDB_TYPE_BIGINT); }
+static void optimize_bind(duckdb_bind_info info) { name_only_bind(info, "knn_index_optimize", "rows", DUCKDB_TYPE_BIGINT, true); }
 
 static void optimize_run(duckdb_function_info info, duckdb_data_chunk out) {
     admin_bind *b = duckdb_function_get_bind_data(info);
     if (!first_call(info, out)) return;
     knn_error err;
     knn_error_clear(&err);
-    knn_entry *e = knn_registry_get(registry_of(info), b->name, b->name_len, &err);
+    knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
     if (e == NULL || knn_entry_optimize(e, &err) != KNN_OK) {
-        char msg[KNN_ERROR_MSG_LEN + 32];
-        snprintf(msg, sizeof msg, "knn_index_optimize: %s", err.msg);
         knn_entry_release(e);
-        duckdb_function_set_error(info, msg);
-        return;
+        return knn_fail_run(info, "knn_index_optimize", &err);
     }
-    duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 0), 0, b->name);
+    duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 0), 0, b->ref.name);
     ((int64_t *)duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 1)))[0] = (int64_t)knn_entry_count(e);
     knn_entry_release(e);
     duckdb_data_chunk_set_size(out, 1);
@@ -257,16 +207,11 @@ static void indexes_bind(duckdb_bind_info info) {
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) knn_bind_column(info, cols[i].name, cols[i].type);
 }
 
-static void set_null(duckdb_vector v, idx_t row) {
-    duckdb_vector_ensure_validity_writable(v);
-    duckdb_validity_set_row_invalid(duckdb_vector_get_validity(v), row);
-}
-
 static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
     admin_state *st = duckdb_function_get_init_data(info);
     if (!st->started) {
         st->started = 1;
-        st->n = knn_registry_list(registry_of(info), &st->entries);
+        st->n = knn_registry_list(knn_table_registry(info), &st->entries);
     }
     idx_t rows = 0, cap = duckdb_vector_size();
     duckdb_vector v[15];
@@ -286,35 +231,35 @@ static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
             ((int32_t *)duckdb_vector_get_data(v[8]))[rows] = (int32_t)p.ef_construction;
             ((int32_t *)duckdb_vector_get_data(v[9]))[rows] = (int32_t)p.ef;
         } else {
-            set_null(v[7], rows);
-            set_null(v[8], rows);
-            set_null(v[9], rows);
+            knn_set_null(v[7], rows);
+            knn_set_null(v[8], rows);
+            knn_set_null(v[9], rows);
         }
         double t = atomic_load(&e->last_optimize);
         if (t > 0) {
             ((int64_t *)duckdb_vector_get_data(v[10]))[rows] = (int64_t)(t * 1e6);
         } else {
-            set_null(v[10], rows);
+            knn_set_null(v[10], rows);
         }
         const char *label_type = knn_label_kind_name(atomic_load(&e->label_kind));
         double lmin, lmax;
         if (label_type) {
             duckdb_vector_assign_string_element(v[11], rows, label_type);
         } else {
-            set_null(v[11], rows);
+            knn_set_null(v[11], rows);
         }
         if (label_type && knn_entry_label_range(e, &lmin, &lmax)) {
             ((double *)duckdb_vector_get_data(v[12]))[rows] = lmin;
             ((double *)duckdb_vector_get_data(v[13]))[rows] = lmax;
         } else {
-            set_null(v[12], rows);
-            set_null(v[13], rows);
+            knn_set_null(v[12], rows);
+            knn_set_null(v[13], rows);
         }
         size_t cap = atomic_load(&e->memory_limit);
         if (cap) {
             ((int64_t *)duckdb_vector_get_data(v[14]))[rows] = cap > INT64_MAX ? INT64_MAX : (int64_t)cap;
         } else {
-            set_null(v[14], rows);
+            knn_set_null(v[14], rows);
         }
     }
     duckdb_data_chunk_set_size(out, rows);
@@ -322,17 +267,7 @@ static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
 
 /* ---- knn_index_ids ------------------------------------------------------------------------------ */
 
-static void ids_bind(duckdb_bind_info info) {
-    knn_error err;
-    knn_error_clear(&err);
-    admin_bind *b = bind_name(info, "knn_index_ids", &err);
-    if (b == NULL) {
-        duckdb_bind_set_error(info, err.msg);
-        return;
-    }
-    knn_bind_column(info, "id", DUCKDB_TYPE_BIGINT);
-    duckdb_bind_set_bind_data(info, b, free);
-}
+static void ids_bind(duckdb_bind_info info) { name_only_bind(info, "knn_index_ids", "id", DUCKDB_TYPE_BIGINT, false); }
 
 static void ids_run(duckdb_function_info info, duckdb_data_chunk out) {
     admin_bind *b = duckdb_function_get_bind_data(info);
@@ -341,17 +276,14 @@ static void ids_run(duckdb_function_info info, duckdb_data_chunk out) {
         st->started = 1;
         knn_error err;
         knn_error_clear(&err);
-        knn_entry *e = knn_registry_get(registry_of(info), b->name, b->name_len, &err);
+        knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
         if (e == NULL || knn_entry_ids(e, &st->ids, &st->n, &err) != KNN_OK) {
-            char msg[KNN_ERROR_MSG_LEN + 32];
-            snprintf(msg, sizeof msg, "knn_index_ids: %s", err.msg);
             knn_entry_release(e);
-            duckdb_function_set_error(info, msg);
-            return;
+            return knn_fail_run(info, "knn_index_ids", &err);
         }
         knn_entry_release(e);
     }
-    idx_t rows = st->n - st->pos < duckdb_vector_size() ? st->n - st->pos : duckdb_vector_size();
+    idx_t rows = knn_chunk_rows(st->n, st->pos);
     memcpy(duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 0)), st->ids + st->pos, rows * sizeof(int64_t));
     st->pos += rows;
     duckdb_data_chunk_set_size(out, rows);
@@ -359,69 +291,21 @@ static void ids_run(duckdb_function_info info, duckdb_data_chunk out) {
 
 /* ---- registration ------------------------------------------------------------------------------- */
 
-typedef struct tf_spec {
-    const char *name;
-    duckdb_table_function_bind_t bind;
-    duckdb_table_function_t run;
-    int takes_name;
-    const char *const *named; /* NULL-terminated named parameters */
-    const duckdb_type *named_types;
-} tf_spec;
+#define ADMIN_STATE .state_size = sizeof(admin_state), .state_free = admin_state_free
+#define NAME_PARAM .positional = {DUCKDB_TYPE_VARCHAR}, .n_positional = 1
 
-static const char *const create_named[] = {"dim", "metric", "kind", "m", "ef_construction", "ef", "seed",
-                                           "memory_limit", NULL};
-static const duckdb_type create_types[] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_VARCHAR,
-                                           DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT,  DUCKDB_TYPE_BIGINT,
-                                           DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR};
-
-static const tf_spec specs[] = {
-    {"knn_index_create", create_bind, create_run, 1, create_named, create_types},
-    {"knn_index_drop", drop_bind, drop_run, 1, NULL, NULL},
-    {"knn_index_optimize", optimize_bind, optimize_run, 1, NULL, NULL},
-    {"knn_indexes", indexes_bind, indexes_run, 0, NULL, NULL},
-    {"knn_index_ids", ids_bind, ids_run, 1, NULL, NULL},
+static const knn_table_def admin_tables[] = {
+    {.name = "knn_index_create", .bind = create_bind, .run = create_run, NAME_PARAM, ADMIN_STATE,
+     .named = {"dim", "metric", "kind", "m", "ef_construction", "ef", "seed", "memory_limit"},
+     .named_types = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT,
+                     DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR}},
+    {.name = "knn_index_drop", .bind = drop_bind, .run = drop_run, NAME_PARAM, ADMIN_STATE},
+    {.name = "knn_index_optimize", .bind = optimize_bind, .run = optimize_run, NAME_PARAM, ADMIN_STATE},
+    {.name = "knn_indexes", .bind = indexes_bind, .run = indexes_run, ADMIN_STATE},
+    {.name = "knn_index_ids", .bind = ids_bind, .run = ids_run, NAME_PARAM, ADMIN_STATE},
 };
 
-static void registry_release_cb(void *p) { knn_registry_release(p); }
-
-bool knn_register_table_function(duckdb_connection con, knn_registry *reg, const char *name,
-                                 duckdb_table_function_bind_t bind, duckdb_table_function_init_t init,
-                                 duckdb_table_function_t run, const duckdb_type *positional, size_t n_positional,
-                                 const char *const *named, const duckdb_type *named_types) {
-    duckdb_table_function f = duckdb_create_table_function();
-    duckdb_table_function_set_name(f, name);
-    for (size_t i = 0; i < n_positional; i++) {
-        /* DUCKDB_TYPE_LIST marks the query vector: taken as ANY and read by knn_value_to_floats, so
-         * FLOAT[d] arrays, DOUBLE and DECIMAL list literals and prepared lists all work. */
-        duckdb_logical_type t = duckdb_create_logical_type(positional[i] == DUCKDB_TYPE_LIST ? DUCKDB_TYPE_ANY
-                                                                                              : positional[i]);
-        duckdb_table_function_add_parameter(f, t);
-        duckdb_destroy_logical_type(&t);
-    }
-    for (size_t i = 0; named && named[i]; i++) {
-        duckdb_logical_type t = duckdb_create_logical_type(named_types[i]);
-        duckdb_table_function_add_named_parameter(f, named[i], t);
-        duckdb_destroy_logical_type(&t);
-    }
-    knn_registry_retain(reg);
-    duckdb_table_function_set_extra_info(f, reg, registry_release_cb);
-    duckdb_table_function_set_bind(f, bind);
-    duckdb_table_function_set_init(f, init);
-    duckdb_table_function_set_function(f, run);
-    bool ok = duckdb_register_table_function(con, f) == DuckDBSuccess;
-    duckdb_destroy_table_function(&f);
-    return ok;
-}
-
 bool knn_register_index_admin(duckdb_connection con, knn_registry *reg, knn_error *err) {
-    const duckdb_type name_param[1] = {DUCKDB_TYPE_VARCHAR};
     knn_memlimit_init_default(con, reg); /* the default cap of knn_index_create: DuckDB's memory_limit now */
-    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
-        if (!knn_register_table_function(con, reg, specs[i].name, specs[i].bind, admin_init, specs[i].run, name_param,
-                                         specs[i].takes_name ? 1 : 0, specs[i].named, specs[i].named_types)) {
-            knn_error_set(err, KNN_ESTATE, "Error creating function %s", specs[i].name);
-            return false;
-        }
-    }
-    return true;
+    return knn_register_tables(con, reg, admin_tables, sizeof admin_tables / sizeof admin_tables[0], err);
 }

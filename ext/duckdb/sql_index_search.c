@@ -16,19 +16,12 @@
 
 #include "duckdb_extension.h"
 #include "knn_glue.h"
+#include "knn_kit.h"
 #include "base/knn_parallel.h"
 #include "index/knn_registry.h"
 #include "sql_register.h"
 
 DUCKDB_EXTENSION_EXTERN
-
-static void prefixed_error(char *out, size_t cap, const char *fn, const knn_error *err) {
-    if (strncmp(err->msg, fn, strlen(fn)) == 0) {
-        snprintf(out, cap, "%s", err->msg);
-    } else {
-        snprintf(out, cap, "%s: %s", fn, err->msg);
-    }
-}
 
 static knn_status check_dim(const knn_entry *e, size_t dim, const char *fn, knn_error *err) {
     if (dim == e->dim) return KNN_OK;
@@ -39,8 +32,7 @@ static knn_status check_dim(const knn_entry *e, size_t dim, const char *fn, knn_
 /* ---- knn_search --------------------------------------------------------------------------------- */
 
 typedef struct search_bind {
-    char name[KNN_NAME_MAX + 1];
-    size_t name_len;
+    knn_index_ref ref;
     float *query;
     size_t dim;
     size_t k, ef;
@@ -72,14 +64,9 @@ static void search_state_free(void *p) {
 static void search_bind_fn(duckdb_bind_info info) {
     const char *fn = "knn_search";
     knn_error err;
-    knn_error_clear(&err);
-    search_bind *b = calloc(1, sizeof *b);
+    search_bind *b = knn_bind_index_name(info, sizeof *b, fn, &err);
     duckdb_value qv = NULL;
-    if (b == NULL) {
-        knn_error_set(&err, KNN_ENOMEM, "%s: out of memory", fn);
-        goto fail;
-    }
-    if (!knn_bind_varchar(info, 0, b->name, sizeof b->name, &b->name_len, fn, "index name", &err)) goto fail;
+    if (b == NULL) goto fail;
     qv = duckdb_bind_get_parameter(info, 1);
     if (!knn_value_to_floats(qv, &b->query, &b->dim, fn, &err)) goto fail;
     int64_t v = 10;
@@ -95,17 +82,10 @@ static void search_bind_fn(duckdb_bind_info info) {
         goto fail;
     }
     b->ef = (size_t)v;
-    knn_entry *e = knn_registry_get(duckdb_bind_get_extra_info(info), b->name, b->name_len, &err);
+    knn_entry *e = knn_registry_get(knn_bind_registry(info), b->ref.name, b->ref.len, &err);
     if (e == NULL) goto fail;
     knn_status s = check_dim(e, b->dim, fn, &err);
-    duckdb_value lo = duckdb_bind_get_named_parameter(info, "lo");
-    duckdb_value hi = duckdb_bind_get_named_parameter(info, "hi");
-    b->windowed = lo != NULL || hi != NULL;
-    unsigned kind = atomic_load(&e->label_kind);
-    if (s == KNN_OK && b->windowed) s = knn_value_bound(lo, kind, true, fn, &b->lo, &err);
-    if (s == KNN_OK && b->windowed) s = knn_value_bound(hi, kind, false, fn, &b->hi, &err);
-    if (lo) duckdb_destroy_value(&lo);
-    if (hi) duckdb_destroy_value(&hi);
+    if (s == KNN_OK) s = knn_bind_window(info, e, fn, &b->windowed, &b->lo, &b->hi, &err);
     knn_entry_release(e);
     if (s != KNN_OK) goto fail;
     if (qv) duckdb_destroy_value(&qv);
@@ -117,18 +97,7 @@ static void search_bind_fn(duckdb_bind_info info) {
 fail:
     if (qv) duckdb_destroy_value(&qv);
     search_bind_free(b);
-    char msg[KNN_ERROR_MSG_LEN + 32];
-    prefixed_error(msg, sizeof msg, fn, &err);
-    duckdb_bind_set_error(info, msg);
-}
-
-static void search_init(duckdb_init_info info) {
-    search_state *st = calloc(1, sizeof *st);
-    if (st == NULL) {
-        duckdb_init_set_error(info, "knn_search: out of memory");
-        return;
-    }
-    duckdb_init_set_init_data(info, st, search_state_free);
+    knn_fail_bind(info, fn, &err);
 }
 
 static void search_run(duckdb_function_info info, duckdb_data_chunk out) {
@@ -138,7 +107,7 @@ static void search_run(duckdb_function_info info, duckdb_data_chunk out) {
         st->started = 1;
         knn_error err;
         knn_error_clear(&err);
-        knn_entry *e = knn_registry_get(duckdb_function_get_extra_info(info), b->name, b->name_len, &err);
+        knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
         size_t cap = 0;
         if (e) {
             cap = b->k < knn_entry_count(e) ? b->k : knn_entry_count(e);
@@ -151,15 +120,12 @@ static void search_run(duckdb_function_info info, duckdb_data_chunk out) {
              : b->windowed ? knn_entry_search_window(e, b->query, cap, b->ef, b->lo, b->hi, st->ids, st->dists, &st->n,
                                                      &err)
                            : knn_entry_search(e, b->query, cap, b->ef, st->ids, st->dists, &st->n, &err)) != KNN_OK) {
-            char msg[KNN_ERROR_MSG_LEN + 32];
-            prefixed_error(msg, sizeof msg, "knn_search", &err);
             knn_entry_release(e);
-            duckdb_function_set_error(info, msg);
-            return;
+            return knn_fail_run(info, "knn_search", &err);
         }
         knn_entry_release(e);
     }
-    idx_t rows = st->n - st->pos < duckdb_vector_size() ? st->n - st->pos : duckdb_vector_size();
+    idx_t rows = knn_chunk_rows(st->n, st->pos);
     int64_t *id_out = duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 0));
     float *dist_out = duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 1));
     int32_t *rank_out = duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 2));
@@ -235,7 +201,7 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
     size_t len0 = 0;
     for (idx_t i = 0; i < n && name0 == NULL; i++) knn_get_varchar(names, i, &name0, &len0);
     if (name0 == NULL) goto done; /* every row NULL: NULL results */
-    e = knn_registry_get(duckdb_scalar_function_get_extra_info(info), name0, len0, &err);
+    e = knn_registry_get(knn_scalar_registry(info), name0, len0, &err);
     if (e == NULL) goto done;
     const size_t d = e->dim, live = knn_entry_count(e);
     queries = malloc(n * d * sizeof *queries);
@@ -374,8 +340,7 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
         entries[i].offset = pos;
         entries[i].length = found[i];
         if (skip[i] == 1) {
-            duckdb_vector_ensure_validity_writable(output);
-            duckdb_validity_set_row_invalid(duckdb_vector_get_validity(output), i);
+            knn_set_null(output, i);
             continue;
         }
         memcpy(id_out + pos, ids + offsets[i], found[i] * sizeof *id_out);
@@ -386,8 +351,7 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
 done:
     if (err.status == KNN_OK && e == NULL) {
         /* all names NULL */
-        duckdb_vector_ensure_validity_writable(output);
-        for (idx_t i = 0; i < n; i++) duckdb_validity_set_row_invalid(duckdb_vector_get_validity(output), i);
+        for (idx_t i = 0; i < n; i++) knn_set_null(output, i);
     }
     knn_entry_release(e);
     free(queries);
@@ -402,71 +366,26 @@ done:
     free(los);
     free(his);
     free(win);
-    if (err.status != KNN_OK) {
-        char msg[KNN_ERROR_MSG_LEN + 32];
-        prefixed_error(msg, sizeof msg, fn, &err);
-        duckdb_scalar_function_set_error(info, msg);
-    }
+    if (err.status != KNN_OK) knn_fail_scalar(info, fn, &err);
 }
 
-static void registry_release_cb(void *p) { knn_registry_release(p); }
+static const knn_fields hit_fields = {2, {"id", "distance"}, {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_FLOAT}};
 
-static duckdb_logical_type result_list_type(void) {
-    duckdb_logical_type bigint = duckdb_create_logical_type(DUCKDB_TYPE_BIGINT);
-    duckdb_logical_type flt = duckdb_create_logical_type(DUCKDB_TYPE_FLOAT);
-    duckdb_logical_type types[2] = {bigint, flt};
-    const char *names[2] = {"id", "distance"};
-    duckdb_logical_type st = duckdb_create_struct_type(types, names, 2);
-    duckdb_logical_type list = duckdb_create_list_type(st);
-    duckdb_destroy_logical_type(&st);
-    duckdb_destroy_logical_type(&bigint);
-    duckdb_destroy_logical_type(&flt);
-    return list;
-}
+static const knn_table_def search_table[] = {
+    {.name = "knn_search", .bind = search_bind_fn, .run = search_run,
+     .positional = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_LIST}, .n_positional = 2, .named = {"k", "ef", "lo", "hi"},
+     .named_types = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY},
+     .state_size = sizeof(search_state), .state_free = search_state_free},
+};
 
-static bool register_knn_scalar(duckdb_connection con, knn_registry *reg) {
-    duckdb_scalar_function_set set = duckdb_create_scalar_function_set("knn");
-    bool ok = set != NULL;
-    const int arities[3] = {3, 5, 6}; /* (name, query, k [, lo, hi [, ef]]) */
-    for (int a = 0; ok && a < 3; a++) {
-        duckdb_scalar_function f = duckdb_create_scalar_function();
-        duckdb_scalar_function_set_name(f, "knn");
-        duckdb_type params[6] = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT,
-                                 DUCKDB_TYPE_ANY,     DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT};
-        for (int p = 0; p < arities[a]; p++) {
-            duckdb_logical_type t = duckdb_create_logical_type(params[p]);
-            duckdb_scalar_function_add_parameter(f, t);
-            duckdb_destroy_logical_type(&t);
-        }
-        duckdb_logical_type rt = result_list_type();
-        duckdb_scalar_function_set_return_type(f, rt);
-        duckdb_destroy_logical_type(&rt);
-        duckdb_scalar_function_set_function(f, knn_scalar);
-        duckdb_scalar_function_set_special_handling(f);
-        /* Results depend on the index's contents, not only on the arguments: never constant-fold. */
-        duckdb_scalar_function_set_volatile(f);
-        knn_registry_retain(reg);
-        duckdb_scalar_function_set_extra_info(f, reg, registry_release_cb);
-        ok = duckdb_add_scalar_function_to_set(set, f) == DuckDBSuccess;
-        duckdb_destroy_scalar_function(&f);
-    }
-    if (ok) ok = duckdb_register_scalar_function_set(con, set) == DuckDBSuccess;
-    if (set) duckdb_destroy_scalar_function_set(&set);
-    return ok;
-}
+/* Results depend on the index's contents, not only on the arguments: never constant-fold. */
+static const knn_scalar_def search_scalar[] = {
+    {.name = "knn", .run = knn_scalar, .params = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT,
+                                                  DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT},
+     .arities = {3, 5, 6}, .n_arities = 3, /* (name, query, k [, lo, hi [, ef]]) */
+     .result = KNN_LIST_OF(DUCKDB_TYPE_STRUCT), .fields = &hit_fields, .is_volatile = true, .special_nulls = true},
+};
 
 bool knn_register_index_search(duckdb_connection con, knn_registry *reg, knn_error *err) {
-    const duckdb_type positional[2] = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_LIST};
-    const char *const named[] = {"k", "ef", "lo", "hi", NULL};
-    const duckdb_type named_types[] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY};
-    if (!knn_register_table_function(con, reg, "knn_search", search_bind_fn, search_init, search_run, positional, 2,
-                                     named, named_types)) {
-        knn_error_set(err, KNN_ESTATE, "Error creating function knn_search");
-        return false;
-    }
-    if (!register_knn_scalar(con, reg)) {
-        knn_error_set(err, KNN_ESTATE, "Error creating function knn");
-        return false;
-    }
-    return true;
+    return knn_register_tables(con, reg, search_table, 1, err) && knn_register_scalars(con, reg, search_scalar, 1, err);
 }

@@ -4,6 +4,7 @@
 
 #include "duckdb_extension.h"
 #include "knn_api.h"
+#include "knn_kit.h"
 #include "sql_register.h"
 
 DUCKDB_EXTENSION_EXTERN
@@ -18,18 +19,12 @@ static void sql_knn_debug(duckdb_function_info info, duckdb_data_chunk input, du
     for (idx_t i = 0; i < n; i++) duckdb_vector_assign_string_element(output, i, text);
 }
 
+/* Volatile: the SIMD level follows KNNSQL_SIMD at call time, so the result must not be folded. */
+static const knn_scalar_def debug_scalar[] = {
+    {.name = "knn_debug", .run = sql_knn_debug, .arities = {0}, .n_arities = 1, .result = DUCKDB_TYPE_VARCHAR,
+     .is_volatile = true},
+};
+
 bool knn_register_debug(duckdb_connection con, knn_registry *reg, knn_error *err) {
-    (void)reg;
-    duckdb_scalar_function f = duckdb_create_scalar_function();
-    duckdb_scalar_function_set_name(f, "knn_debug");
-    duckdb_logical_type t = duckdb_create_logical_type(DUCKDB_TYPE_VARCHAR);
-    duckdb_scalar_function_set_return_type(f, t);
-    duckdb_destroy_logical_type(&t);
-    duckdb_scalar_function_set_function(f, sql_knn_debug);
-    /* Volatile: the SIMD level follows KNNSQL_SIMD at call time, so the result must not be folded. */
-    duckdb_scalar_function_set_volatile(f);
-    bool ok = duckdb_register_scalar_function(con, f) == DuckDBSuccess;
-    duckdb_destroy_scalar_function(&f);
-    if (!ok) knn_error_set(err, KNN_ESTATE, "Error creating function knn_debug");
-    return ok;
+    return knn_register_scalars(con, reg, debug_scalar, 1, err);
 }

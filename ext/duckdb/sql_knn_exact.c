@@ -16,6 +16,7 @@
 #include "duckdb_extension.h"
 #include "kernels/knn_kernels.h"
 #include "knn_glue.h"
+#include "knn_kit.h"
 #include "base/knn_metric.h"
 #include "exact/knn_scan.h"
 #include "base/knn_topk.h"
@@ -45,11 +46,8 @@ typedef struct exact_acc {
     float *qtmp;     /* dim; converts one DOUBLE query for comparison */
 } exact_acc;
 
-typedef struct exact_state {
-    exact_acc *acc;
-} exact_state;
-
-static void acc_free(exact_acc *a) {
+static void acc_free(void *p) {
+    exact_acc *a = p;
     if (a == NULL) return;
     if (a->heaps) {
         for (size_t q = 0; q < a->nq; q++) knn_topk_free(&a->heaps[q]);
@@ -97,24 +95,6 @@ static knn_status acc_reserve_buf(exact_acc *a, size_t rows, knn_error *err) {
     if (!buf || !ids) return knn_error_set(err, KNN_ENOMEM, "out of memory for a %zu-row gather buffer", rows);
     a->buf_rows = rows;
     return KNN_OK;
-}
-
-static idx_t exact_state_size(duckdb_function_info info) {
-    (void)info;
-    return sizeof(exact_state);
-}
-
-static void exact_init(duckdb_function_info info, duckdb_aggregate_state state) {
-    (void)info;
-    ((exact_state *)state)->acc = NULL;
-}
-
-static void exact_destroy(duckdb_aggregate_state *states, idx_t count) {
-    for (idx_t i = 0; i < count; i++) {
-        exact_state *s = (exact_state *)states[i];
-        acc_free(s->acc);
-        s->acc = NULL;
-    }
 }
 
 /* Arguments shared by both aggregates, read once per chunk. */
@@ -278,32 +258,25 @@ static knn_status scan_run(const exact_args *a, exact_acc *acc, idx_t lo, idx_t 
     return KNN_OK;
 }
 
-static void prefix_error(const char *fn, knn_error *err) {
-    if (strncmp(err->msg, fn, strlen(fn)) == 0) return;
-    char msg[KNN_ERROR_MSG_LEN];
-    memcpy(msg, err->msg, sizeof msg);
-    knn_error_set(err, err->status, "%s: %s", fn, msg);
-}
-
 /* ---- knn_exact ---------------------------------------------------------------------------------- */
 
-static void exact_update(duckdb_function_info info, duckdb_data_chunk input, duckdb_aggregate_state *states) {
-    knn_error err;
-    knn_error_clear(&err);
+static knn_status exact_update(const knn_agg_ctx *cx, duckdb_data_chunk input, duckdb_aggregate_state *states,
+                               knn_error *err) {
+    (void)cx;
     exact_args a;
     knn_vreader qr;
     unsigned char *skip = NULL;
-    if (args_read(&a, "knn_exact", input, &err) != KNN_OK) goto done;
-    if (knn_vreader_init(&qr, a.queries, a.fn, "query", &err) != KNN_OK) goto done;
+    if (args_read(&a, "knn_exact", input, err) != KNN_OK) goto done;
+    if (knn_vreader_init(&qr, a.queries, a.fn, "query", err) != KNN_OK) goto done;
     duckdb_list_entry checked = {UINT64_MAX, 0};
     const exact_acc *checked_acc = NULL;
     skip = malloc(a.n ? a.n : 1);
     if (skip == NULL) {
-        knn_error_set(&err, KNN_ENOMEM, "knn_exact: out of memory");
+        knn_error_set(err, KNN_ENOMEM, "knn_exact: out of memory");
         goto done;
     }
     for (idx_t lo = 0; lo < a.n;) {
-        exact_state *st = (exact_state *)states[lo];
+        knn_agg_state *st = knn_agg_at(states, lo);
         idx_t hi = lo + 1;
         while (hi < a.n && states[hi] == states[lo]) hi++;
         bool any_skip = false;
@@ -320,22 +293,22 @@ static void exact_update(duckdb_function_info info, duckdb_data_chunk input, duc
             if (st->acc == NULL) {
                 size_t k;
                 knn_metric metric;
-                if (row_params(&a, i, &k, &metric, &err) != KNN_OK) goto done;
+                if (row_params(&a, i, &k, &metric, err) != KNN_OK) goto done;
                 if (qdim == 0) {
-                    knn_error_set(&err, KNN_EINVAL, "knn_exact: query is an empty list; give a vector");
+                    knn_error_set(err, KNN_EINVAL, "knn_exact: query is an empty list; give a vector");
                     goto done;
                 }
-                exact_acc *acc = acc_new(1, qdim, k, metric, &err);
+                exact_acc *acc = acc_new(1, qdim, k, metric, err);
                 if (acc == NULL) goto done;
                 knn_row_state rs = knn_vreader_get(&qr, i, qdim, acc->qtmp, &q, &got);
                 if (rs != KNN_ROW_OK) {
                     acc_free(acc);
-                    knn_error_set(&err, KNN_EDATA, "knn_exact: query contains a NULL element");
+                    knn_error_set(err, KNN_EDATA, "knn_exact: query contains a NULL element");
                     goto done;
                 }
                 memcpy(acc->queries, q, qdim * sizeof(float));
                 acc->qids[0] = 1;
-                if (knn_query_check(acc->queries, qdim, metric, "knn_exact: query", &acc->q_norm2[0], &err) != KNN_OK) {
+                if (knn_query_check(acc->queries, qdim, metric, "knn_exact: query", &acc->q_norm2[0], err) != KNN_OK) {
                     acc_free(acc);
                     goto done;
                 }
@@ -343,7 +316,7 @@ static void exact_update(duckdb_function_info info, duckdb_data_chunk input, duc
                 continue;
             }
             exact_acc *acc = st->acc;
-            if (check_same_params(&a, acc, i, &err) != KNN_OK) goto done;
+            if (check_same_params(&a, acc, i, err) != KNN_OK) goto done;
             /* A constant query reaches every row as the same list entry: compare its floats once. */
             if (qr.entries && qr.entries[i].offset == checked.offset && qr.entries[i].length == checked.length &&
                 checked_acc == acc) {
@@ -352,7 +325,7 @@ static void exact_update(duckdb_function_info info, duckdb_data_chunk input, duc
             knn_row_state rs = knn_vreader_get(&qr, i, acc->dim, acc->qtmp, &q, &got);
             if (rs == KNN_ROW_DIM_MISMATCH || rs == KNN_ROW_NULL_ELEMENT ||
                 memcmp(q, acc->queries, acc->dim * sizeof(float)) != 0) {
-                params_changed(&a, &err);
+                params_changed(&a, err);
                 goto done;
             }
             if (qr.entries) {
@@ -360,15 +333,12 @@ static void exact_update(duckdb_function_info info, duckdb_data_chunk input, duc
                 checked_acc = acc;
             }
         }
-        if (st->acc && scan_run(&a, st->acc, lo, hi, skip, any_skip, &err) != KNN_OK) goto done;
+        if (st->acc && scan_run(&a, st->acc, lo, hi, skip, any_skip, err) != KNN_OK) goto done;
         lo = hi;
     }
 done:
     free(skip);
-    if (err.status != KNN_OK) {
-        prefix_error("knn_exact", &err);
-        duckdb_aggregate_function_set_error(info, err.msg);
-    }
+    return err->status;
 }
 
 /* ---- knn_exact_join ----------------------------------------------------------------------------- */
@@ -493,21 +463,21 @@ static bool join_same_queries(const query_list *ql, idx_t row, exact_acc *acc) {
     return true;
 }
 
-static void join_update(duckdb_function_info info, duckdb_data_chunk input, duckdb_aggregate_state *states) {
-    knn_error err;
-    knn_error_clear(&err);
+static knn_status join_update(const knn_agg_ctx *cx, duckdb_data_chunk input, duckdb_aggregate_state *states,
+                              knn_error *err) {
+    (void)cx;
     exact_args a;
     query_list ql;
     unsigned char *skip = NULL;
-    if (args_read(&a, "knn_exact_join", input, &err) != KNN_OK) goto done;
-    if (query_list_init(&ql, a.queries, &err) != KNN_OK) goto done;
+    if (args_read(&a, "knn_exact_join", input, err) != KNN_OK) goto done;
+    if (query_list_init(&ql, a.queries, err) != KNN_OK) goto done;
     skip = malloc(a.n ? a.n : 1);
     if (skip == NULL) {
-        knn_error_set(&err, KNN_ENOMEM, "knn_exact_join: out of memory");
+        knn_error_set(err, KNN_ENOMEM, "knn_exact_join: out of memory");
         goto done;
     }
     for (idx_t lo = 0; lo < a.n;) {
-        exact_state *st = (exact_state *)states[lo];
+        knn_agg_state *st = knn_agg_at(states, lo);
         idx_t hi = lo + 1;
         while (hi < a.n && states[hi] == states[lo]) hi++;
         bool any_skip = false;
@@ -521,28 +491,27 @@ static void join_update(duckdb_function_info info, duckdb_data_chunk input, duck
                 continue;
             }
             if (st->acc == NULL) {
-                if (join_acc_new(&a, &ql, i, &st->acc, &err) != KNN_OK) goto done;
+                exact_acc *acc = NULL;
+                if (join_acc_new(&a, &ql, i, &acc, err) != KNN_OK) goto done;
+                st->acc = acc;
                 checked = ql.entries[i];
                 continue;
             }
-            if (check_same_params(&a, st->acc, i, &err) != KNN_OK) goto done;
+            if (check_same_params(&a, st->acc, i, err) != KNN_OK) goto done;
             duckdb_list_entry e = ql.entries[i];
             if (e.offset == checked.offset && e.length == checked.length) continue;
             if (!join_same_queries(&ql, i, st->acc)) {
-                params_changed(&a, &err);
+                params_changed(&a, err);
                 goto done;
             }
             checked = e;
         }
-        if (st->acc && scan_run(&a, st->acc, lo, hi, skip, any_skip, &err) != KNN_OK) goto done;
+        if (st->acc && scan_run(&a, st->acc, lo, hi, skip, any_skip, err) != KNN_OK) goto done;
         lo = hi;
     }
 done:
     free(skip);
-    if (err.status != KNN_OK) {
-        prefix_error("knn_exact_join", &err);
-        duckdb_aggregate_function_set_error(info, err.msg);
-    }
+    return err->status;
 }
 
 /* ---- combine and finalize (shared) -------------------------------------------------------------- */
@@ -562,31 +531,22 @@ static exact_acc *acc_clone(const exact_acc *src, knn_error *err) {
     return a;
 }
 
-static void exact_combine(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_aggregate_state *target,
-                          idx_t count) {
-    knn_error err;
-    knn_error_clear(&err);
-    for (idx_t i = 0; i < count; i++) {
-        const exact_acc *src = ((exact_state *)source[i])->acc;
-        exact_state *dst = (exact_state *)target[i];
-        if (src == NULL) continue;
-        if (dst->acc == NULL) {
-            dst->acc = acc_clone(src, &err);
-            if (dst->acc == NULL) break;
-            continue;
-        }
-        exact_acc *d = dst->acc;
-        if (d->nq != src->nq || d->dim != src->dim || d->k != src->k || d->metric != src->metric ||
-            memcmp(d->queries, src->queries, d->nq * d->dim * sizeof(float)) != 0) {
-            knn_error_set(&err, KNN_EINVAL, "k, metric and the query must be the same for every row of a group");
-            break;
-        }
-        for (size_t q = 0; q < d->nq; q++) {
-            if (knn_topk_merge(&d->heaps[q], &src->heaps[q], &err) != KNN_OK) break;
-        }
-        if (err.status != KNN_OK) break;
+static knn_status exact_merge(const knn_agg_ctx *cx, knn_agg_state *source, knn_agg_state *target, knn_error *err) {
+    (void)cx;
+    const exact_acc *src = source->acc;
+    if (target->acc == NULL) {
+        target->acc = acc_clone(src, err);
+        return err->status;
     }
-    if (err.status != KNN_OK) duckdb_aggregate_function_set_error(info, err.msg);
+    exact_acc *d = target->acc;
+    if (d->nq != src->nq || d->dim != src->dim || d->k != src->k || d->metric != src->metric ||
+        memcmp(d->queries, src->queries, d->nq * d->dim * sizeof(float)) != 0) {
+        return knn_error_set(err, KNN_EINVAL, "k, metric and the query must be the same for every row of a group");
+    }
+    for (size_t q = 0; q < d->nq; q++) {
+        if (knn_topk_merge(&d->heaps[q], &src->heaps[q], err) != KNN_OK) return err->status;
+    }
+    return KNN_OK;
 }
 
 static int cmp_pairs(const void *x, const void *y) {
@@ -595,148 +555,73 @@ static int cmp_pairs(const void *x, const void *y) {
     return (a->id > b->id) - (a->id < b->id);
 }
 
-/* Writes each state's sorted results as one list; join=true adds query_id and rank fields. */
-static void finalize_lists(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_vector result,
-                           idx_t count, idx_t offset, bool join) {
-    idx_t total = 0, widest = 0;
-    for (idx_t i = 0; i < count; i++) {
-        const exact_acc *a = ((exact_state *)source[i])->acc;
-        if (a == NULL) continue;
-        for (size_t q = 0; q < a->nq; q++) {
-            total += a->heaps[q].size;
-            if (a->heaps[q].size > widest) widest = a->heaps[q].size;
-        }
+/* Writes a state's sorted results as one list; knn_exact_join adds query_id and rank fields. */
+static knn_status exact_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckdb_vector result, idx_t row,
+                                 knn_error *err) {
+    const bool join = cx->def->data != NULL;
+    const exact_acc *a = st->acc;
+    if (a == NULL) {
+        knn_result_null(result, row);
+        return KNN_OK;
+    }
+    size_t total = 0, widest = 0;
+    for (size_t q = 0; q < a->nq; q++) {
+        total += a->heaps[q].size;
+        if (a->heaps[q].size > widest) widest = a->heaps[q].size;
     }
     knn_pair *sorted = malloc((widest ? widest : 1) * sizeof *sorted);
-    if (sorted == NULL) {
-        duckdb_aggregate_function_set_error(info, "out of memory sorting kNN results");
-        return;
-    }
-    idx_t base = duckdb_list_vector_get_size(result);
-    if (duckdb_list_vector_reserve(result, base + total) != DuckDBSuccess) {
+    if (sorted == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory sorting kNN results");
+    idx_t pos;
+    if (knn_list_begin(result, row, total, &pos, err) != KNN_OK) {
         free(sorted);
-        duckdb_aggregate_function_set_error(info, "could not reserve the kNN result list");
-        return;
+        return knn_error_set(err, KNN_ENOMEM, "could not reserve the kNN result list");
     }
-    duckdb_vector child = duckdb_list_vector_get_child(result);
-    int field = 0;
-    int64_t *qid_out = join ? (int64_t *)duckdb_vector_get_data(duckdb_struct_vector_get_child(child, field++)) : NULL;
-    int64_t *id_out = (int64_t *)duckdb_vector_get_data(duckdb_struct_vector_get_child(child, field++));
-    float *dist_out = (float *)duckdb_vector_get_data(duckdb_struct_vector_get_child(child, field++));
-    int32_t *rank_out = join ? (int32_t *)duckdb_vector_get_data(duckdb_struct_vector_get_child(child, field++)) : NULL;
-    duckdb_list_entry *entries = (duckdb_list_entry *)duckdb_vector_get_data(result);
-    idx_t pos = base;
-    for (idx_t i = 0; i < count; i++) {
-        const exact_acc *a = ((exact_state *)source[i])->acc;
-        if (a == NULL) {
-            duckdb_vector_ensure_validity_writable(result);
-            duckdb_validity_set_row_invalid(duckdb_vector_get_validity(result), offset + i);
-            entries[offset + i].offset = pos;
-            entries[offset + i].length = 0;
-            continue;
+    int f = 0;
+    int64_t *qid_out = join ? knn_field(result, f++, true) : NULL;
+    int64_t *id_out = knn_field(result, f++, true);
+    float *dist_out = knn_field(result, f++, true);
+    int32_t *rank_out = join ? knn_field(result, f++, true) : NULL;
+    for (size_t q = 0; q < a->nq; q++) {
+        const knn_topk *h = &a->heaps[q];
+        if (h->size == 0) continue;
+        memcpy(sorted, h->heap, h->size * sizeof *sorted);
+        qsort(sorted, h->size, sizeof *sorted, cmp_pairs);
+        for (size_t r = 0; r < h->size; r++, pos++) {
+            if (qid_out) qid_out[pos] = a->qids[q];
+            id_out[pos] = sorted[r].id;
+            dist_out[pos] = sorted[r].dist;
+            if (rank_out) rank_out[pos] = (int32_t)r + 1;
         }
-        entries[offset + i].offset = pos;
-        for (size_t q = 0; q < a->nq; q++) {
-            const knn_topk *h = &a->heaps[q];
-            if (h->size == 0) continue;
-            memcpy(sorted, h->heap, h->size * sizeof *sorted);
-            qsort(sorted, h->size, sizeof *sorted, cmp_pairs);
-            for (size_t r = 0; r < h->size; r++, pos++) {
-                if (qid_out) qid_out[pos] = a->qids[q];
-                id_out[pos] = sorted[r].id;
-                dist_out[pos] = sorted[r].dist;
-                if (rank_out) rank_out[pos] = (int32_t)r + 1;
-            }
-        }
-        entries[offset + i].length = pos - entries[offset + i].offset;
     }
-    duckdb_list_vector_set_size(result, pos);
     free(sorted);
-}
-
-static void exact_finalize(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_vector result,
-                           idx_t count, idx_t offset) {
-    finalize_lists(info, source, result, count, offset, false);
-}
-
-static void join_finalize(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_vector result,
-                          idx_t count, idx_t offset) {
-    finalize_lists(info, source, result, count, offset, true);
+    return KNN_OK;
 }
 
 /* ---- registration ------------------------------------------------------------------------------- */
 
-static duckdb_logical_type result_type(bool join) {
-    duckdb_logical_type bigint = duckdb_create_logical_type(DUCKDB_TYPE_BIGINT);
-    duckdb_logical_type flt = duckdb_create_logical_type(DUCKDB_TYPE_FLOAT);
-    duckdb_logical_type integer = duckdb_create_logical_type(DUCKDB_TYPE_INTEGER);
-    duckdb_logical_type types[4];
-    const char *names[4];
-    idx_t n = 0;
-    if (join) { types[n] = bigint; names[n++] = "query_id"; }
-    types[n] = bigint; names[n++] = "id";
-    types[n] = flt; names[n++] = "distance";
-    if (join) { types[n] = integer; names[n++] = "rank"; }
-    duckdb_logical_type st = duckdb_create_struct_type(types, names, n);
-    duckdb_logical_type list = duckdb_create_list_type(st);
-    duckdb_destroy_logical_type(&st);
-    duckdb_destroy_logical_type(&bigint);
-    duckdb_destroy_logical_type(&flt);
-    duckdb_destroy_logical_type(&integer);
-    return list;
-}
+static const knn_fields exact_fields = {2, {"id", "distance"}, {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_FLOAT}};
+static const knn_fields join_fields = {4, {"query_id", "id", "distance", "rank"},
+                                       {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_FLOAT, DUCKDB_TYPE_INTEGER}};
+static const bool joining = true;
 
-static bool register_one(duckdb_connection con, const char *name, duckdb_aggregate_update_t update,
-                         duckdb_aggregate_finalize_t finalize, bool join) {
-    duckdb_aggregate_function_set set = duckdb_create_aggregate_function_set(name);
-    bool ok = set != NULL;
-    /* knn_exact types its query FLOAT[] (and DOUBLE[]) so DuckDB casts a constant query once and every
-     * row shares one list entry; an ARRAY constant would be copied into every row of every chunk. The
-     * ANY overload catches the rest so the error names the supported types. */
-    duckdb_type query_types[3] = {DUCKDB_TYPE_FLOAT, DUCKDB_TYPE_DOUBLE, DUCKDB_TYPE_ANY};
-    int n_query_types = join ? 1 : 3;
-    for (int v = 0; ok && v < 2 * n_query_types; v++) {
-        int with_metric = v % 2;
-        duckdb_type qt = join ? DUCKDB_TYPE_ANY : query_types[v / 2];
-        duckdb_aggregate_function f = duckdb_create_aggregate_function();
-        duckdb_aggregate_function_set_name(f, name);
-        duckdb_type params[5] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT,
-                                 DUCKDB_TYPE_VARCHAR};
-        for (int p = 0; p < 4 + with_metric; p++) {
-            duckdb_logical_type t;
-            if (p == 2 && qt != DUCKDB_TYPE_ANY) {
-                duckdb_logical_type elem = duckdb_create_logical_type(qt);
-                t = duckdb_create_list_type(elem);
-                duckdb_destroy_logical_type(&elem);
-            } else {
-                t = duckdb_create_logical_type(params[p]);
-            }
-            duckdb_aggregate_function_add_parameter(f, t);
-            duckdb_destroy_logical_type(&t);
-        }
-        duckdb_logical_type rt = result_type(join);
-        duckdb_aggregate_function_set_return_type(f, rt);
-        duckdb_destroy_logical_type(&rt);
-        duckdb_aggregate_function_set_functions(f, exact_state_size, exact_init, update, exact_combine, finalize);
-        duckdb_aggregate_function_set_destructor(f, exact_destroy);
-        duckdb_aggregate_function_set_special_handling(f);
-        ok = duckdb_add_aggregate_function_to_set(set, f) == DuckDBSuccess;
-        duckdb_destroy_aggregate_function(&f);
-    }
-    if (ok) ok = duckdb_register_aggregate_function_set(con, set) == DuckDBSuccess;
-    if (set) duckdb_destroy_aggregate_function_set(&set);
-    return ok;
-}
+#define EXACT_PARAMS(query) {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY, query, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR}
+#define EXACT_HOOKS .min_params = 4, .n_params = 5, .result = KNN_LIST_OF(DUCKDB_TYPE_STRUCT), .free_acc = acc_free, \
+                    .merge = exact_merge, .finalize = exact_finalize, .raw = KNN_RAW_COMBINE | KNN_RAW_FINALIZE
+
+/* knn_exact types its query FLOAT[] (and DOUBLE[]) so DuckDB casts a constant query once and every row
+ * shares one list entry; an ARRAY constant would be copied into every row of every chunk. The ANY
+ * overload catches the rest so the error names the supported types. */
+static const knn_agg_def exact_defs[] = {
+    {.name = "knn_exact", .params = EXACT_PARAMS(KNN_LIST_OF(DUCKDB_TYPE_FLOAT)), EXACT_HOOKS,
+     .update = exact_update, .fields = &exact_fields},
+    {.name = "knn_exact", .params = EXACT_PARAMS(KNN_LIST_OF(DUCKDB_TYPE_DOUBLE)), EXACT_HOOKS,
+     .update = exact_update, .fields = &exact_fields},
+    {.name = "knn_exact", .params = EXACT_PARAMS(DUCKDB_TYPE_ANY), EXACT_HOOKS, .update = exact_update,
+     .fields = &exact_fields},
+    {.name = "knn_exact_join", .params = EXACT_PARAMS(DUCKDB_TYPE_ANY), EXACT_HOOKS, .update = join_update,
+     .fields = &join_fields, .data = &joining},
+};
 
 bool knn_register_exact(duckdb_connection con, knn_registry *reg, knn_error *err) {
-    (void)reg;
-    if (!register_one(con, "knn_exact", exact_update, exact_finalize, false)) {
-        knn_error_set(err, KNN_ESTATE, "Error creating function knn_exact");
-        return false;
-    }
-    if (!register_one(con, "knn_exact_join", join_update, join_finalize, true)) {
-        knn_error_set(err, KNN_ESTATE, "Error creating function knn_exact_join");
-        return false;
-    }
-    return true;
+    return knn_register_aggregates(con, reg, exact_defs, sizeof exact_defs / sizeof exact_defs[0], err);
 }

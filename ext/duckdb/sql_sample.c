@@ -21,6 +21,7 @@
 #include "duckdb_extension.h"
 #include "knn_api.h"
 #include "knn_glue.h"
+#include "knn_kit.h"
 #include "index/knn_registry.h"
 #include "sample/knn_sample_source.h"
 #include "sql_register.h"
@@ -45,35 +46,13 @@ typedef struct sample_acc {
     float *tmp; /* dim: conversion buffer */
 } sample_acc;
 
-typedef struct sample_state {
-    sample_acc *acc;
-} sample_state;
-
-static void acc_free(sample_acc *a) {
-    if (a == NULL) return;
+static void acc_free(void *p) {
+    sample_acc *a = p;
     free(a->ids);
     free(a->vecs);
     free(a->weights);
     free(a->tmp);
     free(a);
-}
-
-static idx_t state_size(duckdb_function_info info) {
-    (void)info;
-    return sizeof(sample_state);
-}
-
-static void state_init(duckdb_function_info info, duckdb_aggregate_state state) {
-    (void)info;
-    ((sample_state *)state)->acc = NULL;
-}
-
-static void state_destroy(duckdb_aggregate_state *states, idx_t count) {
-    for (idx_t i = 0; i < count; i++) {
-        sample_state *s = (sample_state *)states[i];
-        acc_free(s->acc);
-        s->acc = NULL;
-    }
 }
 
 static knn_status acc_reserve(sample_acc *a, size_t need, knn_error *err) {
@@ -170,18 +149,13 @@ static sample_acc *acc_new(int weighted, size_t dim, const row_params *p, knn_er
     return a;
 }
 
-static void report(duckdb_function_info info, const char *fn, knn_error *err) {
-    char msg[KNN_ERROR_MSG_LEN + 64];
-    if (strncmp(err->msg, fn, strlen(fn)) == 0) snprintf(msg, sizeof msg, "%s", err->msg);
-    else snprintf(msg, sizeof msg, "%s: %s", fn, err->msg);
-    duckdb_aggregate_function_set_error(info, msg);
-}
+/* data of the two aggregates: whether rows carry a weight (else a vector) */
+static const int by_weight = 1, by_vector = 0;
 
-static void update_common(duckdb_function_info info, duckdb_data_chunk input, duckdb_aggregate_state *states,
-                          int weighted) {
-    const char *fn = weighted ? "knn_sample_weighted" : "knn_sample_agg";
-    knn_error err;
-    knn_error_clear(&err);
+static knn_status sample_update(const knn_agg_ctx *cx, duckdb_data_chunk input, duckdb_aggregate_state *states,
+                                knn_error *err) {
+    const int weighted = *(const int *)cx->def->data;
+    const char *fn = cx->def->name;
     idx_t n = duckdb_data_chunk_get_size(input);
     duckdb_vector idv = duckdb_data_chunk_get_vector(input, 0);
     const int64_t *id_data = duckdb_vector_get_data(idv);
@@ -193,35 +167,35 @@ static void update_common(duckdb_function_info info, duckdb_data_chunk input, du
     if (weighted) {
         w_data = duckdb_vector_get_data(second);
         w_valid = duckdb_vector_get_validity(second);
-    } else if (knn_vreader_init(&vr, second, fn, "vec", &err) != KNN_OK) {
+    } else if (knn_vreader_init(&vr, second, fn, "vec", err) != KNN_OK) {
         goto done;
     }
     for (idx_t i = 0; i < n; i++) {
         if (!knn_valid(id_valid, i)) continue;
         if (weighted && !knn_valid(w_valid, i)) {
-            knn_error_set(&err, KNN_EDATA, "%s: the weight of row id %lld is NULL; every row needs a weight "
+            knn_error_set(err, KNN_EDATA, "%s: the weight of row id %lld is NULL; every row needs a weight "
                           "(filter NULLs out or COALESCE them)", fn, (long long)id_data[i]);
             goto done;
         }
         size_t len = weighted ? 0 : knn_vreader_len(&vr, i);
         if (!weighted && len == 0 && !knn_valid(vr.validity, i)) continue;
-        sample_state *st = (sample_state *)states[i];
+        knn_agg_state *st = knn_agg_at(states, i);
         row_params p;
-        if (read_params(fn, weighted, input, i, &p, &err) != KNN_OK) goto done;
+        if (read_params(fn, weighted, input, i, &p, err) != KNN_OK) goto done;
         if (st->acc == NULL) {
             if (!weighted && len == 0) {
-                knn_error_set(&err, KNN_EDATA, "%s: the vector of row id %lld is empty", fn, (long long)id_data[i]);
+                knn_error_set(err, KNN_EDATA, "%s: the vector of row id %lld is empty", fn, (long long)id_data[i]);
                 goto done;
             }
-            st->acc = acc_new(weighted, len, &p, &err);
+            st->acc = acc_new(weighted, len, &p, err);
             if (st->acc == NULL) goto done;
         } else if (!same_params(st->acc, &p)) {
-            knn_error_set(&err, KNN_EINVAL, "%s: n, method, seed and options must be the same for every row of a "
+            knn_error_set(err, KNN_EINVAL, "%s: n, method, seed and options must be the same for every row of a "
                           "group", fn);
             goto done;
         }
         sample_acc *a = st->acc;
-        if (acc_reserve(a, a->rows + 1, &err) != KNN_OK) goto done;
+        if (acc_reserve(a, a->rows + 1, err) != KNN_OK) goto done;
         if (weighted) {
             a->weights[a->rows] = w_data[i];
         } else {
@@ -229,12 +203,12 @@ static void update_common(duckdb_function_info info, duckdb_data_chunk input, du
             size_t got = 0;
             knn_row_state rs = knn_vreader_get(&vr, i, a->dim, a->tmp, &v, &got);
             if (rs == KNN_ROW_NULL_ELEMENT) {
-                knn_error_set(&err, KNN_EDATA, "%s: the vector of row id %lld contains a NULL element; vectors must "
+                knn_error_set(err, KNN_EDATA, "%s: the vector of row id %lld contains a NULL element; vectors must "
                               "be complete", fn, (long long)id_data[i]);
                 goto done;
             }
             if (rs == KNN_ROW_DIM_MISMATCH) {
-                knn_error_set(&err, KNN_EDATA, "%s: dimension mismatch: the vector of row id %lld has %zu elements "
+                knn_error_set(err, KNN_EDATA, "%s: dimension mismatch: the vector of row id %lld has %zu elements "
                               "but earlier rows have %zu; every vector must have the same dimension", fn,
                               (long long)id_data[i], got, a->dim);
                 goto done;
@@ -244,45 +218,31 @@ static void update_common(duckdb_function_info info, duckdb_data_chunk input, du
         a->ids[a->rows++] = id_data[i];
     }
 done:
-    if (err.status != KNN_OK) report(info, fn, &err);
+    return err->status;
 }
 
-static void vec_update(duckdb_function_info info, duckdb_data_chunk input, duckdb_aggregate_state *states) {
-    update_common(info, input, states, 0);
-}
-
-static void weighted_update(duckdb_function_info info, duckdb_data_chunk input, duckdb_aggregate_state *states) {
-    update_common(info, input, states, 1);
-}
-
-static void sample_combine(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_aggregate_state *target,
-                           idx_t count) {
-    knn_error err;
-    knn_error_clear(&err);
-    for (idx_t i = 0; i < count && err.status == KNN_OK; i++) {
-        sample_acc *src = ((sample_state *)source[i])->acc;
-        sample_state *dst = (sample_state *)target[i];
-        if (src == NULL) continue;
-        if (dst->acc == NULL) { /* take the source over: DuckDB destroys it afterwards, so leave it empty */
-            dst->acc = src;
-            ((sample_state *)source[i])->acc = NULL;
-            continue;
-        }
-        sample_acc *d = dst->acc;
-        row_params p = {src->n, src->seed, src->replace, src->method, strlen(src->method), src->options,
-                        strlen(src->options)};
-        if (!same_params(d, &p) || d->dim != src->dim) {
-            knn_error_set(&err, KNN_EINVAL, "n, method, seed, options and the dimension must be the same for every "
-                          "row of a group");
-            break;
-        }
-        if (acc_reserve(d, d->rows + src->rows, &err) != KNN_OK) break;
+static knn_status sample_merge(const knn_agg_ctx *cx, knn_agg_state *source, knn_agg_state *target, knn_error *err) {
+    (void)cx;
+    sample_acc *src = source->acc;
+    if (target->acc == NULL) { /* take the source over: DuckDB destroys it afterwards, so leave it empty */
+        target->acc = src;
+        source->acc = NULL;
+        return KNN_OK;
+    }
+    sample_acc *d = target->acc;
+    row_params p = {src->n, src->seed, src->replace, src->method, strlen(src->method), src->options,
+                    strlen(src->options)};
+    if (!same_params(d, &p) || d->dim != src->dim) {
+        knn_error_set(err, KNN_EINVAL, "n, method, seed, options and the dimension must be the same for every "
+                      "row of a group");
+    } else if (acc_reserve(d, d->rows + src->rows, err) == KNN_OK) {
         memcpy(d->ids + d->rows, src->ids, src->rows * sizeof *d->ids);
         if (d->weighted) memcpy(d->weights + d->rows, src->weights, src->rows * sizeof *d->weights);
         else memcpy(d->vecs + d->rows * d->dim, src->vecs, src->rows * d->dim * sizeof *d->vecs);
         d->rows += src->rows;
     }
-    if (err.status != KNN_OK) report(info, "knn_sample_agg", &err);
+    if (err->status != KNN_OK) knn_error_prefix("knn_sample_agg", err); /* both aggregates say knn_sample_agg */
+    return err->status;
 }
 
 /* ---- running a sampler over collected rows ------------------------------------------------------ */
@@ -410,77 +370,64 @@ cleanup:
     return s;
 }
 
-/* ---- finalize: one LIST(STRUCT) per state ------------------------------------------------------- */
+/* ---- writing picks ------------------------------------------------------------------------------- */
 
-static void write_list(duckdb_vector result, idx_t row, const knn_sample_result *r, const int64_t *ids) {
-    idx_t base = duckdb_list_vector_get_size(result);
-    duckdb_list_vector_reserve(result, base + r->n);
-    duckdb_vector child = duckdb_list_vector_get_child(result);
-    int64_t *id_out = duckdb_vector_get_data(duckdb_struct_vector_get_child(child, 0));
-    double *w_out = duckdb_vector_get_data(duckdb_struct_vector_get_child(child, 1));
-    int64_t *ord_out = duckdb_vector_get_data(duckdb_struct_vector_get_child(child, 2));
-    duckdb_vector score_v = duckdb_struct_vector_get_child(child, 3);
-    duckdb_vector clus_v = duckdb_struct_vector_get_child(child, 4);
-    double *score_out = duckdb_vector_get_data(score_v);
-    int64_t *clus_out = duckdb_vector_get_data(clus_v);
-    for (size_t i = 0; i < r->n; i++) {
-        idx_t pos = base + i;
-        id_out[pos] = ids[r->index[i]];
-        w_out[pos] = r->weight[i];
-        ord_out[pos] = (int64_t)i + 1;
-        if (isnan(r->score[i])) {
-            duckdb_vector_ensure_validity_writable(score_v);
-            duckdb_validity_set_row_invalid(duckdb_vector_get_validity(score_v), pos);
-        } else {
-            score_out[pos] = r->score[i];
-        }
-        if (r->cluster[i] < 0) {
-            duckdb_vector_ensure_validity_writable(clus_v);
-            duckdb_validity_set_row_invalid(duckdb_vector_get_validity(clus_v), pos);
-        } else {
-            clus_out[pos] = r->cluster[i];
-        }
+/* Picks [from, from + n) of r as rows [at, at + n) of the five columns id, weight, pick_order, score,
+ * cluster (vectors of a result chunk, or the STRUCT children of a LIST). */
+static void put_picks(duckdb_vector cols[5], idx_t at, const knn_sample_result *r, const int64_t *ids, size_t from,
+                      size_t n) {
+    int64_t *id_out = duckdb_vector_get_data(cols[0]);
+    double *w_out = duckdb_vector_get_data(cols[1]);
+    int64_t *ord_out = duckdb_vector_get_data(cols[2]);
+    double *score_out = duckdb_vector_get_data(cols[3]);
+    int64_t *clus_out = duckdb_vector_get_data(cols[4]);
+    for (size_t i = 0; i < n; i++) {
+        size_t p = from + i;
+        idx_t pos = at + i;
+        id_out[pos] = ids[r->index[p]];
+        w_out[pos] = r->weight[p];
+        ord_out[pos] = (int64_t)p + 1;
+        if (isnan(r->score[p])) knn_set_null(cols[3], pos);
+        else score_out[pos] = r->score[p];
+        if (r->cluster[p] < 0) knn_set_null(cols[4], pos);
+        else clus_out[pos] = r->cluster[p];
     }
-    duckdb_list_entry *entries = duckdb_vector_get_data(result);
-    entries[row].offset = base;
-    entries[row].length = r->n;
-    duckdb_list_vector_set_size(result, base + r->n);
 }
 
-static void sample_finalize(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_vector result,
-                            idx_t count, idx_t offset) {
-    knn_error err;
-    knn_error_clear(&err);
-    for (idx_t i = 0; i < count; i++) {
-        sample_acc *a = ((sample_state *)source[i])->acc;
-        if (a == NULL || a->rows == 0) {
-            duckdb_vector_ensure_validity_writable(result);
-            duckdb_validity_set_row_invalid(duckdb_vector_get_validity(result), offset + i);
-            duckdb_list_entry *entries = duckdb_vector_get_data(result);
-            entries[offset + i].offset = duckdb_list_vector_get_size(result);
-            entries[offset + i].length = 0;
-            continue;
-        }
-        const char *fn = a->weighted ? "knn_sample_weighted" : "knn_sample_agg";
-        knn_sample_result *r = NULL;
-        char opts[32];
-        snprintf(opts, sizeof opts, "replace=%d", a->replace);
-        if (run_sampler(fn, a->ids, a->weighted ? NULL : a->vecs, a->weighted ? a->weights : NULL, a->rows,
-                        a->weighted ? 1 : a->dim, a->n, a->weighted ? "weighted" : a->method, (uint64_t)a->seed,
-                        a->weighted ? opts : a->options, &r, &err) != KNN_OK) {
-            duckdb_aggregate_function_set_error(info, err.msg);
-            return;
-        }
-        write_list(result, offset + i, r, a->ids);
-        knn_sample_result_free(r);
+/* One LIST(STRUCT) per state. */
+static knn_status sample_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckdb_vector result, idx_t row,
+                                  knn_error *err) {
+    (void)cx;
+    sample_acc *a = st->acc;
+    if (a == NULL || a->rows == 0) {
+        knn_result_null(result, row);
+        return KNN_OK;
     }
+    const char *fn = a->weighted ? "knn_sample_weighted" : "knn_sample_agg";
+    knn_sample_result *r = NULL;
+    char opts[32];
+    snprintf(opts, sizeof opts, "replace=%d", a->replace);
+    if (run_sampler(fn, a->ids, a->weighted ? NULL : a->vecs, a->weighted ? a->weights : NULL, a->rows,
+                    a->weighted ? 1 : a->dim, a->n, a->weighted ? "weighted" : a->method, (uint64_t)a->seed,
+                    a->weighted ? opts : a->options, &r, err) != KNN_OK) {
+        return err->status;
+    }
+    idx_t base;
+    if (knn_list_begin(result, row, r->n, &base, err) != KNN_OK) {
+        knn_sample_result_free(r);
+        return err->status;
+    }
+    duckdb_vector cols[5];
+    for (idx_t f = 0; f < 5; f++) cols[f] = knn_field_vec(result, f, true);
+    put_picks(cols, base, r, a->ids, 0, r->n);
+    knn_sample_result_free(r);
+    return KNN_OK;
 }
 
 /* ---- knn_sample over an index ------------------------------------------------------------------- */
 
 typedef struct index_bind {
-    char name[KNN_NAME_MAX + 1];
-    size_t name_len;
+    knn_index_ref ref;
     int64_t n;
     int64_t seed;
     char method[METHOD_MAX + 1];
@@ -507,15 +454,10 @@ static void index_state_free(void *p) {
 static void index_bind_fn(duckdb_bind_info info) {
     const char *fn = "knn_sample";
     knn_error err;
-    knn_error_clear(&err);
-    index_bind *b = calloc(1, sizeof *b);
+    index_bind *b = knn_bind_index_name(info, sizeof *b, fn, &err);
     duckdb_value nv = NULL;
     char *s = NULL;
-    if (b == NULL) {
-        knn_error_set(&err, KNN_ENOMEM, "%s: out of memory", fn);
-        goto fail;
-    }
-    if (!knn_bind_varchar(info, 0, b->name, sizeof b->name, &b->name_len, fn, "index name", &err)) goto fail;
+    if (b == NULL) goto fail;
     nv = duckdb_bind_get_parameter(info, 1);
     if (nv == NULL || duckdb_is_null_value(nv)) {
         knn_error_set(&err, KNN_EINVAL, "%s: n must not be NULL; pass the number of rows to pick", fn);
@@ -557,17 +499,9 @@ static void index_bind_fn(duckdb_bind_info info) {
                       "knn_sample_weighted(id, weight, n)", fn);
         goto fail;
     }
-    knn_entry *e = knn_registry_get(duckdb_bind_get_extra_info(info), b->name, b->name_len, &err);
+    knn_entry *e = knn_registry_get(knn_bind_registry(info), b->ref.name, b->ref.len, &err);
     if (e == NULL) goto fail;
-    duckdb_value lo = duckdb_bind_get_named_parameter(info, "lo");
-    duckdb_value hi = duckdb_bind_get_named_parameter(info, "hi");
-    b->windowed = lo != NULL || hi != NULL;
-    unsigned kind = atomic_load(&e->label_kind);
-    knn_status st = KNN_OK;
-    if (b->windowed) st = knn_value_bound(lo, kind, true, fn, &b->lo, &err);
-    if (st == KNN_OK && b->windowed) st = knn_value_bound(hi, kind, false, fn, &b->hi, &err);
-    if (lo) duckdb_destroy_value(&lo);
-    if (hi) duckdb_destroy_value(&hi);
+    knn_status st = knn_bind_window(info, e, fn, &b->windowed, &b->lo, &b->hi, &err);
     knn_entry_release(e);
     if (st != KNN_OK) goto fail;
     duckdb_destroy_value(&nv);
@@ -582,19 +516,7 @@ fail:
     if (s) duckdb_free(s);
     if (nv) duckdb_destroy_value(&nv);
     free(b);
-    char msg[KNN_ERROR_MSG_LEN + 32];
-    if (strncmp(err.msg, fn, strlen(fn)) == 0) snprintf(msg, sizeof msg, "%s", err.msg);
-    else snprintf(msg, sizeof msg, "%s: %s", fn, err.msg);
-    duckdb_bind_set_error(info, msg);
-}
-
-static void index_init(duckdb_init_info info) {
-    index_state *st = calloc(1, sizeof *st);
-    if (st == NULL) {
-        duckdb_init_set_error(info, "knn_sample: out of memory");
-        return;
-    }
-    duckdb_init_set_init_data(info, st, index_state_free);
+    knn_fail_bind(info, fn, &err);
 }
 
 static void index_run(duckdb_function_info info, duckdb_data_chunk out) {
@@ -604,7 +526,7 @@ static void index_run(duckdb_function_info info, duckdb_data_chunk out) {
         st->started = 1;
         knn_error err;
         knn_error_clear(&err);
-        knn_entry *e = knn_registry_get(duckdb_function_get_extra_info(info), b->name, b->name_len, &err);
+        knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
         float *vecs = NULL;
         size_t rows = 0;
         knn_status s = e ? knn_entry_export_rows(e, b->windowed, b->lo, b->hi, &st->ids, &vecs, &rows, &err)
@@ -621,109 +543,46 @@ static void index_run(duckdb_function_info info, duckdb_data_chunk out) {
                             b->options, &st->r, &err);
         }
         free(vecs);
-        if (s != KNN_OK) {
-            char msg[KNN_ERROR_MSG_LEN + 32];
-            if (strncmp(err.msg, "knn_sample", 10) == 0) snprintf(msg, sizeof msg, "%s", err.msg);
-            else snprintf(msg, sizeof msg, "knn_sample: %s", err.msg);
-            duckdb_function_set_error(info, msg);
-            return;
-        }
+        if (s != KNN_OK) return knn_fail_run(info, "knn_sample", &err);
     }
     if (st->r == NULL) {
         duckdb_data_chunk_set_size(out, 0);
         return;
     }
-    idx_t rows = st->r->n - st->pos < duckdb_vector_size() ? st->r->n - st->pos : duckdb_vector_size();
-    int64_t *id_out = duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 0));
-    double *w_out = duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 1));
-    int64_t *ord_out = duckdb_vector_get_data(duckdb_data_chunk_get_vector(out, 2));
-    duckdb_vector score_v = duckdb_data_chunk_get_vector(out, 3), clus_v = duckdb_data_chunk_get_vector(out, 4);
-    double *score_out = duckdb_vector_get_data(score_v);
-    int64_t *clus_out = duckdb_vector_get_data(clus_v);
-    for (idx_t i = 0; i < rows; i++) {
-        size_t p = st->pos + i;
-        id_out[i] = st->ids[st->r->index[p]];
-        w_out[i] = st->r->weight[p];
-        ord_out[i] = (int64_t)p + 1;
-        if (isnan(st->r->score[p])) {
-            duckdb_vector_ensure_validity_writable(score_v);
-            duckdb_validity_set_row_invalid(duckdb_vector_get_validity(score_v), i);
-        } else {
-            score_out[i] = st->r->score[p];
-        }
-        if (st->r->cluster[p] < 0) {
-            duckdb_vector_ensure_validity_writable(clus_v);
-            duckdb_validity_set_row_invalid(duckdb_vector_get_validity(clus_v), i);
-        } else {
-            clus_out[i] = st->r->cluster[p];
-        }
-    }
+    idx_t rows = knn_chunk_rows(st->r->n, st->pos);
+    duckdb_vector cols[5];
+    for (idx_t c = 0; c < 5; c++) cols[c] = duckdb_data_chunk_get_vector(out, c);
+    put_picks(cols, 0, st->r, st->ids, st->pos, rows);
     st->pos += rows;
     duckdb_data_chunk_set_size(out, rows);
 }
 
 /* ---- registration ------------------------------------------------------------------------------- */
 
-static duckdb_logical_type pick_list_type(void) {
-    duckdb_logical_type bigint = duckdb_create_logical_type(DUCKDB_TYPE_BIGINT);
-    duckdb_logical_type dbl = duckdb_create_logical_type(DUCKDB_TYPE_DOUBLE);
-    duckdb_logical_type types[5] = {bigint, dbl, bigint, dbl, bigint};
-    const char *names[5] = {"id", "weight", "pick_order", "score", "cluster"};
-    duckdb_logical_type st = duckdb_create_struct_type(types, names, 5);
-    duckdb_logical_type list = duckdb_create_list_type(st);
-    duckdb_destroy_logical_type(&st);
-    duckdb_destroy_logical_type(&bigint);
-    duckdb_destroy_logical_type(&dbl);
-    return list;
-}
+static const knn_fields pick_fields = {5, {"id", "weight", "pick_order", "score", "cluster"},
+                                       {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_DOUBLE, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_DOUBLE,
+                                        DUCKDB_TYPE_BIGINT}};
 
-static bool register_agg(duckdb_connection con, const char *name, const duckdb_type *params, int min_arity,
-                         int max_arity, duckdb_aggregate_update_t update) {
-    duckdb_aggregate_function_set set = duckdb_create_aggregate_function_set(name);
-    bool ok = set != NULL;
-    for (int arity = min_arity; ok && arity <= max_arity; arity++) {
-        duckdb_aggregate_function f = duckdb_create_aggregate_function();
-        duckdb_aggregate_function_set_name(f, name);
-        for (int p = 0; p < arity; p++) {
-            duckdb_logical_type t = duckdb_create_logical_type(params[p]);
-            duckdb_aggregate_function_add_parameter(f, t);
-            duckdb_destroy_logical_type(&t);
-        }
-        duckdb_logical_type rt = pick_list_type();
-        duckdb_aggregate_function_set_return_type(f, rt);
-        duckdb_destroy_logical_type(&rt);
-        duckdb_aggregate_function_set_functions(f, state_size, state_init, update, sample_combine, sample_finalize);
-        duckdb_aggregate_function_set_destructor(f, state_destroy);
-        duckdb_aggregate_function_set_special_handling(f);
-        ok = duckdb_add_aggregate_function_to_set(set, f) == DuckDBSuccess;
-        duckdb_destroy_aggregate_function(&f);
-    }
-    if (ok) ok = duckdb_register_aggregate_function_set(con, set) == DuckDBSuccess;
-    if (set) duckdb_destroy_aggregate_function_set(&set);
-    return ok;
-}
+#define SAMPLE_HOOKS .result = KNN_LIST_OF(DUCKDB_TYPE_STRUCT), .fields = &pick_fields, .free_acc = acc_free, \
+                     .update = sample_update, .merge = sample_merge, .finalize = sample_finalize, \
+                     .raw = KNN_RAW_COMBINE | KNN_RAW_FINALIZE
+
+static const knn_agg_def sample_aggs[] = {
+    {.name = "knn_sample_agg", .params = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR,
+                                          DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR},
+     .min_params = 4, .n_params = 6, SAMPLE_HOOKS, .data = &by_vector},
+    {.name = "knn_sample_weighted", .params = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_DOUBLE, DUCKDB_TYPE_BIGINT,
+                                               DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BOOLEAN},
+     .min_params = 3, .n_params = 5, SAMPLE_HOOKS, .data = &by_weight},
+};
+
+static const knn_table_def sample_table[] = {
+    {.name = "knn_sample", .bind = index_bind_fn, .run = index_run, .positional = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT},
+     .n_positional = 2, .named = {"method", "seed", "options", "lo", "hi"},
+     .named_types = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY},
+     .state_size = sizeof(index_state), .state_free = index_state_free},
+};
 
 bool knn_register_sample(duckdb_connection con, knn_registry *reg, knn_error *err) {
-    const duckdb_type agg[6] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY,    DUCKDB_TYPE_BIGINT,
-                                DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR};
-    const duckdb_type wagg[5] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_DOUBLE, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT,
-                                 DUCKDB_TYPE_BOOLEAN};
-    if (!register_agg(con, "knn_sample_agg", agg, 4, 6, vec_update)) {
-        knn_error_set(err, KNN_ESTATE, "Error creating function knn_sample_agg");
-        return false;
-    }
-    if (!register_agg(con, "knn_sample_weighted", wagg, 3, 5, weighted_update)) {
-        knn_error_set(err, KNN_ESTATE, "Error creating function knn_sample_weighted");
-        return false;
-    }
-    const duckdb_type positional[2] = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT};
-    const char *const named[] = {"method", "seed", "options", "lo", "hi", NULL};
-    const duckdb_type named_types[] = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_ANY,
-                                       DUCKDB_TYPE_ANY};
-    if (!knn_register_table_function(con, reg, "knn_sample", index_bind_fn, index_init, index_run, positional, 2,
-                                     named, named_types)) {
-        knn_error_set(err, KNN_ESTATE, "Error creating function knn_sample");
-        return false;
-    }
-    return true;
+    return knn_register_aggregates(con, reg, sample_aggs, 2, err) && knn_register_tables(con, reg, sample_table, 1, err);
 }
