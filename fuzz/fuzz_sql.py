@@ -56,31 +56,21 @@ class Program:
     def pick(self, seq):
         return seq[self.fdp.ConsumeIntInRange(0, len(seq) - 1)]
 
+    def one_of(self, top: int, edges: list, common):
+        """Draws r in 0..top: edges[r] (a literal, or a callable drawing one) while r indexes an edge,
+        else common()."""
+        r = self.fdp.ConsumeIntInRange(0, top)
+        if r >= len(edges):
+            return common()
+        return edges[r]() if callable(edges[r]) else edges[r]
+
     def int_lit(self) -> str:
-        r = self.fdp.ConsumeIntInRange(0, 9)
-        if r == 0:
-            return "NULL"
-        if r == 1:
-            return str(self.fdp.ConsumeInt(8))
-        if r == 2:
-            return "'7'"
-        if r == 3:
-            return str(self.fdp.ConsumeIntInRange(0, 300))
-        return str(self.pick(INTS))
+        return self.one_of(9, ["NULL", lambda: str(self.fdp.ConsumeInt(8)), "'7'",
+                               lambda: str(self.fdp.ConsumeIntInRange(0, 300))], lambda: str(self.pick(INTS)))
 
     def float_lit(self) -> str:
-        r = self.fdp.ConsumeIntInRange(0, 7)
-        if r == 0:
-            return "'nan'::FLOAT"
-        if r == 1:
-            return "'inf'::FLOAT"
-        if r == 2:
-            return "NULL"
-        if r == 3:
-            return "1e38"
-        if r == 4:
-            return "-0.0"
-        return repr(self.fdp.ConsumeFloatInRange(-10.0, 10.0))
+        return self.one_of(7, ["'nan'::FLOAT", "'inf'::FLOAT", "NULL", "1e38", "-0.0"],
+                           lambda: repr(self.fdp.ConsumeFloatInRange(-10.0, 10.0)))
 
     def vector(self) -> str:
         r = self.fdp.ConsumeIntInRange(0, 9)

@@ -1,5 +1,6 @@
 import os
 
+import duckdb
 import numpy as np
 import pytest
 
@@ -25,6 +26,20 @@ def isa(request, monkeypatch):
 def db():
     with knnsql.connect() as database:
         yield database
+
+
+@pytest.fixture
+def sql_error(db):
+    """fn(*statements): runs the statements on `db` (each fetched); the last one must fail with a
+    duckdb.Error, whose message is returned."""
+    def run(*statements):
+        *setup, failing = statements
+        for sql in setup:
+            db.execute(sql).fetchall()
+        with pytest.raises(duckdb.Error) as err:
+            db.execute(failing).fetchall()
+        return str(err.value)
+    return run
 
 
 @pytest.fixture

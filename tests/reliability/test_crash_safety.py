@@ -3,8 +3,9 @@ back restored-and-valid or detected stale/corrupt and rebuilt (scripts/crash_har
 
 from __future__ import annotations
 
-import importlib.util
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,10 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def harness():
-    spec = importlib.util.spec_from_file_location("crash_harness", ROOT / "scripts" / "crash_harness.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """scripts/crash_harness.py's names (run, setup, connect, recover, rot, VEC, ...)."""
+    return SimpleNamespace(**runpy.run_path(str(ROOT / "scripts" / "crash_harness.py"), run_name="crash_harness"))
 
 
 def test_kill9_short(tmp_path):
