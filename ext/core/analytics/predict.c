@@ -77,6 +77,14 @@ static knn_status check_common(const char *fn, int scheme, double temperature, k
     return KNN_OK;
 }
 
+/* k of query q (k_per_query[q], else k), checked to lie in 1..k; 0, with err set, when it does not. */
+static size_t query_k(const char *fn, const size_t *k_per_query, size_t q, size_t k, knn_error *err) {
+    size_t kq = k_per_query ? k_per_query[q] : k;
+    if (kq >= 1 && kq <= k) return kq;
+    knn_error_set(err, KNN_EINVAL, "%s: k of query %zu is %zu, outside 1..%zu", fn, q, kq, k);
+    return 0;
+}
+
 int knn_an_classify(const int64_t *nbr, const float *dist, size_t nq, size_t stride, size_t k, const int32_t *codes,
                     size_t n_train, size_t n_classes, const char *metric, int weighting, double temperature,
                     const size_t *k_per_query, int32_t *out_label, double *out_prob, double *out_probs,
@@ -97,11 +105,8 @@ int knn_an_classify(const int64_t *nbr, const float *dist, size_t nq, size_t str
         goto cleanup;
     }
     for (size_t q = 0; q < nq; q++) {
-        size_t kq = k_per_query ? k_per_query[q] : k;
-        if (kq < 1 || kq > k) {
-            knn_error_set(&err, KNN_EINVAL, "%s: k of query %zu is %zu, outside 1..%zu", fn, q, kq, k);
-            goto cleanup;
-        }
+        size_t kq = query_k(fn, k_per_query, q, k, &err);
+        if (kq == 0) goto cleanup;
         const int64_t *ni = nbr + q * stride;
         weights(m, dist + q * stride, kq, weighting, temperature, w);
         double total = 0;
@@ -147,11 +152,8 @@ int knn_an_regress(const int64_t *nbr, const float *dist, size_t nq, size_t stri
         goto cleanup;
     }
     for (size_t q = 0; q < nq; q++) {
-        size_t kq = k_per_query ? k_per_query[q] : k;
-        if (kq < 1 || kq > k) {
-            knn_error_set(&err, KNN_EINVAL, "%s: k of query %zu is %zu, outside 1..%zu", fn, q, kq, k);
-            goto cleanup;
-        }
+        size_t kq = query_k(fn, k_per_query, q, k, &err);
+        if (kq == 0) goto cleanup;
         const int64_t *ni = nbr + q * stride;
         weights(m, dist + q * stride, kq, weighting, temperature, w);
         double s = 0, total = 0;

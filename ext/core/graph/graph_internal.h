@@ -254,6 +254,10 @@ void knn_graph_descend(const knn_graph *g, const float *q, uint32_t *ep, float *
  * its unit-length copy in c->qbuf under cosine (stored rows are unit-length). */
 knn_status knn_graph_prepare_query(const knn_graph *g, knn_search_ctx *c, const float *query, const float **q,
                                    knn_error *err);
+/* Starts a query (read lock held): a search context from the pool and the prepared query vector. On
+ * failure *c may still hold a context for the caller to release. */
+knn_status knn_graph_query_begin(knn_graph *g, const float *query, knn_search_ctx **c, const float **q,
+                                 knn_error *err);
 /* The unfiltered search (read lock held, live rows > 0, q prepared): descent, one beam of width ef over
  * layer 0 skipping tombstones only, an exact pass when the beam found fewer than min(k, live) rows. */
 knn_status knn_graph_plain_search(const knn_graph *g, knn_search_ctx *c, const float *q, size_t k, size_t ef,

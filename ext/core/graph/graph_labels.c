@@ -12,11 +12,20 @@
 
 #include "graph/graph_internal.h"
 
+/* The per-row arrays of n sorted rows share one allocation, owned through w->labels: labels, filter
+ * labels, ids, then nodes (each part 8-byte aligned). */
+static int rows_alloc(knn_window *w, size_t n) {
+    double *block = malloc(n * (2 * sizeof(double) + sizeof(int64_t) + sizeof(uint32_t)));
+    if (block == NULL) return 0;
+    w->labels = block;
+    w->filter = block + n;
+    w->ids = (int64_t *)(w->filter + n);
+    w->nodes = (uint32_t *)(w->ids + n);
+    return 1;
+}
+
 void knn_graph_labels_free(knn_window *w) {
-    free(w->labels);
-    free(w->filter);
-    free(w->nodes);
-    free(w->ids);
+    free(w->labels); /* and filter, ids, nodes (rows_alloc) */
     free(w->vecs);
     free(w->pos);
     free(w->delta);
@@ -44,13 +53,10 @@ void knn_graph_window_rebuild(knn_graph *g) {
     for (uint32_t i = 0; i < g->count; i++) n += !g->deleted[i] && !isnan(g->labels[i]);
     knn_window w = {0};
     label_node *pairs = malloc((n ? n : 1) * sizeof *pairs);
-    w.labels = malloc((n ? n : 1) * sizeof *w.labels);
-    w.filter = malloc((n ? n : 1) * sizeof *w.filter);
-    w.nodes = malloc((n ? n : 1) * sizeof *w.nodes);
-    w.ids = malloc((n ? n : 1) * sizeof *w.ids);
+    int rows_ok = rows_alloc(&w, n ? n : 1);
     w.vecs = aligned_alloc(64, ((n ? n : 1) * g->dim * sizeof(float) + 63) / 64 * 64);
     w.pos = malloc((g->count ? g->count : 1) * sizeof *w.pos);
-    if (!pairs || !w.labels || !w.filter || !w.nodes || !w.ids || !w.vecs || !w.pos) {
+    if (!pairs || !rows_ok || !w.vecs || !w.pos) {
         free(pairs);
         knn_graph_labels_free(&w); /* keep the old structure: still correct, only slower */
         return;

@@ -149,6 +149,13 @@ static knn_status exact_live(const knn_graph *g, const float *q, size_t k, int64
     return s;
 }
 
+knn_status knn_graph_query_begin(knn_graph *g, const float *query, knn_search_ctx **c, const float **q,
+                                 knn_error *err) {
+    *c = knn_graph_ctx_acquire(g);
+    if (*c == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory for a search context");
+    return knn_graph_prepare_query(g, *c, query, q, err);
+}
+
 knn_status knn_graph_plain_search(const knn_graph *g, knn_search_ctx *c, const float *q, size_t k, size_t ef,
                                   int64_t *out_ids, float *out_dists, size_t *found, knn_error *err) {
     size_t live = g->count - g->n_deleted;
@@ -183,13 +190,8 @@ knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t e
     size_t live = g->count - g->n_deleted;
     knn_search_ctx *c = NULL;
     if (live == 0) goto done;
-    c = knn_graph_ctx_acquire(g);
-    if (c == NULL) {
-        s = knn_error_set(err, KNN_ENOMEM, "out of memory for a search context");
-        goto done;
-    }
     const float *q;
-    if ((s = knn_graph_prepare_query(g, c, query, &q, err)) != KNN_OK) goto done;
+    if ((s = knn_graph_query_begin(g, query, &c, &q, err)) != KNN_OK) goto done;
     s = knn_graph_plain_search(g, c, q, k, ef, out_ids, out_dists, found, err);
 done:
     if (c) knn_graph_ctx_release(g, c);

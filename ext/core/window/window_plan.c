@@ -60,13 +60,8 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     knn_search_ctx *c = NULL;
     pthread_rwlock_rdlock(&g->rw);
     if (lo > hi || g->count - g->n_deleted == 0) goto done; /* an empty window: no rows */
-    c = knn_graph_ctx_acquire(g);
-    if (c == NULL) {
-        s = knn_error_set(err, KNN_ENOMEM, "out of memory for a search context");
-        goto done;
-    }
     const float *q;
-    if ((s = knn_graph_prepare_query(g, c, query, &q, err)) != KNN_OK) goto done;
+    if ((s = knn_graph_query_begin(g, query, &c, &q, err)) != KNN_OK) goto done;
     size_t lo_pos = knn_graph_label_bound(g->win.labels, g->win.n, lo, 0);
     size_t hi_pos = knn_graph_label_bound(g->win.labels, g->win.n, hi, 1);
     size_t w = hi_pos - lo_pos;
