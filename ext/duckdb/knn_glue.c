@@ -216,6 +216,11 @@ bool knn_bind_varchar(duckdb_bind_info info, idx_t index, char *out, size_t cap,
     return ok;
 }
 
+int knn_id_pos_cmp(const void *a, const void *b) {
+    int64_t x = ((const knn_id_pos *)a)->id, y = ((const knn_id_pos *)b)->id;
+    return (x > y) - (x < y);
+}
+
 void *knn_bind_index_name(duckdb_bind_info info, size_t size, const char *fn, knn_error *err) {
     knn_index_ref *ref = calloc(1, size);
     if (ref == NULL) {

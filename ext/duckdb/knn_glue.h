@@ -68,6 +68,10 @@ bool knn_get_varchar(duckdb_vector v, idx_t row, const char **s, size_t *len);
  * false with an error when NULL or too long. */
 bool knn_bind_varchar(duckdb_bind_info info, idx_t index, char *out, size_t cap, size_t *len, const char *fn,
                       const char *what, knn_error *err);
+/* An id and the row position it came from; knn_id_pos_cmp orders by id (qsort, bsearch). */
+typedef struct knn_id_pos { int64_t id; size_t pos; } knn_id_pos;
+int knn_id_pos_cmp(const void *a, const void *b);
+
 /* An index named by a table function's first positional parameter. */
 typedef struct knn_index_ref {
     char name[KNN_NAME_MAX + 1];

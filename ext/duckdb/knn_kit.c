@@ -1,4 +1,5 @@
 #include "knn_kit.h"
+#include "knn_glue.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,19 @@ knn_status knn_list_begin(duckdb_vector list, idx_t row, size_t n, idx_t *base, 
     return KNN_OK;
 }
 
+void *knn_list_rows(duckdb_vector list, idx_t first, size_t rows, size_t per_row, size_t elem, const char *what,
+                    knn_error *err) {
+    idx_t base = duckdb_list_vector_get_size(list);
+    if (duckdb_list_vector_reserve(list, base + rows * per_row) != DuckDBSuccess) {
+        knn_error_set(err, KNN_ENOMEM, "could not reserve the %s", what);
+        return NULL;
+    }
+    duckdb_list_vector_set_size(list, base + rows * per_row);
+    duckdb_list_entry *e = duckdb_vector_get_data(list);
+    for (size_t r = 0; r < rows; r++) e[first + r] = (duckdb_list_entry){base + r * per_row, per_row};
+    return (char *)duckdb_vector_get_data(duckdb_list_vector_get_child(list)) + base * elem;
+}
+
 duckdb_vector knn_field_vec(duckdb_vector v, idx_t f, bool is_list) {
     return duckdb_struct_vector_get_child(is_list ? duckdb_list_vector_get_child(v) : v, f);
 }
@@ -134,6 +148,19 @@ static bool created(bool ok, const char *name, knn_error *err) {
     return ok;
 }
 
+/* Parameters (the first arity of d->params) and return type of one overload f of a scalar or aggregate. */
+#define SIGNATURE(kind, f, d, arity)                                          \
+    do {                                                                      \
+        for (size_t p = 0; p < (arity); p++) {                                \
+            duckdb_logical_type t = knn_logical_type((d)->params[p], NULL);   \
+            duckdb_##kind##_function_add_parameter(f, t);                     \
+            duckdb_destroy_logical_type(&t);                                  \
+        }                                                                     \
+        duckdb_logical_type rt = knn_logical_type((d)->result, (d)->fields);  \
+        duckdb_##kind##_function_set_return_type(f, rt);                      \
+        duckdb_destroy_logical_type(&rt);                                     \
+    } while (0)
+
 /* ---- scalar functions ------------------------------------------------------------------------------ */
 
 static bool register_scalar(duckdb_connection con, knn_registry *reg, const knn_scalar_def *d) {
@@ -142,14 +169,7 @@ static bool register_scalar(duckdb_connection con, knn_registry *reg, const knn_
     for (size_t a = 0; ok && a < d->n_arities; a++) {
         duckdb_scalar_function f = duckdb_create_scalar_function();
         duckdb_scalar_function_set_name(f, d->name);
-        for (size_t p = 0; p < d->arities[a]; p++) {
-            duckdb_logical_type t = knn_logical_type(d->params[p], NULL);
-            duckdb_scalar_function_add_parameter(f, t);
-            duckdb_destroy_logical_type(&t);
-        }
-        duckdb_logical_type rt = knn_logical_type(d->result, d->fields);
-        duckdb_scalar_function_set_return_type(f, rt);
-        duckdb_destroy_logical_type(&rt);
+        SIGNATURE(scalar, f, d, d->arities[a]);
         duckdb_scalar_function_set_function(f, d->run);
         if (d->special_nulls) duckdb_scalar_function_set_special_handling(f);
         if (d->is_volatile) duckdb_scalar_function_set_volatile(f);
@@ -184,6 +204,18 @@ static void table_init(duckdb_init_info info) {
         return;
     }
     duckdb_init_set_init_data(info, st, d->state_free ? d->state_free : free);
+}
+
+bool knn_table_first(duckdb_function_info info, knn_entry **e, knn_error *err) {
+    int *started = duckdb_function_get_init_data(info);
+    if (*started) return false;
+    *started = 1;
+    knn_error_clear(err);
+    if (e) {
+        const knn_index_ref *ref = duckdb_function_get_bind_data(info);
+        *e = knn_registry_get(knn_table_registry(info), ref->name, ref->len, err);
+    }
+    return true;
 }
 
 static bool register_table(duckdb_connection con, knn_registry *reg, const knn_table_def *d) {
@@ -294,14 +326,7 @@ static bool add_overloads(duckdb_aggregate_function_set set, knn_registry *reg, 
     for (size_t arity = d->min_params; ok && arity <= d->n_params; arity++) {
         duckdb_aggregate_function f = duckdb_create_aggregate_function();
         duckdb_aggregate_function_set_name(f, d->name);
-        for (size_t p = 0; p < arity; p++) {
-            duckdb_logical_type t = knn_logical_type(d->params[p], NULL);
-            duckdb_aggregate_function_add_parameter(f, t);
-            duckdb_destroy_logical_type(&t);
-        }
-        duckdb_logical_type rt = knn_logical_type(d->result, d->fields);
-        duckdb_aggregate_function_set_return_type(f, rt);
-        duckdb_destroy_logical_type(&rt);
+        SIGNATURE(aggregate, f, d, arity);
         duckdb_aggregate_function_set_functions(f, agg_size, agg_init, agg_update, agg_combine, agg_finalize);
         duckdb_aggregate_function_set_destructor(f, agg_destroy);
         duckdb_aggregate_function_set_special_handling(f);

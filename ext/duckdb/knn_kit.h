@@ -50,6 +50,10 @@ void knn_set_null(duckdb_vector v, idx_t row);
 void knn_result_null(duckdb_vector result, idx_t row);
 /* Appends a list of n entries for row of a LIST vector; *base is the first child position. */
 knn_status knn_list_begin(duckdb_vector list, idx_t row, size_t n, idx_t *base, knn_error *err);
+/* Gives rows [first, first + rows) of a LIST vector consecutive lists of per_row entries each and returns
+ * the child data of the first (of element size elem); NULL with "could not reserve the <what>". */
+void *knn_list_rows(duckdb_vector list, idx_t first, size_t rows, size_t per_row, size_t elem, const char *what,
+                    knn_error *err);
 /* Data of field f of a STRUCT vector, or of the STRUCT children of a LIST vector. */
 duckdb_vector knn_field_vec(duckdb_vector v, idx_t f, bool is_list);
 void *knn_field(duckdb_vector v, idx_t f, bool is_list);
@@ -100,6 +104,11 @@ typedef struct knn_table_def {
     size_t state_size;
     void (*state_free)(void *state);
 } knn_table_def;
+
+/* On a table function's first call (its state starts with an int "started" flag): marks it started and,
+ * when e is not NULL, opens the index its bind data names (the bind data starts with a knn_index_ref)
+ * into *e (NULL with err set). False on every later call. */
+bool knn_table_first(duckdb_function_info info, knn_entry **e, knn_error *err);
 
 bool knn_register_tables(duckdb_connection con, knn_registry *reg, const knn_table_def *defs, size_t n,
                          knn_error *err);

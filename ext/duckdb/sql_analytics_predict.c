@@ -23,16 +23,6 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-typedef struct id_pos {
-    int64_t id;
-    size_t pos;
-} id_pos;
-
-static int cmp_idpos(const void *a, const void *b) {
-    const id_pos *x = a, *y = b;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
 /* k neighbours of each query through the named index, mapped to positions of the training rows
  * (train_ids sorted ascending, as the canonical order gives them). drop_self: query q is training row q
  * and is left out (k + 1 searched). ef: the graph's beam; ef = EXACT_SCAN: an exact scan of the
@@ -46,7 +36,7 @@ static knn_status index_neighbors(const an_rows *rows, const int64_t *train_ids,
     if (!e) return err->status;
     knn_status s = KNN_OK;
     size_t kk = k + (drop_self ? 1 : 0);
-    id_pos *map = malloc(n_train * sizeof *map);
+    knn_id_pos *map = malloc(n_train * sizeof *map);
     int64_t *all_ids = NULL;
     float *all_ds = NULL;
     size_t *found = NULL;
@@ -69,8 +59,8 @@ static knn_status index_neighbors(const an_rows *rows, const int64_t *train_ids,
                           "drop refine_ef or use a graph index", fn, e->name);
         goto done;
     }
-    for (size_t i = 0; i < n_train; i++) map[i] = (id_pos){train_ids[i], i};
-    qsort(map, n_train, sizeof *map, cmp_idpos);
+    for (size_t i = 0; i < n_train; i++) map[i] = (knn_id_pos){train_ids[i], i};
+    qsort(map, n_train, sizeof *map, knn_id_pos_cmp);
     /* one batch: the graph's threaded query path, or the flat index's blocked many-query scan */
     all_ids = malloc((nq ? nq : 1) * kk * sizeof *all_ids);
     all_ds = malloc((nq ? nq : 1) * kk * sizeof *all_ds);
@@ -97,8 +87,8 @@ static knn_status index_neighbors(const an_rows *rows, const int64_t *train_ids,
         size_t o = 0;
         for (size_t j = 0; j < found[q] && o < k; j++) {
             if (drop_self && qi[j] == train_ids[q]) continue;
-            id_pos key = {qi[j], 0};
-            id_pos *hit = bsearch(&key, map, n_train, sizeof *map, cmp_idpos);
+            knn_id_pos key = {qi[j], 0};
+            knn_id_pos *hit = bsearch(&key, map, n_train, sizeof *map, knn_id_pos_cmp);
             if (!hit) {
                 s = knn_error_set(err, KNN_EDATA, "%s: index '%s' returned id %lld, which is not among the labelled "
                                   "rows of the input; build the index over the same rows", fn, e->name,
@@ -390,23 +380,17 @@ static knn_status impute_fin(const an_rows *rows, duckdb_vector result, idx_t ou
     if ((s = knn_list_begin(result, out_row, nq, &base, err))) goto done;
     int64_t *f_id = knn_field(result, 0, true);
     double *f_v = knn_field(result, 1, true), *f_lo = knn_field(result, 2, true), *f_hi = knn_field(result, 3, true);
-    duckdb_vector dv = knn_field_vec(result, 4, true);
-    idx_t dbase = duckdb_list_vector_get_size(dv);
-    if (duckdb_list_vector_reserve(dv, dbase + nq * nd_draws) != DuckDBSuccess) {
-        s = knn_error_set(err, KNN_ENOMEM, "could not reserve the draws lists");
+    double *dd = knn_list_rows(knn_field_vec(result, 4, true), base, nq, nd_draws, sizeof *dd, "draws lists", err);
+    if (dd == NULL) {
+        s = err->status;
         goto done;
     }
-    duckdb_list_vector_set_size(dv, dbase + nq * nd_draws);
-    double *dd = duckdb_vector_get_data(duckdb_list_vector_get_child(dv));
-    duckdb_list_entry *de = duckdb_vector_get_data(dv);
+    if (nq && nd_draws) memcpy(dd, draws, nq * nd_draws * sizeof *dd);
     for (size_t q = 0; q < nq; q++) {
         f_id[base + q] = qid[q];
         f_v[base + q] = mean[q];
         f_lo[base + q] = lo[q];
         f_hi[base + q] = hi[q];
-        de[base + q].offset = dbase + q * nd_draws;
-        de[base + q].length = nd_draws;
-        for (size_t r = 0; r < nd_draws; r++) dd[dbase + q * nd_draws + r] = draws[q * nd_draws + r];
     }
 done:
     free(Xd); free(Xq); free(dist); free(qid); free(nbr); free(dsrc); free(y); free(mean); free(draws); free(lo);

@@ -44,22 +44,16 @@ static knn_status smote_fin(const an_rows *rows, duckdb_vector result, idx_t out
     if ((s = knn_list_begin(result, out_row, m, &base, err))) goto done;
     int64_t *f_p = knn_field(result, 0, true), *f_n = knn_field(result, 1, true);
     double *f_g = knn_field(result, 2, true);
-    duckdb_vector vv = knn_field_vec(result, 3, true);
-    idx_t vbase = duckdb_list_vector_get_size(vv);
-    if (duckdb_list_vector_reserve(vv, vbase + m * d) != DuckDBSuccess) {
-        s = knn_error_set(err, KNN_ENOMEM, "could not reserve the synthetic vectors");
+    float *vd = knn_list_rows(knn_field_vec(result, 3, true), base, m, d, sizeof *vd, "synthetic vectors", err);
+    if (vd == NULL) {
+        s = err->status;
         goto done;
     }
-    duckdb_list_vector_set_size(vv, vbase + m * d);
-    float *vd = duckdb_vector_get_data(duckdb_list_vector_get_child(vv));
-    duckdb_list_entry *ve = duckdb_vector_get_data(vv);
+    if (m) memcpy(vd, out, m * d * sizeof *vd);
     for (size_t r = 0; r < m; r++) {
         f_p[base + r] = ids[par[r]];
         f_n[base + r] = ids[nb[r]];
         f_g[base + r] = gap[r];
-        ve[base + r].offset = vbase + r * d;
-        ve[base + r].length = d;
-        memcpy(vd + vbase + r * d, out + r * d, d * sizeof(float));
     }
 done:
     free(X); free(dist); free(out); free(ids); free(nbr); free(par); free(nb); free(gap);

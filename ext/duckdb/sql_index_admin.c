@@ -34,13 +34,10 @@ typedef struct admin_state {
 
 /* The one-row admin functions emit their row on the first call and end the scan on the next. */
 static bool first_call(duckdb_function_info info, duckdb_data_chunk out) {
-    admin_state *st = duckdb_function_get_init_data(info);
-    if (st->started) {
-        duckdb_data_chunk_set_size(out, 0);
-        return false;
-    }
-    st->started = 1;
-    return true;
+    knn_error err;
+    if (knn_table_first(info, NULL, &err)) return true;
+    duckdb_data_chunk_set_size(out, 0);
+    return false;
 }
 
 static void admin_state_free(void *p) {
@@ -270,13 +267,10 @@ static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
 static void ids_bind(duckdb_bind_info info) { name_only_bind(info, "knn_index_ids", "id", DUCKDB_TYPE_BIGINT, false); }
 
 static void ids_run(duckdb_function_info info, duckdb_data_chunk out) {
-    admin_bind *b = duckdb_function_get_bind_data(info);
     admin_state *st = duckdb_function_get_init_data(info);
-    if (!st->started) {
-        st->started = 1;
-        knn_error err;
-        knn_error_clear(&err);
-        knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
+    knn_error err;
+    knn_entry *e;
+    if (knn_table_first(info, &e, &err)) {
         if (e == NULL || knn_entry_ids(e, &st->ids, &st->n, &err) != KNN_OK) {
             knn_entry_release(e);
             return knn_fail_run(info, "knn_index_ids", &err);

@@ -49,13 +49,10 @@ static void dump_bind_fn(duckdb_bind_info info) {
 }
 
 static void dump_run(duckdb_function_info info, duckdb_data_chunk out) {
-    dump_bind *b = duckdb_function_get_bind_data(info);
     dump_state *st = duckdb_function_get_init_data(info);
-    if (!st->started) {
-        st->started = 1;
-        knn_error err;
-        knn_error_clear(&err);
-        knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
+    knn_error err;
+    knn_entry *e;
+    if (knn_table_first(info, &e, &err)) {
         if (e && e->kind != KNN_KIND_GRAPH) {
             knn_error_set(&err, KNN_EINVAL, "index '%s' is flat; only graph indexes are dumped (a flat index is "
                           "rebuilt from its table by one knn_index_insert)", e->name);

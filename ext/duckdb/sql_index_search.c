@@ -103,11 +103,9 @@ fail:
 static void search_run(duckdb_function_info info, duckdb_data_chunk out) {
     search_bind *b = duckdb_function_get_bind_data(info);
     search_state *st = duckdb_function_get_init_data(info);
-    if (!st->started) {
-        st->started = 1;
-        knn_error err;
-        knn_error_clear(&err);
-        knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
+    knn_error err;
+    knn_entry *e;
+    if (knn_table_first(info, &e, &err)) {
         size_t cap = 0;
         if (e) {
             cap = b->k < knn_entry_count(e) ? b->k : knn_entry_count(e);

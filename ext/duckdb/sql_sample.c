@@ -247,16 +247,6 @@ static knn_status sample_merge(const knn_agg_ctx *cx, knn_agg_state *source, knn
 
 /* ---- running a sampler over collected rows ------------------------------------------------------ */
 
-typedef struct id_pos {
-    int64_t id;
-    size_t pos;
-} id_pos;
-
-static int id_pos_cmp(const void *x, const void *y) {
-    const id_pos *a = x, *b = y;
-    return (a->id > b->id) - (a->id < b->id);
-}
-
 static const int64_t *find_id(const int64_t *sorted, size_t n, int64_t id) {
     size_t lo = 0, hi = n;
     while (lo < hi) {
@@ -316,7 +306,7 @@ static knn_status run_sampler(const char *fn, int64_t *ids, float *vecs, double 
                               knn_sample_result **out, knn_error *err) {
     *out = NULL;
     knn_status s = KNN_OK;
-    id_pos *order = malloc((rows ? rows : 1) * sizeof *order);
+    knn_id_pos *order = malloc((rows ? rows : 1) * sizeof *order);
     float *sv = vecs ? malloc((rows ? rows : 1) * dim * sizeof *sv) : NULL;
     double *sw = weights ? malloc((rows ? rows : 1) * sizeof *sw) : NULL;
     int64_t *start = NULL;
@@ -326,8 +316,8 @@ static knn_status run_sampler(const char *fn, int64_t *ids, float *vecs, double 
         s = knn_error_set(err, KNN_ENOMEM, "%s: out of memory for %zu rows", fn, rows);
         goto cleanup;
     }
-    for (size_t i = 0; i < rows; i++) order[i] = (id_pos){ids[i], i};
-    qsort(order, rows, sizeof *order, id_pos_cmp);
+    for (size_t i = 0; i < rows; i++) order[i] = (knn_id_pos){ids[i], i};
+    qsort(order, rows, sizeof *order, knn_id_pos_cmp);
     for (size_t i = 0; i < rows; i++) {
         if (i && order[i].id == order[i - 1].id) {
             s = knn_error_set(err, KNN_EDATA, "%s: id %lld appears more than once; ids must be unique within a group",
@@ -522,11 +512,9 @@ fail:
 static void index_run(duckdb_function_info info, duckdb_data_chunk out) {
     index_bind *b = duckdb_function_get_bind_data(info);
     index_state *st = duckdb_function_get_init_data(info);
-    if (!st->started) {
-        st->started = 1;
-        knn_error err;
-        knn_error_clear(&err);
-        knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
+    knn_error err;
+    knn_entry *e;
+    if (knn_table_first(info, &e, &err)) {
         float *vecs = NULL;
         size_t rows = 0;
         knn_status s = e ? knn_entry_export_rows(e, b->windowed, b->lo, b->hi, &st->ids, &vecs, &rows, &err)
