@@ -2,7 +2,7 @@
 drift test, generative precision/recall, intrinsic dimension, importance / density sampling and the
 recall audit of an ANN index.
 
-Two kinds of entry point, one C core (``ext/core/knn_analytics_*.c``):
+Two kinds of entry point, one C core (``ext/core/analytics/*.c``):
 
 * numpy functions (``predict``, ``impute``, ``smote``, ``divergence``, ``lid``, ``precision_recall``,
   ``iid_test``, ``importance_sample``, ``density_sample``, ``recall_audit``) take arrays and return

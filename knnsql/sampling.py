@@ -1,6 +1,6 @@
 """Sampling and selection: diverse subsets, coresets, thinned and balanced samples.
 
-Two entry points over one C core (``ext/core/knn_sample_*.c``):
+Two entry points over one C core (``ext/core/sample/*.c``):
 
 - :func:`sample` builds the SQL aggregate ``knn_sample_agg`` / ``knn_sample_weighted`` over a table or
   any query and returns a pandas DataFrame with one row per pick.

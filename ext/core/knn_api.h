@@ -71,7 +71,7 @@ void knn_graph_list_ids(knn_graph *index, int64_t *out);
 int knn_graph_to_bytes(knn_graph *index, uint8_t **buf, size_t *len, char *errmsg, size_t errmsg_len);
 int knn_graph_from_bytes(const uint8_t *buf, size_t len, knn_graph **out, char *errmsg, size_t errmsg_len);
 void knn_bytes_free(uint8_t *buf);
-/* Sampling and selection (knn_api_sample.c). Picks are row positions 0..rows-1 in pick order. */
+/* Sampling and selection (api/sample.c). Picks are row positions 0..rows-1 in pick order. */
 /* Runs sampler `method` (see knn_sample_methods) on rows x dim float32 rows X. weights (may be NULL)
  * are required by 'weighted'. options is "key=value, ..." (may be NULL or empty). start (kcenter only)
  * holds row positions picked first. threads = 0 uses every core; output never depends on it. */

@@ -152,7 +152,7 @@ def test_forged_checksum_still_bounds_checked():
     g.add(rng.standard_normal((50, 4)).astype(np.float32))
     raw = bytearray(g.to_bytes())
 
-    def fnv(b):  # FNV-1a over little-endian 64-bit words, then the tail bytes (knn_graph_io.c)
+    def fnv(b):  # FNV-1a over little-endian 64-bit words, then the tail bytes (graph/graph_io.c)
         h, m = 0xCBF29CE484222325, 0xFFFFFFFFFFFFFFFF
         whole = len(b) // 8 * 8
         for (w,) in struct.iter_unpack("<Q", bytes(b[:whole])):

@@ -1,4 +1,4 @@
-"""Bucket graphs for mid-size windows (knn_graph_buckets.c): forced levels and the bucket plan forced,
+"""Bucket graphs for mid-size windows (window/window_buckets.c): forced levels and the bucket plan forced,
 checked against a numpy prefilter; deletes never come back, rows added after the build are found,
 optimize and save/load rebuild them, and the cost model's own choice stays correct."""
 

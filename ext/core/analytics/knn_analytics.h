@@ -79,7 +79,7 @@ int knn_an_classify(const int64_t *nbr, const float *dist, size_t nq, size_t str
                     const size_t *k_per_query, int32_t *out_label, double *out_prob, double *out_probs,
                     char *errmsg, size_t errmsg_len);
 /* out[q] = 1 when replacing `flips` of query q's k neighbours could change its class vote (see
- * knn_analytics_predict.c); the queries an approximate search should look at again. */
+ * analytics/predict.c); the queries an approximate search should look at again. */
 int knn_an_unsettled(const int64_t *nbr, const float *dist, size_t nq, size_t stride, size_t k, const int32_t *codes,
                      size_t n_train, size_t n_classes, const char *metric, int weighting, double temperature,
                      size_t flips, uint8_t *out, char *errmsg, size_t errmsg_len);

@@ -2,8 +2,8 @@
  * optionally X against itself with each row's own index left out (the leave-one-out graph that SMOTE,
  * LID, the drift test and the divergence estimators need).
  *
- * It reuses the flat index (knn_flat.c): rows copied into one aligned block, searched by the blocked
- * many-query (GEMM-style) scan of knn_scan.c, ties broken by id, so results are the same whatever the
+ * It reuses the flat index (exact/knn_flat.c): rows copied into one aligned block, searched by the blocked
+ * many-query (GEMM-style) scan of exact/knn_scan.c, ties broken by id, so results are the same whatever the
  * thread count. Ids are the row indices 0..n-1. */
 #include <math.h>
 #include <stdlib.h>

@@ -76,7 +76,7 @@ size_t knn_graph_memory(const knn_graph *g);  /* bytes held */
 size_t knn_graph_ids(knn_graph *g, int64_t *out, size_t cap);
 
 /* Serialises to a malloc'd buffer (free with free()). Format: magic, version, endianness, header,
- * nodes, FNV-1a checksum; see knn_graph_io.c. */
+ * nodes, FNV-1a checksum; see graph/graph_io.c. */
 knn_status knn_graph_save(knn_graph *g, uint8_t **buf, size_t *len, knn_error *err);
 /* Rebuilds an index from bytes; every length and link is bounds-checked, corrupt input is an error. */
 knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_error *err);

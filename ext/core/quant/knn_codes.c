@@ -1,4 +1,4 @@
-/* 8-bit codes with a provable lower bound (see knn_codes.h).
+/* 8-bit codes with a provable lower bound (see quant/knn_codes.h).
  *
  * Scalar quantisation with a per-dimension offset and one shared scale keeps the decoded geometry a
  * scaled copy of the code geometry, so the integer code distance (kernels: u8_screen_block) converts to

@@ -1,4 +1,4 @@
-/* 8-bit codes of float rows with a provable distance lower bound (design note in knn_codes.c).
+/* 8-bit codes of float rows with a provable distance lower bound (design note in quant/knn_codes.c).
  *
  * Rows are coded per dimension as q = round((x - lo_j) / scale), clamped to 0..255, with one scale for
  * every dimension, so scale * ||q(x) - q(y)|| is the exact distance between the decoded points and

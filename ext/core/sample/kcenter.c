@@ -6,7 +6,7 @@
  * radius (Gonzalez). The score of each pick is the covering radius (Euclidean, not squared) after it.
  *
  * Speed: the rows sit in fixed 64-row blocks, each knowing how many centers it has seen (stamp). A
- * refresh applies the missing centers to a block in order. The 8-bit screen (knn_sample_screen.c,
+ * refresh applies the missing centers to a block in order. The 8-bit screen (sample/screen.c,
  * design note at knn_screen in knn_sample.h) proves, for all but the few rows near a center, that they
  * keep their center, so only those rows get an exact float distance. k-means++ refreshes every block
  * after each center (its D^2 draw needs every row). k-center only needs the farthest row, so it refreshes

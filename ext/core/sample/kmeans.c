@@ -13,7 +13,7 @@
  *              After `trials` (default 1000) rejections a uniform row is taken (the paper's fallback).
  * - auto:      greedy when n*k <= 2^24 (it reaches a lower cost, and its O(n k d trials) is cheap
  *              there), rejection above (it never scans all rows per step).
- * d2 and greedy run on the nearest-center cover (knn_sample_kcenter.c): a step is one threaded pass
+ * d2 and greedy run on the nearest-center cover (sample/kcenter.c): a step is one threaded pass
  * whose 8-bit screen leaves exact distances to the few rows a center can take (greedy scores all its
  * candidates in the same pass); D^2 draws use per-block sums.
  *

@@ -2,15 +2,15 @@
  *
  * Every sampler reads n rows of dimension d (row-major float32, already validated finite), optional
  * per-row weights, a target size and parsed options, and fills a knn_sample_result (below) whose
- * picks are row positions 0..n-1 in pick order. The public entry (knn_api_sample.c) validates input,
+ * picks are row positions 0..n-1 in pick order. The public entry (api/sample.c) validates input,
  * parses the method and options, and dispatches here. Each family lives in its own file with a design
  * note at the top:
- *   knn_sample_rng.c       PRNG streams, fast exp, alias table, Efraimidis-Spirakis / Gumbel-top-k
- *   knn_sample_kcenter.c   greedy farthest-point (k-center) with triangle-inequality pruning
- *   knn_sample_kmeans.c    k-means++ (D2, greedy, rejection sampling), Lloyd's k-means, assignment
- *   knn_sample_coreset.c   sensitivity-sampling coreset, hierarchical k-means balanced curation
- *   knn_sample_kt.c        kernel thinning (KT-SPLIT halving + KT-SWAP) and Compress++
- *   knn_sample_dpp.c       k-DPP over a linear kernel or random Fourier features
+ *   sample/rng.c              PRNG streams, fast exp, alias table, Efraimidis-Spirakis / Gumbel-top-k
+ *   sample/kcenter.c          greedy farthest-point (k-center) with triangle-inequality pruning
+ *   sample/kmeans.c           k-means++ (D2, greedy, rejection sampling), Lloyd's k-means, assignment
+ *   sample/coreset.c          sensitivity-sampling coreset, hierarchical k-means balanced curation
+ *   sample/kernel_thinning.c  kernel thinning (KT-SPLIT halving + KT-SWAP) and Compress++
+ *   sample/dpp.c              k-DPP over a linear kernel or random Fourier features
  *
  * Determinism: every random draw comes from a knn_rng derived from (seed, stream); threaded passes
  * split rows at fixed 64-row boundaries and reduce in a fixed order, so outputs do not depend on the
@@ -133,7 +133,7 @@ knn_status knn_weighted_topk(const double *w, size_t n, size_t m, knn_rng *r, in
 /* Allocates a result with room for cap picks (index, weight, score, cluster). */
 knn_sample_result *knn_sample_result_new(size_t cap, knn_error *err);
 
-/* ---- nearest-center cover (knn_sample_kcenter.c) --------------------------------------------------
+/* ---- nearest-center cover (sample/kcenter.c) --------------------------------------------------
  * Keeps, for a growing set of centers (rows of X), every row's squared distance to its nearest center
  * (mind) and that center (owner). Rows are scanned in fixed 64-row blocks, each with the sum and the
  * maximum of its rows' mind, so drawing a row by D^2 and finding the farthest row cost O(n/64 + 64).
@@ -141,7 +141,7 @@ knn_sample_result *knn_sample_result_new(size_t cap, knn_error *err);
  * rule it out. Without the screen, a block is rescanned only when one of its rows could move: x can get
  * nearer to a new center c than to its own c_j only if d(c, c_j) < 2 d(x, c_j) (triangle inequality),
  * which in high dimension (GloVe-50) rules out almost nothing. Rows that are centers carry mind = -1. */
-/* 8-bit screen of the cover (knn_sample_screen.c): X's codes (knn_codes.h), and for each row
+/* 8-bit screen of the cover (sample/screen.c): X's codes (quant/knn_codes.h), and for each row
  * reach[i] = sqrt(mind[i]) + err[i], rounded up (-1 for centers). A center c can take row i only if
  *     scale * ||q(i) - q(c)|| < reach[i] + err(c),
  * so a pass recomputes the exact distance of those rows alone; every other row provably keeps its
@@ -207,7 +207,7 @@ knn_status knn_sample_balanced(const knn_sample_in *in, knn_sample_result *r, kn
 knn_status knn_sample_kernel_thin(const knn_sample_in *in, knn_sample_result *r, knn_error *err);
 knn_status knn_sample_dpp(const knn_sample_in *in, knn_sample_result *r, knn_error *err);
 
-/* ---- k-means building blocks (knn_sample_kmeans.c) ---------------------------------------------- */
+/* ---- k-means building blocks (sample/kmeans.c) ---------------------------------------------- */
 
 /* k-means++ seeds: k row positions into centers_idx (pick order). */
 knn_status knn_kmeanspp_seed(const float *X, size_t n, size_t d, size_t k, knn_kpp_variant variant, size_t trials,

@@ -1,5 +1,5 @@
 /* The 8-bit lower-bound screen of the nearest-center cover (design note at knn_screen in
- * knn_sample.h; the codes and their bound in knn_codes.c). */
+ * knn_sample.h; the codes and their bound in quant/knn_codes.c). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* Weighted sampling from a weight column.
  *
- * - Without replacement (default): Efraimidis-Spirakis / Gumbel-top-k (knn_sample_rng.c). The picks are
+ * - Without replacement (default): Efraimidis-Spirakis / Gumbel-top-k (sample/rng.c). The picks are
  *   a successive-sampling draw: the first pick has probability w_i / W, the next is drawn the same way
  *   from the rest, and so on. pick_order follows that draw; score is w_i / W (the first-draw probability); weight is the
  *   row's input weight. n larger than the rows with a positive weight returns all of them.

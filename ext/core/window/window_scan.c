@@ -1,7 +1,7 @@
 /* The exact window plan: the k nearest rows of a window from the label-sorted copy.
  *
  * Screened exact window scan.
- * The label-sorted copy carries 8-bit codes (knn_codes.h). With c the code distance of a row x,
+ * The label-sorted copy carries 8-bit codes (quant/knn_codes.h). With c the code distance of a row x,
  *     c - err(x) - err(q) <= d(x, q) <= c + err(x) + err(q).
  * The scan goes in spans of SCREEN_SPAN rows. A first pass reads only the span's codes (d bytes a row,
  * against 4d for the floats) into integer code distances, and keeps the k smallest upper bounds of the
