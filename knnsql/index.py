@@ -311,6 +311,52 @@ class Index:
         _ffi.check(status, buf)
         return ids[:, :kk], dists[:, :kk]
 
+    def search_among(self, Q, ids, k: int = 10, ef: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Finds the k nearest rows of each query among the rows whose id is in ``ids`` (graph only).
+
+        The allow-list path: any filter computed outside the index (a SQL ``WHERE``, a join, a set of
+        ids from elsewhere) becomes a bitmap over the index's rows, and each query is planned by the
+        share of rows it keeps: an exact scan of the matching rows when they are few, else the graph
+        beam admitting only matching rows, with the exact scan answering whenever the beam would cost
+        more or finds fewer than k rows. So k rows come back whenever k live rows match.
+
+        Parameters
+        ----------
+        Q : array_like, shape (nq, dim) or (dim,)
+            Queries; every query searches the same rows.
+        ids : array_like of int
+            The allowed ids; ids the index does not hold, and repeats, are ignored.
+        k, ef
+            As in :meth:`search`.
+
+        Returns
+        -------
+        ids, distances : ndarrays of shape (nq, k); missing entries (fewer than k rows match) are id -1
+            and distance +inf.
+        """
+        if self.kind != "graph":
+            raise ValueError("search_among needs kind='graph'; a flat index is exact: search the matching rows "
+                             "with an Index built over them, or use knn_exact in SQL")
+        k = _int_arg("k", k, 1)
+        if ef is not None:
+            ef = _int_arg("ef", ef, 1)
+        allow = np.ascontiguousarray(np.asarray(ids).reshape(-1), dtype=np.int64)
+        Q = self._matrix(Q, "Q")
+        nq = Q.shape[0]
+        buf, ffi, lib = _ffi.errbuf(), _ffi.ffi, _ffi.lib()
+        t = _ffi.types()
+        out_ids = np.empty((nq, k), dtype=np.int64)
+        dists = np.empty((nq, k), dtype=np.float32)
+        found = np.empty(nq, dtype=np.uintp)
+        plans = np.empty(nq, dtype=np.intc)
+        _ffi.check(lib.knn_graph_query_among(self._handle, ffi.from_buffer(t.f32, Q), nq, k, ef or 0,
+                                             ffi.from_buffer(t.i64, allow), allow.shape[0],
+                                             ffi.from_buffer(t.i64, out_ids), ffi.from_buffer(t.f32, dists),
+                                             ffi.from_buffer(t.size, found), ffi.from_buffer("int[]", plans),
+                                             ffi.NULL, buf, _ffi.ERRMSG_LEN), buf)
+        self.last_among_plans = plans
+        return out_ids, dists
+
     def _search_one(self, q: np.ndarray, k: int, ef: Optional[int], lo, hi):
         """The per-query path of :meth:`search` for one float32 vector on a graph: one core call on this
         thread, nothing resolved twice. Returns None for anything it does not take (the general path then

@@ -53,6 +53,13 @@ int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k,
 int knn_graph_query_window(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, double lo,
                            double hi, size_t threads, int64_t *out_ids, float *out_dists, size_t *found, int *plans,
                            char *errmsg, size_t errmsg_len);
+/* As knn_graph_query, among the rows whose id is one of ids[0..n_ids) only (an allow-list; ids the index
+ * does not hold are ignored); plans[q] (may be NULL): 0 exact scan of the matching rows, 2 the postfilter
+ * beam gave up and the exact scan answered, 3 in-search postfilter beam, 5 every live row matches (the
+ * plain search). *matched (may be NULL): live rows the ids name. */
+int knn_graph_query_among(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, const int64_t *ids,
+                          size_t n_ids, int64_t *out_ids, float *out_dists, size_t *found, int *plans, size_t *matched,
+                          char *errmsg, size_t errmsg_len);
 /* One query on the caller's thread (no thread start, no CPU count): as knn_graph_query, or as
  * knn_graph_query_window when windowed; missing entries are id -1 and distance +inf. Returns the result
  * width min(k, live rows), or -1 with errmsg set. The per-call path of Index.search for one vector. */
@@ -89,6 +96,7 @@ int knn_graph_label_range(knn_graph *g, double *lo, double *hi);
 /* cffi-end */
 
 #include "window/knn_window.h"
+#include "filter/knn_filter.h"
 #include "analytics/knn_analytics.h"
 
 #endif

@@ -10,7 +10,7 @@ typedef bool (*register_fn)(duckdb_connection, knn_registry *, knn_error *);
 
 static const register_fn areas[] = {
     knn_register_exact,       knn_register_debug,        knn_register_index_admin,
-    knn_register_index_write, knn_register_index_search, knn_register_index_dump,
+    knn_register_index_write, knn_register_index_search, knn_register_among, knn_register_index_dump,
     knn_register_sample,      knn_register_analytics_predict, knn_register_analytics_drift,
     knn_register_analytics_sampling, knn_register_recall,
 };

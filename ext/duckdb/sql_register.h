@@ -15,6 +15,7 @@ bool knn_register_debug(duckdb_connection con, knn_registry *reg, knn_error *err
 bool knn_register_index_admin(duckdb_connection con, knn_registry *reg, knn_error *err);
 bool knn_register_index_write(duckdb_connection con, knn_registry *reg, knn_error *err);
 bool knn_register_index_search(duckdb_connection con, knn_registry *reg, knn_error *err);
+bool knn_register_among(duckdb_connection con, knn_registry *reg, knn_error *err);
 bool knn_register_index_dump(duckdb_connection con, knn_registry *reg, knn_error *err);
 bool knn_register_sample(duckdb_connection con, knn_registry *reg, knn_error *err);
 /* kNN analytics aggregates (sql_analytics_<topic>.c over the collector sql_analytics.c) and knn_recall. */

@@ -185,6 +185,28 @@ static void test_graph(void) {
         for (size_t q = 0; q < nq; q++) CHECK(found[q] == k, "forced plan %d found %zu", plan, found[q]);
     }
     knn_graph_force_window_plan(g, -1);
+    /* allow-lists (knn_graph_query_among): a few ids (exact plan), most ids (beam), unknown, repeated
+     * and deleted ids; every answer is allowed and live */
+    for (int wide = 0; wide <= 1; wide++) {
+        size_t na = 0;
+        int64_t *allow = malloc((n + 3) * sizeof *allow);
+        for (size_t i = 0; i < n; i++) {
+            if (wide ? i % 10 != 0 : i % 50 == 1) allow[na++] = (int64_t)i;
+        }
+        allow[na++] = -5;
+        allow[na++] = (int64_t)n * 10;
+        allow[na++] = allow[0];
+        size_t matched = 0;
+        OK(knn_graph_query_among(g, Q, nq, k, 0, allow, na, oid, od, found, plans, &matched, EB));
+        for (size_t q = 0; q < nq; q++) {
+            CHECK(found[q] == k, "among found %zu", found[q]);
+            for (size_t j = 0; j < k; j++) {
+                int64_t id = oid[q * k + j];
+                CHECK(id >= 0 && live[id] && (wide ? id % 10 != 0 : id % 50 == 1), "among returned id %lld", (long long)id);
+            }
+        }
+        free(allow);
+    }
     OK(knn_graph_rebuild(g, 2, EB));
     CHECK(knn_graph_tombstones(g) == 0 && knn_graph_count(g) == n - n / 3, "optimize left %zu tombstones",
           knn_graph_tombstones(g));

@@ -66,6 +66,18 @@ int knn_idmap_get(const knn_idmap *m, int64_t id, uint32_t *slot) {
     return 0;
 }
 
+void knn_idmap_get_many(const knn_idmap *m, const int64_t *ids, size_t n, uint32_t *slots) {
+    enum { AHEAD = 8 };
+    for (size_t i = 0; i < n; i++) {
+        if (m->cap && i + AHEAD < n) {
+            size_t b = hash_id(ids[i + AHEAD]) & (m->cap - 1);
+            __builtin_prefetch(&m->vals[b]);
+            __builtin_prefetch(&m->keys[b]);
+        }
+        if (!knn_idmap_get(m, ids[i], &slots[i])) slots[i] = KNN_IDMAP_EMPTY;
+    }
+}
+
 int knn_idmap_del(knn_idmap *m, int64_t id) {
     if (m->cap == 0) return 0;
     size_t mask = m->cap - 1, i = hash_id(id) & mask;

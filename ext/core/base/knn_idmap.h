@@ -22,6 +22,10 @@ knn_status knn_idmap_put(knn_idmap *m, int64_t id, uint32_t slot, knn_error *err
 /* Returns 1 and sets *slot when id is present, else 0. */
 int knn_idmap_get(const knn_idmap *m, int64_t id, uint32_t *slot);
 
+/* Looks up n ids at once (slots[i] = KNN_IDMAP_EMPTY when ids[i] is absent), prefetching the buckets
+ * of later ids while earlier ones are compared: a large map misses the cache on every lookup. */
+void knn_idmap_get_many(const knn_idmap *m, const int64_t *ids, size_t n, uint32_t *slots);
+
 /* Removes id; returns 1 when it was present. */
 int knn_idmap_del(knn_idmap *m, int64_t id);
 

@@ -1,0 +1,185 @@
+/* Allow-list search over a graph index (knn_filter.h).
+ *
+ * What it implements. The ids become a bitmap over node numbers (a lookup in the index's id map each),
+ * and the bitmap with the tombstones one row selector. Per query, the planner compares the two plans
+ * by the distances each computes:
+ *   - exact: m distances, one per matching row, gathered in batches of EXACT_BATCH nodes from the
+ *     bitmap (words with no bit set cost one load each);
+ *   - postfilter: an unfiltered beam computes about d0 distances (d0 from the window calibration when the
+ *     index has one, else ef * m0), and a beam that keeps only a share s = m / live of what it meets must
+ *     walk about d0 / s of them before it holds ef matching rows.
+ * So exact is planned when m < d0 * live / m, i.e. m^2 < d0 * live: for 400k rows and d0 ~ 2,000 that is
+ * below ~28k matching rows (7%). Otherwise the postfilter runs with a budget of m distances, what the
+ * exact plan costs: a filter correlated with the query (its rows far away, so the beam finds few of them)
+ * spends the budget and hands over to the exact plan, so no query costs much more than twice the exact
+ * plan, and a beam that finds fewer than min(k, m) rows does the same, which keeps the k-rows guarantee.
+ * This is the Milvus/Weaviate strategy switch by selectivity, with the window search's budget and
+ * fallback (window/window_plan.c) carried over to any set of rows. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "filter/knn_filter.h"
+#include "graph/graph_internal.h"
+#include "base/knn_topk.h"
+
+#define EXACT_BATCH 256 /* nodes scored per kernel call (knn_vdists takes up to 513) */
+
+/* The allow-list of one call: bitmap over node numbers, the selector built on it, and its row count. */
+typedef struct among_rows {
+    uint64_t *bits;
+    size_t words, m;
+    knn_selector sel;
+} among_rows;
+
+static knn_status rows_build(knn_graph *g, const int64_t *ids, size_t n_ids, among_rows *a, knn_error *err) {
+    a->words = (g->count + 63) / 64;
+    a->m = 0;
+    a->bits = calloc(a->words ? a->words : 1, sizeof *a->bits);
+    if (a->bits == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory for an allow-list of %zu rows", g->count);
+    enum { BLOCK = 256 };
+    int64_t miss[BLOCK];
+    uint32_t nodes[BLOCK];
+    for (size_t b = 0; b < n_ids; b += BLOCK) {
+        size_t n = n_ids - b < BLOCK ? n_ids - b : BLOCK, nm = 0, nn = 0;
+        /* Rows inserted in id order sit at node id: one sequential read; the rest go through the map. */
+        for (size_t i = b; i < b + n; i++) {
+            const int64_t id = ids[i];
+            if (id >= 0 && (uint64_t)id < g->count && g->ids[id] == id && !g->deleted[id]) {
+                nodes[nn++] = (uint32_t)id;
+            } else {
+                miss[nm++] = id;
+            }
+        }
+        knn_idmap_get_many(&g->map, miss, nm, nodes + nn);
+        for (size_t j = 0; j < nn + nm; j++) {
+            const uint32_t v = nodes[j];
+            if (v == KNN_IDMAP_EMPTY || g->deleted[v]) continue;
+            const uint64_t bit = (uint64_t)1 << (v % 64);
+            if (a->bits[v / 64] & bit) continue; /* a repeated id */
+            a->bits[v / 64] |= bit;
+            a->m++;
+        }
+    }
+    a->sel = knn_selector_all();
+    knn_selector_live(&a->sel, g->deleted, 1.0);
+    knn_selector_allow(&a->sel, a->bits, g->count);
+    return KNN_OK;
+}
+
+/* The exact plan: every matching row scored, the k nearest kept (ties by id). */
+static knn_status among_exact(const knn_graph *g, const among_rows *a, const float *q, size_t k, int64_t *out_ids,
+                              float *out_dists, size_t *found, knn_error *err) {
+    knn_topk t;
+    knn_status s = knn_topk_init(&t, k, err);
+    uint32_t nodes[EXACT_BATCH];
+    float dist[EXACT_BATCH];
+    size_t n = 0;
+    for (size_t w = 0; s == KNN_OK && w <= a->words; w++) {
+        uint64_t bits = w < a->words ? a->bits[w] : 0;
+        for (; bits; bits &= bits - 1) nodes[n++] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(bits));
+        /* score a full batch, and whatever is left after the last word */
+        if (n + 64 > EXACT_BATCH || (w == a->words && n)) {
+            knn_vdists(g, q, nodes, n, dist);
+            for (size_t j = 0; s == KNN_OK && j < n; j++) s = knn_topk_offer(&t, dist[j], g->ids[nodes[j]], err);
+            n = 0;
+        }
+    }
+    if (s == KNN_OK) knn_topk_export(&t, out_ids, out_dists, found);
+    knn_topk_free(&t);
+    return s;
+}
+
+/* The postfilter plan with a budget; 1 when it answered, 0 when the exact plan must (budget spent, or
+ * fewer than min(k, m) rows found), -1 when out of memory. */
+static int among_post(const knn_graph *g, knn_search_ctx *c, const among_rows *a, const float *q, size_t k, size_t ef,
+                      size_t budget, int64_t *out_ids, float *out_dists, size_t *found) {
+    uint32_t ep;
+    float epd;
+    size_t ntop;
+    knn_graph_descend(g, q, &ep, &epd);
+    c->budget = budget;
+    c->over = 0;
+    int ok = knn_graph_search_layer(g, c, q, ep, epd, ef, 0, KNN_LOCK_NONE, &a->sel, &ntop, NULL);
+    c->budget = 0;
+    if (!ok) return -1;
+    size_t want = k < a->m ? k : a->m;
+    if (c->over || ntop < want) return 0;
+    qsort(c->top, ntop, sizeof *c->top, knn_hitem_cmp);
+    for (size_t j = 0; j < want; j++) {
+        out_ids[j] = g->ids[c->top[j].id];
+        out_dists[j] = c->top[j].key;
+    }
+    *found = want;
+    return 1;
+}
+
+/* Distances an unfiltered beam of width ef computes on this index (see the design note). */
+static double plain_distances(knn_graph *g, size_t ef) {
+    double d0 = (double)ef * (double)g->m0;
+    if (atomic_load(&g->calibrated)) {
+        pthread_mutex_lock(&g->cal_lock);
+        if (g->ns_distance > 0) d0 = g->ns_post[0] / g->ns_distance * (double)ef / (double)g->p.ef;
+        pthread_mutex_unlock(&g->cal_lock);
+    }
+    return d0;
+}
+
+/* One query (read lock held, c from the pool). */
+static knn_status among_one(knn_graph *g, knn_search_ctx *c, const among_rows *a, double d0, const float *query,
+                            size_t k, size_t ef, int64_t *out_ids, float *out_dists, size_t *found, int *plan,
+                            knn_error *err) {
+    const float *q;
+    knn_status s = knn_graph_prepare_query(g, c, query, &q, err);
+    size_t live = g->count - g->n_deleted;
+    *found = 0;
+    if (s != KNN_OK || a->m == 0) return s;
+    if (a->m == live) {
+        *plan = KNN_AMONG_ALL;
+        return knn_graph_plain_search(g, c, q, k, ef, out_ids, out_dists, found, err);
+    }
+    *plan = KNN_AMONG_EXACT;
+    if ((double)a->m * (double)a->m >= d0 * (double)live) {
+        int r = among_post(g, c, a, q, k, ef, a->m, out_ids, out_dists, found);
+        if (r < 0) return knn_error_set(err, KNN_ENOMEM, "out of memory during search");
+        *plan = r ? KNN_AMONG_POST : KNN_AMONG_FALLBACK;
+        if (r) return KNN_OK;
+    }
+    return among_exact(g, a, q, k, out_ids, out_dists, found, err);
+}
+
+knn_status knn_graph_search_among(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef,
+                                  const int64_t *ids, size_t n_ids, int64_t *out_ids, float *out_dists, size_t *found,
+                                  int *plans, size_t *matched, knn_error *err) {
+    if (k == 0) return knn_error_set(err, KNN_EINVAL, "k must be >= 1, got 0");
+    for (size_t i = 0; i < nq * k; i++) {
+        out_ids[i] = -1;
+        out_dists[i] = INFINITY;
+    }
+    for (size_t i = 0; i < nq; i++) {
+        found[i] = 0;
+        if (plans) plans[i] = KNN_AMONG_EXACT;
+    }
+    if (matched) *matched = 0;
+    among_rows a = {0};
+    knn_search_ctx *c = NULL;
+    pthread_rwlock_rdlock(&g->rw);
+    knn_status s = rows_build(g, ids, n_ids, &a, err);
+    if (s == KNN_OK && (c = knn_graph_ctx_acquire(g)) == NULL) {
+        s = knn_error_set(err, KNN_ENOMEM, "out of memory for a search context");
+    }
+    if (ef == 0) ef = g->p.ef;
+    if (ef < k) ef = k;
+    const double d0 = s == KNN_OK ? plain_distances(g, ef) : 0;
+    for (size_t i = 0; s == KNN_OK && i < nq; i++) {
+        int plan = KNN_AMONG_EXACT;
+        s = among_one(g, c, &a, d0, queries + i * g->dim, k, ef, out_ids + i * k, out_dists + i * k, &found[i], &plan,
+                      err);
+        if (plans) plans[i] = plan;
+    }
+    if (matched) *matched = a.m;
+    if (c) knn_graph_ctx_release(g, c);
+    pthread_rwlock_unlock(&g->rw);
+    free(a.bits);
+    return s;
+}

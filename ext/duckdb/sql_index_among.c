@@ -1,0 +1,279 @@
+/* knn_among: a named graph index searched among the rows of any relation (the allow-list path).
+ *
+ *   knn_among(index, query, k, id [, ef]) -> LIST(STRUCT(id BIGINT, distance FLOAT))
+ *
+ * An aggregate over the rows a query's FROM / WHERE keeps: DuckDB evaluates any predicate (joins,
+ * subqueries, functions), the aggregate collects the ids of the rows that pass, and finalize searches
+ * the index among those ids only (core: filter/knn_filter.h), in the same statement:
+ *
+ *   SELECT unnest(knn_among('docs_emb', [0.6, 0.8], 10, id), recursive := true)
+ *   FROM docs WHERE lang = 'en' AND id IN (SELECT doc FROM clicks);
+ *
+ * index, query, k and ef must be the same for every row of a group (GROUP BY the query to search several).
+ * Rows whose id is NULL are skipped; ids the index does not hold are ignored. A group with no rows gives
+ * NULL; a group whose ids match no live row of the index gives an empty list. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "duckdb_extension.h"
+#include "filter/knn_filter.h"
+#include "knn_glue.h"
+#include "knn_kit.h"
+#include "index/knn_registry.h"
+#include "sql_register.h"
+
+DUCKDB_EXTENSION_EXTERN
+
+#define FN "knn_among"
+
+typedef struct among_acc {
+    char *index;  /* the index name of the group's first row */
+    size_t index_len;
+    float *query; /* dim floats */
+    size_t dim, k, ef;
+    int64_t *ids;
+    size_t n, cap;
+} among_acc;
+
+static void acc_free(void *p) {
+    among_acc *a = p;
+    if (a == NULL) return;
+    free(a->index);
+    free(a->query);
+    free(a->ids);
+    free(a);
+}
+
+static knn_status ids_reserve(among_acc *a, size_t need, knn_error *err) {
+    if (need <= a->cap) return KNN_OK;
+    size_t cap = a->cap ? a->cap : 1024;
+    while (cap < need) cap *= 2;
+    int64_t *ids = realloc(a->ids, cap * sizeof *ids);
+    if (ids == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory collecting %zu ids", need);
+    a->ids = ids;
+    a->cap = cap;
+    return KNN_OK;
+}
+
+static knn_status changed(knn_error *err) {
+    return knn_error_set(err, KNN_EINVAL, "index, query, k and ef must be the same for every row of a group; "
+                         "GROUP BY the query to search several queries");
+}
+
+/* One input chunk's columns, read once (a C API call per row would cost more than the rest of the row). */
+typedef struct among_chunk {
+    idx_t n;
+    duckdb_string_t *names;
+    uint64_t *names_valid;
+    knn_vreader qr;
+    const int64_t *k, *ef, *ids; /* ef NULL when not given */
+    uint64_t *k_valid, *ef_valid, *ids_valid;
+} among_chunk;
+
+static knn_status chunk_read(duckdb_data_chunk input, among_chunk *c, knn_error *err) {
+    duckdb_vector v[5];
+    idx_t cols = duckdb_data_chunk_get_column_count(input);
+    for (idx_t j = 0; j < 5; j++) v[j] = j < cols ? duckdb_data_chunk_get_vector(input, j) : NULL;
+    c->n = duckdb_data_chunk_get_size(input);
+    c->names = duckdb_vector_get_data(v[0]);
+    c->names_valid = duckdb_vector_get_validity(v[0]);
+    c->k = duckdb_vector_get_data(v[2]);
+    c->k_valid = duckdb_vector_get_validity(v[2]);
+    c->ids = duckdb_vector_get_data(v[3]);
+    c->ids_valid = duckdb_vector_get_validity(v[3]);
+    c->ef = v[4] ? duckdb_vector_get_data(v[4]) : NULL;
+    c->ef_valid = v[4] ? duckdb_vector_get_validity(v[4]) : NULL;
+    return knn_vreader_init(&c->qr, v[1], FN, "query", err);
+}
+
+/* The settings of row i: index name, k, ef. */
+static knn_status row_settings(const among_chunk *c, idx_t i, const char **name, size_t *len, size_t *k, size_t *ef,
+                               knn_error *err) {
+    if (!knn_valid(c->names_valid, i)) return knn_error_set(err, KNN_EINVAL, "the index name must not be NULL");
+    *len = duckdb_string_t_length(c->names[i]);
+    *name = duckdb_string_t_data(&c->names[i]);
+    if (!knn_valid(c->k_valid, i) || c->k[i] < 1 || c->k[i] > 100000) {
+        return knn_error_set(err, KNN_EINVAL, "k must be between 1 and 100000");
+    }
+    int64_t e = c->ef ? c->ef[i] : 0;
+    if (c->ef && (!knn_valid(c->ef_valid, i) || e < 0 || e > 100000)) {
+        return knn_error_set(err, KNN_EINVAL, "ef must be between 0 (the index default) and 100000");
+    }
+    *k = (size_t)c->k[i];
+    *ef = (size_t)e;
+    return KNN_OK;
+}
+
+/* A new accumulator from row i. */
+static among_acc *acc_new(const among_chunk *c, idx_t i, knn_error *err) {
+    const char *name;
+    size_t len, k, ef, dim = knn_vreader_len(&c->qr, i);
+    if (row_settings(c, i, &name, &len, &k, &ef, err) != KNN_OK) return NULL;
+    if (dim == 0) {
+        knn_error_set(err, KNN_EINVAL, "the query must be a non-empty vector");
+        return NULL;
+    }
+    among_acc *a = calloc(1, sizeof *a);
+    if (a) a->index = malloc(len + 1);
+    if (a) a->query = malloc(dim * sizeof *a->query);
+    if (a == NULL || a->index == NULL || a->query == NULL) {
+        acc_free(a);
+        knn_error_set(err, KNN_ENOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(a->index, name, len);
+    a->index[len] = 0;
+    a->index_len = len;
+    a->dim = dim;
+    a->k = k;
+    a->ef = ef;
+    const float *q;
+    size_t got;
+    if (knn_vreader_get(&c->qr, i, dim, a->query, &q, &got) != KNN_ROW_OK) {
+        acc_free(a);
+        knn_error_set(err, KNN_EDATA, "the query contains a NULL element");
+        return NULL;
+    }
+    if (q != a->query) memcpy(a->query, q, dim * sizeof *q);
+    return a;
+}
+
+/* Whether row i carries the accumulator's settings and query (a constant query is one list entry that
+ * every row shares: its floats are compared once). */
+static bool row_matches(const among_acc *a, const among_chunk *c, idx_t i, idx_t *last_ok, duckdb_list_entry *checked,
+                        float *tmp, knn_error *err) {
+    const char *name;
+    size_t len, k, ef, got;
+    /* the same settings as the last row that matched: same string bytes (inline or pointer), same k, ef */
+    const idx_t p = *last_ok;
+    bool same = p != UINT64_MAX && knn_valid(c->names_valid, i) && knn_valid(c->k_valid, i) &&
+                memcmp(&c->names[i], &c->names[p], sizeof c->names[i]) == 0 && c->k[i] == c->k[p] &&
+                (c->ef == NULL || (knn_valid(c->ef_valid, i) && c->ef[i] == c->ef[p]));
+    if (!same) {
+        if (row_settings(c, i, &name, &len, &k, &ef, err) != KNN_OK) return false;
+        if (len != a->index_len || memcmp(name, a->index, len) != 0 || k != a->k || ef != a->ef) return false;
+    }
+    const knn_vreader *qr = &c->qr;
+    if (qr->entries && qr->entries[i].offset == checked->offset && qr->entries[i].length == checked->length) {
+        *last_ok = i;
+        return true;
+    }
+    const float *q;
+    if (knn_vreader_len(qr, i) != a->dim || knn_vreader_get(qr, i, a->dim, tmp, &q, &got) != KNN_ROW_OK ||
+        memcmp(q, a->query, a->dim * sizeof *q) != 0) {
+        return false;
+    }
+    if (qr->entries) *checked = qr->entries[i];
+    *last_ok = i;
+    return true;
+}
+
+static knn_status among_update(const knn_agg_ctx *cx, duckdb_data_chunk input, duckdb_aggregate_state *states,
+                               knn_error *err) {
+    (void)cx;
+    among_chunk c;
+    if (chunk_read(input, &c, err) != KNN_OK) return err->status;
+    duckdb_list_entry checked = {UINT64_MAX, 0};
+    float *tmp = NULL;
+    for (idx_t lo = 0; lo < c.n && err->status == KNN_OK;) { /* runs of rows of one group */
+        idx_t hi = lo + 1;
+        while (hi < c.n && states[hi] == states[lo]) hi++;
+        knn_agg_state *st = knn_agg_at(states, lo);
+        checked = (duckdb_list_entry){UINT64_MAX, 0};
+        idx_t last_ok = UINT64_MAX;
+        for (idx_t i = lo; i < hi && err->status == KNN_OK; i++) {
+            if (!knn_valid(c.ids_valid, i)) continue;
+            among_acc *a = st->acc;
+            if (a == NULL) {
+                if ((st->acc = acc_new(&c, i, err)) == NULL) break;
+                continue;
+            }
+            if (tmp == NULL && (tmp = malloc(a->dim * sizeof *tmp)) == NULL) {
+                knn_error_set(err, KNN_ENOMEM, "out of memory");
+                break;
+            }
+            if (!row_matches(a, &c, i, &last_ok, &checked, tmp, err) && err->status == KNN_OK) changed(err);
+        }
+        among_acc *a = st->acc;
+        if (err->status != KNN_OK || a == NULL || ids_reserve(a, a->n + (hi - lo), err) != KNN_OK) break;
+        for (idx_t i = lo; i < hi; i++) {
+            if (knn_valid(c.ids_valid, i)) a->ids[a->n++] = c.ids[i];
+        }
+        lo = hi;
+    }
+    free(tmp);
+    return err->status;
+}
+
+static knn_status among_merge(const knn_agg_ctx *cx, knn_agg_state *source, knn_agg_state *target, knn_error *err) {
+    (void)cx;
+    among_acc *src = source->acc, *dst = target->acc;
+    if (dst == NULL) {
+        target->acc = src;
+        source->acc = NULL;
+        return KNN_OK;
+    }
+    if (strcmp(src->index, dst->index) != 0 || src->k != dst->k || src->ef != dst->ef || src->dim != dst->dim ||
+        memcmp(src->query, dst->query, dst->dim * sizeof *dst->query) != 0) {
+        return changed(err);
+    }
+    if (ids_reserve(dst, dst->n + src->n, err) != KNN_OK) return err->status;
+    memcpy(dst->ids + dst->n, src->ids, src->n * sizeof *src->ids);
+    dst->n += src->n;
+    return KNN_OK;
+}
+
+static knn_status among_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckdb_vector result, idx_t row,
+                                 knn_error *err) {
+    among_acc *a = st->acc;
+    if (a == NULL) {
+        knn_result_null(result, row);
+        return KNN_OK;
+    }
+    knn_entry *e = knn_registry_get(cx->reg, a->index, strlen(a->index), err);
+    if (e == NULL) return err->status;
+    knn_status s = KNN_OK;
+    int64_t *ids = malloc(a->k * sizeof *ids);
+    float *dists = malloc(a->k * sizeof *dists);
+    size_t found = 0;
+    if (ids == NULL || dists == NULL) {
+        s = knn_error_set(err, KNN_ENOMEM, "out of memory");
+    } else if (e->kind != KNN_KIND_GRAPH) {
+        s = knn_error_set(err, KNN_EINVAL, "index '%s' is a flat index; knn_among searches graph indexes (for a flat "
+                          "index, knn_exact over the same rows gives the same answer)", a->index);
+    } else if (a->dim != e->dim) {
+        s = knn_error_set(err, KNN_EDATA, "dimension mismatch: the query has %zu elements but index '%s' has dim %zu",
+                          a->dim, a->index, e->dim);
+    } else {
+        s = knn_graph_search_among(e->graph, a->query, 1, a->k, a->ef, a->ids, a->n, ids, dists, &found, NULL, NULL,
+                                   err);
+    }
+    idx_t base;
+    if (s == KNN_OK && knn_list_begin(result, row, found, &base, err) == KNN_OK) {
+        int64_t *out_ids = knn_field(result, 0, true);
+        float *out_dists = knn_field(result, 1, true);
+        memcpy(out_ids + base, ids, found * sizeof *ids);
+        memcpy(out_dists + base, dists, found * sizeof *dists);
+    }
+    free(ids);
+    free(dists);
+    knn_entry_release(e);
+    return err->status;
+}
+
+static const knn_fields among_fields = {2, {"id", "distance"}, {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_FLOAT}};
+
+#define AMONG_PARAMS(query) {DUCKDB_TYPE_VARCHAR, query, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT}
+#define AMONG_HOOKS .min_params = 4, .n_params = 5, .result = KNN_LIST_OF(DUCKDB_TYPE_STRUCT), .fields = &among_fields, \
+                    .free_acc = acc_free, .update = among_update, .merge = among_merge, .finalize = among_finalize
+
+/* The query is typed FLOAT[] (and DOUBLE[]) so a constant query is cast once and shared by every row, as
+ * knn_exact does; with no ANY overload, DuckDB casts arrays and DECIMAL / integer lists to these. */
+static const knn_agg_def among_defs[] = {
+    {.name = FN, .params = AMONG_PARAMS(KNN_LIST_OF(DUCKDB_TYPE_FLOAT)), AMONG_HOOKS},
+    {.name = FN, .params = AMONG_PARAMS(KNN_LIST_OF(DUCKDB_TYPE_DOUBLE)), AMONG_HOOKS},
+};
+
+bool knn_register_among(duckdb_connection con, knn_registry *reg, knn_error *err) {
+    return knn_register_aggregates(con, reg, among_defs, sizeof among_defs / sizeof among_defs[0], err);
+}
