@@ -10,6 +10,7 @@ table's own columns: no statements, no subqueries, no functions with side effect
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from typing import Iterable, Optional, Sequence
 
@@ -116,6 +117,19 @@ def _sqlglot_quiet():
         yield
     finally:
         logger.setLevel(level)
+
+
+@functools.lru_cache(maxsize=512)
+def _filter_sql_cached(text: str, columns: Optional[tuple], what: str) -> str:
+    return render(parse_filter(text, columns, what=what))
+
+
+def filter_sql(text: str, columns: Optional[Iterable[str]], *, what: str = "where") -> str:
+    """``render(parse_filter(...))``, remembered per (text, columns): a search repeated with the same
+    filter parses it once (sqlglot costs ~2 ms a parse). Errors are raised every time, never cached."""
+    if not isinstance(text, str):
+        return render(parse_filter(text, columns, what=what))
+    return _filter_sql_cached(text, None if columns is None else tuple(columns), what)
 
 
 def parse_filter(text: str, columns: Optional[Iterable[str]], *, what: str = "where") -> exp.Expression:

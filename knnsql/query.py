@@ -4,7 +4,10 @@ Plans (``Search.plan`` names the one a search ran):
 
 - ``index``: the table's index answers directly (its own planner handles windows), results joined
   back to the table, so rows deleted from the table never come back.
-- ``index+overfetch``: a ``where`` filter the index cannot see. The filter's selectivity ``s`` is
+- ``index+among``: one query with a ``where`` filter on a graph index: DuckDB evaluates the filter and
+  ``knn_among`` searches the index among the matching ids in the same statement (an exact scan of
+  them or a filtered beam, planned per query by their share), then one lookup of the hit rows.
+- ``index+overfetch``: a batch of queries with a ``where`` filter, or a flat index. The filter's selectivity ``s`` is
   counted with SQL; the index is asked for ``k' = k / s`` (with margin) candidates, joined back and
   filtered; ``k'`` doubles until every query has ``min(k, rows matching)`` results.
 - ``exact``: ``knn_exact`` / ``knn_exact_join`` over the filtered rows. Chosen when there is no
@@ -23,7 +26,7 @@ from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
-from ._sql import bound_param, parse_filter, quote_ident as q, render
+from ._sql import bound_param, filter_sql, quote_ident as q
 
 OVERFETCH_MARGIN = 1.5
 # Hit ids up to this many go into the row lookup as constants (answered from the primary key).
@@ -87,7 +90,7 @@ class Search:
     def where(self, condition: str) -> "Search":
         """Keeps rows matching a SQL boolean expression over the table's columns, e.g.
         ``"lang = 'en' AND price < 50"``. Statements, subqueries and side effects are refused."""
-        parse_filter(condition, self.table.all_columns)        # validate now, raise early
+        filter_sql(condition, self.table.all_columns)        # validate now, raise early
         self._where = condition
         return self
 
@@ -140,7 +143,7 @@ class Search:
     def _filter_sql(self, with_window: bool) -> Optional[str]:
         parts = []
         if self._where is not None:
-            parts.append("(" + render(parse_filter(self._where, self.table.all_columns)) + ")")
+            parts.append("(" + filter_sql(self._where, self.table.all_columns) + ")")
         if with_window and self._window is not None:
             label = q(self._info.label_column)
             if self._window[0] is not None:
@@ -257,6 +260,8 @@ class Search:
                 return self._run_exact(params)
             if self._where is None:
                 return self._overfetch(info, params, self._k, "index")
+            if info.kind == "graph" and self.single:
+                return self._run_among(info, params)
             cond = self._filter_sql(with_window=True)
             n_all, n_match = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {cond}) FROM {q(t.name)}",
                                          self._params(True)).fetchall()[0]
@@ -269,6 +274,19 @@ class Search:
         finally:
             if not self.single:
                 con.unregister("_knnsql_queries")
+
+    def _run_among(self, info, params: dict):
+        """One query with a filter: DuckDB evaluates the filter and hands the matching ids to the index in
+        the same statement (``knn_among``), which plans an exact scan of them or a filtered beam; then
+        one lookup of the hit rows. No count, no over-fetching: k rows whenever k rows match."""
+        t = self.table
+        cond = self._filter_sql(with_window=True)
+        ef = f", {self._ef}" if self._ef is not None else ""
+        hits = (f"SELECT 0 AS query, r.id, r.distance FROM (SELECT unnest(knn_among('{_lit(info.name)}', "
+                f"$q::FLOAT[{t.dim}], {self._k}, t.{q(t.id_column)}{ef})) AS r FROM {q(t.name)} t WHERE {cond})")
+        result = self._joined(hits, params, None)
+        self.plan, self.fetched = "index+among", self._k
+        return result
 
     def _run_exact(self, params: dict):
         if self.single:
@@ -317,7 +335,7 @@ class Search:
         the filter), or the index has nothing more to give. ``want`` and the index size are only
         counted when a first try comes back short."""
         con = self.table.db.con
-        cond = render(parse_filter(self._where, self.table.all_columns)) if self._where is not None else None
+        cond = filter_sql(self._where, self.table.all_columns) if self._where is not None else None
         fetch, cap = max(fetch, self._k), None
         while True:
             result = self._joined(self._index_hits(fetch), params, cond)
@@ -386,9 +404,9 @@ class Search:
 
 
 def _arrow(con, sql: str, params: dict):
-    """The whole result as a pyarrow.Table (DuckDB 2.0 names it to_arrow_table, 1.x arrow)."""
-    rel = con.sql(sql, params=params) if params else con.sql(sql)
-    fetch = getattr(rel, "to_arrow_table", None) or getattr(rel, "arrow")
+    """The whole result as a pyarrow.Table (DuckDB 2.0 names it to_arrow_table, 1.x fetch_arrow_table)."""
+    cur = con.execute(sql, params) if params else con.execute(sql)  # a prepared statement: no relation built
+    fetch = getattr(cur, "to_arrow_table", None) or getattr(cur, "fetch_arrow_table")
     return fetch()
 
 

@@ -61,12 +61,22 @@ def test_filtered_search_matches_exact_across_selectivities(world, cond, modulus
 
 def test_planner_picks_index_for_wide_and_exact_for_narrow_filters(world):
     _, t, _, Q, _ = world
+    # one query with a filter: the matching ids go to the index in the same statement (no count, no
+    # over-fetch); the index plans exact or beam by their share
     wide = t.search(Q[0]).where("bucket % 2 = 0")
     wide.to_arrow()
-    assert wide.plan == "index+overfetch" and wide.fetched >= 20
+    assert wide.plan == "index+among" and "knn_among" in wide.sql()
+    assert "count(" not in wide.sql().lower()
     narrow = t.search(Q[0]).where("bucket % 1000 = 0")
     narrow.to_arrow()
-    assert narrow.plan == "exact"
+    assert narrow.plan == "index+among"
+    # a batch with a filter still counts and over-fetches
+    batch_wide = t.search(Q[:3]).where("bucket % 2 = 0")
+    batch_wide.to_arrow()
+    assert batch_wide.plan == "index+overfetch" and batch_wide.fetched >= 20
+    batch_narrow = t.search(Q[:3]).where("bucket % 1000 = 0")
+    batch_narrow.to_arrow()
+    assert batch_narrow.plan == "exact"
     plain = t.search(Q[0])
     plain.to_arrow()
     assert plain.plan == "index"
