@@ -38,6 +38,13 @@ FULL = dict(queries=60, duck_queries=15, rows=None)
 QUICK = dict(queries=10, duck_queries=4, rows=20_000)
 
 
+def add_arguments(p) -> None:
+    p.add_argument("--rows", type=int, default=None, help="base rows per dataset (default all; quick 20,000)")
+    p.add_argument("--queries", type=int, default=None, help="queries per filter (default 60, quick 10)")
+    p.add_argument("--duck-queries", type=int, default=None,
+                   help="queries per filter through DuckDB unchanged (default 15, quick 4)")
+
+
 def _exact_top(X, q, mask, metric):
     if metric == "cosine":
         d = 1 - X @ q / (np.linalg.norm(X, axis=1) * np.linalg.norm(q) + 1e-30)
@@ -124,6 +131,9 @@ def run(args) -> dict:
     import datasets
 
     opts = dict(QUICK if args.quick else FULL)
+    for k in ("rows", "queries", "duck_queries"):
+        if getattr(args, k, None) is not None:
+            opts[k] = getattr(args, k)
     out = []
     for name in args.datasets:
         try:
