@@ -404,9 +404,9 @@ class Search:
 
 
 def _arrow(con, sql: str, params: dict):
-    """The whole result as a pyarrow.Table (DuckDB 2.0 names it to_arrow_table, 1.x fetch_arrow_table)."""
-    cur = con.execute(sql, params) if params else con.execute(sql)  # a prepared statement: no relation built
-    fetch = getattr(cur, "to_arrow_table", None) or getattr(cur, "fetch_arrow_table")
+    """The whole result as a pyarrow.Table (DuckDB 2.0 names it to_arrow_table, 1.x arrow)."""
+    rel = con.sql(sql, params=params) if params else con.sql(sql)
+    fetch = getattr(rel, "to_arrow_table", None) or getattr(rel, "arrow")
     return fetch()
 
 
