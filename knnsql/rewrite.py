@@ -15,8 +15,10 @@ lo := , hi := )``) and only adds them as constants::
 
 and keeps the ORDER BY and LIMIT, so DuckDB still computes and orders by the user's own distance
 expression — over k' candidates, fetched through the primary key, instead of every row. Conjuncts ``label BETWEEN a AND b``,
-``label >= a``, ``label <= b`` (constants) on the index label become the index's window; other
-predicates make k' an over-fetch, widened until LIMIT rows pass (or every row is a candidate).
+``label >= a``, ``label <= b`` (constants) on the index label become the index's window. Other
+predicates on a graph index go to ``knn_among``: DuckDB evaluates the WHERE and the index searches
+among the matching ids in one statement, so k candidates are the answer (no count, no over-fetch);
+on a flat index they make k' an over-fetch, widened until LIMIT rows pass.
 Anything else (joins, GROUP BY, DISTINCT, a descending order, a query vector taken from a column or
 subquery, no index, a different metric, too few matching rows to be worth it) runs unchanged.
 """
@@ -206,6 +208,26 @@ def _plan(db: Planner, sql: str, params: Any) -> Rewrite:
         new.set("where", exp.Where(this=exp.and_(where.this.copy(), member) if where else member))
         return render(new)
 
+    def among_candidates() -> str:
+        """The statement with, as constants, the k nearest ids among the rows the WHERE keeps: DuckDB
+        evaluates the WHERE once and hands the matching ids to the index in the same statement
+        (knn_among), which plans an exact scan of them or a filtered beam by their share."""
+        search = exp.select(exp.Unnest(expressions=[func("knn_among", lit(info.name), query.copy(), lit(k),
+                                                         id_col.copy())]).as_("r"))
+        frm = "from_" if "from_" in tree.args else "from"
+        search.set(frm, tree.args[frm].copy())
+        search.set("where", where.copy())
+        ids = [r[0] for r in rows(f"SELECT (r).id FROM ({render(search)})")]
+        new = tree.copy()
+        member = exp.In(this=id_col.copy(), expressions=[lit(int(i)) for i in ids] or [exp.Null()])
+        new.set("where", exp.Where(this=exp.and_(where.this.copy(), member)))
+        return render(new)
+
+    if residual and info.kind == "graph":
+        text = among_candidates()
+        shown = {side: render(v) for side, v in window.items()}
+        return Rewrite(sql, text, True, "ORDER BY distance LIMIT k over the index, among the rows the WHERE "
+                       "keeps (knn_among)", index=info.name, fetch=k, window=shown)
     if not residual:
         # The index plans the window itself (an exact scan of the window's slice when it is small),
         # so the rewrite always pays, and k candidates give k rows whenever the window holds k.

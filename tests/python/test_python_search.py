@@ -175,13 +175,26 @@ def test_rewrite_of_natural_knn_sql(world):
     assert all(np.isclose(r[1], np.sqrt(((X[r[0]] - q) ** 2).sum()), rtol=1e-4) for r in got)
 
 
+@pytest.mark.parametrize("cond", ["bucket < 100", "bucket % 2 = 0", "id IN (SELECT id FROM items WHERE price > 50)"])
+def test_rewrite_under_any_filter_is_exact_where_the_index_scans(world, cond):
+    db, t, X, Q, bucket = world
+    sql = f"SELECT id FROM items WHERE {cond} ORDER BY array_distance(emb, $q::FLOAT[16]), id LIMIT 5"
+    for q in Q[:5]:
+        plan = db.explain(sql, q=q)
+        assert plan.rewritten and "knn_among" in plan.reason
+        got = [r[0] for r in db.sql(sql, q=q).fetchall()]
+        want = [r[0] for r in db.con.sql(sql, params={"q": q.tolist()}).fetchall()]
+        assert len(got) == len(want) and len(set(got) & set(want)) >= len(want) - 1
+
+
 def test_rewrite_with_label_window_and_other_predicates(world):
     db, t, X, Q, bucket = world
     q = Q[4]
     sql = ("SELECT id, price, bucket FROM items WHERE price BETWEEN 10 AND 60 AND bucket % 4 = 1 "
            "ORDER BY array_distance(emb, $q::FLOAT[16]) LIMIT 10")
     plan = db.explain(sql, q=q)
-    assert plan.rewritten and set(plan.window) == {"lo", "hi"} and plan.fetch > 10
+    # other predicates go to knn_among: the k candidates are the answer (no over-fetch)
+    assert plan.rewritten and set(plan.window) == {"lo", "hi"} and plan.fetch == 10 and "knn_among" in plan.reason
     got = db.sql(sql, q=q).fetchall()
     want = db.con.sql(sql, params={"q": q.tolist()}).fetchall()
     assert len(got) == 10 and all(10 <= r[1] <= 60 and r[2] % 4 == 1 for r in got)
@@ -192,7 +205,6 @@ def test_rewrite_with_label_window_and_other_predicates(world):
     ("SELECT id FROM items ORDER BY array_cosine_distance(emb, $q::FLOAT[16]) LIMIT 5", "orders by cosine"),
     ("SELECT id FROM items ORDER BY array_distance(emb, $q::FLOAT[16]) DESC LIMIT 5", "farthest"),
     ("SELECT id FROM items ORDER BY price LIMIT 5", "no ORDER BY <distance>"),
-    ("SELECT id FROM items WHERE bucket < 100 ORDER BY array_distance(emb, $q::FLOAT[16]) LIMIT 5", "cheaper"),
     ("SELECT a.id FROM items a JOIN items b ON a.id = b.id ORDER BY array_distance(a.emb, $q::FLOAT[16]) LIMIT 5",
      "JOINS"),
     ("SELECT id FROM items ORDER BY array_distance(emb, (SELECT emb FROM items WHERE id = 1)) LIMIT 5",
