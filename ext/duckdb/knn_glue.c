@@ -184,6 +184,17 @@ bool knn_get_double(duckdb_vector v, idx_t row, double *out) {
     return true;
 }
 
+knn_status knn_grow(void **p, size_t *cap, size_t need, size_t elem, const char *what, knn_error *err) {
+    if (need <= *cap) return KNN_OK;
+    size_t c = *cap ? *cap : 1024;
+    while (c < need) c *= 2;
+    void *np = realloc(*p, c * elem);
+    if (np == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory for %zu %s", need, what);
+    *p = np;
+    *cap = c;
+    return KNN_OK;
+}
+
 bool knn_get_varchar(duckdb_vector v, idx_t row, const char **s, size_t *len) {
     if (!knn_valid(duckdb_vector_get_validity(v), row)) return false;
     duckdb_string_t *str = (duckdb_string_t *)duckdb_vector_get_data(v) + row;

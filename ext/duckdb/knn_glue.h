@@ -55,6 +55,10 @@ static inline bool knn_valid(const uint64_t *mask, idx_t row) {
     return mask == NULL || ((mask[row >> 6] >> (row & 63)) & 1);
 }
 
+/* Grows *p (an array of elem-byte items, capacity *cap) to hold need items, doubling from 1024; an
+ * out-of-memory error names `what`. */
+knn_status knn_grow(void **p, size_t *cap, size_t need, size_t elem, const char *what, knn_error *err);
+
 /* Reads a BIGINT argument of row (false when NULL). */
 bool knn_get_bigint(duckdb_vector v, idx_t row, int64_t *out);
 

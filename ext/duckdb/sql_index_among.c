@@ -45,14 +45,7 @@ static void acc_free(void *p) {
 }
 
 static knn_status ids_reserve(among_acc *a, size_t need, knn_error *err) {
-    if (need <= a->cap) return KNN_OK;
-    size_t cap = a->cap ? a->cap : 1024;
-    while (cap < need) cap *= 2;
-    int64_t *ids = realloc(a->ids, cap * sizeof *ids);
-    if (ids == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory collecting %zu ids", need);
-    a->ids = ids;
-    a->cap = cap;
-    return KNN_OK;
+    return knn_grow((void **)&a->ids, &a->cap, need, sizeof *a->ids, "ids", err);
 }
 
 static knn_status changed(knn_error *err) {
