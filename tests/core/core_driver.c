@@ -13,6 +13,7 @@
 
 #include "knn_api.h"
 #include "sample/knn_sample.h"
+#include "select/knn_selector.h"
 
 #define ERR 512
 static int failures;
@@ -433,7 +434,63 @@ static void test_code_dist_kernel(void) {
     }
 }
 
+/* The row selector: each part alone, their conjunction, the estimated share, and the gather. */
+static int odd_rows(const void *ctx, size_t row) {
+    (void)ctx;
+    return (int)(row % 2);
+}
+
+static const float *sel_row(const void *ctx, size_t row) { return (const float *)ctx + row * 2; }
+
+static void test_selector(void) {
+    enum { N = 130 };
+    uint8_t dead[N] = {0};
+    double labels[N];
+    uint64_t allow[3] = {0};
+    for (size_t i = 0; i < N; i++) labels[i] = (double)i;
+    labels[7] = NAN;
+    dead[9] = 1;
+    for (size_t i = 0; i < N; i += 3) allow[i / 64] |= (uint64_t)1 << (i % 64);
+    knn_selector all = knn_selector_all();
+    CHECK(knn_selector_admits(&all, 129) && knn_selector_admits(NULL, 0) && knn_selector_fraction(&all) == 1.0,
+          "empty selector");
+    knn_selector s = knn_selector_all();
+    knn_selector_live(&s, dead, 1.0);
+    knn_selector_label(&s, labels, 5.0, 100.0, 0.5);
+    knn_selector_allow(&s, allow, N);
+    knn_selector_predicate(&s, odd_rows, NULL, 0.5);
+    size_t admitted = 0;
+    for (size_t i = 0; i < N; i++) {
+        int want = !dead[i] && !isnan(labels[i]) && labels[i] >= 5 && labels[i] <= 100 && i % 3 == 0 && i % 2 == 1;
+        CHECK(knn_selector_admits(&s, i) == want, "selector row %zu", i);
+        admitted += (size_t)want;
+    }
+    CHECK(admitted == 15, "selector admitted %zu", admitted);
+    knn_selector only_allow = knn_selector_all();
+    knn_selector_allow(&only_allow, allow, N);
+    CHECK(knn_selector_admits(&only_allow, 129) && !knn_selector_admits(&only_allow, N + 5),
+          "allow-list bounds");
+    double share = 0.5 * (44.0 / N) * 0.5; /* label, allow-list (44 of 130 bits), predicate */
+    CHECK(fabs(knn_selector_fraction(&s) - share) < 1e-12, "selector share %g vs %g", knn_selector_fraction(&s), share);
+    float rows[N * 2];
+    int64_t ids[N];
+    for (size_t i = 0; i < N; i++) {
+        rows[2 * i] = rows[2 * i + 1] = (float)i;
+        ids[i] = (int64_t)i + 1000;
+    }
+    int64_t *gi = NULL;
+    float *gv = NULL;
+    size_t gn = 0;
+    knn_error err;
+    CHECK(knn_selector_gather(&s, N, 2, ids, sel_row, rows, &gi, &gv, &gn, &err) == KNN_OK && gn == admitted,
+          "gather %zu rows", gn);
+    for (size_t j = 0; j < gn; j++) CHECK(gv[2 * j] == (float)(gi[j] - 1000), "gathered row %zu", j);
+    free(gi);
+    free(gv);
+}
+
 int main(void) {
+    test_selector();
     test_flat();
     test_graph();
     test_cover_screen();
