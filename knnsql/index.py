@@ -311,7 +311,8 @@ class Index:
         _ffi.check(status, buf)
         return ids[:, :kk], dists[:, :kk]
 
-    def search_among(self, Q, ids, k: int = 10, ef: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    def search_among(self, Q, ids, k: int = 10, ef: Optional[int] = None,
+                     threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Finds the k nearest rows of each query among the rows whose id is in ``ids`` (graph only).
 
         The allow-list path: any filter computed outside the index (a SQL ``WHERE``, a join, a set of
@@ -326,8 +327,9 @@ class Index:
             Queries; every query searches the same rows.
         ids : array_like of int
             The allowed ids; ids the index does not hold, and repeats, are ignored.
-        k, ef
-            As in :meth:`search`.
+        k, ef, threads
+            As in :meth:`search`; a batch of queries is split over the threads (one query runs on the
+            calling thread).
 
         Returns
         -------
@@ -340,6 +342,7 @@ class Index:
         k = _int_arg("k", k, 1)
         if ef is not None:
             ef = _int_arg("ef", ef, 1)
+        threads = 0 if threads is None else _int_arg("threads", threads, 1)
         allow = np.ascontiguousarray(np.asarray(ids).reshape(-1), dtype=np.int64)
         Q = self._matrix(Q, "Q")
         nq = Q.shape[0]
@@ -350,7 +353,7 @@ class Index:
         found = np.empty(nq, dtype=np.uintp)
         plans = np.empty(nq, dtype=np.intc)
         _ffi.check(lib.knn_graph_query_among(self._handle, ffi.from_buffer(t.f32, Q), nq, k, ef or 0,
-                                             ffi.from_buffer(t.i64, allow), allow.shape[0],
+                                             ffi.from_buffer(t.i64, allow), allow.shape[0], threads,
                                              ffi.from_buffer(t.i64, out_ids), ffi.from_buffer(t.f32, dists),
                                              ffi.from_buffer(t.size, found), ffi.from_buffer("int[]", plans),
                                              ffi.NULL, buf, _ffi.ERRMSG_LEN), buf)

@@ -58,8 +58,8 @@ int knn_graph_query_window(knn_graph *index, const float *queries, size_t nq, si
  * beam gave up and the exact scan answered, 3 in-search postfilter beam, 5 every live row matches (the
  * plain search). *matched (may be NULL): live rows the ids name. */
 int knn_graph_query_among(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, const int64_t *ids,
-                          size_t n_ids, int64_t *out_ids, float *out_dists, size_t *found, int *plans, size_t *matched,
-                          char *errmsg, size_t errmsg_len);
+                          size_t n_ids, size_t threads, int64_t *out_ids, float *out_dists, size_t *found, int *plans,
+                          size_t *matched, char *errmsg, size_t errmsg_len);
 /* One query on the caller's thread (no thread start, no CPU count): as knn_graph_query, or as
  * knn_graph_query_window when windowed; missing entries are id -1 and distance +inf. Returns the result
  * width min(k, live rows), or -1 with errmsg set. The per-call path of Index.search for one vector. */

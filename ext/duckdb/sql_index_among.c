@@ -238,7 +238,7 @@ static knn_status among_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckd
         s = knn_error_set(err, KNN_EDATA, "dimension mismatch: the query has %zu elements but index '%s' has dim %zu",
                           a->dim, a->index, e->dim);
     } else {
-        s = knn_graph_search_among(e->graph, a->query, 1, a->k, a->ef, a->ids, a->n, ids, dists, &found, NULL, NULL,
+        s = knn_graph_search_among(e->graph, a->query, 1, a->k, a->ef, a->ids, a->n, 1, ids, dists, &found, NULL, NULL,
                                    err);
     }
     idx_t base;

@@ -198,7 +198,7 @@ static void test_graph(void) {
         allow[na++] = (int64_t)n * 10;
         allow[na++] = allow[0];
         size_t matched = 0;
-        OK(knn_graph_query_among(g, Q, nq, k, 0, allow, na, oid, od, found, plans, &matched, EB));
+        OK(knn_graph_query_among(g, Q, nq, k, 0, allow, na, wide ? 2 : 1, oid, od, found, plans, &matched, EB));
         for (size_t q = 0; q < nq; q++) {
             CHECK(found[q] == k, "among found %zu", found[q]);
             for (size_t j = 0; j < k; j++) {

@@ -186,10 +186,11 @@ int knn_graph_from_bytes(const uint8_t *buf, size_t len, knn_graph **out, char *
 void knn_bytes_free(uint8_t *buf) { free(buf); }
 
 int knn_graph_query_among(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, const int64_t *ids,
-                          size_t n_ids, int64_t *out_ids, float *out_dists, size_t *found, int *plans, size_t *matched,
-                          char *errmsg, size_t errmsg_len) {
+                          size_t n_ids, size_t threads, int64_t *out_ids, float *out_dists, size_t *found, int *plans,
+                          size_t *matched, char *errmsg, size_t errmsg_len) {
     knn_error err;
     knn_error_clear(&err);
-    knn_graph_search_among(index, queries, nq, k, ef, ids, n_ids, out_ids, out_dists, found, plans, matched, &err);
+    knn_graph_search_among(index, queries, nq, k, ef, ids, n_ids, threads, out_ids, out_dists, found, plans, matched,
+                           &err);
     return knn_error_export(&err, errmsg, errmsg_len);
 }

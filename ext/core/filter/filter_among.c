@@ -21,6 +21,7 @@
 
 #include "filter/knn_filter.h"
 #include "graph/graph_internal.h"
+#include "base/knn_parallel.h"
 #include "base/knn_topk.h"
 
 #define EXACT_BATCH 256 /* nodes scored per kernel call (knn_vdists takes up to 513) */
@@ -148,9 +149,39 @@ static knn_status among_one(knn_graph *g, knn_search_ctx *c, const among_rows *a
     return among_exact(g, a, q, k, out_ids, out_dists, found, err);
 }
 
+/* The queries of one call split over threads, each with its own search context. */
+typedef struct among_job {
+    knn_graph *g;
+    const among_rows *a;
+    double d0;
+    const float *queries;
+    size_t nq, k, ef, nthreads;
+    int64_t *out_ids;
+    float *out_dists;
+    size_t *found;
+    int *plans;
+    knn_error *errs;
+} among_job;
+
+static void among_task(void *arg, size_t t) {
+    among_job *j = arg;
+    knn_search_ctx *c = knn_graph_ctx_acquire(j->g);
+    if (c == NULL) {
+        knn_error_set(&j->errs[t], KNN_ENOMEM, "out of memory for a search context");
+        return;
+    }
+    for (size_t i = t; i < j->nq && j->errs[t].status == KNN_OK; i += j->nthreads) {
+        int plan = KNN_AMONG_EXACT;
+        among_one(j->g, c, j->a, j->d0, j->queries + i * j->g->dim, j->k, j->ef, j->out_ids + i * j->k,
+                  j->out_dists + i * j->k, &j->found[i], &plan, &j->errs[t]);
+        if (j->plans) j->plans[i] = plan;
+    }
+    knn_graph_ctx_release(j->g, c);
+}
+
 knn_status knn_graph_search_among(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef,
-                                  const int64_t *ids, size_t n_ids, int64_t *out_ids, float *out_dists, size_t *found,
-                                  int *plans, size_t *matched, knn_error *err) {
+                                  const int64_t *ids, size_t n_ids, size_t threads, int64_t *out_ids, float *out_dists,
+                                  size_t *found, int *plans, size_t *matched, knn_error *err) {
     if (k == 0) return knn_error_set(err, KNN_EINVAL, "k must be >= 1, got 0");
     for (size_t i = 0; i < nq * k; i++) {
         out_ids[i] = -1;
@@ -161,25 +192,31 @@ knn_status knn_graph_search_among(knn_graph *g, const float *queries, size_t nq,
         if (plans) plans[i] = KNN_AMONG_EXACT;
     }
     if (matched) *matched = 0;
+    /* one thread per ~8 queries at most: a single query never pays for a thread start */
+    size_t nt = threads ? threads : (nq > 1 ? knn_cpu_count() : 1);
+    if (nt > (nq + 7) / 8) nt = (nq + 7) / 8;
+    if (nt == 0) nt = 1;
+    knn_error *errs = calloc(nt, sizeof *errs);
+    if (errs == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory for %zu search threads", nt);
     among_rows a = {0};
-    knn_search_ctx *c = NULL;
     pthread_rwlock_rdlock(&g->rw);
     knn_status s = rows_build(g, ids, n_ids, &a, err);
-    if (s == KNN_OK && (c = knn_graph_ctx_acquire(g)) == NULL) {
-        s = knn_error_set(err, KNN_ENOMEM, "out of memory for a search context");
-    }
     if (ef == 0) ef = g->p.ef;
     if (ef < k) ef = k;
-    const double d0 = s == KNN_OK ? plain_distances(g, ef) : 0;
-    for (size_t i = 0; s == KNN_OK && i < nq; i++) {
-        int plan = KNN_AMONG_EXACT;
-        s = among_one(g, c, &a, d0, queries + i * g->dim, k, ef, out_ids + i * k, out_dists + i * k, &found[i], &plan,
-                      err);
-        if (plans) plans[i] = plan;
+    if (s == KNN_OK && nq) {
+        among_job job = {g, &a, plain_distances(g, ef), queries, nq, k, ef, nt, out_ids, out_dists, found, plans,
+                         errs};
+        knn_parallel_run(nt, among_task, &job);
+        for (size_t t = 0; t < nt && s == KNN_OK; t++) {
+            if (errs[t].status != KNN_OK) {
+                *err = errs[t];
+                s = err->status;
+            }
+        }
     }
     if (matched) *matched = a.m;
-    if (c) knn_graph_ctx_release(g, c);
     pthread_rwlock_unlock(&g->rw);
     free(a.bits);
+    free(errs);
     return s;
 }

@@ -28,11 +28,12 @@ enum {
 };
 
 /* nq queries (rows of `queries`), each answered with its k nearest live rows whose id is one of
- * ids[0..n_ids) (ids not in the index, and repeats, are ignored). ef = 0: the index default. Writes row q
+ * ids[0..n_ids) (ids not in the index, and repeats, are ignored), on `threads` threads (0: every core for
+ * a batch, the caller's thread for one query). ef = 0: the index default. Writes row q
  * of out_ids / out_dists (stride k) and found[q] (missing entries: id -1, distance +inf); plans[q] (plans
  * may be NULL) is a KNN_AMONG_* code. *matched (may be NULL) is the number of live rows the ids name. */
 knn_status knn_graph_search_among(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef,
-                                  const int64_t *ids, size_t n_ids, int64_t *out_ids, float *out_dists, size_t *found,
-                                  int *plans, size_t *matched, knn_error *err);
+                                  const int64_t *ids, size_t n_ids, size_t threads, int64_t *out_ids, float *out_dists,
+                                  size_t *found, int *plans, size_t *matched, knn_error *err);
 
 #endif
