@@ -4,10 +4,11 @@ Plans (``Search.plan`` names the one a search ran):
 
 - ``index``: the table's index answers directly (its own planner handles windows), results joined
   back to the table, so rows deleted from the table never come back.
-- ``index+among``: one query with a ``where`` filter on a graph index: DuckDB evaluates the filter and
-  ``knn_among`` searches the index among the matching ids in the same statement (an exact scan of
-  them or a filtered beam, planned per query by their share), then one lookup of the hit rows.
-- ``index+overfetch``: a batch of queries with a ``where`` filter, or a flat index. The filter's selectivity ``s`` is
+- ``index+among``: a ``where`` filter on a graph index: DuckDB evaluates the filter and ``knn_among``
+  (``knn_among_join`` for a batch) searches the index among the matching ids in the same statement
+  (an exact scan of them or a filtered beam, planned per query by their share), then one lookup of the
+  hit rows.
+- ``index+overfetch``: a ``where`` filter on a flat index. The filter's selectivity ``s`` is
   counted with SQL; the index is asked for ``k' = k / s`` (with margin) candidates, joined back and
   filtered; ``k'`` doubles until every query has ``min(k, rows matching)`` results.
 - ``exact``: ``knn_exact`` / ``knn_exact_join`` over the filtered rows. Chosen when there is no
@@ -260,7 +261,7 @@ class Search:
                 return self._run_exact(params)
             if self._where is None:
                 return self._overfetch(info, params, self._k, "index")
-            if info.kind == "graph" and self.single:
+            if info.kind == "graph":
                 return self._run_among(info, params)
             cond = self._filter_sql(with_window=True)
             n_all, n_match = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {cond}) FROM {q(t.name)}",
@@ -276,14 +277,21 @@ class Search:
                 con.unregister("_knnsql_queries")
 
     def _run_among(self, info, params: dict):
-        """One query with a filter: DuckDB evaluates the filter and hands the matching ids to the index in
-        the same statement (``knn_among``), which plans an exact scan of them or a filtered beam; then
-        one lookup of the hit rows. No count, no over-fetching: k rows whenever k rows match."""
+        """A filtered search on a graph index: DuckDB evaluates the filter and hands the matching ids to the
+        index in the same statement (``knn_among``, or ``knn_among_join`` for a batch, whose queries share
+        the one bitmap), which plans an exact scan of them or a filtered beam per query; then one lookup of
+        the hit rows. No count, no over-fetching: k rows whenever k rows match."""
         t = self.table
         cond = self._filter_sql(with_window=True)
         ef = f", {self._ef}" if self._ef is not None else ""
-        hits = (f"SELECT 0 AS query, r.id, r.distance FROM (SELECT unnest(knn_among('{_lit(info.name)}', "
-                f"$q::FLOAT[{t.dim}], {self._k}, t.{q(t.id_column)}{ef})) AS r FROM {q(t.name)} t WHERE {cond})")
+        if self.single:
+            hits = (f"SELECT 0 AS query, r.id, r.distance FROM (SELECT unnest(knn_among('{_lit(info.name)}', "
+                    f"$q::FLOAT[{t.dim}], {self._k}, t.{q(t.id_column)}{ef})) AS r FROM {q(t.name)} t WHERE {cond})")
+        else:  # every query of the batch searches the same matching rows, in one statement
+            queries = "(SELECT list({'qid': query, 'emb': emb} ORDER BY query) FROM _knnsql_queries)"
+            hits = (f"SELECT r.query_id AS query, r.id, r.distance FROM (SELECT unnest(knn_among_join("
+                    f"'{_lit(info.name)}', {queries}, {self._k}, t.{q(t.id_column)}{ef})) AS r "
+                    f"FROM {q(t.name)} t WHERE {cond})")
         result = self._joined(hits, params, None)
         self.plan, self.fetched = "index+among", self._k
         return result

@@ -195,6 +195,52 @@ knn_status knn_grow(void **p, size_t *cap, size_t need, size_t elem, const char 
     return KNN_OK;
 }
 
+knn_status knn_qlist_init(knn_qlist *ql, duckdb_vector v, const char *fn, knn_error *err) {
+    memset(ql, 0, sizeof *ql);
+    duckdb_logical_type t = duckdb_vector_get_column_type(v);
+    duckdb_type id = duckdb_get_type_id(t);
+    knn_status s = KNN_OK;
+    char usage[320];
+    snprintf(usage, sizeof usage, "%s: 'queries' must be a LIST of query vectors, e.g. (SELECT list(emb) FROM q), "
+             "or a LIST of STRUCT(query id, vector), e.g. (SELECT list({'qid': qid, 'emb': emb}) FROM q)", fn);
+    if (id != DUCKDB_TYPE_LIST) {
+        char name[96];
+        knn_type_name(t, name, sizeof name);
+        s = knn_error_set(err, KNN_EINVAL, "%s; got %s", usage, name);
+        goto cleanup;
+    }
+    ql->entries = (duckdb_list_entry *)duckdb_vector_get_data(v);
+    ql->validity = duckdb_vector_get_validity(v);
+    duckdb_vector child = duckdb_list_vector_get_child(v);
+    duckdb_logical_type ct = duckdb_list_type_child_type(t);
+    if (duckdb_get_type_id(ct) == DUCKDB_TYPE_STRUCT) {
+        bool ok = duckdb_struct_type_child_count(ct) == 2;
+        duckdb_type qid_type = DUCKDB_TYPE_INVALID;
+        if (ok) {
+            duckdb_logical_type it = duckdb_struct_type_child_type(ct, 0);
+            qid_type = duckdb_get_type_id(it);
+            duckdb_destroy_logical_type(&it);
+            ok = qid_type == DUCKDB_TYPE_BIGINT || qid_type == DUCKDB_TYPE_INTEGER;
+        }
+        if (!ok) {
+            s = knn_error_set(err, KNN_EINVAL, "%s; the STRUCT must have two fields: an INTEGER or BIGINT query id, "
+                              "then the vector", usage);
+        } else {
+            duckdb_vector idv = duckdb_struct_vector_get_child(child, 0);
+            ql->qid_data = duckdb_vector_get_data(idv);
+            ql->qid_valid = duckdb_vector_get_validity(idv);
+            ql->qid_is_int32 = qid_type == DUCKDB_TYPE_INTEGER;
+            s = knn_vreader_init(&ql->vecs, duckdb_struct_vector_get_child(child, 1), fn, "queries", err);
+        }
+    } else {
+        s = knn_vreader_init(&ql->vecs, child, fn, "queries", err);
+    }
+    duckdb_destroy_logical_type(&ct);
+cleanup:
+    duckdb_destroy_logical_type(&t);
+    return s;
+}
+
 bool knn_get_varchar(duckdb_vector v, idx_t row, const char **s, size_t *len) {
     if (!knn_valid(duckdb_vector_get_validity(v), row)) return false;
     duckdb_string_t *str = (duckdb_string_t *)duckdb_vector_get_data(v) + row;

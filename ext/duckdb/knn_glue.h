@@ -59,6 +59,19 @@ static inline bool knn_valid(const uint64_t *mask, idx_t row) {
  * out-of-memory error names `what`. */
 knn_status knn_grow(void **p, size_t *cap, size_t need, size_t elem, const char *what, knn_error *err);
 
+/* Where the queries of one row live: a LIST of vectors, or a LIST of STRUCT(query id, vector). */
+typedef struct knn_qlist {
+    duckdb_list_entry *entries;
+    const uint64_t *validity;
+    knn_vreader vecs;
+    const void *qid_data; /* NULL: query ids are 1-based positions */
+    bool qid_is_int32;
+    const uint64_t *qid_valid;
+} knn_qlist;
+
+/* Reads the query list column of a *_join aggregate; errors name fn. */
+knn_status knn_qlist_init(knn_qlist *ql, duckdb_vector v, const char *fn, knn_error *err);
+
 /* Reads a BIGINT argument of row (false when NULL). */
 bool knn_get_bigint(duckdb_vector v, idx_t row, int64_t *out);
 

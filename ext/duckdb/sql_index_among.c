@@ -25,12 +25,14 @@
 DUCKDB_EXTENSION_EXTERN
 
 #define FN "knn_among"
+#define FN_JOIN "knn_among_join"
 
 typedef struct among_acc {
     char *index;  /* the index name of the group's first row */
     size_t index_len;
-    float *query; /* dim floats */
-    size_t dim, k, ef;
+    float *query; /* nq x dim floats */
+    int64_t *qids; /* knn_among_join: nq query ids */
+    size_t nq, dim, k, ef;
     int64_t *ids;
     size_t n, cap;
 } among_acc;
@@ -40,6 +42,7 @@ static void acc_free(void *p) {
     if (a == NULL) return;
     free(a->index);
     free(a->query);
+    free(a->qids);
     free(a->ids);
     free(a);
 }
@@ -58,12 +61,14 @@ typedef struct among_chunk {
     idx_t n;
     duckdb_string_t *names;
     uint64_t *names_valid;
+    bool join;      /* knn_among_join: the query column is a list of queries (ql), else one vector (qr) */
     knn_vreader qr;
+    knn_qlist ql;
     const int64_t *k, *ef, *ids; /* ef NULL when not given */
     uint64_t *k_valid, *ef_valid, *ids_valid;
 } among_chunk;
 
-static knn_status chunk_read(duckdb_data_chunk input, among_chunk *c, knn_error *err) {
+static knn_status chunk_read(duckdb_data_chunk input, bool join, among_chunk *c, knn_error *err) {
     duckdb_vector v[5];
     idx_t cols = duckdb_data_chunk_get_column_count(input);
     for (idx_t j = 0; j < 5; j++) v[j] = j < cols ? duckdb_data_chunk_get_vector(input, j) : NULL;
@@ -76,7 +81,8 @@ static knn_status chunk_read(duckdb_data_chunk input, among_chunk *c, knn_error 
     c->ids_valid = duckdb_vector_get_validity(v[3]);
     c->ef = v[4] ? duckdb_vector_get_data(v[4]) : NULL;
     c->ef_valid = v[4] ? duckdb_vector_get_validity(v[4]) : NULL;
-    return knn_vreader_init(&c->qr, v[1], FN, "query", err);
+    c->join = join;
+    return join ? knn_qlist_init(&c->ql, v[1], FN_JOIN, err) : knn_vreader_init(&c->qr, v[1], FN, "query", err);
 }
 
 /* The settings of row i: index name, k, ef. */
@@ -118,6 +124,7 @@ static among_acc *acc_new(const among_chunk *c, idx_t i, knn_error *err) {
     a->index[len] = 0;
     a->index_len = len;
     a->dim = dim;
+    a->nq = 1;
     a->k = k;
     a->ef = ef;
     const float *q;
@@ -129,6 +136,80 @@ static among_acc *acc_new(const among_chunk *c, idx_t i, knn_error *err) {
     }
     if (q != a->query) memcpy(a->query, q, dim * sizeof *q);
     return a;
+}
+
+/* A new knn_among_join accumulator from row i: every query of its list, with its id. */
+static among_acc *join_acc_new(const among_chunk *c, idx_t i, knn_error *err) {
+    const char *name;
+    size_t len, k, ef;
+    if (row_settings(c, i, &name, &len, &k, &ef, err) != KNN_OK) return NULL;
+    const knn_qlist *ql = &c->ql;
+    duckdb_list_entry e = ql->entries[i];
+    if (!knn_valid(ql->validity, i) || e.length == 0) {
+        knn_error_set(err, KNN_EINVAL, "'queries' is NULL or an empty list; give at least one query");
+        return NULL;
+    }
+    size_t dim = knn_vreader_len(&ql->vecs, e.offset);
+    if (dim == 0) {
+        knn_error_set(err, KNN_EDATA, "query 1 is NULL or empty; every query needs a vector");
+        return NULL;
+    }
+    among_acc *a = calloc(1, sizeof *a);
+    if (a) a->index = malloc(len + 1);
+    if (a) a->query = malloc(e.length * dim * sizeof *a->query);
+    if (a) a->qids = malloc(e.length * sizeof *a->qids);
+    if (a == NULL || a->index == NULL || a->query == NULL || a->qids == NULL) {
+        acc_free(a);
+        knn_error_set(err, KNN_ENOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(a->index, name, len);
+    a->index[len] = 0;
+    a->index_len = len;
+    a->nq = e.length;
+    a->dim = dim;
+    a->k = k;
+    a->ef = ef;
+    for (size_t q = 0; q < a->nq; q++) {
+        const idx_t pos = e.offset + q;
+        const float *v;
+        size_t got;
+        if (knn_vreader_get(&ql->vecs, pos, dim, a->query + q * dim, &v, &got) != KNN_ROW_OK) {
+            acc_free(a);
+            knn_error_set(err, KNN_EDATA, "query %zu is NULL, contains a NULL element, or has %zu elements where "
+                          "query 1 has %zu", q + 1, got, dim);
+            return NULL;
+        }
+        if (v != a->query + q * dim) memcpy(a->query + q * dim, v, dim * sizeof *v);
+        if (ql->qid_data && !knn_valid(ql->qid_valid, pos)) {
+            acc_free(a);
+            knn_error_set(err, KNN_EDATA, "the id of query %zu is NULL", q + 1);
+            return NULL;
+        }
+        a->qids[q] = !ql->qid_data ? (int64_t)q + 1
+                     : ql->qid_is_int32 ? ((const int32_t *)ql->qid_data)[pos] : ((const int64_t *)ql->qid_data)[pos];
+    }
+    return a;
+}
+
+/* Whether row i's query list equals the accumulator's queries and ids. */
+static bool join_same_queries(const among_acc *a, const knn_qlist *ql, idx_t i, float *tmp) {
+    duckdb_list_entry e = ql->entries[i];
+    if (!knn_valid(ql->validity, i) || e.length != a->nq) return false;
+    for (size_t q = 0; q < a->nq; q++) {
+        const idx_t pos = e.offset + q;
+        const float *v;
+        size_t got;
+        if (knn_vreader_get(&ql->vecs, pos, a->dim, tmp, &v, &got) != KNN_ROW_OK ||
+            memcmp(v, a->query + q * a->dim, a->dim * sizeof *v) != 0) {
+            return false;
+        }
+        if (ql->qid_data) {
+            int64_t id = ql->qid_is_int32 ? ((const int32_t *)ql->qid_data)[pos] : ((const int64_t *)ql->qid_data)[pos];
+            if (!knn_valid(ql->qid_valid, pos) || id != a->qids[q]) return false;
+        }
+    }
+    return true;
 }
 
 /* Whether row i carries the accumulator's settings and query (a constant query is one list entry that
@@ -146,11 +227,18 @@ static bool row_matches(const among_acc *a, const among_chunk *c, idx_t i, idx_t
         if (row_settings(c, i, &name, &len, &k, &ef, err) != KNN_OK) return false;
         if (len != a->index_len || memcmp(name, a->index, len) != 0 || k != a->k || ef != a->ef) return false;
     }
-    const knn_vreader *qr = &c->qr;
-    if (qr->entries && qr->entries[i].offset == checked->offset && qr->entries[i].length == checked->length) {
+    const duckdb_list_entry *entries = c->join ? c->ql.entries : c->qr.entries;
+    if (entries && entries[i].offset == checked->offset && entries[i].length == checked->length) {
         *last_ok = i;
         return true;
     }
+    if (c->join) {
+        if (!join_same_queries(a, &c->ql, i, tmp)) return false;
+        *checked = entries[i];
+        *last_ok = i;
+        return true;
+    }
+    const knn_vreader *qr = &c->qr;
     const float *q;
     if (knn_vreader_len(qr, i) != a->dim || knn_vreader_get(qr, i, a->dim, tmp, &q, &got) != KNN_ROW_OK ||
         memcmp(q, a->query, a->dim * sizeof *q) != 0) {
@@ -163,9 +251,9 @@ static bool row_matches(const among_acc *a, const among_chunk *c, idx_t i, idx_t
 
 static knn_status among_update(const knn_agg_ctx *cx, duckdb_data_chunk input, duckdb_aggregate_state *states,
                                knn_error *err) {
-    (void)cx;
+    const bool join = cx->def->data != NULL;
     among_chunk c;
-    if (chunk_read(input, &c, err) != KNN_OK) return err->status;
+    if (chunk_read(input, join, &c, err) != KNN_OK) return err->status;
     duckdb_list_entry checked = {UINT64_MAX, 0};
     float *tmp = NULL;
     for (idx_t lo = 0; lo < c.n && err->status == KNN_OK;) { /* runs of rows of one group */
@@ -178,7 +266,7 @@ static knn_status among_update(const knn_agg_ctx *cx, duckdb_data_chunk input, d
             if (!knn_valid(c.ids_valid, i)) continue;
             among_acc *a = st->acc;
             if (a == NULL) {
-                if ((st->acc = acc_new(&c, i, err)) == NULL) break;
+                if ((st->acc = join ? join_acc_new(&c, i, err) : acc_new(&c, i, err)) == NULL) break;
                 continue;
             }
             if (tmp == NULL && (tmp = malloc(a->dim * sizeof *tmp)) == NULL) {
@@ -207,13 +295,34 @@ static knn_status among_merge(const knn_agg_ctx *cx, knn_agg_state *source, knn_
         return KNN_OK;
     }
     if (strcmp(src->index, dst->index) != 0 || src->k != dst->k || src->ef != dst->ef || src->dim != dst->dim ||
-        memcmp(src->query, dst->query, dst->dim * sizeof *dst->query) != 0) {
+        src->nq != dst->nq || memcmp(src->query, dst->query, dst->nq * dst->dim * sizeof *dst->query) != 0 ||
+        (dst->qids && memcmp(src->qids, dst->qids, dst->nq * sizeof *dst->qids) != 0)) {
         return changed(err);
     }
     if (ids_reserve(dst, dst->n + src->n, err) != KNN_OK) return err->status;
     memcpy(dst->ids + dst->n, src->ids, src->n * sizeof *src->ids);
     dst->n += src->n;
     return KNN_OK;
+}
+
+/* Searches the group's queries among its ids: out_ids / out_dists (nq x k) and found (nq), or err. */
+static knn_status group_search(const knn_agg_ctx *cx, const among_acc *a, int64_t *ids, float *dists, size_t *found,
+                               knn_error *err) {
+    knn_entry *e = knn_registry_get(cx->reg, a->index, a->index_len, err);
+    if (e == NULL) return err->status;
+    knn_status s;
+    if (e->kind != KNN_KIND_GRAPH) {
+        s = knn_error_set(err, KNN_EINVAL, "index '%s' is a flat index; %s searches graph indexes (for a flat "
+                          "index, knn_exact over the same rows gives the same answer)", a->index, cx->def->name);
+    } else if (a->dim != e->dim) {
+        s = knn_error_set(err, KNN_EDATA, "dimension mismatch: the query has %zu elements but index '%s' has dim %zu",
+                          a->dim, a->index, e->dim);
+    } else {
+        s = knn_graph_search_among(e->graph, a->query, a->nq, a->k, a->ef, a->ids, a->n, 0, ids, dists, found, NULL,
+                                   NULL, err);
+    }
+    knn_entry_release(e);
+    return s;
 }
 
 static knn_status among_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckdb_vector result, idx_t row,
@@ -223,34 +332,36 @@ static knn_status among_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckd
         knn_result_null(result, row);
         return KNN_OK;
     }
-    knn_entry *e = knn_registry_get(cx->reg, a->index, strlen(a->index), err);
-    if (e == NULL) return err->status;
-    knn_status s = KNN_OK;
-    int64_t *ids = malloc(a->k * sizeof *ids);
-    float *dists = malloc(a->k * sizeof *dists);
-    size_t found = 0;
-    if (ids == NULL || dists == NULL) {
-        s = knn_error_set(err, KNN_ENOMEM, "out of memory");
-    } else if (e->kind != KNN_KIND_GRAPH) {
-        s = knn_error_set(err, KNN_EINVAL, "index '%s' is a flat index; knn_among searches graph indexes (for a flat "
-                          "index, knn_exact over the same rows gives the same answer)", a->index);
-    } else if (a->dim != e->dim) {
-        s = knn_error_set(err, KNN_EDATA, "dimension mismatch: the query has %zu elements but index '%s' has dim %zu",
-                          a->dim, a->index, e->dim);
-    } else {
-        s = knn_graph_search_among(e->graph, a->query, 1, a->k, a->ef, a->ids, a->n, 1, ids, dists, &found, NULL, NULL,
-                                   err);
-    }
+    const bool join = a->qids != NULL;
+    int64_t *ids = malloc(a->nq * a->k * sizeof *ids);
+    float *dists = malloc(a->nq * a->k * sizeof *dists);
+    size_t *found = malloc(a->nq * sizeof *found);
+    size_t total = 0;
     idx_t base;
-    if (s == KNN_OK && knn_list_begin(result, row, found, &base, err) == KNN_OK) {
-        int64_t *out_ids = knn_field(result, 0, true);
-        float *out_dists = knn_field(result, 1, true);
-        memcpy(out_ids + base, ids, found * sizeof *ids);
-        memcpy(out_dists + base, dists, found * sizeof *dists);
+    if (ids == NULL || dists == NULL || found == NULL) {
+        knn_error_set(err, KNN_ENOMEM, "out of memory");
+    } else if (group_search(cx, a, ids, dists, found, err) == KNN_OK) {
+        for (size_t q = 0; q < a->nq; q++) total += found[q];
+    }
+    if (err->status == KNN_OK && knn_list_begin(result, row, total, &base, err) == KNN_OK) {
+        int64_t *out_q = join ? knn_field(result, 0, true) : NULL;
+        int64_t *out_ids = knn_field(result, join ? 1 : 0, true);
+        float *out_dists = knn_field(result, join ? 2 : 1, true);
+        int32_t *out_rank = join ? knn_field(result, 3, true) : NULL;
+        for (size_t q = 0, at = base; q < a->nq; q++) {
+            for (size_t j = 0; j < found[q]; j++, at++) {
+                out_ids[at] = ids[q * a->k + j];
+                out_dists[at] = dists[q * a->k + j];
+                if (join) {
+                    out_q[at] = a->qids[q];
+                    out_rank[at] = (int32_t)j + 1;
+                }
+            }
+        }
     }
     free(ids);
     free(dists);
-    knn_entry_release(e);
+    free(found);
     return err->status;
 }
 
@@ -262,9 +373,17 @@ static const knn_fields among_fields = {2, {"id", "distance"}, {DUCKDB_TYPE_BIGI
 
 /* The query is typed FLOAT[] (and DOUBLE[]) so a constant query is cast once and shared by every row, as
  * knn_exact does; with no ANY overload, DuckDB casts arrays and DECIMAL / integer lists to these. */
+static const knn_fields join_fields = {4, {"query_id", "id", "distance", "rank"},
+                                       {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_FLOAT, DUCKDB_TYPE_INTEGER}};
+static const bool joining = true;
+
 static const knn_agg_def among_defs[] = {
     {.name = FN, .params = AMONG_PARAMS(KNN_LIST_OF(DUCKDB_TYPE_FLOAT)), AMONG_HOOKS},
     {.name = FN, .params = AMONG_PARAMS(KNN_LIST_OF(DUCKDB_TYPE_DOUBLE)), AMONG_HOOKS},
+    /* knn_among_join: the queries as knn_exact_join takes them (a LIST of vectors, or of STRUCT(id, vector)) */
+    {.name = FN_JOIN, .params = AMONG_PARAMS(DUCKDB_TYPE_ANY), .min_params = 4, .n_params = 5,
+     .result = KNN_LIST_OF(DUCKDB_TYPE_STRUCT), .fields = &join_fields, .free_acc = acc_free, .update = among_update,
+     .merge = among_merge, .finalize = among_finalize, .data = &joining},
 };
 
 bool knn_register_among(duckdb_connection con, knn_registry *reg, knn_error *err) {

@@ -343,64 +343,8 @@ done:
 
 /* ---- knn_exact_join ----------------------------------------------------------------------------- */
 
-/* Where the queries of one row live: a LIST of vectors, or a LIST of STRUCT(query id, vector). */
-typedef struct query_list {
-    duckdb_list_entry *entries;
-    const uint64_t *validity;
-    knn_vreader vecs;
-    const void *qid_data; /* NULL: query ids are 1-based positions */
-    bool qid_is_int32;
-    const uint64_t *qid_valid;
-} query_list;
-
-static knn_status query_list_init(query_list *ql, duckdb_vector v, knn_error *err) {
-    memset(ql, 0, sizeof *ql);
-    duckdb_logical_type t = duckdb_vector_get_column_type(v);
-    duckdb_type id = duckdb_get_type_id(t);
-    knn_status s = KNN_OK;
-    const char *usage = "knn_exact_join: 'queries' must be a LIST of query vectors, e.g. (SELECT list(emb) FROM q), "
-                        "or a LIST of STRUCT(query id, vector), e.g. (SELECT list({'qid': qid, 'emb': emb}) FROM q)";
-    if (id != DUCKDB_TYPE_LIST) {
-        char name[96];
-        knn_type_name(t, name, sizeof name);
-        s = knn_error_set(err, KNN_EINVAL, "%s; got %s", usage, name);
-        goto cleanup;
-    }
-    ql->entries = (duckdb_list_entry *)duckdb_vector_get_data(v);
-    ql->validity = duckdb_vector_get_validity(v);
-    duckdb_vector child = duckdb_list_vector_get_child(v);
-    duckdb_logical_type ct = duckdb_list_type_child_type(t);
-    if (duckdb_get_type_id(ct) == DUCKDB_TYPE_STRUCT) {
-        bool ok = duckdb_struct_type_child_count(ct) == 2;
-        duckdb_type qid_type = DUCKDB_TYPE_INVALID;
-        if (ok) {
-            duckdb_logical_type it = duckdb_struct_type_child_type(ct, 0);
-            qid_type = duckdb_get_type_id(it);
-            duckdb_destroy_logical_type(&it);
-            ok = qid_type == DUCKDB_TYPE_BIGINT || qid_type == DUCKDB_TYPE_INTEGER;
-        }
-        if (!ok) {
-            s = knn_error_set(err, KNN_EINVAL, "%s; the STRUCT must have two fields: an INTEGER or BIGINT query id, "
-                              "then the vector", usage);
-        } else {
-            duckdb_vector idv = duckdb_struct_vector_get_child(child, 0);
-            ql->qid_data = duckdb_vector_get_data(idv);
-            ql->qid_valid = duckdb_vector_get_validity(idv);
-            ql->qid_is_int32 = qid_type == DUCKDB_TYPE_INTEGER;
-            s = knn_vreader_init(&ql->vecs, duckdb_struct_vector_get_child(child, 1), "knn_exact_join",
-                                 "queries", err);
-        }
-    } else {
-        s = knn_vreader_init(&ql->vecs, child, "knn_exact_join", "queries", err);
-    }
-    duckdb_destroy_logical_type(&ct);
-cleanup:
-    duckdb_destroy_logical_type(&t);
-    return s;
-}
-
 /* Builds an accumulator from the query list of one row. */
-static knn_status join_acc_new(const exact_args *a, const query_list *ql, idx_t row, exact_acc **out,
+static knn_status join_acc_new(const exact_args *a, const knn_qlist *ql, idx_t row, exact_acc **out,
                                knn_error *err) {
     size_t k;
     knn_metric metric;
@@ -451,7 +395,7 @@ static knn_status join_acc_new(const exact_args *a, const query_list *ql, idx_t 
 }
 
 /* True when row's query list equals the accumulator's. */
-static bool join_same_queries(const query_list *ql, idx_t row, exact_acc *acc) {
+static bool join_same_queries(const knn_qlist *ql, idx_t row, exact_acc *acc) {
     duckdb_list_entry e = ql->entries[row];
     if (e.length != acc->nq) return false;
     for (size_t q = 0; q < acc->nq; q++) {
@@ -467,10 +411,10 @@ static knn_status join_update(const knn_agg_ctx *cx, duckdb_data_chunk input, du
                               knn_error *err) {
     (void)cx;
     exact_args a;
-    query_list ql;
+    knn_qlist ql;
     unsigned char *skip = NULL;
     if (args_read(&a, "knn_exact_join", input, err) != KNN_OK) goto done;
-    if (query_list_init(&ql, a.queries, err) != KNN_OK) goto done;
+    if (knn_qlist_init(&ql, a.queries, "knn_exact_join", err) != KNN_OK) goto done;
     skip = malloc(a.n ? a.n : 1);
     if (skip == NULL) {
         knn_error_set(err, KNN_ENOMEM, "knn_exact_join: out of memory");

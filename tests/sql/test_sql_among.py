@@ -106,3 +106,32 @@ def test_errors_name_the_problem(con, sql, message):
     with pytest.raises(duckdb.Error, match="knn_among") as err:
         c.execute(sql).fetchall()
     assert message in str(err.value)
+
+
+def test_join_answers_every_query_of_the_batch(con):
+    c, X, rng = con
+    Q = X[[3, 50, 900]] + 0.01
+    c.execute("CREATE OR REPLACE TABLE qs AS SELECT * FROM (VALUES (7, ?::FLOAT[8]), (8, ?::FLOAT[8]), (9, ?::FLOAT[8])) "
+              "v(qid, emb)", [Q[0].tolist(), Q[1].tolist(), Q[2].tolist()])
+    for queries, qids in [("(SELECT list({'qid': qid, 'emb': emb} ORDER BY qid) FROM qs)", [7, 8, 9]),
+                          ("(SELECT list(emb ORDER BY qid) FROM qs)", [1, 2, 3])]:
+        rows = c.execute(f"SELECT unnest(knn_among_join('g', {queries}, 5, id), recursive := true) "
+                         f"FROM docs WHERE cat IN (1, 2)").fetchall()
+        keep = np.isin(np.arange(len(X)) % 10, [1, 2])
+        for qid, q in zip(qids, Q):
+            got = [r[1] for r in rows if r[0] == qid]
+            assert [r[3] for r in rows if r[0] == qid] == [1, 2, 3, 4, 5]
+            assert got == exact(X, q, keep, 5)[0]
+
+
+@pytest.mark.parametrize("queries,message", [
+    ("[]::FLOAT[8][]", "empty list"),
+    ("[[1,2,3,4,5,6,7,8], NULL]::FLOAT[8][]", "query 2 is NULL"),
+    ("[[1,2,3,4,5,6,7,8], [1,2]]::FLOAT[][]", "query 2"),
+    ("42", "must be a LIST of query vectors"),
+])
+def test_join_errors(con, queries, message):
+    c, X, rng = con
+    with pytest.raises(duckdb.Error, match="knn_among_join") as err:
+        c.execute(f"SELECT knn_among_join('g', {queries}, 3, id) FROM docs").fetchall()
+    assert message in str(err.value)
