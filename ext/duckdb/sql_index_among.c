@@ -103,30 +103,40 @@ static knn_status row_settings(const among_chunk *c, idx_t i, const char **name,
     return KNN_OK;
 }
 
-/* A new accumulator from row i. */
-static among_acc *acc_new(const among_chunk *c, idx_t i, knn_error *err) {
+/* An accumulator for nq queries of dim floats (with query ids when join), settings from row i. */
+static among_acc *acc_alloc(const among_chunk *c, idx_t i, size_t nq, size_t dim, bool join, knn_error *err) {
     const char *name;
-    size_t len, k, ef, dim = knn_vreader_len(&c->qr, i);
+    size_t len, k, ef;
     if (row_settings(c, i, &name, &len, &k, &ef, err) != KNN_OK) return NULL;
-    if (dim == 0) {
-        knn_error_set(err, KNN_EINVAL, "the query must be a non-empty vector");
-        return NULL;
-    }
     among_acc *a = calloc(1, sizeof *a);
     if (a) a->index = malloc(len + 1);
-    if (a) a->query = malloc(dim * sizeof *a->query);
-    if (a == NULL || a->index == NULL || a->query == NULL) {
+    if (a) a->query = malloc(nq * dim * sizeof *a->query);
+    if (a && join) a->qids = malloc(nq * sizeof *a->qids);
+    if (a == NULL || a->index == NULL || a->query == NULL || (join && a->qids == NULL)) {
         acc_free(a);
         knn_error_set(err, KNN_ENOMEM, "out of memory");
         return NULL;
     }
     memcpy(a->index, name, len);
     a->index[len] = 0;
-    a->index_len = len;
-    a->dim = dim;
-    a->nq = 1;
-    a->k = k;
-    a->ef = ef;
+    *a = (among_acc){.index = a->index, .index_len = len, .query = a->query, .qids = a->qids, .nq = nq, .dim = dim,
+                     .k = k, .ef = ef};
+    return a;
+}
+
+/* A new accumulator from row i. */
+static among_acc *acc_new(const among_chunk *c, idx_t i, knn_error *err) {
+    size_t dim = knn_vreader_len(&c->qr, i);
+    if (dim == 0) { /* a bad setting is reported first, as for any other row */
+        const char *name;
+        size_t len, k, ef;
+        if (row_settings(c, i, &name, &len, &k, &ef, err) == KNN_OK) {
+            knn_error_set(err, KNN_EINVAL, "the query must be a non-empty vector");
+        }
+        return NULL;
+    }
+    among_acc *a = acc_alloc(c, i, 1, dim, false, err);
+    if (a == NULL) return NULL;
     const float *q;
     size_t got;
     if (knn_vreader_get(&c->qr, i, dim, a->query, &q, &got) != KNN_ROW_OK) {
@@ -140,9 +150,6 @@ static among_acc *acc_new(const among_chunk *c, idx_t i, knn_error *err) {
 
 /* A new knn_among_join accumulator from row i: every query of its list, with its id. */
 static among_acc *join_acc_new(const among_chunk *c, idx_t i, knn_error *err) {
-    const char *name;
-    size_t len, k, ef;
-    if (row_settings(c, i, &name, &len, &k, &ef, err) != KNN_OK) return NULL;
     const knn_qlist *ql = &c->ql;
     duckdb_list_entry e = ql->entries[i];
     if (!knn_valid(ql->validity, i) || e.length == 0) {
@@ -154,22 +161,8 @@ static among_acc *join_acc_new(const among_chunk *c, idx_t i, knn_error *err) {
         knn_error_set(err, KNN_EDATA, "query 1 is NULL or empty; every query needs a vector");
         return NULL;
     }
-    among_acc *a = calloc(1, sizeof *a);
-    if (a) a->index = malloc(len + 1);
-    if (a) a->query = malloc(e.length * dim * sizeof *a->query);
-    if (a) a->qids = malloc(e.length * sizeof *a->qids);
-    if (a == NULL || a->index == NULL || a->query == NULL || a->qids == NULL) {
-        acc_free(a);
-        knn_error_set(err, KNN_ENOMEM, "out of memory");
-        return NULL;
-    }
-    memcpy(a->index, name, len);
-    a->index[len] = 0;
-    a->index_len = len;
-    a->nq = e.length;
-    a->dim = dim;
-    a->k = k;
-    a->ef = ef;
+    among_acc *a = acc_alloc(c, i, e.length, dim, true, err);
+    if (a == NULL) return NULL;
     for (size_t q = 0; q < a->nq; q++) {
         const idx_t pos = e.offset + q;
         const float *v;

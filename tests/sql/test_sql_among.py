@@ -102,8 +102,11 @@ def test_deleted_rows_never_come_back(con):
     ("SELECT knn_among('g', [1,2,NULL,4,5,6,7,8], 3, id) FROM docs", "NULL element"),
 ])
 def test_errors_name_the_problem(con, sql, message):
-    c, X, rng = con
-    with pytest.raises(duckdb.Error, match="knn_among") as err:
+    assert_fails(con[0], sql, "knn_among", message)
+
+
+def assert_fails(c, sql, fn, message):
+    with pytest.raises(duckdb.Error, match=fn) as err:
         c.execute(sql).fetchall()
     assert message in str(err.value)
 
@@ -131,7 +134,4 @@ def test_join_answers_every_query_of_the_batch(con):
     ("42", "must be a LIST of query vectors"),
 ])
 def test_join_errors(con, queries, message):
-    c, X, rng = con
-    with pytest.raises(duckdb.Error, match="knn_among_join") as err:
-        c.execute(f"SELECT knn_among_join('g', {queries}, 3, id) FROM docs").fetchall()
-    assert message in str(err.value)
+    assert_fails(con[0], f"SELECT knn_among_join('g', {queries}, 3, id) FROM docs", "knn_among_join", message)
