@@ -334,7 +334,9 @@ class Index:
         Returns
         -------
         ids, distances : ndarrays of shape (nq, k); missing entries (fewer than k rows match) are id -1
-            and distance +inf.
+            and distance +inf. ``self.last_among_plans`` then holds each query's plan: 0 exact scan of the
+            matching rows, 2 the beam gave up and the exact scan answered, 3 filtered beam, 5 every row
+            matched (the plain search).
         """
         if self.kind != "graph":
             raise ValueError("search_among needs kind='graph'; a flat index is exact: search the matching rows "
@@ -343,7 +345,11 @@ class Index:
         if ef is not None:
             ef = _int_arg("ef", ef, 1)
         threads = 0 if threads is None else _int_arg("threads", threads, 1)
-        allow = np.ascontiguousarray(np.asarray(ids).reshape(-1), dtype=np.int64)
+        raw = np.asarray(ids).reshape(-1)
+        if raw.size and not np.issubdtype(raw.dtype, np.integer):
+            raise ValueError(f"ids must be integers (the index's row ids), got an array of {raw.dtype}; "
+                             "convert them with np.asarray(ids, dtype=np.int64) if they are whole numbers")
+        allow = np.ascontiguousarray(raw, dtype=np.int64)
         Q = self._matrix(Q, "Q")
         nq = Q.shape[0]
         buf, ffi, lib = _ffi.errbuf(), _ffi.ffi, _ffi.lib()

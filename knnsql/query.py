@@ -75,7 +75,7 @@ class Search:
         self._exact = False
         self._ef: Optional[int] = None
         self._info = table.index
-        #: the plan the last run used: "index", "index+overfetch" or "exact"; and its k'
+        #: the plan the last run used: "index", "index+among", "index+overfetch" or "exact"; and its k'
         self.plan: Optional[str] = None
         self.fetched: Optional[int] = None
         self._last_sql: Optional[str] = None

@@ -103,3 +103,21 @@ def test_errors():
         g.search_among(np.ones(4), [1], k=0)
     with pytest.raises(ValueError):
         g.search_among(np.ones(3), [1], k=1)
+
+
+def test_bad_ids_and_queries_are_errors(clustered):
+    X, label, rng = clustered
+    g = knnsql.Index(24, metric="cosine", kind="graph")
+    g.add(X[:200])
+    with pytest.raises(ValueError, match="ids must be integers"):
+        g.search_among(X[0], [1.5, 2.0], k=3)
+    with pytest.raises(ValueError, match="ids must be integers"):
+        g.search_among(X[0], ["1"], k=3)
+    bad = X[0].copy()
+    bad[3] = np.nan
+    with pytest.raises(knnsql.KnnError, match="NaN"):
+        g.search_among(bad, [1, 2], k=3)
+    with pytest.raises(knnsql.KnnError, match="zero vector"):
+        g.search_among(np.zeros(24, np.float32), [1, 2], k=3)
+    ids, _ = g.search_among(X[0], np.array([], dtype=np.int64), k=3)  # nothing allowed: no rows
+    assert (ids == -1).all()

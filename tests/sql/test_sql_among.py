@@ -135,3 +135,13 @@ def test_join_answers_every_query_of_the_batch(con):
 ])
 def test_join_errors(con, queries, message):
     assert_fails(con[0], f"SELECT knn_among_join('g', {queries}, 3, id) FROM docs", "knn_among_join", message)
+
+
+def test_bad_queries_are_errors(con):
+    c, X, rng = con
+    c.execute("SELECT * FROM knn_index_create('gc', dim := 8, metric := 'cosine')").fetchall()
+    c.execute("SELECT knn_index_insert('gc', id, emb) FROM docs WHERE id < 300").fetchall()
+    assert_fails(c, "SELECT knn_among('gc', [0,0,0,0,0,0,0,0], 3, id) FROM docs", "knn_among", "zero vector")
+    assert_fails(c, "SELECT knn_among('g', [1.0,2,'nan'::FLOAT,4,5,6,7,8]::FLOAT[], 3, id) FROM docs", "knn_among", "NaN")
+    assert_fails(c, "SELECT knn_among_join('gc', [[1,2,3,4,5,6,7,8], [0,0,0,0,0,0,0,0]]::FLOAT[8][], 3, id) FROM docs",
+                 "knn_among_join", "zero vector")
