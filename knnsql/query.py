@@ -8,28 +8,22 @@ Plans (``Search.plan`` names the one a search ran):
   (``knn_among_join`` for a batch) searches the index among the matching ids in the same statement
   (an exact scan of them or a filtered beam, planned per query by their share), then one lookup of the
   hit rows.
-- ``index+overfetch``: a ``where`` filter on a flat index. The filter's selectivity ``s`` is
-  counted with SQL; the index is asked for ``k' = k / s`` (with margin) candidates, joined back and
-  filtered; ``k'`` doubles until every query has ``min(k, rows matching)`` results.
-- ``exact``: ``knn_exact`` / ``knn_exact_join`` over the filtered rows. Chosen when there is no
-  index, on ``.exact()``, or when the filter leaves so few rows that scoring them all is cheaper
-  than an over-fetching graph search (cost model below).
+- ``exact``: ``knn_exact`` / ``knn_exact_join`` (or DuckDB's own distance for one query) over the
+  filtered rows. Chosen when there is no index, on ``.exact()``, and for a ``where`` filter on a flat
+  index, which scans every row anyway.
 
-Cost model: an exact plan scores the ``m`` matching rows; a graph search with beam ``ef'`` scores
-about ``2·m_graph·ef'`` rows (each expanded node scores its unvisited neighbours). With
-``ef' = max(ef, k')`` and ``k' = k/s``, exact wins when ``m < 2·m_graph·max(ef, k/s)``.
+The unfiltered ``index`` plan asks for k rows and doubles that until every query has k rows that the
+table still holds (or the index has no more to give).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
 from ._sql import bound_param, filter_sql, quote_ident as q
 
-OVERFETCH_MARGIN = 1.5
 # Hit ids up to this many go into the row lookup as constants (answered from the primary key).
 LOOKUP_IN_LIST = 4096
 
@@ -75,7 +69,7 @@ class Search:
         self._exact = False
         self._ef: Optional[int] = None
         self._info = table.index
-        #: the plan the last run used: "index", "index+among", "index+overfetch" or "exact"; and its k'
+        #: the plan the last run used: "index", "index+among" or "exact"; and its k'
         self.plan: Optional[str] = None
         self.fetched: Optional[int] = None
         self._last_sql: Optional[str] = None
@@ -263,15 +257,7 @@ class Search:
                 return self._overfetch(info, params, self._k, "index")
             if info.kind == "graph":
                 return self._run_among(info, params)
-            cond = self._filter_sql(with_window=True)
-            n_all, n_match = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {cond}) FROM {q(t.name)}",
-                                         self._params(True)).fetchall()[0]
-            n_window = self._window_rows() if self._window is not None else n_all
-            fetch = min(max(n_window, 1), math.ceil(self._k * n_window / max(n_match, 1) * OVERFETCH_MARGIN)
-                        + self._k)
-            if n_match == 0 or self._exact_is_cheaper(info, n_match, fetch):
-                return self._run_exact(params)
-            return self._overfetch(info, params, fetch, "index+overfetch", want=min(self._k, n_match))
+            return self._run_exact(params)  # a flat index scans every row anyway: score the matching ones
         finally:
             if not self.single:
                 con.unregister("_knnsql_queries")
@@ -319,15 +305,6 @@ class Search:
                f"{' AND ' + cond if cond else ''} ORDER BY distance, t.{q(t.id_column)} LIMIT {self._k}")
         self._last_sql = sql
         return _arrow(t.db.con, sql, params)
-
-    def _exact_is_cheaper(self, info, n_match: int, fetch: int) -> bool:
-        """Exact scores the matching rows; a graph beam of width ef' scores ~2*m*ef' rows (module doc).
-        A flat index scans every row anyway, so exact over the matching rows never loses."""
-        if info.kind == "flat":
-            return True
-        m_graph = int(info.params.get("m", 16))
-        ef = max(self._ef or int(info.params.get("ef", 64)), fetch)
-        return n_match < 2 * m_graph * ef
 
     def _window_only(self) -> str:
         label = q(self._info.label_column)

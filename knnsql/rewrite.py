@@ -18,7 +18,7 @@ expression — over k' candidates, fetched through the primary key, instead of e
 ``label >= a``, ``label <= b`` (constants) on the index label become the index's window. Other
 predicates on a graph index go to ``knn_among``: DuckDB evaluates the WHERE and the index searches
 among the matching ids in one statement, so k candidates are the answer (no count, no over-fetch);
-on a flat index they make k' an over-fetch, widened until LIMIT rows pass.
+on a flat index the query runs unchanged (DuckDB scores the matching rows itself).
 Anything else (joins, GROUP BY, DISTINCT, a descending order, a query vector taken from a column or
 subquery, no index, a different metric, too few matching rows to be worth it) runs unchanged.
 """
