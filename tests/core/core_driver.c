@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attrs/knn_attrs.h"
 #include "knn_api.h"
 #include "sample/knn_sample.h"
 #include "select/knn_selector.h"
@@ -489,7 +490,250 @@ static void test_selector(void) {
     free(gv);
 }
 
+/* ---- attribute columns (attrs/knn_attrs.h) ---- */
+
+static uint64_t urand(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Two stores hold the same columns, types, dictionaries (as strings) and values on rows [0, rows). */
+static int attrs_same(const knn_attrs *x, const knn_attrs *y, size_t rows) {
+    if (x->ncols != y->ncols) return 0;
+    for (size_t c = 0; c < x->ncols; c++) {
+        const knn_attr_col *a = &x->cols[c], *b = &y->cols[c];
+        if (strcmp(a->name, b->name) != 0 || a->type != b->type) return 0;
+        for (size_t r = 0; r < rows; r++) {
+            int va = r < x->rows && knn_attrs_is_valid(a, r), vb = r < y->rows && knn_attrs_is_valid(b, r);
+            if (va != vb) return 0;
+            if (!va) continue;
+            switch (knn_attr_physical(a->type)) {
+            case 'i': if (a->i64[r] != b->i64[r]) return 0; break;
+            case 'f': if (memcmp(&a->f64[r], &b->f64[r], 8) != 0) return 0; break;
+            default:
+                if (a->dict.lens[a->code[r]] != b->dict.lens[b->code[r]] ||
+                    memcmp(a->dict.strs[a->code[r]], b->dict.strs[b->code[r]], a->dict.lens[a->code[r]]) != 0)
+                    return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+static void test_attrs(void) {
+    knn_error err;
+    knn_attrs a;
+    knn_attrs_init(&a);
+    size_t cb, cd, cs, cz;
+    CHECK(knn_attrs_column(&a, "Price", 5, KNN_ATTR_DOUBLE, &cd, &err) == KNN_OK, "column: %s", err.msg);
+    CHECK(knn_attrs_column(&a, "n", 1, KNN_ATTR_BIGINT, &cb, &err) == KNN_OK, "column: %s", err.msg);
+    CHECK(knn_attrs_grow(&a, 200, &err) == KNN_OK && a.rows == 200 && a.cap % 64 == 0, "grow: %s", err.msg);
+    CHECK(knn_attrs_column(&a, "cat", 3, KNN_ATTR_VARCHAR, &cs, &err) == KNN_OK, "column: %s", err.msg);
+    CHECK(knn_attrs_find(&a, "PRICE", 5) == (long)cd && knn_attrs_find(&a, "pric", 4) == -1, "find ignores case");
+    CHECK(knn_attrs_column(&a, "price", 5, KNN_ATTR_DOUBLE, &cz, &err) == KNN_OK && cz == cd, "column found again");
+    CHECK(knn_attrs_column(&a, "price", 5, KNN_ATTR_BIGINT, &cz, &err) == KNN_EINVAL &&
+          strstr(err.msg, "is DOUBLE, not BIGINT") != NULL, "type clash: %s", err.msg);
+    CHECK(knn_attrs_column(&a, "", 0, KNN_ATTR_BIGINT, &cz, &err) == KNN_EINVAL, "empty name accepted");
+    char longname[80];
+    memset(longname, 'x', sizeof longname);
+    CHECK(knn_attrs_column(&a, longname, 65, KNN_ATTR_BIGINT, &cz, &err) == KNN_EINVAL && strstr(err.msg, "at most 64"),
+          "long name: %s", err.msg);
+    CHECK(knn_attrs_column(&a, "a\0b", 3, KNN_ATTR_BIGINT, &cz, &err) == KNN_EINVAL, "NUL in name accepted");
+    CHECK(knn_attrs_column(&a, "t", 1, (knn_attr_type)9, &cz, &err) == KNN_EINVAL, "type 9 accepted");
+    for (size_t r = 0; r < 200; r++) {
+        if (r % 7) knn_attrs_set_f64(&a, cd, r, r % 11 == 0 ? NAN : (double)r / 4);
+        if (r % 5) knn_attrs_set_i64(&a, cb, r, (int64_t)r - 100);
+        char s[16];
+        int l = snprintf(s, sizeof s, "v%zu", r % 13);
+        if (r % 3) CHECK(knn_attrs_set_str(&a, cs, r, s, (size_t)l, &err) == KNN_OK, "set_str: %s", err.msg);
+    }
+    CHECK(a.cols[cs].dict.n == 13, "dictionary of %zu strings", a.cols[cs].dict.n);
+    CHECK(knn_attr_dict_find(&a.cols[cs].dict, "v12", 3) >= 0 && knn_attr_dict_find(&a.cols[cs].dict, "v13", 3) == -1,
+          "dict find");
+    knn_attrs_set_null(&a, cb, 1);
+    CHECK(!knn_attrs_is_valid(&a.cols[cb], 1) && knn_attrs_is_valid(&a.cols[cb], 2), "set_null");
+    CHECK(knn_attrs_bytes(&a) > 200 * (8 + 8 + 4), "bytes %zu", knn_attrs_bytes(&a));
+    /* a batch: new columns, a column the batch lacks becomes NULL on the rows it writes */
+    int64_t flags[3] = {1, 0, 7}, days[3] = {19753, -1, 0};
+    const char *names[3] = {"x", "", "v3"};
+    uint32_t lens[3] = {1, 0, 2};
+    uint64_t some = 0x5; /* rows 0 and 2 valid */
+    knn_attr_input in[4] = {
+        {.name = "flag", .name_len = 4, .type = KNN_ATTR_BOOLEAN, .i64 = flags},
+        {.name = "day", .name_len = 3, .type = KNN_ATTR_DATE, .i64 = days, .valid = &some},
+        {.name = "CAT", .name_len = 3, .type = KNN_ATTR_VARCHAR, .strs = names, .str_lens = lens},
+        {.name = "price", .name_len = 5, .type = KNN_ATTR_DOUBLE, .f64 = NULL},
+    };
+    knn_attr_batch b = {in, 3};
+    CHECK(knn_attrs_check(&a, &b, &err) == KNN_OK, "check: %s", err.msg);
+    CHECK(knn_attrs_grow(&a, 203, &err) == KNN_OK, "grow: %s", err.msg);
+    for (size_t i = 0; i < 3; i++) CHECK(knn_attrs_write(&a, &b, i, 200 + i, &err) == KNN_OK, "write: %s", err.msg);
+    long cf = knn_attrs_find(&a, "flag", 4), cy = knn_attrs_find(&a, "day", 3);
+    CHECK(cf >= 0 && cy >= 0 && a.ncols == 5, "batch columns added");
+    CHECK(a.cols[cf].i64[202] == 1 && a.cols[cf].i64[201] == 0, "BOOLEAN written as 0/1");
+    CHECK(knn_attrs_is_valid(&a.cols[cy], 200) && !knn_attrs_is_valid(&a.cols[cy], 201), "batch validity");
+    CHECK(!knn_attrs_is_valid(&a.cols[cd], 200) && !knn_attrs_is_valid(&a.cols[cf], 5), "missing -> NULL");
+    CHECK(a.cols[cs].dict.n == 15 && a.cols[cs].code[202] == (uint32_t)knn_attr_dict_find(&a.cols[cs].dict, "v3", 2),
+          "batch strings interned");
+    /* batch errors */
+    knn_attr_input twice[2] = {in[0], in[0]};
+    twice[1].name = "FLAG";
+    knn_attr_batch bad = {twice, 2};
+    CHECK(knn_attrs_check(&a, &bad, &err) == KNN_EINVAL && strstr(err.msg, "given twice"), "dup: %s", err.msg);
+    knn_attr_input wrong = in[0];
+    wrong.name = "cat";
+    wrong.name_len = 3;
+    bad = (knn_attr_batch){&wrong, 1};
+    CHECK(knn_attrs_check(&a, &bad, &err) == KNN_EINVAL && strstr(err.msg, "is VARCHAR in the index but BOOLEAN"),
+          "type: %s", err.msg);
+    bad = (knn_attr_batch){&in[3], 1};
+    CHECK(knn_attrs_check(&a, &bad, &err) == KNN_EINVAL && strstr(err.msg, "has no values"), "no values: %s", err.msg);
+    wrong = in[0];
+    wrong.type = (knn_attr_type)0;
+    bad = (knn_attr_batch){&wrong, 1};
+    CHECK(knn_attrs_check(&a, &bad, &err) == KNN_EINVAL && strstr(err.msg, "unknown type"), "type 0: %s", err.msg);
+    wrong = in[0];
+    wrong.name_len = 0;
+    bad = (knn_attr_batch){&wrong, 1};
+    CHECK(knn_attrs_check(&a, &bad, &err) == KNN_EINVAL && strstr(err.msg, "empty"), "empty: %s", err.msg);
+    {
+        knn_attr_input many[KNN_ATTR_COLS_MAX];
+        char nm[KNN_ATTR_COLS_MAX][8];
+        for (int i = 0; i < KNN_ATTR_COLS_MAX; i++) {
+            many[i] = in[0];
+            many[i].name = nm[i];
+            many[i].name_len = (size_t)snprintf(nm[i], sizeof nm[i], "m%d", i);
+        }
+        bad = (knn_attr_batch){many, KNN_ATTR_COLS_MAX};
+        CHECK(knn_attrs_check(&a, &bad, &err) == KNN_EINVAL && strstr(err.msg, "at most 64"), "too many: %s", err.msg);
+    }
+    /* save -> load (with extra NULL rows) -> equal; save again -> identical bytes */
+    uint8_t *bytes = NULL, *again = NULL;
+    size_t blen = 0, alen = 0, used = 0;
+    CHECK(knn_attrs_save(&a, a.rows + 70, &bytes, &blen, &err) == KNN_OK, "save: %s", err.msg);
+    CHECK(knn_attrs_save(&a, a.rows - 1, &again, &alen, &err) == KNN_EINVAL && again == NULL, "short save accepted");
+    knn_attrs l;
+    knn_attrs_init(&l);
+    CHECK(knn_attrs_load(&l, bytes, blen, a.rows + 70, &used, &err) == KNN_OK && used == blen, "load: %s", err.msg);
+    CHECK(l.rows == a.rows + 70 && attrs_same(&a, &l, a.rows + 70), "loaded store differs");
+    CHECK(knn_attrs_save(&l, l.rows, &again, &alen, &err) == KNN_OK && alen == blen && memcmp(again, bytes, blen) == 0,
+          "re-saved bytes differ");
+    free(again);
+    CHECK(knn_attrs_load(&l, bytes, blen, a.rows + 70, &used, &err) == KNN_ESTATE, "load into a full store");
+    knn_attrs_free(&l);
+    /* every truncation fails with KNN_EDATA and leaves the store empty */
+    size_t accepted = 0;
+    for (size_t cut = 0; cut < blen; cut += (cut < 400 ? 1 : 97)) {
+        knn_status s = knn_attrs_load(&l, bytes, cut, a.rows + 70, &used, &err);
+        if (s == KNN_OK) accepted++;
+        CHECK(s == KNN_OK || (s == KNN_EDATA && l.ncols == 0 && l.cols == NULL && strstr(err.msg, "corrupt")),
+              "truncated load: %d %s", (int)s, err.msg);
+        knn_attrs_free(&l);
+    }
+    CHECK(accepted == 0, "%zu truncated buffers loaded", accepted);
+    /* mutations: each either loads (then saves back to a buffer that loads) or fails with KNN_EDATA */
+    uint8_t *mut = malloc(blen);
+    size_t rejected = 0;
+    for (int t = 0; t < 3000; t++) {
+        memcpy(mut, bytes, blen);
+        size_t at = t < 600 ? (size_t)t : (size_t)(urand() % blen);
+        mut[at] ^= (uint8_t)(1u << (urand() % 8));
+        if (t % 3 == 0) mut[urand() % blen] = (uint8_t)urand();
+        knn_status s = knn_attrs_load(&l, mut, blen, a.rows + 70, &used, &err);
+        if (s == KNN_OK) {
+            CHECK(knn_attrs_save(&l, l.rows, &again, &alen, &err) == KNN_OK, "save of a loaded store");
+            knn_attrs m;
+            knn_attrs_init(&m);
+            CHECK(knn_attrs_load(&m, again, alen, l.rows, &used, &err) == KNN_OK && attrs_same(&l, &m, l.rows),
+                  "reload of a mutated store");
+            knn_attrs_free(&m);
+            free(again);
+        } else {
+            rejected++;
+            CHECK(s == KNN_EDATA && l.ncols == 0 && err.msg[0], "mutated load: %d %s", (int)s, err.msg);
+        }
+        knn_attrs_free(&l);
+    }
+    CHECK(rejected > 100, "only %zu mutations rejected", rejected);
+    free(mut);
+    /* specific corruptions */
+    {
+        uint8_t hdr[64];
+        size_t n = 0;
+        memset(hdr, 0, sizeof hdr);
+        hdr[0] = 65; /* 65 columns */
+        CHECK(knn_attrs_load(&l, hdr, 4, 0, &used, &err) == KNN_EDATA && strstr(err.msg, "65 columns"), "%s", err.msg);
+        hdr[0] = 1; hdr[4] = 6; hdr[8] = 1; hdr[12] = 's'; /* VARCHAR "s", 2 strings "a", "a" */
+        hdr[13] = 2; n = 21;
+        hdr[n] = 1; hdr[n + 4] = 'a'; hdr[n + 5] = 1; hdr[n + 9] = 'a'; n += 10;
+        CHECK(knn_attrs_load(&l, hdr, n + 8 + 4, 1, &used, &err) == KNN_EDATA && strstr(err.msg, "repeats"), "%s", err.msg);
+        hdr[n - 1] = 'b'; /* distinct now; row 0 valid with code 5 */
+        hdr[n] = 1; hdr[n + 8] = 5;
+        CHECK(knn_attrs_load(&l, hdr, n + 12, 1, &used, &err) == KNN_EDATA && strstr(err.msg, "code 5"), "%s", err.msg);
+        hdr[n + 8] = 1;
+        CHECK(knn_attrs_load(&l, hdr, n + 12, 1, &used, &err) == KNN_OK && used == n + 12 &&
+              strcmp(l.cols[0].dict.strs[l.cols[0].code[0]], "b") == 0, "hand-made load: %s", err.msg);
+        knn_attrs_free(&l);
+        hdr[n] = 3; /* a validity bit past the last row */
+        CHECK(knn_attrs_load(&l, hdr, n + 12, 1, &used, &err) == KNN_EDATA && strstr(err.msg, "past row"), "%s", err.msg);
+        hdr[4] = 3; /* BOOLEAN with a dictionary */
+        CHECK(knn_attrs_load(&l, hdr, n + 12, 1, &used, &err) == KNN_EDATA && strstr(err.msg, "dictionary"), "%s", err.msg);
+        hdr[4] = 7;
+        CHECK(knn_attrs_load(&l, hdr, n + 12, 1, &used, &err) == KNN_EDATA && strstr(err.msg, "type code 7"), "%s", err.msg);
+        hdr[4] = 6; hdr[8] = 0;
+        CHECK(knn_attrs_load(&l, hdr, n + 12, 1, &used, &err) == KNN_EDATA && strstr(err.msg, "name length"), "%s", err.msg);
+        hdr[8] = 1; hdr[13] = 0xff; hdr[14] = 0xff; hdr[20] = 0xff; /* a huge dictionary size */
+        CHECK(knn_attrs_load(&l, hdr, n + 12, 1, &used, &err) == KNN_EDATA && strstr(err.msg, "exceeds"), "%s", err.msg);
+        CHECK(knn_attrs_load(&l, hdr, n + 12, (size_t)1 << 40, &used, &err) == KNN_EDATA && strstr(err.msg, "cannot fit"),
+              "%s", err.msg);
+        CHECK(l.ncols == 0 && l.cols == NULL, "store not empty after failures");
+    }
+    /* compact: keep rows r % 3 != 0, compare against the saved copy */
+    knn_attrs before;
+    knn_attrs_init(&before);
+    CHECK(knn_attrs_load(&before, bytes, blen, a.rows + 70, &used, &err) == KNN_OK, "load: %s", err.msg);
+    uint8_t *drop = calloc(a.rows, 1);
+    size_t keep = 0;
+    for (size_t r = 0; r < a.rows; r++) {
+        drop[r] = r % 3 == 0;
+        keep += !drop[r];
+    }
+    size_t old_rows = a.rows;
+    CHECK(knn_attrs_compact(&a, drop, &err) == KNN_OK && a.rows == keep, "compact rows %zu", a.rows);
+    int same = 1;
+    for (size_t c = 0; c < a.ncols; c++) {
+        const knn_attr_col *x = &a.cols[c], *y = &before.cols[c];
+        char k = knn_attr_physical(x->type);
+        for (size_t r = 0, j = 0; r < old_rows; r++) {
+            if (drop[r]) continue;
+            int v = knn_attrs_is_valid(y, r);
+            if (knn_attrs_is_valid(x, j) != v) same = 0;
+            if (v && k == 'i' && x->i64[j] != y->i64[r]) same = 0;
+            if (v && k == 'f' && memcmp(&x->f64[j], &y->f64[r], 8) != 0) same = 0;
+            if (v && k == 's' && strcmp(x->dict.strs[x->code[j]], y->dict.strs[y->code[r]]) != 0) same = 0;
+            j++;
+        }
+        for (size_t r = keep; r < old_rows; r++) if (knn_attrs_is_valid(x, r)) same = 0;
+    }
+    CHECK(same, "compacted rows differ");
+    CHECK(knn_attrs_grow(&a, keep + 5, &err) == KNN_OK && !knn_attrs_is_valid(&a.cols[cb], keep + 2), "regrown row valid");
+    free(drop);
+    knn_attrs_free(&before);
+    free(bytes);
+    /* an empty store saves and loads */
+    knn_attrs e;
+    knn_attrs_init(&e);
+    CHECK(knn_attrs_save(&e, 10, &bytes, &blen, &err) == KNN_OK && blen == 4, "empty save %zu", blen);
+    CHECK(knn_attrs_load(&l, bytes, blen, 10, &used, &err) == KNN_OK && l.rows == 10 && l.ncols == 0, "empty load");
+    knn_attrs_free(&l);
+    free(bytes);
+    knn_attrs_free(&a);
+}
+
 int main(void) {
+    test_attrs();
     test_selector();
     test_flat();
     test_graph();
