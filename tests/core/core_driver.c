@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "attrs/knn_attrs.h"
+#include "attrs/knn_predicate.h"
+#include "attrs/predicate_internal.h"
 #include "knn_api.h"
 #include "sample/knn_sample.h"
 #include "select/knn_selector.h"
@@ -732,8 +734,464 @@ static void test_attrs(void) {
     knn_attrs_free(&a);
 }
 
+/* ---- filter predicates (attrs/knn_predicate.h) against a row-by-row reference ---- */
+
+#define PR 300 /* rows of the predicate fixture */
+#define DAY_US 86400000000LL
+
+/* Days since 1970-01-01 by counting (independent of the core's era arithmetic). */
+static int64_t ref_days(int y, int m, int d) {
+    static const int ml[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int64_t n = 0;
+    for (int k = 1970; k < y; k++) n += 365 + ((k % 4 == 0 && k % 100 != 0) || k % 400 == 0);
+    for (int k = 1; k < m; k++) n += ml[k - 1] + (k == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0));
+    return n + d - 1;
+}
+
+/* The fixture: per-row values kept here too, as plain arrays, for the reference. */
+typedef struct pfix {
+    knn_attrs a;
+    int nul[6][PR]; /* price n flag d ts cat */
+    double price[PR];
+    int64_t n[PR], flag[PR], d[PR], ts[PR];
+    const char *cat[PR];
+} pfix;
+
+static const char *const CATS[] = {"a", "abc", "ab", "b", "It's", "x_y", "", "\xc3\xa9", "aXc", "abcabc", "zz"};
+static const int64_t NVALS[] = {-5, -1, 0, 1, 2, 3, 7, INT64_MAX, INT64_MIN, 9007199254740993LL, 9007199254740992LL};
+
+static void pfix_build(pfix *f) {
+    knn_error err;
+    knn_attrs_init(&f->a);
+    size_t c;
+    static const char *const names[6] = {"price", "n", "flag", "d", "ts", "cat"};
+    static const knn_attr_type types[6] = {KNN_ATTR_DOUBLE, KNN_ATTR_BIGINT, KNN_ATTR_BOOLEAN, KNN_ATTR_DATE,
+                                           KNN_ATTR_TIMESTAMP, KNN_ATTR_VARCHAR};
+    for (int k = 0; k < 6; k++) CHECK(knn_attrs_column(&f->a, names[k], strlen(names[k]), types[k], &c, &err) == KNN_OK, "%s", err.msg);
+    CHECK(knn_attrs_grow(&f->a, PR, &err) == KNN_OK, "%s", err.msg);
+    static const double PV[] = {1.5, 2, 10, -1, 0.0, -0.0, 2.5, 1e300, -3.25, 1e1};
+    int64_t d0 = ref_days(2024, 1, 28);
+    for (size_t r = 0; r < PR; r++) {
+        for (int k = 0; k < 6; k++) f->nul[k][r] = urand() % 5 == 0;
+        f->price[r] = urand() % 9 == 0 ? NAN : PV[urand() % 10];
+        f->n[r] = NVALS[urand() % 11];
+        f->flag[r] = (int64_t)(urand() % 2);
+        f->d[r] = d0 + (int64_t)(urand() % 8);
+        f->ts[r] = (d0 + (int64_t)(urand() % 8)) * DAY_US + (urand() % 3 == 0 ? 0 : (int64_t)(urand() % 4) * 21600000000LL + 500000);
+        f->cat[r] = CATS[urand() % 11];
+        if (!f->nul[0][r]) knn_attrs_set_f64(&f->a, 0, r, f->price[r]);
+        if (!f->nul[1][r]) knn_attrs_set_i64(&f->a, 1, r, f->n[r]);
+        if (!f->nul[2][r]) knn_attrs_set_i64(&f->a, 2, r, f->flag[r]);
+        if (!f->nul[3][r]) knn_attrs_set_i64(&f->a, 3, r, f->d[r]);
+        if (!f->nul[4][r]) knn_attrs_set_i64(&f->a, 4, r, f->ts[r]);
+        if (!f->nul[5][r]) knn_attrs_set_str(&f->a, 5, r, f->cat[r], strlen(f->cat[r]), &err);
+    }
+}
+
+/* A literal for the generator: its text and its value as the reference reads it. */
+typedef struct rlit {
+    const char *text;
+    int kind; /* 0 NULL, 1 int, 2 double, 3 string, 4 bool, 5 date (days), 6 timestamp (us) */
+    int64_t i;
+    double d;
+    const char *s;
+} rlit;
+
+static int ref_sign_d(double a, double b) { /* DuckDB order: NaN == NaN, NaN above everything */
+    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b) ? 0 : isnan(a) ? 1 : -1;
+    return a < b ? -1 : a > b ? 1 : 0;
+}
+static int ref_sign_i(int64_t a, int64_t b) { return a < b ? -1 : a > b ? 1 : 0; }
+static int ref_holds(int op, int sg) {
+    return op == 0 ? sg == 0 : op == 1 ? sg != 0 : op == 2 ? sg < 0 : op == 3 ? sg <= 0 : op == 4 ? sg > 0 : sg >= 0;
+}
+
+/* row r of column col compared with literal l: the sign of (value - literal); col and literal not NULL. */
+static int ref_sign(const pfix *f, int col, size_t r, const rlit *l) {
+    switch (col) {
+    case 0: return ref_sign_d(f->price[r], l->kind == 1 ? (double)l->i : l->d);
+    case 1: return l->kind == 1 ? ref_sign_i(f->n[r], l->i) : ref_sign_d((double)f->n[r], l->d);
+    case 2: return ref_sign_i(f->flag[r], l->i);
+    case 3: /* a date against a timestamp: the date's midnight */
+        return l->kind == 6 ? ref_sign_i(f->d[r] * DAY_US, l->i) : ref_sign_i(f->d[r], l->i);
+    case 4: return ref_sign_i(f->ts[r], l->kind == 5 ? l->i * DAY_US : l->i);
+    default: {
+        int c = strcmp(f->cat[r], l->s); /* no NUL bytes in the fixture's strings */
+        return c < 0 ? -1 : c > 0;
+    }
+    }
+}
+
+/* LIKE by recursion over code points (the core uses a backtracking loop). */
+static int ref_like(const char *s, const char *p) {
+    if (*p == '\0') return *s == '\0';
+    if (*p == '%') return ref_like(s, p + 1) || (*s && ref_like(s + 1, p));
+    if (*s == '\0') return 0;
+    if (*p == '_') {
+        size_t k = ((unsigned char)*s & 0xE0) == 0xC0 ? 2 : 1;
+        return ref_like(s + k, p + 1);
+    }
+    return *p == *s && ref_like(s + 1, p + 1);
+}
+
+static const char *const OPS[] = {"=", "<>", "<", "<=", ">", ">="};
+static const char *const OPS2[] = {"==", "!=", "<", "<=", ">", ">="};
+static const char *const COLS[] = {"price", "n", "flag", "d", "ts", "cat"};
+
+static const rlit *pick_lit(int col) {
+    static rlit L[6][10];
+    static int init;
+    if (!init) {
+        init = 1;
+        int64_t j31 = ref_days(2024, 1, 31), f1 = ref_days(2024, 2, 1);
+        rlit p[] = {{"NULL", 0, 0, 0, 0}, {"2", 1, 2, 0, 0}, {"-1", 1, -1, 0, 0}, {"1.5", 2, 0, 1.5, 0},
+                    {"-0.0", 2, 0, -0.0, 0}, {"1e1", 2, 0, 10, 0}, {"10", 1, 10, 0, 0}, {"2.25", 2, 0, 2.25, 0},
+                    {"-3.25", 2, 0, -3.25, 0}, {"0", 1, 0, 0, 0}};
+        rlit n[] = {{"NULL", 0, 0, 0, 0}, {"3", 1, 3, 0, 0}, {"-5", 1, -5, 0, 0}, {"9223372036854775807", 1, INT64_MAX, 0, 0},
+                    {"-9223372036854775808", 1, INT64_MIN, 0, 0}, {"2.5", 2, 0, 2.5, 0}, {"9007199254740993", 1, 9007199254740993LL, 0, 0},
+                    {"1e0", 2, 0, 1, 0}, {"0", 1, 0, 0, 0}, {"9223372036854775808", 2, 0, 9223372036854775808.0, 0}};
+        rlit b[] = {{"TRUE", 4, 1, 0, 0}, {"FALSE", 4, 0, 0, 0}, {"NULL", 0, 0, 0, 0}, {"true", 4, 1, 0, 0},
+                    {"False", 4, 0, 0, 0}, {"TRUE", 4, 1, 0, 0}, {"FALSE", 4, 0, 0, 0}, {"NULL", 0, 0, 0, 0},
+                    {"TRUE", 4, 1, 0, 0}, {"FALSE", 4, 0, 0, 0}};
+        rlit d[] = {{"NULL", 0, 0, 0, 0}, {"DATE '2024-01-31'", 5, j31, 0, 0}, {"'2024-02-01'", 5, f1, 0, 0},
+                    {"TIMESTAMP '2024-01-31 12:00:00.5'", 6, j31 * DAY_US + 43200500000LL, 0, 0},
+                    {"TIMESTAMP '2024-02-01 00:00:00'", 6, f1 * DAY_US, 0, 0}, {"date '2024-1-29'", 5, j31 - 2, 0, 0},
+                    {"DATE '2024-02-04'", 5, f1 + 3, 0, 0}, {"'2024-01-28'", 5, j31 - 3, 0, 0},
+                    {"TIMESTAMP '2024-01-29T23:59'", 6, (j31 - 2) * DAY_US + 86340000000LL, 0, 0}, {"DATE '2024-02-02'", 5, f1 + 1, 0, 0}};
+        rlit t[] = {{"NULL", 0, 0, 0, 0}, {"TIMESTAMP '2024-01-31 12:00:00.5'", 6, j31 * DAY_US + 43200500000LL, 0, 0},
+                    {"DATE '2024-01-31'", 5, j31, 0, 0}, {"'2024-02-01 06:00:00.5'", 6, f1 * DAY_US + 21600500000LL, 0, 0},
+                    {"'2024-02-02'", 6, (f1 + 1) * DAY_US, 0, 0}, {"TIMESTAMP '2024-01-30 18:00:00.500000'", 6, (j31 - 1) * DAY_US + 64800500000LL, 0, 0},
+                    {"DATE '2024-02-03'", 5, f1 + 2, 0, 0}, {"TIMESTAMP '2024-01-28'", 6, (j31 - 3) * DAY_US, 0, 0},
+                    {"'2024-01-29 12:00'", 6, (j31 - 2) * DAY_US + 43200000000LL, 0, 0}, {"DATE '2024-02-04'", 5, f1 + 3, 0, 0}};
+        rlit s[] = {{"NULL", 0, 0, 0, 0}, {"'a'", 3, 0, 0, "a"}, {"'abc'", 3, 0, 0, "abc"}, {"'It''s'", 3, 0, 0, "It's"},
+                    {"'zzz'", 3, 0, 0, "zzz"}, {"''", 3, 0, 0, ""}, {"'\xc3\xa9'", 3, 0, 0, "\xc3\xa9"}, {"'ab'", 3, 0, 0, "ab"},
+                    {"'b'", 3, 0, 0, "b"}, {"'aXc'", 3, 0, 0, "aXc"}};
+        memcpy(L[0], p, sizeof p); memcpy(L[1], n, sizeof n); memcpy(L[2], b, sizeof b);
+        memcpy(L[3], d, sizeof d); memcpy(L[4], t, sizeof t); memcpy(L[5], s, sizeof s);
+    }
+    return &L[col][urand() % 10];
+}
+
+static int8_t ref_cmp(const pfix *f, int col, size_t r, const rlit *l, int op) {
+    if (f->nul[col][r] || l->kind == 0) return 2;
+    return (int8_t)ref_holds(op, ref_sign(f, col, r, l));
+}
+static int8_t and3(int8_t x, int8_t y) { return x == 0 || y == 0 ? 0 : x == 2 || y == 2 ? 2 : 1; }
+static int8_t or3(int8_t x, int8_t y) { return x == 1 || y == 1 ? 1 : x == 2 || y == 2 ? 2 : 0; }
+static int8_t not3(int8_t x) { return x == 2 ? 2 : !x; }
+
+#define CAT(...) (at += (size_t)snprintf(buf + at, cap - at, __VA_ARGS__))
+
+/* Writes a random leaf's text at buf+at and its per-row truth (0, 1, 2 = NULL) into res. */
+static size_t gen_leaf(const pfix *f, char *buf, size_t at, size_t cap, int8_t *res) {
+    int col = (int)(urand() % 6), form = (int)(urand() % 8), op = (int)(urand() % 6);
+    const rlit *l1 = pick_lit(col), *l2 = pick_lit(col);
+    static const char *const PATS[] = {"'a%'", "'%c'", "'a_c'", "'%'", "'_'", "'It''%'", "'%b%'", "'x_y'", "'_b%'", "''", "'%a%c%'"};
+    static const char *const RAW[] = {"a%", "%c", "a_c", "%", "_", "It'%", "%b%", "x_y", "_b%", "", "%a%c%"};
+    if (col == 2 && form >= 6) { /* bare BOOLEAN column */
+        int neg = form == 7;
+        CAT("%sflag", neg ? "NOT " : "");
+        for (size_t r = 0; r < PR; r++) res[r] = f->nul[2][r] ? 2 : (int8_t)(neg ? !f->flag[r] : f->flag[r] != 0);
+        return at;
+    }
+    if (col == 5 && form >= 6) { /* LIKE */
+        int pi = (int)(urand() % 11), neg = form == 7;
+        CAT("cat %sLIKE %s", neg ? "NOT " : "", PATS[pi]);
+        for (size_t r = 0; r < PR; r++) res[r] = f->nul[5][r] ? 2 : (int8_t)(ref_like(f->cat[r], RAW[pi]) != neg);
+        return at;
+    }
+    switch (form) {
+    case 0: case 1:
+        CAT("%s %s %s", COLS[col], (urand() & 1 ? OPS : OPS2)[op], l1->text);
+        for (size_t r = 0; r < PR; r++) res[r] = ref_cmp(f, col, r, l1, op);
+        break;
+    case 2: { /* literal op column: flipped */
+        static const int flip[] = {0, 1, 4, 5, 2, 3};
+        CAT("%s %s %s", l1->text, OPS[op], COLS[col]);
+        for (size_t r = 0; r < PR; r++) res[r] = ref_cmp(f, col, r, l1, flip[op]);
+        break;
+    }
+    case 3: {
+        int neg = (int)(urand() & 1);
+        CAT("%s %sBETWEEN %s AND %s", COLS[col], neg ? "NOT " : "", l1->text, l2->text);
+        for (size_t r = 0; r < PR; r++) {
+            int8_t v = and3(ref_cmp(f, col, r, l1, 5), ref_cmp(f, col, r, l2, 3));
+            res[r] = neg ? not3(v) : v;
+        }
+        break;
+    }
+    case 4: {
+        int neg = (int)(urand() & 1), nl = 1 + (int)(urand() % 3);
+        const rlit *ls[3] = {l1, l2, pick_lit(col)};
+        CAT("%s %sIN (", COLS[col], neg ? "NOT " : "");
+        for (int k = 0; k < nl; k++) CAT("%s%s", k ? ", " : "", ls[k]->text);
+        CAT(")");
+        for (size_t r = 0; r < PR; r++) {
+            int8_t v = 0;
+            for (int k = 0; k < nl; k++) v = or3(v, ref_cmp(f, col, r, ls[k], 0));
+            res[r] = neg ? not3(v) : v;
+        }
+        break;
+    }
+    default: {
+        int neg = (int)(urand() & 1);
+        CAT("%s IS %sNULL", COLS[col], neg ? "NOT " : "");
+        for (size_t r = 0; r < PR; r++) res[r] = (int8_t)(f->nul[col][r] != neg);
+        break;
+    }
+    }
+    return at;
+}
+
+static size_t gen_expr(const pfix *f, int depth, char *buf, size_t at, size_t cap, int8_t *res) {
+    int kind = depth <= 0 ? 0 : (int)(urand() % 5);
+    if (kind <= 1) return gen_leaf(f, buf, at, cap, res);
+    int8_t *other = malloc(PR);
+    if (kind == 2) {
+        CAT("NOT (");
+        at = gen_expr(f, depth - 1, buf, at, cap, res);
+        CAT(")");
+        for (size_t r = 0; r < PR; r++) res[r] = not3(res[r]);
+    } else {
+        int is_and = kind == 3;
+        CAT("(");
+        at = gen_expr(f, depth - 1, buf, at, cap, res);
+        CAT(is_and ? (urand() & 1 ? " AND " : " and ") : (urand() & 1 ? " OR " : " Or "));
+        at = gen_expr(f, depth - 1, buf, at, cap, other);
+        CAT(")");
+        for (size_t r = 0; r < PR; r++) res[r] = is_and ? and3(res[r], other[r]) : or3(res[r], other[r]);
+    }
+    free(other);
+    return at;
+}
+
+/* Parses and evaluates text over rows [0, rows); returns the status, the bitmap in out. */
+static knn_status pred_run(const knn_attrs *a, const char *text, size_t rows, uint64_t *out, knn_error *err) {
+    knn_predicate *p = NULL;
+    knn_status s = knn_predicate_parse(text, strlen(text), &p, err);
+    if (s != KNN_OK) {
+        CHECK(p == NULL && err->msg[0], "failed parse left a predicate or no message");
+        return s;
+    }
+    s = knn_predicate_eval(p, a, rows, out, err);
+    knn_predicate_free(p);
+    return s;
+}
+
+static void pred_expect_error(const knn_attrs *a, const char *text, const char *want) {
+    knn_error err;
+    uint64_t out[(PR + 63) / 64];
+    knn_error_clear(&err);
+    knn_status s = pred_run(a, text, PR, out, &err);
+    CHECK(s != KNN_OK && strstr(err.msg, want) != NULL, "filter \"%.60s\": want error containing \"%s\", got %d \"%s\"",
+          text, want, (int)s, err.msg);
+}
+
+/* Rows matching text, as a count; -1 on an error. */
+static long pred_count(const knn_attrs *a, const char *text, size_t rows) {
+    knn_error err;
+    uint64_t *out = calloc((rows + 63) / 64 + 1, 8);
+    long n = -1;
+    if (pred_run(a, text, rows, out, &err) == KNN_OK) {
+        n = 0;
+        for (size_t w = 0; w < (rows + 63) / 64; w++) n += __builtin_popcountll(out[w]);
+    } else {
+        CHECK(0, "filter \"%s\": %s", text, err.msg);
+    }
+    free(out);
+    return n;
+}
+
+static void test_predicate(void) {
+    pfix *f = calloc(1, sizeof *f);
+    pfix_build(f);
+    knn_error err;
+    /* random expressions against the reference, on all rows and on a prefix */
+    char *buf = malloc(8192);
+    int8_t *res = malloc(PR);
+    uint64_t out[(PR + 63) / 64 + 1];
+    int bad = 0;
+    for (int t = 0; t < 1500 && bad < 5; t++) {
+        size_t at = gen_expr(f, t % 5, buf, 0, 8192, res);
+        (void)at;
+        size_t rows = t % 3 == 0 ? PR - (size_t)(urand() % 100) : PR;
+        out[(rows + 63) / 64] = 0xdeadbeef;
+        knn_status s = pred_run(&f->a, buf, rows, out, &err);
+        if (s != KNN_OK) {
+            CHECK(0, "filter \"%s\" failed: %s", buf, err.msg);
+            bad++;
+            continue;
+        }
+        CHECK(out[(rows + 63) / 64] == 0xdeadbeef, "eval wrote past its bitmap");
+        for (size_t r = 0; r < (rows + 63) / 64 * 64; r++) {
+            int got = (int)((out[r / 64] >> (r % 64)) & 1u), want = r < rows && res[r] == 1;
+            if (got != want) {
+                CHECK(0, "filter \"%s\": row %zu got %d want %d (ref %d)", buf, r, got, want, r < rows ? res[r] : -1);
+                bad++;
+                break;
+            }
+        }
+    }
+    free(buf);
+    free(res);
+    /* named semantics on a small store: x <> 'a' skips NULLs, NOT of NULL, IN with NULL, NOT IN */
+    knn_attrs s;
+    knn_attrs_init(&s);
+    size_t cc, cx, cw;
+    knn_attrs_column(&s, "c", 1, KNN_ATTR_VARCHAR, &cc, &err);
+    knn_attrs_column(&s, "x", 1, KNN_ATTR_BIGINT, &cx, &err);
+    knn_attrs_column(&s, "we\"ird", 6, KNN_ATTR_DOUBLE, &cw, &err);
+    knn_attrs_grow(&s, 4, &err);
+    knn_attrs_set_str(&s, cc, 0, "a", 1, &err);
+    knn_attrs_set_str(&s, cc, 1, "b", 1, &err);
+    knn_attrs_set_str(&s, cc, 2, "It's", 4, &err); /* row 3: NULL */
+    knn_attrs_set_i64(&s, cx, 0, 1);
+    knn_attrs_set_i64(&s, cx, 1, 2); /* rows 2, 3: NULL */
+    knn_attrs_set_f64(&s, cw, 3, NAN);
+    CHECK(pred_count(&s, "c <> 'a'", 4) == 2, "<> counts NULL rows");
+    CHECK(pred_count(&s, "NOT (c = 'a')", 4) == 2, "NOT of NULL is not TRUE");
+    CHECK(pred_count(&s, "NOT (x > 5)", 4) == 2, "NOT (x > 5) on NULLs");
+    CHECK(pred_count(&s, "x IN (1, NULL)", 4) == 1 && pred_count(&s, "x NOT IN (1, NULL)", 4) == 0, "IN with NULL");
+    CHECK(pred_count(&s, "x NOT IN (1)", 4) == 1 && pred_count(&s, "x IS NULL", 4) == 2, "NOT IN, IS NULL");
+    CHECK(pred_count(&s, "c = 'It''s'", 4) == 1 && pred_count(&s, "c LIKE 'It''_'", 4) == 1, "escaped quote");
+    CHECK(pred_count(&s, "c = 'nope'", 4) == 0 && pred_count(&s, "c <> 'nope'", 4) == 3, "absent literal");
+    CHECK(pred_count(&s, "x = NULL", 4) == 0 && pred_count(&s, "NOT (x = NULL)", 4) == 0, "= NULL is never TRUE");
+    CHECK(pred_count(&s, "x IS NULL OR x = 1", 4) == 3 && pred_count(&s, "x = 1 AND x IS NOT NULL", 4) == 1, "AND/OR");
+    CHECK(pred_count(&s, "TRUE", 4) == 4 && pred_count(&s, "FALSE OR NULL", 4) == 0 && pred_count(&s, "NOT NULL", 4) == 0,
+          "constants");
+    CHECK(pred_count(&s, "\"we\"\"ird\" = 1 OR \"WE\"\"IRD\" > 1e300", 4) == 1, "quoted name, NaN above all");
+    CHECK(pred_count(&s, "X BETWEEN 1 AnD 2 oR NoT c iS NuLl", 4) == 3, "keywords ignore case");
+    CHECK(pred_count(&s, "x >= -9223372036854775808 AND x < 9223372036854775807", 4) == 2, "int64 bounds");
+    CHECK(pred_count(&s, "x = 1", 1) == 1 && pred_count(&s, "x = 1", 0) == 0, "short evaluations");
+    CHECK(pred_count(&s, "x = 1 OR c = 'b'", 9) == 2, "rows past the store are NULL");
+    /* DATE parsing: leap years, against the counting reference */
+    int64_t v;
+    CHECK(knn_pred_datetime("2024-02-29", 10, 0, &v) == NULL && v == ref_days(2024, 2, 29), "leap day");
+    CHECK(knn_pred_datetime("2000-02-29", 10, 0, &v) == NULL && v == ref_days(2000, 2, 29), "2000 is leap");
+    CHECK(knn_pred_datetime("1900-02-29", 10, 0, &v) != NULL && knn_pred_datetime("2023-02-29", 10, 0, &v) != NULL,
+          "no leap day");
+    CHECK(knn_pred_datetime("1969-12-31", 10, 0, &v) == NULL && v == -1, "1969-12-31 is %lld", (long long)v);
+    CHECK(knn_pred_datetime("2024-03-01 00:00:01.000001", 26, 1, &v) == NULL && v == ref_days(2024, 3, 1) * DAY_US + 1000001,
+          "timestamp");
+    CHECK(knn_pred_datetime("2024-03-01 24:00", 16, 1, &v) != NULL && knn_pred_datetime("2024-03-01 1:00", 15, 0, &v) != NULL,
+          "bad times");
+    /* columns */
+    knn_predicate *p = NULL;
+    const char *two = "price < 3 AND PRICE > 1 OR cat = 'a' OR \"n\" IS NULL";
+    CHECK(knn_predicate_parse(two, strlen(two), &p, &err) == KNN_OK, "%s", err.msg);
+    char cols[64];
+    knn_predicate_columns(p, cols, sizeof cols);
+    CHECK(strcmp(cols, "price, cat, n") == 0, "columns '%s'", cols);
+    knn_predicate_columns(p, cols, 9);
+    CHECK(strcmp(cols, "price") == 0, "truncated columns '%s'", cols);
+    knn_predicate_free(p);
+    /* not NUL-terminated text: the length bounds it */
+    CHECK(knn_predicate_parse("flag = TRUE garbage", 11, &p, &err) == KNN_OK, "%s", err.msg);
+    knn_predicate_free(p);
+    /* errors: every message names the problem and the fix */
+    pred_expect_error(&f->a, "prise < 3", "unknown column 'prise'; the index has columns price, n, flag, d, ts, cat");
+    pred_expect_error(&s, "y = 1", "unknown column 'y'; the index has columns c, x, we\"ird");
+    pred_expect_error(&f->a, "cat = 3", "column 'cat' is VARCHAR but the literal 3 is a number; quote it ('3')");
+    pred_expect_error(&f->a, "cat IN ('a', 3)", "quote it ('3')");
+    pred_expect_error(&f->a, "cat = DATE '2024-01-01'", "is a DATE; compare it with a plain string");
+    pred_expect_error(&f->a, "lower(cat) = 'a'",
+                      "function calls (lower(...)) are not supported in an index filter; filter in SQL with knn_among(...) instead");
+    pred_expect_error(&f->a, "cat = upper('a')", "function calls (upper(...))");
+    pred_expect_error(&f->a, "price < 10 AND (n > 3))", "unexpected ')' at byte 22");
+    pred_expect_error(&f->a, "price < 10 AND n > )", "unexpected ')' at byte 19; expected a literal");
+    pred_expect_error(&f->a, "price <", "unexpected end of the filter at byte 7; expected a literal");
+    pred_expect_error(&f->a, "price + 1 > 3", "arithmetic operators (+ - * / % ||) are not supported in an index filter (found '+' at byte 6)");
+    pred_expect_error(&f->a, "price > 3 * 2", "found '*' at byte 10");
+    pred_expect_error(&f->a, "price > 3 - 2", "arithmetic operators");
+    pred_expect_error(&f->a, "2 / price > 3", "arithmetic operators");
+    pred_expect_error(&f->a, "cat || 'x' = 'ax'", "arithmetic operators");
+    pred_expect_error(&f->a, "price::INTEGER = 3", "casts (:: and CAST) are not supported");
+    pred_expect_error(&f->a, "price = 3::DOUBLE", "casts (:: and CAST)");
+    pred_expect_error(&f->a, "CAST(price AS INTEGER) = 3", "casts (:: and CAST)");
+    pred_expect_error(&f->a, "n IN (SELECT 1)", "subqueries (SELECT ...) are not supported");
+    pred_expect_error(&f->a, "(SELECT 1) = n", "subqueries");
+    pred_expect_error(&f->a, "EXISTS (SELECT 1)", "subqueries");
+    pred_expect_error(&f->a, "price < n", "comparing two columns (price and n, byte 8) is not supported");
+    pred_expect_error(&f->a, "n BETWEEN 1 AND price", "comparing two columns");
+    pred_expect_error(&f->a, "cat ILIKE 'a%'", "'ILIKE' (byte 4) is not supported in an index filter; use LIKE");
+    pred_expect_error(&f->a, "cat SIMILAR TO 'a'", "'SIMILAR' (byte 4) is not supported");
+    pred_expect_error(&f->a, "cat GLOB 'a*'", "'GLOB' (byte 4) is not supported");
+    pred_expect_error(&f->a, "cat ~ 'a.*'", "'~' (byte 4) is not supported");
+    pred_expect_error(&f->a, "cat NOT ILIKE 'a'", "'ILIKE' (byte 8) is not supported");
+    pred_expect_error(&f->a, "regexp_matches(cat, 'a')", "function calls (regexp_matches(...))");
+    pred_expect_error(&f->a, "", "the filter is empty");
+    pred_expect_error(&f->a, " \n\t", "the filter is empty");
+    pred_expect_error(&f->a, "cat = 'abc", "the string starting at byte 6 is not closed");
+    pred_expect_error(&f->a, "\"cat = 'a'", "the quoted name starting at byte 0 is not closed");
+    pred_expect_error(&f->a, "d = DATE '2024-02-30'", "DATE '2024-02-30' at byte 4 is not a valid DATE (no such day in that month)");
+    pred_expect_error(&f->a, "ts > TIMESTAMP '2024-01-01 25:00'", "is not a valid TIMESTAMP (no such time of day)");
+    pred_expect_error(&f->a, "d = '2024-13-01'", "column 'd' is DATE but '2024-13-01' is not a valid DATE (no such month)");
+    pred_expect_error(&f->a, "d = '2024-01-01 10:00'", "a DATE has no time of day");
+    pred_expect_error(&f->a, "d = 3", "column 'd' is DATE but the literal 3 is a number; write DATE 'YYYY-MM-DD'");
+    pred_expect_error(&f->a, "price LIKE 'a%'", "LIKE needs a VARCHAR column, but 'price' is DOUBLE");
+    pred_expect_error(&f->a, "price", "column 'price' is DOUBLE, not BOOLEAN");
+    pred_expect_error(&f->a, "NOT n AND flag", "column 'n' is BIGINT, not BOOLEAN");
+    pred_expect_error(&f->a, "flag = 1", "column 'flag' is BOOLEAN but the literal 1 is a number; use TRUE or FALSE");
+    pred_expect_error(&f->a, "price = 'abc'", "column 'price' is DOUBLE but the literal 'abc' is a string; compare it with a number");
+    pred_expect_error(&f->a, "n > TRUE", "is a boolean");
+    pred_expect_error(&f->a, "n = 1e999", "the number 1e999 at byte 4 is out of range for DOUBLE");
+    pred_expect_error(&f->a, "3", "the literal 3 at byte 0 is not a condition; compare it with a column (col = 3)");
+    pred_expect_error(&f->a, "3 = 4", "a second literal at byte 4");
+    pred_expect_error(&f->a, "t.price = 3", "qualified names (t.x, byte 1)");
+    pred_expect_error(&f->a, "price BETWEEN 1 3", "expected AND in BETWEEN");
+    pred_expect_error(&f->a, "n IN 1", "expected '(' after IN");
+    pred_expect_error(&f->a, "n IN (1 2)", "expected ',' or ')' in the IN list");
+    pred_expect_error(&f->a, "n IN ()", "unexpected ')' at byte 6; expected a literal");
+    pred_expect_error(&f->a, "cat IS 'a'", "expected NULL or NOT after IS");
+    pred_expect_error(&f->a, "price NOT 3", "expected BETWEEN, IN or LIKE after NOT");
+    pred_expect_error(&f->a, "cat LIKE 3", "expected a 'pattern' string after LIKE");
+    pred_expect_error(&f->a, "\"\" = 3", "the column name at byte 0 is 0 bytes; names have 1 to 64");
+    pred_expect_error(&f->a, "price = 3abc", "unexpected '3a' at byte 8; expected a number");
+    pred_expect_error(&f->a, "price = -'a'", "expected a number after '-'");
+    pred_expect_error(&f->a, "price = 3 n = 4", "unexpected 'n' at byte 10; expected AND, OR or the end of the filter");
+    pred_expect_error(&f->a, "price = 3;", "unexpected ';' at byte 9");
+    pred_expect_error(&f->a, "AND price = 3", "unexpected 'AND' at byte 0; expected a condition");
+    pred_expect_error(&f->a, "price < 3 AND nope", "unknown column 'nope'");
+    {
+        char big[KNN_PREDICATE_MAX_LEN + 16];
+        memset(big, ' ', sizeof big);
+        big[sizeof big - 1] = '\0';
+        memcpy(big, "flag", 4);
+        pred_expect_error(&f->a, big, "at most 65536");
+        size_t at = 0;
+        for (int i = 0; i < 70; i++) big[at++] = '(';
+        memcpy(big + at, "flag", 5);
+        pred_expect_error(&f->a, big, "nesting deeper than 64 levels");
+        at = 0;
+        for (int i = 0; i < 70; i++) at += (size_t)sprintf(big + at, "NOT ");
+        sprintf(big + at, "flag");
+        pred_expect_error(&f->a, big, "nesting deeper than 64 levels");
+        at = 0;
+        for (int i = 0; i < 30; i++) at += (size_t)sprintf(big + at, "NOT (");
+        at += (size_t)sprintf(big + at, "flag");
+        for (int i = 0; i < 30; i++) big[at++] = ')';
+        big[at] = '\0';
+        CHECK(pred_count(&f->a, big, PR) >= 0, "60 levels (30 NOT and 30 parentheses)");
+        at = 0;
+        for (int i = 0; i < 4200; i++) at += (size_t)sprintf(big + at, "%sflag", i ? " AND " : "");
+        pred_expect_error(&f->a, big, "more than 4096 conditions");
+        at = 0; /* a long flat chain within the bounds evaluates (n-ary AND, no deep recursion) */
+        for (int i = 0; i < 4000; i++) at += (size_t)sprintf(big + at, "%sflag", i ? " OR " : "");
+        long all = pred_count(&f->a, "flag", PR);
+        CHECK(pred_count(&f->a, big, PR) == all, "4000-term chain");
+        at = (size_t)sprintf(big, "n IN (");
+        for (int i = 0; i < 5000; i++) at += (size_t)sprintf(big + at, "%s%d", i ? "," : "", i - 2500);
+        sprintf(big + at, ")");
+        CHECK(pred_count(&f->a, big, PR) == pred_count(&f->a, "n BETWEEN -2500 AND 2499", PR), "5000-value IN");
+    }
+    knn_attrs_free(&s);
+    knn_attrs_free(&f->a);
+    free(f);
+}
+
 int main(void) {
     test_attrs();
+    test_predicate();
     test_selector();
     test_flat();
     test_graph();

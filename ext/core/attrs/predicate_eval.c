@@ -1,0 +1,492 @@
+/* Filter predicates, part 2: evaluation over a knn_attrs store, column-at-a-time, 64 rows a word.
+ *
+ * SQL's three-valued logic on bitmaps: every node yields a TRUE word and a FALSE word per 64 rows (a
+ * row in neither is NULL): AND gives T = T1 & T2, F = F1 | F2; OR gives T = T1 | T2, F = F1 & F2; NOT
+ * swaps them; a comparison is neither on a NULL row, and on every row when its literal is NULL; IS NULL
+ * gives T = !valid, F = valid. The result is the TRUE bitmap of the root, as in the vectorised filter
+ * kernels of DuckDB and Lance's scalar indices (bitmaps, not row-at-a-time interpretation).
+ *
+ * Columns are resolved when evaluating (so a parsed filter survives schema changes) into leaves:
+ * numeric comparisons become one or two atoms (exact int64, or double with DuckDB's NaN order: NaN
+ * equals NaN and is above every other value); IN lists become sorted sets searched per valid row;
+ * anything on a VARCHAR column (comparisons, IN, LIKE) is decided once per dictionary string into a
+ * per-code truth table and then looked up per row, so '=' with a string absent from the dictionary
+ * matches nothing at the cost of one table. Rows are processed in blocks of CHUNK words with one
+ * scratch pair per tree level, so memory is bounded by the tree height, not by the row count. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attrs/predicate_internal.h"
+
+#define CHUNK 64 /* words per block: 4096 rows */
+#define WORDS(n) (((n) + 63) / 64)
+
+typedef enum atom_kind { A_NULL, A_NEVER, A_ALWAYS, A_I, A_D } atom_kind;
+typedef struct atom {
+    uint8_t kind, op;
+    int64_t iv;
+    double dv;
+} atom;
+
+typedef enum leaf_mode { M_NONE, M_ATOMS, M_SET, M_TAB, M_BOOL, M_ISNULL } leaf_mode;
+typedef struct leaf {
+    leaf_mode mode;
+    const knn_attr_col *col;
+    atom at[2];
+    int nat;
+    int64_t *iset; /* IN: exact int64 members, sorted */
+    size_t ni;
+    double *dset;  /* IN: members compared as double, sorted in NaN-last order */
+    size_t nd;
+    int has_null;  /* IN: the list holds a NULL */
+    uint8_t *tab;  /* VARCHAR: per code 0 FALSE, 1 TRUE, 2 NULL */
+    size_t ntab;
+} leaf;
+
+typedef struct ctx {
+    const knn_predicate *p;
+    const knn_attrs *a;
+    size_t rows, have; /* rows evaluated; words of the store's rows */
+    leaf *leaves;
+    uint64_t *scratch;
+} ctx;
+
+/* ---- values ---- */
+
+static inline int d_lt(double a, double b) { return isnan(b) ? !isnan(a) : a < b; }
+static inline int d_eq(double a, double b) { return a == b || (isnan(a) && isnan(b)); }
+
+static int d_order(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return d_lt(a, b) ? -1 : d_lt(b, a) ? 1 : 0;
+}
+
+static int i_order(const void *x, const void *y) {
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+static int s_order(const char *a, size_t an, const char *b, size_t bn) {
+    int c = memcmp(a, b, an < bn ? an : bn);
+    return c ? c : (an > bn) - (an < bn);
+}
+
+static int op_holds(int op, int c) { /* c: sign of value - literal */
+    switch (op) {
+    case OP_EQ: return c == 0;
+    case OP_NE: return c != 0;
+    case OP_LT: return c < 0;
+    case OP_LE: return c <= 0;
+    case OP_GT: return c > 0;
+    default: return c >= 0;
+    }
+}
+
+static size_t utf8_step(const char *s, size_t i, size_t n) {
+    unsigned char c = (unsigned char)s[i];
+    size_t k = c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF8 ? 4 : 1;
+    return k > n - i ? n - i : k;
+}
+
+/* SQL LIKE: % any run, _ one character (UTF-8), everything else itself; no escape character. One
+ * backtrack point (the last %) suffices, so the cost is O(len(s) * len(p)) at worst. */
+static int like(const char *s, size_t n, const char *p, size_t m) {
+    size_t i = 0, j = 0, star = (size_t)-1, mark = 0;
+    while (i < n) {
+        if (j < m && p[j] == '%') {
+            star = ++j;
+            mark = i;
+        } else if (j < m && p[j] == '_') {
+            i += utf8_step(s, i, n);
+            j++;
+        } else if (j < m && p[j] == s[i]) {
+            i++;
+            j++;
+        } else if (star != (size_t)-1) {
+            j = star;
+            mark += utf8_step(s, mark, n);
+            i = mark;
+        } else {
+            return 0;
+        }
+    }
+    while (j < m && p[j] == '%') j++;
+    return j == m;
+}
+
+/* ---- resolution ---- */
+
+static const char *lit_kind_name(pn_lit_kind k) {
+    switch (k) {
+    case LIT_INT: case LIT_DBL: return "a number";
+    case LIT_STR: return "a string";
+    case LIT_BOOL: return "a boolean";
+    case LIT_DATE: return "a DATE";
+    case LIT_TS: return "a TIMESTAMP";
+    default: return "NULL";
+    }
+}
+
+static knn_status type_error(const ctx *c, const knn_attr_col *col, const pn_lit *l, knn_error *err) {
+    const char *src = c->p->text + l->pos;
+    int n = (int)(l->span > 48 ? 48 : l->span);
+    char hint[96];
+    switch (col->type) {
+    case KNN_ATTR_VARCHAR:
+        if (l->kind == LIT_DATE || l->kind == LIT_TS) snprintf(hint, sizeof hint, "compare it with a plain string ('...')");
+        else snprintf(hint, sizeof hint, "quote it ('%.*s')", n > 40 ? 40 : n, src);
+        break;
+    case KNN_ATTR_BOOLEAN: snprintf(hint, sizeof hint, "use TRUE or FALSE"); break;
+    case KNN_ATTR_DATE:
+    case KNN_ATTR_TIMESTAMP:
+        snprintf(hint, sizeof hint, "write DATE 'YYYY-MM-DD' or TIMESTAMP 'YYYY-MM-DD HH:MM:SS'");
+        break;
+    default: snprintf(hint, sizeof hint, "compare it with a number, without quotes"); break;
+    }
+    return knn_error_set(err, KNN_EINVAL, "filter: column '%s' is %s but the literal %.*s is %s; %s", col->name,
+                         knn_attr_type_name(col->type), n, src, lit_kind_name(l->kind), hint);
+}
+
+/* One comparison `col op literal` on a non-VARCHAR column as an atom. */
+static knn_status to_atom(const ctx *c, const knn_attr_col *col, const pn_lit *l, int op, atom *out, knn_error *err) {
+    memset(out, 0, sizeof *out);
+    out->op = (uint8_t)op;
+    if (l->kind == LIT_NULL) {
+        out->kind = A_NULL;
+        return KNN_OK;
+    }
+    int64_t v = l->i;
+    pn_lit_kind k = l->kind;
+    if (k == LIT_STR && (col->type == KNN_ATTR_DATE || col->type == KNN_ATTR_TIMESTAMP)) {
+        int ts = col->type == KNN_ATTR_TIMESTAMP;
+        const char *why = knn_pred_datetime(c->p->pool + l->str, l->len, ts, &v);
+        if (why)
+            return knn_error_set(err, KNN_EINVAL, "filter: column '%s' is %s but %.*s is not a valid %s (%s); write %s",
+                                 col->name, knn_attr_type_name(col->type), (int)(l->span > 48 ? 48 : l->span),
+                                 c->p->text + l->pos, knn_attr_type_name(col->type), why,
+                                 ts ? "'YYYY-MM-DD HH:MM:SS[.ffffff]'" : "'YYYY-MM-DD'");
+        k = ts ? LIT_TS : LIT_DATE;
+    }
+    switch (col->type) {
+    case KNN_ATTR_BIGINT:
+        if (k == LIT_INT) { out->kind = A_I; out->iv = v; return KNN_OK; }
+        if (k == LIT_DBL) { out->kind = A_D; out->dv = l->d; return KNN_OK; }
+        break;
+    case KNN_ATTR_DOUBLE:
+        if (k == LIT_INT || k == LIT_DBL) { out->kind = A_D; out->dv = k == LIT_INT ? (double)v : l->d; return KNN_OK; }
+        break;
+    case KNN_ATTR_BOOLEAN:
+        if (k == LIT_BOOL) { out->kind = A_I; out->iv = v; return KNN_OK; }
+        break;
+    case KNN_ATTR_TIMESTAMP:
+        if (k == LIT_DATE || k == LIT_TS) { out->kind = A_I; out->iv = k == LIT_DATE ? v * KNN_PRED_DAY_US : v; return KNN_OK; }
+        break;
+    case KNN_ATTR_DATE:
+        if (k == LIT_DATE) { out->kind = A_I; out->iv = v; return KNN_OK; }
+        if (k == LIT_TS) { /* a day's midnight against an instant: split the instant into day q + r */
+            int64_t q = v / KNN_PRED_DAY_US, r = v % KNN_PRED_DAY_US;
+            if (r < 0) { q--; r += KNN_PRED_DAY_US; }
+            out->kind = A_I;
+            out->iv = q;
+            if (r == 0) return KNN_OK;
+            if (op == OP_EQ) out->kind = A_NEVER;
+            else if (op == OP_NE) out->kind = A_ALWAYS;
+            else out->op = op == OP_LT || op == OP_LE ? OP_LE : OP_GT;
+            return KNN_OK;
+        }
+        break;
+    default: break;
+    }
+    return type_error(c, col, l, err);
+}
+
+/* A string literal (or NULL) for a VARCHAR column; *is_null set for NULL. */
+static knn_status str_lit(const ctx *c, const knn_attr_col *col, const pn_lit *l, int *is_null, knn_error *err) {
+    *is_null = l->kind == LIT_NULL;
+    if (*is_null || l->kind == LIT_STR) return KNN_OK;
+    return type_error(c, col, l, err);
+}
+
+static knn_status resolve(const ctx *c, const pn_node *n, leaf *lf, knn_error *err) {
+    const knn_predicate *p = c->p;
+    const knn_attrs *a = c->a;
+    long ci = knn_attrs_find(a, p->pool + n->name, n->name_len);
+    if (ci < 0) {
+        char list[360];
+        size_t at = 0;
+        list[0] = '\0';
+        for (size_t i = 0; i < a->ncols && at < sizeof list; i++) {
+            int w = snprintf(list + at, sizeof list - at, "%s%s", i ? ", " : "", a->cols[i].name);
+            if (w < 0 || (size_t)w >= sizeof list - at) { snprintf(list + (at > sizeof list - 6 ? sizeof list - 6 : at), 6, ", ..."); break; }
+            at += (size_t)w;
+        }
+        return knn_error_set(err, KNN_EINVAL, "filter: unknown column '%.*s'; %s%s", (int)n->name_len, p->pool + n->name,
+                             a->ncols ? "the index has columns " : "the index has no attribute columns", list);
+    }
+    const knn_attr_col *col = lf->col = &a->cols[ci];
+    const pn_lit *lits = p->lits + n->lit;
+    knn_status s;
+    if (n->kind == PN_ISNULL) { lf->mode = M_ISNULL; return KNN_OK; }
+    if (n->kind == PN_BOOLCOL) {
+        if (col->type != KNN_ATTR_BOOLEAN)
+            return knn_error_set(err, KNN_EINVAL, "filter: column '%s' is %s, not BOOLEAN, so it is not a condition by "
+                                 "itself; compare it (%s = ...) or test %s IS NOT NULL", col->name,
+                                 knn_attr_type_name(col->type), col->name, col->name);
+        lf->mode = M_BOOL;
+        return KNN_OK;
+    }
+    if (n->kind == PN_LIKE && col->type != KNN_ATTR_VARCHAR)
+        return knn_error_set(err, KNN_EINVAL, "filter: LIKE needs a VARCHAR column, but '%s' is %s; compare it with =, <, "
+                             "> or BETWEEN instead", col->name, knn_attr_type_name(col->type));
+    if (col->type == KNN_ATTR_VARCHAR) {
+        const knn_attr_dict *d = &col->dict;
+        lf->mode = M_TAB;
+        lf->ntab = d->n ? d->n : 1;
+        lf->tab = calloc(lf->ntab, 1);
+        if (lf->tab == NULL) return knn_error_set(err, KNN_ENOMEM, "filter: out of memory");
+        int null0 = 0, null1 = 0;
+        if ((s = str_lit(c, col, &lits[0], &null0, err)) != KNN_OK) return s;
+        if (n->kind == PN_BETWEEN && (s = str_lit(c, col, &lits[1], &null1, err)) != KNN_OK) return s;
+        if (n->kind == PN_IN) {
+            int has_null = 0;
+            for (uint32_t i = 0; i < n->nlit; i++) {
+                int isn;
+                if ((s = str_lit(c, col, &lits[i], &isn, err)) != KNN_OK) return s;
+                has_null |= isn;
+            }
+            memset(lf->tab, has_null ? 2 : 0, lf->ntab);
+            for (uint32_t i = 0; i < n->nlit; i++) {
+                if (lits[i].kind != LIT_STR) continue;
+                long code = knn_attr_dict_find(d, p->pool + lits[i].str, lits[i].len);
+                if (code >= 0) lf->tab[code] = 1;
+            }
+            return KNN_OK;
+        }
+        const char *l0 = p->pool + lits[0].str, *l1 = n->kind == PN_BETWEEN ? p->pool + lits[1].str : NULL;
+        for (size_t k = 0; k < d->n; k++) {
+            const char *v = d->strs[k];
+            size_t vn = d->lens[k];
+            uint8_t t;
+            if (n->kind == PN_LIKE) {
+                t = (uint8_t)like(v, vn, l0, lits[0].len);
+            } else if (n->kind == PN_CMP) {
+                t = null0 ? 2 : (uint8_t)op_holds(n->op, s_order(v, vn, l0, lits[0].len));
+            } else { /* BETWEEN: (v >= lo) AND (v <= hi) in three-valued logic */
+                int ge = null0 ? 2 : s_order(v, vn, l0, lits[0].len) >= 0;
+                int le = null1 ? 2 : s_order(v, vn, l1, lits[1].len) <= 0;
+                t = (uint8_t)(ge == 0 || le == 0 ? 0 : ge == 2 || le == 2 ? 2 : 1);
+            }
+            lf->tab[k] = t;
+        }
+        if (d->n == 0) lf->tab[0] = 2;
+        return KNN_OK;
+    }
+    if (n->kind == PN_IN) {
+        lf->mode = M_SET;
+        lf->iset = malloc(n->nlit * sizeof *lf->iset);
+        lf->dset = malloc(n->nlit * sizeof *lf->dset);
+        if (lf->iset == NULL || lf->dset == NULL) return knn_error_set(err, KNN_ENOMEM, "filter: out of memory");
+        for (uint32_t i = 0; i < n->nlit; i++) {
+            atom t;
+            if ((s = to_atom(c, col, &lits[i], OP_EQ, &t, err)) != KNN_OK) return s;
+            if (t.kind == A_NULL) lf->has_null = 1;
+            else if (t.kind == A_I) lf->iset[lf->ni++] = t.iv;
+            else if (t.kind == A_D) lf->dset[lf->nd++] = t.dv;
+        }
+        qsort(lf->iset, lf->ni, sizeof *lf->iset, i_order);
+        qsort(lf->dset, lf->nd, sizeof *lf->dset, d_order);
+        return KNN_OK;
+    }
+    lf->mode = M_ATOMS;
+    if (n->kind == PN_CMP) {
+        lf->nat = 1;
+        return to_atom(c, col, &lits[0], n->op, &lf->at[0], err);
+    }
+    lf->nat = 2; /* BETWEEN */
+    if ((s = to_atom(c, col, &lits[0], OP_GE, &lf->at[0], err)) != KNN_OK) return s;
+    return to_atom(c, col, &lits[1], OP_LE, &lf->at[1], err);
+}
+
+/* ---- words ---- */
+
+#define SCAN(cond) for (int b = 0; b < 64; b++) r |= (uint64_t)(cond) << b
+
+/* Bits of the 64 rows from x where `x op v` holds (rows' validity is applied by the caller). */
+static uint64_t scan_i(const int64_t *x, int op, int64_t v) {
+    uint64_t r = 0;
+    switch (op) {
+    case OP_EQ: SCAN(x[b] == v); break;
+    case OP_NE: SCAN(x[b] != v); break;
+    case OP_LT: SCAN(x[b] < v); break;
+    case OP_LE: SCAN(x[b] <= v); break;
+    case OP_GT: SCAN(x[b] > v); break;
+    default: SCAN(x[b] >= v); break;
+    }
+    return r;
+}
+
+static uint64_t scan_d(const double *x, int op, double v) {
+    uint64_t r = 0;
+    switch (op) {
+    case OP_EQ: SCAN(d_eq(x[b], v)); break;
+    case OP_NE: SCAN(!d_eq(x[b], v)); break;
+    case OP_LT: SCAN(d_lt(x[b], v)); break;
+    case OP_LE: SCAN(!d_lt(v, x[b])); break;
+    case OP_GT: SCAN(d_lt(v, x[b])); break;
+    default: SCAN(!d_lt(x[b], v)); break;
+    }
+    return r;
+}
+
+static uint64_t scan_id(const int64_t *x, int op, double v) {
+    double y[64];
+    for (int b = 0; b < 64; b++) y[b] = (double)x[b];
+    return scan_d(y, op, v);
+}
+
+static int in_i(const int64_t *set, size_t n, int64_t x) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (set[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && set[lo] == x;
+}
+
+static int in_d(const double *set, size_t n, double x) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (d_lt(set[mid], x)) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && d_eq(set[lo], x);
+}
+
+static uint64_t row_mask(const ctx *c, size_t w) {
+    size_t first = w * 64;
+    if (first + 64 <= c->rows) return ~(uint64_t)0;
+    return c->rows > first ? ((uint64_t)1 << (c->rows - first)) - 1 : 0;
+}
+
+static void eval_leaf(const ctx *c, const pn_node *n, const leaf *lf, size_t w, uint64_t *T, uint64_t *F) {
+    const knn_attr_col *col = lf->col;
+    uint64_t rm = row_mask(c, w), V = w < c->have ? col->valid[w] & rm : 0, t = 0, f = 0;
+    size_t base = w * 64;
+    if (lf->mode == M_ISNULL) {
+        t = rm & ~V;
+        f = V;
+    } else if (V == 0) {
+        t = f = 0;
+    } else if (lf->mode == M_BOOL) {
+        t = scan_i(col->i64 + base, OP_NE, 0) & V;
+        f = V & ~t;
+    } else if (lf->mode == M_TAB) {
+        for (uint64_t m = V; m; m &= m - 1) {
+            int b = __builtin_ctzll(m);
+            uint32_t code = col->code[base + (size_t)b];
+            uint8_t v = code < lf->ntab ? lf->tab[code] : 2;
+            t |= (uint64_t)(v == 1) << b;
+            f |= (uint64_t)(v == 0) << b;
+        }
+    } else if (lf->mode == M_SET) {
+        for (uint64_t m = V; m; m &= m - 1) {
+            int b = __builtin_ctzll(m);
+            size_t r = base + (size_t)b;
+            int hit;
+            if (col->type == KNN_ATTR_DOUBLE) hit = in_d(lf->dset, lf->nd, col->f64[r]);
+            else hit = in_i(lf->iset, lf->ni, col->i64[r]) || (lf->nd && in_d(lf->dset, lf->nd, (double)col->i64[r]));
+            t |= (uint64_t)hit << b;
+        }
+        f = lf->has_null ? 0 : V & ~t;
+    } else { /* M_ATOMS: one comparison, or BETWEEN's two joined by AND */
+        t = V;
+        f = 0;
+        for (int k = 0; k < lf->nat; k++) {
+            const atom *at = &lf->at[k];
+            uint64_t kt, kf;
+            if (at->kind == A_NULL) kt = kf = 0;
+            else if (at->kind == A_NEVER) { kt = 0; kf = V; }
+            else if (at->kind == A_ALWAYS) { kt = V; kf = 0; }
+            else {
+                uint64_t r = at->kind == A_I ? scan_i(col->i64 + base, at->op, at->iv)
+                             : col->type == KNN_ATTR_DOUBLE ? scan_d(col->f64 + base, at->op, at->dv)
+                                                            : scan_id(col->i64 + base, at->op, at->dv);
+                kt = r & V;
+                kf = ~r & V;
+            }
+            t &= kt;
+            f |= kf;
+        }
+    }
+    if (n->neg) { *T = f; *F = t; }
+    else { *T = t; *F = f; }
+}
+
+static void eval_node(const ctx *c, int32_t ni, size_t w0, size_t nw, uint64_t *T, uint64_t *F, int level) {
+    const pn_node *n = &c->p->nodes[ni];
+    switch (n->kind) {
+    case PN_TRUE: case PN_FALSE: case PN_NULL:
+        for (size_t i = 0; i < nw; i++) {
+            uint64_t rm = row_mask(c, w0 + i);
+            T[i] = n->kind == PN_TRUE ? rm : 0;
+            F[i] = n->kind == PN_FALSE ? rm : 0;
+        }
+        return;
+    case PN_NOT:
+        eval_node(c, n->first, w0, nw, F, T, level);
+        return;
+    case PN_AND: case PN_OR: {
+        uint64_t *T2 = c->scratch + (size_t)level * 2 * CHUNK, *F2 = T2 + CHUNK;
+        eval_node(c, n->first, w0, nw, T, F, level + 1);
+        for (int32_t k = c->p->nodes[n->first].next; k >= 0; k = c->p->nodes[k].next) {
+            eval_node(c, k, w0, nw, T2, F2, level + 1);
+            if (n->kind == PN_AND) for (size_t i = 0; i < nw; i++) { T[i] &= T2[i]; F[i] |= F2[i]; }
+            else for (size_t i = 0; i < nw; i++) { T[i] |= T2[i]; F[i] &= F2[i]; }
+        }
+        return;
+    }
+    default:
+        for (size_t i = 0; i < nw; i++) eval_leaf(c, n, &c->leaves[ni], w0 + i, &T[i], &F[i]);
+        return;
+    }
+}
+
+knn_status knn_predicate_eval(const knn_predicate *p, const knn_attrs *a, size_t rows, uint64_t *match,
+                              knn_error *err) {
+    knn_status s = KNN_OK;
+    if (p == NULL || a == NULL || (match == NULL && rows))
+        return knn_error_set(err, KNN_EINVAL, "filter: evaluation needs a predicate, a store and an output bitmap");
+    /* rows past the store's are NULL in every column (the contract asks rows <= a->rows) */
+    ctx c = {p, a, rows, WORDS(a->rows), NULL, NULL};
+    uint64_t fbuf[CHUNK];
+    c.leaves = calloc(p->n ? p->n : 1, sizeof *c.leaves);
+    c.scratch = malloc((size_t)(p->height + 1) * 2 * CHUNK * sizeof *c.scratch);
+    if (c.leaves == NULL || c.scratch == NULL) {
+        s = knn_error_set(err, KNN_ENOMEM, "filter: out of memory");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        const pn_node *n = &p->nodes[i];
+        if (n->kind >= PN_BOOLCOL && (s = resolve(&c, n, &c.leaves[i], err)) != KNN_OK) goto cleanup;
+    }
+    size_t words = WORDS(rows);
+    for (size_t w0 = 0; w0 < words; w0 += CHUNK) {
+        size_t nw = words - w0 < CHUNK ? words - w0 : CHUNK;
+        eval_node(&c, p->root, w0, nw, match + w0, fbuf, 0);
+    }
+cleanup:
+    if (c.leaves) {
+        for (size_t i = 0; i < p->n; i++) {
+            free(c.leaves[i].iset);
+            free(c.leaves[i].dset);
+            free(c.leaves[i].tab);
+        }
+    }
+    free(c.leaves);
+    free(c.scratch);
+    return s;
+}
