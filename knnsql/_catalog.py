@@ -52,6 +52,15 @@ class IndexInfo:
     kind: str
     params: dict = field(default_factory=dict)
 
+    @property
+    def attributes(self) -> list[str]:
+        """Table columns the index keeps as attribute columns, for filters it evaluates itself."""
+        return list(self.params.get("attributes", []))
+
+    def create_options(self) -> dict:
+        """The ``knn_index_create`` named options (the bookkeeping keys left out)."""
+        return {k: v for k, v in self.params.items() if k != "attributes"}
+
 
 @dataclass
 class Freshness:
@@ -105,6 +114,7 @@ def _row_hash(info: IndexInfo, id_column: str, alias: str = "t") -> str:
     parts = [f"{alias}.{q(id_column)}", f"{alias}.{q(info.vector_column)}"]
     if info.label_column:
         parts.append(f"{alias}.{q(info.label_column)}")
+    parts += [f"{alias}.{q(c)}" for c in info.attributes]  # an attribute change re-inserts the row
     return f"hash({', '.join(parts)})"
 
 
@@ -118,6 +128,9 @@ def _insert_args(info: IndexInfo, id_column: str, alias: str = "t") -> str:
     args = [f"{alias}.{q(id_column)}", f"{alias}.{q(info.vector_column)}"]
     if info.label_column:
         args.append(f"{alias}.{q(info.label_column)}")
+    if info.attributes:
+        fields = ", ".join("'" + c.replace("'", "''") + f"': {alias}.{q(c)}" for c in info.attributes)
+        args.append("{" + fields + "}")
     return ", ".join(args)
 
 
@@ -135,7 +148,7 @@ def _progress(done: int, total: int, label: str) -> None:
 def create_index(con, info: IndexInfo, id_column: str, dim: int, metric: str) -> Freshness:
     """Creates the index in the registry, fills it from the table, and records it."""
     ensure_meta(con)
-    named = ", ".join(f"{key} := {_sql_value(value)}" for key, value in info.params.items())
+    named = ", ".join(f"{key} := {_sql_value(value)}" for key, value in info.create_options().items())
     con.execute(f"SELECT * FROM knn_index_create(?, dim := {int(dim)}, metric := ?, kind := ?"
                 f"{', ' + named if named else ''})", [info.name, metric, info.kind]).fetchall()
     try:

@@ -63,7 +63,9 @@ def render(expression: exp.Expression) -> str:
     return expression.sql(dialect=DIALECT, identify=True)
 
 
+@functools.lru_cache(maxsize=4096)
 def quote_ident(name: str) -> str:
+    """A double-quoted identifier (cached: searches quote the same column names on every call)."""
     return render(ident(name))
 
 

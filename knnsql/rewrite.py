@@ -35,6 +35,7 @@ import sqlglot
 from sqlglot import exp
 
 from . import _catalog
+from ._filter import attribute_kinds, index_filter_tree
 from ._sql import DIALECT, func, lit, render
 
 DISTANCE_METRIC = {"array_distance": "l2", "array_cosine_distance": "cosine",
@@ -193,10 +194,13 @@ def _plan(db: Planner, sql: str, params: Any) -> Rewrite:
     label_type = vt["types"].get(info.label_column, "DOUBLE") if info.label_column else "DOUBLE"
     id_col = exp.Column(this=exp.Identifier(this=vt["id_column"], quoted=True))
 
-    def with_candidates(fetch: int) -> str:
+    def with_candidates(fetch: int, pushed: Optional[str] = None) -> str:
         """The statement with the index's candidate ids as constants: DuckDB answers an IN list of
-        constants from the primary key instead of scanning the table for a semi-join."""
+        constants from the primary key instead of scanning the table for a semi-join. ``pushed``: a
+        filter the index evaluates itself (the WHERE stays too: DuckDB checks the rows again)."""
         named = {"k": lit(fetch)}
+        if pushed is not None:
+            named["filter"] = lit(pushed)
         for side in ("lo", "hi"):
             if side in window:
                 named[side] = exp.Cast(this=window[side].copy(), to=exp.DataType.build(label_type, dialect=DIALECT))
@@ -224,6 +228,14 @@ def _plan(db: Planner, sql: str, params: Any) -> Rewrite:
         return render(new)
 
     if residual and info.kind == "graph":
+        kinds = attribute_kinds(info.attributes, vt["types"])
+        pushed = index_filter_tree(exp.and_(*[c.copy() for c in residual]), kinds) if kinds else None
+        if pushed is not None and not any(isinstance(n, (exp.Parameter, exp.Placeholder)) for c in residual
+                                          for n in c.walk()):
+            text = with_candidates(k, pushed)
+            shown = {side: render(v) for side, v in window.items()}
+            return Rewrite(sql, text, True, "ORDER BY distance LIMIT k over the index, the WHERE evaluated inside "
+                           "it (knn_search filter :=)", index=info.name, fetch=k, window=shown)
         text = among_candidates()
         shown = {side: render(v) for side, v in window.items()}
         return Rewrite(sql, text, True, "ORDER BY distance LIMIT k over the index, among the rows the WHERE "

@@ -5,12 +5,13 @@ the freshness check (``refresh_index``, run on connect and before a search sees 
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional, Protocol
+from typing import Any, Iterable, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
 from . import _catalog
 from ._catalog import Freshness, IndexInfo
+from ._filter import attribute_kind
 from ._ingest import DataError, to_arrow
 from ._sql import bound_literal, parse_filter, quote_ident as q, render
 from .query import Search
@@ -170,12 +171,16 @@ class VectorTable:
 
     # -- index -------------------------------------------------------------------------------------
     def create_index(self, label: Optional[str] = None, *, kind: str = "graph", replace: bool = False,
-                     **params: Any) -> Freshness:
+                     attributes: Optional[Sequence[str]] = None, **params: Any) -> Freshness:
         """Builds an index over the vector column (``kind='graph'``: HNSW; ``'flat'``: exact).
 
-        ``label`` names a numeric, TIMESTAMP or DATE column for window searches. ``params`` are
-        ``knn_index_create`` options: ``m``, ``ef_construction``, ``ef``, ``seed``. The index is
-        saved in the database file on ``db.checkpoint()`` and ``db.close()``."""
+        ``label`` names a numeric, TIMESTAMP or DATE column for window searches. ``attributes`` names
+        the columns a graph index keeps next to its vectors so that ``search().where(...)`` filters
+        on them run inside the index (default: every column of a type it can hold: integers, FLOAT,
+        DOUBLE, DECIMAL, BOOLEAN, DATE, TIMESTAMP, VARCHAR; ``[]`` for none); filters on other
+        columns still work, through DuckDB. ``params`` are ``knn_index_create`` options: ``m``,
+        ``ef_construction``, ``ef``, ``seed``. The index is saved in the database file on
+        ``db.checkpoint()`` and ``db.close()``."""
         if kind not in ("graph", "flat"):
             raise ValueError(f"unknown index kind {kind!r}; use 'graph' or 'flat'")
         if label is not None:
@@ -193,13 +198,37 @@ class VectorTable:
                                  "to rebuild it")
             _catalog.drop_index(self.db.con, existing)
             self.db._indexes_changed()
+        attrs = self._attribute_columns(attributes, kind)
         info = IndexInfo(f"{self.name}__{self.vector_column}", self.name, self.vector_column, label, kind,
-                         dict(params))
+                         dict(params, attributes=attrs) if attrs else dict(params))
         report = _catalog.create_index(self.db.con, info, self.id_column, self.dim, self.metric)
         self.db._indexes_changed()
         self.db._note_rows(self, info)
         self.db._dirty.add(info.name)
         return report
+
+    def _attribute_columns(self, attributes: Optional[Sequence[str]], kind: str) -> list[str]:
+        holdable = {c: t for c, t in self.columns.items()
+                    if c != self.vector_column and attribute_kind(t) is not None}
+        if attributes is None:
+            return list(holdable) if kind == "graph" else []
+        if isinstance(attributes, str):
+            attributes = [attributes]
+        if attributes and kind != "graph":
+            raise ValueError("attribute columns need a graph index (kind='graph')")
+        known = {c.lower(): c for c in self.columns}
+        out = []
+        for name in attributes:
+            col = known.get(str(name).lower())
+            if col is None:
+                raise ValueError(f"attribute column {name!r} is not in {self.name!r}; columns are {list(self.columns)}")
+            if col not in holdable:
+                raise ValueError(f"attribute column {col!r} has type {self.columns[col]}, which an index cannot "
+                                 "hold (integers, FLOAT, DOUBLE, DECIMAL, BOOLEAN, DATE, TIMESTAMP, VARCHAR); "
+                                 "filters on it still run, through DuckDB")
+            if col not in out:
+                out.append(col)
+        return out
 
     def drop_index(self) -> None:
         info = self.index

@@ -1,11 +1,16 @@
 /* Searching a named index: knn_search (table function, one query) and knn (scalar, a query per row).
  *
- *   knn_search(name, query, k := 10, ef := NULL, lo := NULL, hi := NULL)
- *                                  -> rows (id BIGINT, distance FLOAT, rank INTEGER)
+ *   knn_search(name, query, k := 10, ef := NULL, lo := NULL, hi := NULL, filter := NULL, attributes := false)
+ *                                  -> rows (id BIGINT, distance FLOAT, rank INTEGER [, attribute columns])
  *   knn(name, query, k [, lo, hi [, ef]])  -> LIST(STRUCT(id BIGINT, distance FLOAT))
+ *   knn(name, query, k, filter)             -> the same, among the rows the filter accepts
  *
  * lo/hi restrict results to rows whose label lies in [lo, hi] (inclusive; NULL leaves a side open;
- * lo > hi is an empty window).
+ * lo > hi is an empty window). filter is a boolean expression over the index's attribute columns
+ * (attrs/knn_predicate.h), parsed once per statement (knn_search) or per chunk (knn), evaluated inside
+ * the index; with a window, a row must pass both. attributes := true adds the index's attribute
+ * columns to each hit (their values as stored in the index), so a search needs no join back to its
+ * table when those are the columns it wants.
  *
  * knn fans the rows of each chunk out over the machine's cores, so a batch join over a query table
  * runs in parallel even when DuckDB hands it a single chunk. */
@@ -13,10 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "duckdb_extension.h"
 #include "knn_glue.h"
 #include "knn_kit.h"
+#include "attrs/knn_predicate.h"
 #include "base/knn_parallel.h"
 #include "index/knn_registry.h"
 #include "sql_register.h"
@@ -38,6 +45,10 @@ typedef struct search_bind {
     size_t k, ef;
     bool windowed;
     double lo, hi;
+    knn_predicate *filter; /* NULL: none */
+    size_t nattrs;         /* attribute columns output after rank (attributes := true) */
+    char attr_names[KNN_ATTR_COLS_MAX][KNN_ATTR_NAME_MAX + 1];
+    knn_attr_type attr_types[KNN_ATTR_COLS_MAX];
 } search_bind;
 
 typedef struct search_state {
@@ -50,6 +61,7 @@ typedef struct search_state {
 static void search_bind_free(void *p) {
     search_bind *b = p;
     if (b) free(b->query);
+    if (b) knn_predicate_free(b->filter);
     free(b);
 }
 
@@ -59,6 +71,79 @@ static void search_state_free(void *p) {
     free(st->ids);
     free(st->dists);
     free(st);
+}
+
+static duckdb_type sql_type(knn_attr_type t) {
+    switch (t) {
+    case KNN_ATTR_BIGINT: return DUCKDB_TYPE_BIGINT;
+    case KNN_ATTR_DOUBLE: return DUCKDB_TYPE_DOUBLE;
+    case KNN_ATTR_BOOLEAN: return DUCKDB_TYPE_BOOLEAN;
+    case KNN_ATTR_DATE: return DUCKDB_TYPE_DATE;
+    case KNN_ATTR_TIMESTAMP: return DUCKDB_TYPE_TIMESTAMP;
+    default: return DUCKDB_TYPE_VARCHAR;
+    }
+}
+
+/* attributes := true: the index's attribute columns (but those named like the fixed outputs). */
+static knn_status bind_attributes(duckdb_bind_info info, knn_entry *e, search_bind *b, knn_error *err) {
+    duckdb_value v = duckdb_bind_get_named_parameter(info, "attributes");
+    bool on = v != NULL && !duckdb_is_null_value(v) && duckdb_get_bool(v);
+    if (v) duckdb_destroy_value(&v);
+    b->nattrs = 0;
+    if (!on) return KNN_OK;
+    if (e->kind != KNN_KIND_GRAPH) {
+        return knn_error_set(err, KNN_EINVAL, "knn_search: index '%s' is flat and holds no attribute columns; drop "
+                             "attributes := true", e->name);
+    }
+    char names[KNN_ATTR_COLS_MAX][KNN_ATTR_NAME_MAX + 1];
+    knn_attr_type types[KNN_ATTR_COLS_MAX];
+    size_t n = knn_graph_attr_columns(e->graph, names, types, KNN_ATTR_COLS_MAX);
+    for (size_t c = 0; c < n; c++) {
+        if (strcasecmp(names[c], "id") == 0 || strcasecmp(names[c], "distance") == 0 ||
+            strcasecmp(names[c], "rank") == 0) {
+            continue;
+        }
+        memcpy(b->attr_names[b->nattrs], names[c], sizeof names[c]);
+        b->attr_types[b->nattrs++] = types[c];
+    }
+    return KNN_OK;
+}
+
+/* Writes attribute column c of output rows [0, rows) for hits ids[0..rows). */
+static void emit_attribute(knn_entry *e, const search_bind *b, size_t c, const int64_t *ids, idx_t rows,
+                           duckdb_vector out, knn_error *err) {
+    int64_t *i64 = malloc(rows * sizeof *i64);
+    double *f64 = malloc(rows * sizeof *f64);
+    const char **strs = malloc(rows * sizeof *strs);
+    uint32_t *lens = malloc(rows * sizeof *lens);
+    uint8_t *valid = malloc(rows);
+    knn_attr_type held = (knn_attr_type)0;
+    const char *name = b->attr_names[c];
+    if (i64 && f64 && strs && lens && valid) {
+        knn_graph_attr_gather(e->graph, ids, rows, name, strlen(name), &held, i64, f64, strs, lens, valid, err);
+    } else if (valid) {
+        memset(valid, 0, rows);
+    }
+    void *data = duckdb_vector_get_data(out);
+    for (idx_t r = 0; r < rows; r++) {
+        /* a column whose type changed since bind (dropped and re-created index) reads as NULL */
+        if (valid == NULL || !valid[r] || held != b->attr_types[c]) {
+            knn_set_null(out, r);
+            continue;
+        }
+        switch (b->attr_types[c]) {
+        case KNN_ATTR_BIGINT: case KNN_ATTR_TIMESTAMP: ((int64_t *)data)[r] = i64[r]; break;
+        case KNN_ATTR_DOUBLE: ((double *)data)[r] = f64[r]; break;
+        case KNN_ATTR_BOOLEAN: ((bool *)data)[r] = i64[r] != 0; break;
+        case KNN_ATTR_DATE: ((int32_t *)data)[r] = (int32_t)i64[r]; break;
+        default: duckdb_vector_assign_string_element_len(out, r, strs[r], lens[r]);
+        }
+    }
+    free(i64);
+    free(f64);
+    free(strs);
+    free(lens);
+    free(valid);
 }
 
 static void search_bind_fn(duckdb_bind_info info) {
@@ -82,16 +167,24 @@ static void search_bind_fn(duckdb_bind_info info) {
         goto fail;
     }
     b->ef = (size_t)v;
+    char *filter = knn_bind_named_varchar(info, "filter");
+    if (filter) {
+        knn_status ps = knn_predicate_parse(filter, strlen(filter), &b->filter, &err);
+        duckdb_free(filter);
+        if (ps != KNN_OK) goto fail;
+    }
     knn_entry *e = knn_registry_get(knn_bind_registry(info), b->ref.name, b->ref.len, &err);
     if (e == NULL) goto fail;
     knn_status s = check_dim(e, b->dim, fn, &err);
     if (s == KNN_OK) s = knn_bind_window(info, e, fn, &b->windowed, &b->lo, &b->hi, &err);
+    if (s == KNN_OK) s = bind_attributes(info, e, b, &err);
     knn_entry_release(e);
     if (s != KNN_OK) goto fail;
     if (qv) duckdb_destroy_value(&qv);
     knn_bind_column(info, "id", DUCKDB_TYPE_BIGINT);
     knn_bind_column(info, "distance", DUCKDB_TYPE_FLOAT);
     knn_bind_column(info, "rank", DUCKDB_TYPE_INTEGER);
+    for (size_t c = 0; c < b->nattrs; c++) knn_bind_column(info, b->attr_names[c], sql_type(b->attr_types[c]));
     duckdb_bind_set_bind_data(info, b, search_bind_free);
     return;
 fail:
@@ -115,6 +208,8 @@ static void search_run(duckdb_function_info info, duckdb_data_chunk out) {
         }
         if (e == NULL || check_dim(e, b->dim, "knn_search", &err) != KNN_OK ||
             (!st->ids || !st->dists ? knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu results", cap)
+             : b->filter ? knn_entry_search_filter(e, b->query, 1, cap, b->ef, b->filter, b->windowed, b->lo, b->hi, 1,
+                                                   st->ids, st->dists, &st->n, NULL, &err)
              : b->windowed ? knn_entry_search_window(e, b->query, cap, b->ef, b->lo, b->hi, st->ids, st->dists, &st->n,
                                                      &err)
                            : knn_entry_search(e, b->query, cap, b->ef, st->ids, st->dists, &st->n, &err)) != KNN_OK) {
@@ -131,6 +226,14 @@ static void search_run(duckdb_function_info info, duckdb_data_chunk out) {
         id_out[r] = st->ids[st->pos + r];
         dist_out[r] = st->dists[st->pos + r];
         rank_out[r] = (int32_t)(st->pos + r + 1);
+    }
+    if (b->nattrs && rows) {
+        knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
+        if (e == NULL) return knn_fail_run(info, "knn_search", &err);
+        for (size_t c = 0; c < b->nattrs; c++) {
+            emit_attribute(e, b, c, st->ids + st->pos, rows, duckdb_data_chunk_get_vector(out, 3 + c), &err);
+        }
+        knn_entry_release(e);
     }
     st->pos += rows;
     duckdb_data_chunk_set_size(out, rows);
@@ -167,6 +270,36 @@ static void batch_task(void *arg, size_t t) {
     }
 }
 
+/* The filter of one knn(...) chunk: the same text on every row (NULL rows: no filter is not allowed,
+ * as a NULL filter would silently mean "all rows" on some rows only), parsed once. */
+static knn_status scalar_filter(duckdb_vector v, idx_t n, const char *fn, knn_predicate **out, knn_error *err) {
+    const char *text = NULL;
+    size_t len = 0;
+    duckdb_logical_type t = duckdb_vector_get_column_type(v);
+    bool is_text = duckdb_get_type_id(t) == DUCKDB_TYPE_VARCHAR;
+    duckdb_destroy_logical_type(&t);
+    if (!is_text) {
+        return knn_error_set(err, KNN_EINVAL, "%s: with four arguments the fourth is a filter string, e.g. "
+                             "knn(name, q, 10, 'price < 5'); for a window give lo and hi: knn(name, q, k, lo, hi)", fn);
+    }
+    for (idx_t i = 0; i < n; i++) {
+        const char *t;
+        size_t l;
+        if (!knn_get_varchar(v, i, &t, &l)) {
+            return knn_error_set(err, KNN_EINVAL, "%s: the filter must not be NULL; use knn(name, query, k) for no "
+                                 "filter", fn);
+        }
+        if (text == NULL) {
+            text = t;
+            len = l;
+        } else if (l != len || memcmp(t, text, l) != 0) {
+            return knn_error_set(err, KNN_EINVAL, "%s: every row of one call must use the same filter; search "
+                                 "per filter value with separate statements, or use knn_among", fn);
+        }
+    }
+    return text ? knn_predicate_parse(text, len, out, err) : KNN_OK;
+}
+
 static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckdb_vector output) {
     const char *fn = "knn";
     knn_error err;
@@ -176,6 +309,8 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
     duckdb_vector kv = duckdb_data_chunk_get_vector(input, 2);
     idx_t ncols = duckdb_data_chunk_get_column_count(input);
     bool windowed = ncols >= 5;
+    duckdb_vector filter_v = ncols == 4 ? duckdb_data_chunk_get_vector(input, 3) : NULL;
+    knn_predicate *filter = NULL;
     duckdb_vector efv = ncols > 5 ? duckdb_data_chunk_get_vector(input, 5) : NULL;
     knn_label_col lo_col = {0}, hi_col = {0};
     double *los = NULL, *his = NULL;
@@ -199,6 +334,7 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
     size_t len0 = 0;
     for (idx_t i = 0; i < n && name0 == NULL; i++) knn_get_varchar(names, i, &name0, &len0);
     if (name0 == NULL) goto done; /* every row NULL: NULL results */
+    if (filter_v && scalar_filter(filter_v, n, fn, &filter, &err) != KNN_OK) goto done;
     e = knn_registry_get(knn_scalar_registry(info), name0, len0, &err);
     if (e == NULL) goto done;
     const size_t d = e->dim, live = knn_entry_count(e);
@@ -289,7 +425,29 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
         if (i != m) memmove(queries + m * d, queries + i * d, d * sizeof(float));
         m++;
     }
-    if (e->kind == KNN_KIND_FLAT && !windowed && same_k && m > 1) {
+    if (filter) {
+        /* one bitmap for the chunk, every query searched among it (k: the largest asked, cut per row) */
+        size_t kmax = 1;
+        for (idx_t i = 0; i < n; i++) kmax = !skip[i] && ks[i] > kmax ? ks[i] : kmax;
+        int64_t *bids = malloc((m ? m : 1) * kmax * sizeof *bids);
+        float *bdists = malloc((m ? m : 1) * kmax * sizeof *bdists);
+        size_t *bfound = malloc((m ? m : 1) * sizeof *bfound);
+        knn_status bs = !bids || !bdists || !bfound
+                            ? knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu results", m * kmax)
+                            : knn_entry_search_filter(e, queries, m, kmax, 0, filter, 0, 0, 0, 0, bids, bdists, bfound,
+                                                      NULL, &err);
+        for (idx_t i = 0, r = 0; bs == KNN_OK && i < n; i++) {
+            if (skip[i]) continue;
+            found[i] = bfound[r] < ks[i] ? bfound[r] : ks[i];
+            memcpy(ids + offsets[i], bids + r * kmax, found[i] * sizeof *ids);
+            memcpy(dists + offsets[i], bdists + r * kmax, found[i] * sizeof *dists);
+            r++;
+        }
+        free(bids);
+        free(bdists);
+        free(bfound);
+        if (bs != KNN_OK) goto done;
+    } else if (e->kind == KNN_KIND_FLAT && !windowed && same_k && m > 1) {
         size_t got = 0;
         int64_t *bids = malloc(m * kk * sizeof *bids);
         float *bdists = malloc(m * kk * sizeof *bdists);
@@ -364,6 +522,7 @@ done:
     free(los);
     free(his);
     free(win);
+    knn_predicate_free(filter);
     if (err.status != KNN_OK) knn_fail_scalar(info, fn, &err);
 }
 
@@ -371,8 +530,9 @@ static const knn_fields hit_fields = {2, {"id", "distance"}, {DUCKDB_TYPE_BIGINT
 
 static const knn_table_def search_table[] = {
     {.name = "knn_search", .bind = search_bind_fn, .run = search_run,
-     .positional = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_LIST}, .n_positional = 2, .named = {"k", "ef", "lo", "hi"},
-     .named_types = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY},
+     .positional = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_LIST}, .n_positional = 2, .named = {"k", "ef", "lo", "hi", "filter", "attributes"},
+     .named_types = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY, DUCKDB_TYPE_VARCHAR,
+                     DUCKDB_TYPE_BOOLEAN},
      .state_size = sizeof(search_state), .state_free = search_state_free},
 };
 
@@ -380,7 +540,7 @@ static const knn_table_def search_table[] = {
 static const knn_scalar_def search_scalar[] = {
     {.name = "knn", .run = knn_scalar, .params = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT,
                                                   DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY, DUCKDB_TYPE_BIGINT},
-     .arities = {3, 5, 6}, .n_arities = 3, /* (name, query, k [, lo, hi [, ef]]) */
+     .arities = {3, 4, 5, 6}, .n_arities = 4, /* (name, query, k [, lo, hi [, ef]]) or (name, query, k, filter) */
      .result = KNN_LIST_OF(DUCKDB_TYPE_STRUCT), .fields = &hit_fields, .is_volatile = true, .special_nulls = true},
 };
 

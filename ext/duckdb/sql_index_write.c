@@ -1,6 +1,7 @@
 /* Writing to a named index from any relation: knn_index_insert and knn_index_delete aggregates.
  *
- *   knn_index_insert(name, id, vec [, label]) -> BIGINT rows added (bulk: one parallel graph build at the end)
+ *   knn_index_insert(name, id, vec [, label] [, attrs]) -> BIGINT rows added (bulk: one parallel graph build
+ *                                                         at the end)
  *   knn_index_delete(name, id)      -> BIGINT rows removed
  *
  * Rows are buffered per thread, merged by combine, and applied once in finalize, so a bulk load builds
@@ -8,13 +9,16 @@
  * twice within one call is an error (which row should win is not defined by SQL). Rows whose id or
  * vector is NULL are skipped; the returned count says how many were added. A label (number, TIMESTAMP
  * or DATE) makes the row eligible for window searches; a NULL label leaves it out of every window.
- * The first labelled insert fixes the index's label type. */
+ * The first labelled insert fixes the index's label type. `attrs`, a STRUCT such as {'price': price,
+ * 'cat': cat}, gives the row attribute columns that knn_search(..., filter := '...') evaluates inside the
+ * index (graph indexes; knn_attr_cols.h says which types it takes). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "duckdb_extension.h"
+#include "knn_attr_cols.h"
 #include "knn_glue.h"
 #include "knn_kit.h"
 #include "base/knn_idmap.h"
@@ -31,6 +35,8 @@ typedef struct write_acc {
     bool had_labels; /* labels[0..n) are filled (combine may meet unlabelled partial states) */
     int64_t *ids;
     size_t n, cap;
+    knn_attr_acc attrs; /* insert with attributes only: columns and one buffered row per id */
+    bool has_attrs;
 } write_acc;
 
 static void acc_free(void *p) {
@@ -39,6 +45,7 @@ static void acc_free(void *p) {
     free(a->vecs);
     free(a->labels);
     free(a->ids);
+    knn_attr_acc_free(&a->attrs);
     free(a);
 }
 
@@ -101,7 +108,22 @@ static knn_status write_update(const knn_agg_ctx *cx, duckdb_data_chunk input, d
     if (insert && knn_vreader_init(&vr, duckdb_data_chunk_get_vector(input, 2), fn, "vec", err) != KNN_OK) {
         return err->status;
     }
-    bool labelled = insert && duckdb_data_chunk_get_column_count(input) > 3;
+    idx_t ncol = duckdb_data_chunk_get_column_count(input);
+    /* (name, id, vec, attrs) or (name, id, vec, label [, attrs]): a STRUCT is the attributes */
+    duckdb_vector attr_vec = NULL;
+    if (insert && ncol > 3) {
+        duckdb_vector last = duckdb_data_chunk_get_vector(input, ncol - 1);
+        duckdb_logical_type lt = duckdb_vector_get_column_type(last);
+        bool is_struct = duckdb_get_type_id(lt) == DUCKDB_TYPE_STRUCT;
+        duckdb_destroy_logical_type(&lt);
+        if (is_struct) {
+            attr_vec = last;
+        } else if (ncol > 4) {
+            return knn_error_set(err, KNN_EINVAL, "%s: the fifth argument must be a STRUCT of attribute columns, e.g. "
+                                 "{'price': price, 'cat': cat}", fn);
+        }
+    }
+    bool labelled = insert && ncol > 3 && !(attr_vec && ncol == 4);
     knn_label_col lab = {0};
     if (labelled && knn_label_col_init(&lab, duckdb_data_chunk_get_vector(input, 3), fn, "label", err) != KNN_OK) {
         return err->status;
@@ -115,6 +137,10 @@ static knn_status write_update(const knn_agg_ctx *cx, duckdb_data_chunk input, d
         }
         write_acc *a = acc_for(knn_agg_at(states, i), cx->reg, name, len, err);
         if (a == NULL) return err->status;
+        if (attr_vec && !a->has_attrs) {
+            if (knn_attr_acc_init(&a->attrs, attr_vec, fn, err) != KNN_OK) return err->status;
+            a->has_attrs = true;
+        }
         if (labelled && lab_kind != KNN_LABEL_NONE) {
             unsigned held = knn_entry_claim_label_kind(a->e, lab_kind);
             if (held != lab_kind) {
@@ -142,6 +168,7 @@ static knn_status write_update(const knn_agg_ctx *cx, duckdb_data_chunk input, d
             }
             if (v != a->vecs + a->n * d) memcpy(a->vecs + a->n * d, v, d * sizeof(float));
         }
+        if (attr_vec && knn_attr_acc_push(&a->attrs, attr_vec, i, err) != KNN_OK) return err->status;
         a->ids[a->n++] = id_data[i];
     }
     return KNN_OK;
@@ -161,6 +188,13 @@ static knn_status write_merge(const knn_agg_ctx *cx, knn_agg_state *source, knn_
         return knn_error_set(err, KNN_EINVAL, "every row of one call must name the same index");
     }
     write_acc *d = target->acc;
+    if (src->has_attrs && !d->has_attrs) {
+        if (d->n > 0) return knn_error_set(err, KNN_EINVAL, "%s: every row of one call must give the same attributes",
+                                           cx->def->name);
+        if (knn_attr_acc_like(&d->attrs, &src->attrs, err) != KNN_OK) return err->status;
+        d->has_attrs = true;
+    }
+    if (d->has_attrs && knn_attr_acc_append(&d->attrs, &src->attrs, err) != KNN_OK) return err->status;
     bool labels = src->labels || d->labels;
     size_t old = d->n;
     if (acc_reserve(d, d->n + src->n, insert, labels, err) != KNN_OK) return err->status;
@@ -193,9 +227,12 @@ static knn_status write_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckd
                                  (long long)dup);
         }
         if (knn_memory_check(a->e, a->n, a->had_labels, err) != KNN_OK) return err->status;
-        if (knn_entry_add(a->e, a->vecs, a->ids, a->had_labels ? a->labels : NULL, a->n, err) != KNN_OK) {
-            return err->status;
-        }
+        knn_attr_batch batch = {0};
+        if (a->has_attrs && knn_attr_acc_batch(&a->attrs, &batch, err) != KNN_OK) return err->status;
+        knn_status s = knn_entry_add_attrs(a->e, a->vecs, a->ids, a->had_labels ? a->labels : NULL,
+                                           a->has_attrs ? &batch : NULL, a->n, err);
+        knn_attr_batch_free_views(&batch);
+        if (s != KNN_OK) return s;
         out[row] = (int64_t)a->n;
     } else {
         size_t removed = 0;
@@ -210,8 +247,9 @@ static knn_status write_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckd
                     .merge = write_merge, .finalize = write_finalize
 
 static const knn_agg_def write_defs[] = {
-    {.name = "knn_index_insert", .params = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY},
-     .min_params = 3, .n_params = 4, WRITE_HOOKS, .data = &inserting},
+    {.name = "knn_index_insert",
+     .params = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY},
+     .min_params = 3, .n_params = 5, WRITE_HOOKS, .data = &inserting},
     {.name = "knn_index_delete", .params = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT}, .min_params = 2, .n_params = 2,
      WRITE_HOOKS, .data = &deleting},
 };

@@ -61,8 +61,8 @@ def test_filtered_search_matches_exact_across_selectivities(world, cond, modulus
 
 def test_planner_picks_index_for_wide_and_exact_for_narrow_filters(world):
     _, t, _, Q, _ = world
-    # one query with a filter: the matching ids go to the index in the same statement (no count, no
-    # over-fetch); the index plans exact or beam by their share
+    # a filter the index cannot evaluate (arithmetic): the matching ids go to the index in the same
+    # statement (no count, no over-fetch); the index plans exact or beam by their share
     wide = t.search(Q[0]).where("bucket % 2 = 0")
     wide.to_arrow()
     assert wide.plan == "index+among" and "knn_among" in wide.sql()
@@ -74,10 +74,21 @@ def test_planner_picks_index_for_wide_and_exact_for_narrow_filters(world):
     batch = t.search(Q[:3]).where("bucket % 2 = 0")
     batch.to_arrow()
     assert batch.plan == "index+among" and "knn_among_join" in batch.sql()
+    # a filter over attribute columns runs inside the index: one statement, no id list
+    inside = t.search(Q[0]).where("bucket < 100 AND price >= 10")
+    inside.to_arrow()
+    assert inside.plan == "index+filter" and "filter :=" in inside.sql() and ";" not in inside.sql()
+    batch = t.search(Q[:3]).where("bucket < 100")
+    batch.to_arrow()
+    assert batch.plan == "index+filter" and "knn(" in batch.sql()
+    # no filter, every selected column held by the index: one statement
     plain = t.search(Q[0])
     plain.to_arrow()
-    assert plain.plan == "index"
-    assert "knn_search" in plain.sql().lower()
+    assert plain.plan == "index+attributes"
+    assert "knn_search" in plain.sql().lower() and ";" not in plain.sql()
+    batch = t.search(Q[:3])
+    batch.to_arrow()
+    assert batch.plan == "index"
 
 
 def test_window_and_filter_together(world):
@@ -178,7 +189,8 @@ def test_rewrite_under_any_filter_is_exact_where_the_index_scans(world, cond):
     sql = f"SELECT id FROM items WHERE {cond} ORDER BY array_distance(emb, $q::FLOAT[16]), id LIMIT 5"
     for q in Q[:5]:
         plan = db.explain(sql, q=q)
-        assert plan.rewritten and "knn_among" in plan.reason
+        pushable = cond == "bucket < 100"  # a comparison of an attribute column: evaluated inside the index
+        assert plan.rewritten and ("filter :=" if pushable else "knn_among") in plan.reason
         got = [r[0] for r in db.sql(sql, q=q).fetchall()]
         want = [r[0] for r in db.con.sql(sql, params={"q": q.tolist()}).fetchall()]
         assert len(got) == len(want) and len(set(got) & set(want)) >= len(want) - 1

@@ -47,7 +47,8 @@ def nodes(raw: bytes):
                 links.append((lev, pos + 4 + 4 * j, struct.unpack_from("<I", raw, pos + 4 + 4 * j)[0]))
             pos += 4 * (1 + n)
         out.append((level_at, level, links))
-    assert pos == len(raw) - 8
+    attrs = struct.unpack_from("<Q", raw, pos)[0]  # format 2: the attribute columns' section
+    assert pos + 8 + attrs == len(raw) - 8
     return out
 
 
@@ -94,3 +95,47 @@ def test_restore_in_sql_refuses_the_bad_link_too(graph_bytes, db):
 
     with pytest.raises(duckdb.Error, match="knn_index_restore: corrupt graph index bytes: node .* links on level"):
         db.execute("SELECT knn_index_restore('x', 0, $b::BLOB)", {"b": reseal(body)})
+
+
+def _attributed_bytes(db):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    db.con.register("src", knnsql.vectors_table(X))
+    db.execute("SELECT * FROM knn_index_create('ga', dim := 4, m := 4)").fetchall()
+    db.execute("SELECT knn_index_insert('ga', id, emb, {'s': 'v' || (id % 7), 'n': id}) FROM src").fetchall()
+    return b"".join(r[0] for r in db.execute("SELECT bytes FROM knn_index_dump('ga') ORDER BY part").fetchall())
+
+
+def test_format_1_bytes_still_load(graph_bytes):
+    # version 1 had no attribute section: the same nodes, then the checksum
+    ns = nodes(graph_bytes)
+    body = bytearray(graph_bytes)
+    size = next(n for n in range(4, 64) if struct.unpack_from("<Q", body, len(body) - 16 - n)[0] == n)
+    v1 = bytearray(body[:len(body) - 16 - size]) + bytearray(8)  # nodes, then the checksum's place
+    struct.pack_into("<I", v1, 8, 1)
+    g = knnsql.Index.from_bytes(reseal(v1))
+    assert len(g) == 400 and len(ns) == 400
+    assert g.to_bytes()[8] == 2  # saved again in the current format
+
+
+def test_damaged_attribute_section_is_refused(db):
+    raw = _attributed_bytes(db)
+    alen_at = len(raw) - 8
+    # find the section: it is the last one, its length word right before it
+    for cut in range(8, 4000, 4):
+        start = alen_at - cut
+        if struct.unpack_from("<Q", raw, start - 8)[0] == cut:
+            break
+    else:
+        raise AssertionError("attribute section not found")
+    for pos in range(start, alen_at, max(1, cut // 40)):
+        body = bytearray(raw)
+        body[pos] ^= 0xFF
+        try:
+            g = knnsql.Index.from_bytes(reseal(body))
+        except KnnError as exc:
+            assert "corrupt" in str(exc) or "attribute" in str(exc)
+        else:
+            assert len(g) == 300  # a flipped value byte is still a valid value
+    with pytest.raises(KnnError):
+        knnsql.Index.from_bytes(reseal(bytearray(raw[:start + cut // 2]) + bytearray(raw[alen_at:])))

@@ -364,6 +364,21 @@ knn_status knn_attrs_compact(knn_attrs *a, const uint8_t *drop, knn_error *err) 
     return KNN_OK;
 }
 
+void knn_attrs_truncate(knn_attrs *a, size_t rows) {
+    if (rows >= a->rows) return;
+    for (size_t c = 0; c < a->ncols; c++) {
+        knn_attr_col *col = &a->cols[c];
+        char k = knn_attr_physical(col->type);
+        size_t tail = a->rows - rows;
+        if (k == 'i') memset(col->i64 + rows, 0, tail * sizeof *col->i64);
+        else if (k == 'f') memset(col->f64 + rows, 0, tail * sizeof *col->f64);
+        else memset(col->code + rows, 0, tail * sizeof *col->code);
+        if (rows % 64) col->valid[rows / 64] &= ((uint64_t)1 << (rows % 64)) - 1;
+        for (size_t w = (rows + 63) / 64; w < WORDS(a->rows); w++) col->valid[w] = 0;
+    }
+    a->rows = rows;
+}
+
 size_t knn_attrs_bytes(const knn_attrs *a) {
     size_t total = sizeof *a + a->ncols * sizeof(knn_attr_col);
     for (size_t c = 0; c < a->ncols; c++) {

@@ -119,6 +119,9 @@ knn_status knn_attrs_write(knn_attrs *a, const knn_attr_batch *b, size_t src, si
 /* Keeps the rows r with drop[r] == 0, in order (a graph's optimize renumbers its live nodes that way). */
 knn_status knn_attrs_compact(knn_attrs *a, const uint8_t *drop, knn_error *err);
 
+/* Gives up the rows at and past `rows` (their slots return to zero and NULL): an insert rolled back. */
+void knn_attrs_truncate(knn_attrs *a, size_t rows);
+
 /* Bytes held. */
 size_t knn_attrs_bytes(const knn_attrs *a);
 

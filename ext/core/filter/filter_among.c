@@ -1,43 +1,14 @@
-/* Allow-list search over a graph index (knn_filter.h).
- *
- * What it implements. The ids become a bitmap over node numbers (a lookup in the index's id map each),
- * and the bitmap with the tombstones one row selector. Per query, the planner compares the two plans
- * by the distances each computes:
- *   - exact: m distances, one per matching row, gathered in batches of EXACT_BATCH nodes from the
- *     bitmap (words with no bit set cost one load each);
- *   - postfilter: an unfiltered beam computes about d0 distances (d0 from the window calibration when the
- *     index has one, else ef * m0), and a beam that keeps only a share s = m / live of what it meets must
- *     walk about d0 / s of them before it holds ef matching rows.
- * So exact is planned when m < d0 * live / m, i.e. m^2 < d0 * live: for 400k rows and d0 ~ 2,000 that is
- * below ~28k matching rows (7%). Otherwise the postfilter runs with a budget of m distances, what the
- * exact plan costs: a filter correlated with the query (its rows far away, so the beam finds few of them)
- * spends the budget and hands over to the exact plan, so no query costs much more than twice the exact
- * plan, and a beam that finds fewer than min(k, m) rows does the same, which keeps the k-rows guarantee.
- * This is the Milvus/Weaviate strategy switch by selectivity, with the window search's budget and
- * fallback (window/window_plan.c) carried over to any set of rows. */
-#include <math.h>
+/* Allow-list search over a graph index (knn_filter.h): the ids become a bitmap over node numbers (a
+ * lookup in the index's id map each, a sequential read for rows inserted in id order), searched by the
+ * per-query planner of filter_plan.c (its note says how it picks a plan). */
 #include <stdlib.h>
-#include <string.h>
 
-#include "filter/knn_filter.h"
-#include "graph/graph_internal.h"
-#include "base/knn_parallel.h"
-#include "base/knn_topk.h"
+#include "filter/filter_internal.h"
 
-#define EXACT_BATCH 256 /* nodes scored per kernel call (knn_vdists takes up to 513) */
-
-/* The allow-list of one call: bitmap over node numbers, the selector built on it, and its row count. */
-typedef struct among_rows {
-    uint64_t *bits;
-    size_t words, m;
-    knn_selector sel;
-} among_rows;
-
-static knn_status rows_build(knn_graph *g, const int64_t *ids, size_t n_ids, among_rows *a, knn_error *err) {
-    a->words = (g->count + 63) / 64;
-    a->m = 0;
-    a->bits = calloc(a->words ? a->words : 1, sizeof *a->bits);
-    if (a->bits == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory for an allow-list of %zu rows", g->count);
+/* The allow-list of one call from ids. */
+static knn_status rows_build(knn_graph *g, const int64_t *ids, size_t n_ids, knn_filter_rows *a, knn_error *err) {
+    knn_status s = knn_filter_rows_alloc(g, a, err);
+    if (s != KNN_OK) return s;
     enum { BLOCK = 256 };
     int64_t miss[BLOCK];
     uint32_t nodes[BLOCK];
@@ -57,166 +28,25 @@ static knn_status rows_build(knn_graph *g, const int64_t *ids, size_t n_ids, amo
             const uint32_t v = nodes[j];
             if (v == KNN_IDMAP_EMPTY || g->deleted[v]) continue;
             const uint64_t bit = (uint64_t)1 << (v % 64);
-            if (a->bits[v / 64] & bit) continue; /* a repeated id */
-            a->bits[v / 64] |= bit;
-            a->m++;
+            a->bits[v / 64] |= bit; /* a repeated id sets it again */
         }
     }
-    a->sel = knn_selector_all();
-    knn_selector_live(&a->sel, g->deleted, 1.0);
-    knn_selector_allow(&a->sel, a->bits, g->count);
+    knn_filter_rows_finish(g, a);
     return KNN_OK;
-}
-
-/* The exact plan: every matching row scored, the k nearest kept (ties by id). */
-static knn_status among_exact(const knn_graph *g, const among_rows *a, const float *q, size_t k, int64_t *out_ids,
-                              float *out_dists, size_t *found, knn_error *err) {
-    knn_topk t;
-    knn_status s = knn_topk_init(&t, k, err);
-    uint32_t nodes[EXACT_BATCH];
-    float dist[EXACT_BATCH];
-    size_t n = 0;
-    for (size_t w = 0; s == KNN_OK && w <= a->words; w++) {
-        uint64_t bits = w < a->words ? a->bits[w] : 0;
-        for (; bits; bits &= bits - 1) nodes[n++] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(bits));
-        /* score a full batch, and whatever is left after the last word */
-        if (n + 64 > EXACT_BATCH || (w == a->words && n)) {
-            knn_vdists(g, q, nodes, n, dist);
-            for (size_t j = 0; s == KNN_OK && j < n; j++) s = knn_topk_offer(&t, dist[j], g->ids[nodes[j]], err);
-            n = 0;
-        }
-    }
-    if (s == KNN_OK) knn_topk_export(&t, out_ids, out_dists, found);
-    knn_topk_free(&t);
-    return s;
-}
-
-/* The postfilter plan with a budget; 1 when it answered, 0 when the exact plan must (budget spent, or
- * fewer than min(k, m) rows found), -1 when out of memory. */
-static int among_post(const knn_graph *g, knn_search_ctx *c, const among_rows *a, const float *q, size_t k, size_t ef,
-                      size_t budget, int64_t *out_ids, float *out_dists, size_t *found) {
-    uint32_t ep;
-    float epd;
-    size_t ntop;
-    knn_graph_descend(g, q, &ep, &epd);
-    c->budget = budget;
-    c->over = 0;
-    int ok = knn_graph_search_layer(g, c, q, ep, epd, ef, 0, KNN_LOCK_NONE, &a->sel, &ntop, NULL);
-    c->budget = 0;
-    if (!ok) return -1;
-    size_t want = k < a->m ? k : a->m;
-    if (c->over || ntop < want) return 0;
-    qsort(c->top, ntop, sizeof *c->top, knn_hitem_cmp);
-    for (size_t j = 0; j < want; j++) {
-        out_ids[j] = g->ids[c->top[j].id];
-        out_dists[j] = c->top[j].key;
-    }
-    *found = want;
-    return 1;
-}
-
-/* Distances an unfiltered beam of width ef computes on this index (see the design note). */
-static double plain_distances(knn_graph *g, size_t ef) {
-    double d0 = (double)ef * (double)g->m0;
-    if (atomic_load(&g->calibrated)) {
-        pthread_mutex_lock(&g->cal_lock);
-        if (g->ns_distance > 0) d0 = g->ns_post[0] / g->ns_distance * (double)ef / (double)g->p.ef;
-        pthread_mutex_unlock(&g->cal_lock);
-    }
-    return d0;
-}
-
-/* One query (read lock held, c from the pool). */
-static knn_status among_one(knn_graph *g, knn_search_ctx *c, const among_rows *a, double d0, const float *query,
-                            size_t k, size_t ef, int64_t *out_ids, float *out_dists, size_t *found, int *plan,
-                            knn_error *err) {
-    const float *q;
-    knn_status s = knn_graph_prepare_query(g, c, query, &q, err);
-    size_t live = g->count - g->n_deleted;
-    *found = 0;
-    if (s != KNN_OK || a->m == 0) return s;
-    if (a->m == live) {
-        *plan = KNN_AMONG_ALL;
-        return knn_graph_plain_search(g, c, q, k, ef, out_ids, out_dists, found, err);
-    }
-    *plan = KNN_AMONG_EXACT;
-    if ((double)a->m * (double)a->m >= d0 * (double)live) {
-        int r = among_post(g, c, a, q, k, ef, a->m, out_ids, out_dists, found);
-        if (r < 0) return knn_error_set(err, KNN_ENOMEM, "out of memory during search");
-        *plan = r ? KNN_AMONG_POST : KNN_AMONG_FALLBACK;
-        if (r) return KNN_OK;
-    }
-    return among_exact(g, a, q, k, out_ids, out_dists, found, err);
-}
-
-/* The queries of one call split over threads, each with its own search context. */
-typedef struct among_job {
-    knn_graph *g;
-    const among_rows *a;
-    double d0;
-    const float *queries;
-    size_t nq, k, ef, nthreads;
-    int64_t *out_ids;
-    float *out_dists;
-    size_t *found;
-    int *plans;
-    knn_error *errs;
-} among_job;
-
-static void among_task(void *arg, size_t t) {
-    among_job *j = arg;
-    knn_search_ctx *c = knn_graph_ctx_acquire(j->g);
-    if (c == NULL) {
-        knn_error_set(&j->errs[t], KNN_ENOMEM, "out of memory for a search context");
-        return;
-    }
-    for (size_t i = t; i < j->nq && j->errs[t].status == KNN_OK; i += j->nthreads) {
-        int plan = KNN_AMONG_EXACT;
-        among_one(j->g, c, j->a, j->d0, j->queries + i * j->g->dim, j->k, j->ef, j->out_ids + i * j->k,
-                  j->out_dists + i * j->k, &j->found[i], &plan, &j->errs[t]);
-        if (j->plans) j->plans[i] = plan;
-    }
-    knn_graph_ctx_release(j->g, c);
 }
 
 knn_status knn_graph_search_among(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef,
                                   const int64_t *ids, size_t n_ids, size_t threads, int64_t *out_ids, float *out_dists,
                                   size_t *found, int *plans, size_t *matched, knn_error *err) {
     if (k == 0) return knn_error_set(err, KNN_EINVAL, "k must be >= 1, got 0");
-    for (size_t i = 0; i < nq * k; i++) {
-        out_ids[i] = -1;
-        out_dists[i] = INFINITY;
-    }
-    for (size_t i = 0; i < nq; i++) {
-        found[i] = 0;
-        if (plans) plans[i] = KNN_AMONG_EXACT;
-    }
+    knn_filter_clear_out(nq, k, out_ids, out_dists, found, plans);
     if (matched) *matched = 0;
-    /* one thread per ~8 queries at most: a single query never pays for a thread start */
-    size_t nt = threads ? threads : (nq > 1 ? knn_cpu_count() : 1);
-    if (nt > (nq + 7) / 8) nt = (nq + 7) / 8;
-    if (nt == 0) nt = 1;
-    knn_error *errs = calloc(nt, sizeof *errs);
-    if (errs == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory for %zu search threads", nt);
-    among_rows a = {0};
+    knn_filter_rows a = {0};
     pthread_rwlock_rdlock(&g->rw);
     knn_status s = rows_build(g, ids, n_ids, &a, err);
-    if (ef == 0) ef = g->p.ef;
-    if (ef < k) ef = k;
-    if (s == KNN_OK && nq) {
-        among_job job = {g, &a, plain_distances(g, ef), queries, nq, k, ef, nt, out_ids, out_dists, found, plans,
-                         errs};
-        knn_parallel_run(nt, among_task, &job);
-        for (size_t t = 0; t < nt && s == KNN_OK; t++) {
-            if (errs[t].status != KNN_OK) {
-                *err = errs[t];
-                s = err->status;
-            }
-        }
-    }
+    if (s == KNN_OK) s = knn_filter_run(g, &a, queries, nq, k, ef, threads, out_ids, out_dists, found, plans, err);
     if (matched) *matched = a.m;
     pthread_rwlock_unlock(&g->rw);
     free(a.bits);
-    free(errs);
     return s;
 }

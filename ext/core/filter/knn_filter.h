@@ -1,4 +1,5 @@
-/* Filtered search with an allow-list: the k nearest live rows of a graph index among given ids.
+/* Filtered search: the k nearest live rows of a graph index among given ids, or among the rows a predicate
+ * over its attribute columns accepts.
  *
  * The path for predicates the index cannot evaluate itself (joins, subqueries, functions): DuckDB
  * evaluates the WHERE over the relation and hands the matching ids over in the same statement (the
@@ -17,6 +18,7 @@
 #include <stdint.h>
 
 #include "base/knn_error.h"
+#include "attrs/knn_predicate.h"
 #include "graph/knn_graph.h"
 
 /* Plans as knn_graph_search_among reports them (the window plans' codes where they mean the same). */
@@ -35,5 +37,14 @@ enum {
 knn_status knn_graph_search_among(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef,
                                   const int64_t *ids, size_t n_ids, size_t threads, int64_t *out_ids, float *out_dists,
                                   size_t *found, int *plans, size_t *matched, knn_error *err);
+
+/* knn_graph_search_among for the rows on which a predicate over the index's attribute columns is TRUE
+ * (attrs/knn_predicate.h; evaluated once per call, under the read lock, into the same bitmap), and, when
+ * `windowed`, whose label lies in [lo, hi]. Errors from the predicate (unknown column, type mismatch)
+ * come back before any search; an index without attribute columns says how to add them. */
+knn_status knn_graph_search_filter(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef,
+                                   const knn_predicate *pred, int windowed, double lo, double hi, size_t threads,
+                                   int64_t *out_ids, float *out_dists, size_t *found, int *plans, size_t *matched,
+                                   knn_error *err);
 
 #endif

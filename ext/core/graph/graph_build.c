@@ -257,10 +257,11 @@ static knn_status link_nodes(knn_graph *g, size_t first, size_t threads, knn_err
     return KNN_OK;
 }
 
-knn_status knn_graph_add_locked(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels, size_t n,
-                                size_t threads, knn_error *err) {
+knn_status knn_graph_add_locked(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels,
+                                const knn_attr_batch *attrs, size_t n, size_t threads, knn_error *err) {
     knn_idmap last = {0};
     knn_status s = KNN_OK;
+    if (attrs && attrs->ncols && (s = knn_attrs_check(&g->attrs, attrs, err)) != KNN_OK) return s;
     /* Within one batch the last occurrence of an id wins. */
     for (size_t i = 0; i < n; i++) {
         if ((s = knn_idmap_put(&last, ids[i], (uint32_t)i, err)) != KNN_OK) goto done;
@@ -277,7 +278,14 @@ knn_status knn_graph_add_locked(knn_graph *g, const float *vecs, const int64_t *
         s = init_node(g, node, g->inserted + (node - first), ids[i], labels ? labels[i] : NAN, err);
         if (s != KNN_OK) goto rollback;
         g->count++;
+        /* Node `node` takes row i's attributes; a node with none is NULL everywhere (rows past attrs.rows). */
+        if (attrs && attrs->ncols) {
+            if ((s = knn_attrs_grow(&g->attrs, g->count, err)) != KNN_OK) goto rollback;
+            if ((s = knn_attrs_write(&g->attrs, attrs, i, node, err)) != KNN_OK) goto rollback;
+        }
     }
+    /* Once an index has attribute columns they span every node (rows of nodes added without any: NULL). */
+    if (g->attrs.ncols && (s = knn_attrs_grow(&g->attrs, g->count, err)) != KNN_OK) goto rollback;
     /* All rows are valid: retire replaced ids, then link the new nodes. */
     for (uint32_t node = (uint32_t)first; node < g->count; node++) {
         uint32_t old;
@@ -294,6 +302,7 @@ knn_status knn_graph_add_locked(knn_graph *g, const float *vecs, const int64_t *
     knn_graph_labels_update(g, first);
     goto done;
 rollback:
+    knn_attrs_truncate(&g->attrs, first);
     while (g->count > first) {
         g->count--;
         free(g->upper[g->count]);
@@ -306,9 +315,14 @@ done:
 
 knn_status knn_graph_add(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels, size_t n,
                          size_t threads, knn_error *err) {
+    return knn_graph_add_with_attrs(g, vecs, ids, labels, NULL, n, threads, err);
+}
+
+knn_status knn_graph_add_with_attrs(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels,
+                              const knn_attr_batch *attrs, size_t n, size_t threads, knn_error *err) {
     if (n == 0) return KNN_OK;
     pthread_rwlock_wrlock(&g->rw);
-    knn_status s = knn_graph_add_locked(g, vecs, ids, labels, n, threads, err);
+    knn_status s = knn_graph_add_locked(g, vecs, ids, labels, attrs, n, threads, err);
     pthread_rwlock_unlock(&g->rw);
     return s;
 }

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "attrs/knn_attrs.h"
 #include "kernels/knn_kernels.h"
 #include "quant/knn_codes.h"
 #include "graph/knn_graph.h"
@@ -97,6 +98,7 @@ struct knn_graph {
     double link_ns;       /* wall time spent linking the graph's current nodes (the bucket build budget) */
     double *labels;       /* per node; NaN when the row has no label */
     uint32_t label_tag;   /* what the labels mean, opaque to the core (the SQL layer's label type) */
+    knn_attrs attrs;      /* attribute columns by node number (filters); attrs.rows == count once a column exists */
     knn_window win;
     /* Cost model, calibrated at the end of a build or load (else on the first window search) and again
      * whenever the sorted rows have doubled since (under cal_lock, published by `calibrated`):
@@ -287,8 +289,8 @@ knn_selector knn_graph_window_selector(const knn_graph *g, double lo, double hi,
 /* ---- insertion (graph_build.c) ------------------------------------------------------------------ */
 
 /* Adds rows with the write lock held (knn_graph_add without the lock). */
-knn_status knn_graph_add_locked(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels, size_t n,
-                                size_t threads, knn_error *err);
+knn_status knn_graph_add_locked(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels,
+                                const knn_attr_batch *attrs, size_t n, size_t threads, knn_error *err);
 /* An empty graph over n of src's nodes (nodes[i] becomes node i, with src's id and label; nodes is
  * taken over), linked with params p on `threads` threads. Keeps no vectors of its own. */
 knn_status knn_graph_view_build(const knn_graph *src, uint32_t *nodes, size_t n, const knn_graph_params *p,

@@ -5,6 +5,7 @@
  *   | u32 label tag | u64 seed | u64 count | u64 deleted | u64 inserted | u32 entry | i32 max_level
  *   then per node: i64 id | f64 label (NaN: none) | u8 deleted | u8 level | u16 0 | f32 vec[dim]
  *   | per level 0..level: u32 n | u32 links[n]
+ *   then (version 2) u64 n | n bytes of attribute columns (attrs/knn_attrs.h's layout, count rows)
  *   then a u64 FNV-1a hash (over 8-byte words, then tail bytes) of every preceding byte.
  * Loading checks the checksum first, then every count, level and link against the header, and that
  * each upper-level link reaches a node present on that level. */
@@ -15,7 +16,7 @@
 #include "graph/graph_internal.h"
 
 #define MAGIC "KNNGRAPH"
-#define FORMAT_VERSION 1u
+#define FORMAT_VERSION 2u /* 2 added the attribute columns; version 1 bytes still load */
 #define ENDIAN_MARK 0x01020304u
 
 /* FNV-1a over 64-bit little-endian words (then the tail bytes): eight times fewer multiplies than the
@@ -59,9 +60,15 @@ knn_status knn_graph_save(knn_graph *g, uint8_t **buf, size_t *len, knn_error *e
         total += 8 + 8 + 4 + g->dim * sizeof(float);
         for (int lev = 0; lev <= g->levels[i]; lev++) total += 4 * (1 + (size_t)knn_graph_links(g, i, lev)[0]);
     }
-    uint8_t *out = malloc(total);
+    uint8_t *attrs = NULL;
+    size_t attrs_len = 0;
+    knn_status s = knn_attrs_save(&g->attrs, g->count, &attrs, &attrs_len, err);
+    total += 8 + attrs_len;
+    uint8_t *out = s == KNN_OK ? malloc(total) : NULL;
     if (out == NULL) {
         pthread_rwlock_unlock(&g->rw);
+        free(attrs);
+        if (s != KNN_OK) return s;
         return knn_error_set(err, KNN_ENOMEM, "out of memory serialising a graph index (%zu bytes)", total);
     }
     writer w = {out};
@@ -92,6 +99,9 @@ knn_status knn_graph_save(knn_graph *g, uint8_t **buf, size_t *len, knn_error *e
             put(&w, l, 4 * (1 + (size_t)l[0]));
         }
     }
+    PUT(&w, uint64_t, (uint64_t)attrs_len);
+    put(&w, attrs, attrs_len);
+    free(attrs);
     PUT(&w, uint64_t, fnv1a(out, (size_t)(w.p - out)));
     pthread_rwlock_unlock(&g->rw);
     *buf = out;
@@ -131,7 +141,7 @@ knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_e
     int32_t max_level;
     if (!take(&r, &version, 4) || !take(&r, &endian, 4)) CORRUPT("header truncated");
     if (endian != ENDIAN_MARK) CORRUPT("written on a machine of other byte order");
-    if (version != FORMAT_VERSION) {
+    if (version != FORMAT_VERSION && version != 1u) {
         s = knn_error_set(err, KNN_EDATA, "graph index format version %u is not supported (this build reads %u)",
                           version, FORMAT_VERSION);
         goto fail;
@@ -195,6 +205,14 @@ knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_e
             }
             l[0] = n;
         }
+    }
+    if (version >= 2u) {
+        uint64_t alen;
+        size_t used = 0;
+        if (!take(&r, &alen, 8) || alen > (uint64_t)(r.end - r.p)) CORRUPT("attribute columns truncated");
+        if ((s = knn_attrs_load(&g->attrs, r.p, (size_t)alen, count, &used, err)) != KNN_OK) goto fail;
+        if (used != alen) CORRUPT("attribute columns: %zu of %llu bytes read", used, (unsigned long long)alen);
+        r.p += alen;
     }
     if (r.p != r.end) CORRUPT("%zu unexpected trailing bytes", (size_t)(r.end - r.p));
     /* A link on level lev must reach a node that has level lev: searches read the target's links there. */

@@ -48,7 +48,10 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     }
     if ((s = knn_graph_alloc(g->dim, g->metric, &g->p, &fresh, err)) != KNN_OK) goto done;
     fresh->inserted = 0;
-    if ((s = knn_graph_add_locked(fresh, vecs, ids, labels, m, threads, err)) != KNN_OK) goto done;
+    if ((s = knn_graph_add_locked(fresh, vecs, ids, labels, NULL, m, threads, err)) != KNN_OK) goto done;
+    /* The fresh graph numbers the live nodes in their old order: the attribute rows follow by dropping
+     * the tombstoned ones (rows past attrs.rows stay implicitly NULL). */
+    if ((s = knn_attrs_compact(&g->attrs, g->deleted, err)) != KNN_OK) goto done;
     /* Swap node storage; keep g's locks and pool (contexts stay valid: capacities only grow). */
     knn_graph_free_nodes(g);
     g->data0 = fresh->data0;

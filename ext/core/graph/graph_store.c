@@ -87,6 +87,7 @@ knn_status knn_graph_alloc(size_t dim, knn_metric metric, const knn_graph_params
     g->slot_bytes = (g->links_offset + (1 + g->m0) * sizeof(uint32_t) + 63) / 64 * 64;
     g->entry = KNN_NO_NODE;
     g->max_level = -1;
+    knn_attrs_init(&g->attrs);
     atomic_init(&g->calibrated, 0);
     atomic_init(&g->cal_rows, 0);
     atomic_init(&g->forced_plan, -1);
@@ -127,6 +128,7 @@ void knn_graph_free_nodes(knn_graph *g) {
 void knn_graph_free(knn_graph *g) {
     if (g == NULL) return;
     knn_graph_free_nodes(g);
+    knn_attrs_free(&g->attrs); /* not a node array: optimize compacts it in place */
     for (size_t i = 0; i < g->pool_n; i++) ctx_free(g->pool[i]);
     pthread_rwlock_destroy(&g->rw);
     pthread_mutex_destroy(&g->entry_lock);
@@ -205,6 +207,7 @@ size_t knn_graph_memory(const knn_graph *g) {
                  g->dim * sizeof(double);
     }
     if (g->vec_nodes) bytes += g->capacity * sizeof(uint32_t);
+    bytes += knn_attrs_bytes(&g->attrs);
     const struct knn_buckets *b = atomic_load(&((knn_graph *)g)->buckets);
     if (b) bytes += g->buckets_ops->bytes(b);
     return bytes;

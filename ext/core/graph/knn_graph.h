@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attrs/knn_attrs.h"
 #include "base/knn_error.h"
 #include "base/knn_metric.h"
 
@@ -42,6 +43,22 @@ void knn_graph_free(knn_graph *g);
  * changing anything. */
 knn_status knn_graph_add(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels, size_t n,
                          size_t threads, knn_error *err);
+
+/* knn_graph_add with attribute columns (attrs/knn_attrs.h): node of input row i gets batch row i's values
+ * (attrs NULL or without columns: the new rows are NULL in every column). A batch whose types clash with
+ * the index's columns is refused before anything changes. */
+knn_status knn_graph_add_with_attrs(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels,
+                              const knn_attr_batch *attrs, size_t n, size_t threads, knn_error *err);
+/* Attribute columns of the index as "name TYPE" pairs, comma-separated, into buf ("" when none). */
+void knn_graph_attr_schema(knn_graph *g, char *buf, size_t len);
+/* Names and types of up to cap attribute columns; returns how many. */
+size_t knn_graph_attr_columns(knn_graph *g, char names[][KNN_ATTR_NAME_MAX + 1], knn_attr_type *types, size_t cap);
+/* Values of attribute column `name` for the live rows with the given ids: valid[i] = 0 for NULL, a row
+ * not in the index, or a column the index lacks (*type = 0 then). By the column's physical kind, i64[i],
+ * f64[i] or strs[i] / lens[i] (pointers into the index's dictionary, valid while the index lives). */
+knn_status knn_graph_attr_gather(knn_graph *g, const int64_t *ids, size_t n, const char *name, size_t len,
+                                 knn_attr_type *type, int64_t *i64, double *f64, const char **strs, uint32_t *lens,
+                                 uint8_t *valid, knn_error *err);
 
 /* Tombstones the given ids; unknown ids are ignored. *removed counts the ids that were live. */
 knn_status knn_graph_delete(knn_graph *g, const int64_t *ids, size_t n, size_t *removed, knn_error *err);

@@ -1,5 +1,6 @@
 #include "index/knn_registry.h"
 #include "window/knn_window.h"
+#include "filter/knn_filter.h"
 
 #include "exact/knn_flat.h"
 #include "graph/graph_internal.h"
@@ -197,8 +198,18 @@ static knn_status from_public(int status, knn_error *err) {
 
 knn_status knn_entry_add(knn_entry *e, const float *vecs, const int64_t *ids, const double *labels, size_t n,
                          knn_error *err) {
+    return knn_entry_add_attrs(e, vecs, ids, labels, NULL, n, err);
+}
+
+knn_status knn_entry_add_attrs(knn_entry *e, const float *vecs, const int64_t *ids, const double *labels,
+                               const knn_attr_batch *attrs, size_t n, knn_error *err) {
+    if (e->kind != KNN_KIND_GRAPH && attrs && attrs->ncols) {
+        return knn_error_set(err, KNN_EINVAL, "index '%s' is flat; attribute columns need a graph index (create it "
+                             "with kind := 'graph'), or filter a flat index in SQL with knn_exact(...) over a WHERE",
+                             e->name);
+    }
     if (e->kind == KNN_KIND_GRAPH) {
-        knn_status s = knn_graph_add(e->graph, vecs, ids, labels, n, 0, err);
+        knn_status s = knn_graph_add_with_attrs(e->graph, vecs, ids, labels, attrs, n, 0, err);
         if (s == KNN_OK) knn_window_prepare(e->graph);
         return s;
     }
@@ -241,6 +252,17 @@ knn_status knn_entry_search_window(knn_entry *e, const float *q, size_t k, size_
     knn_status s = from_public(knn_flat_search_window(e->flat, q, 1, k, 1, 1, lo, hi, ids, dists, &kk, found,
                                                       err->msg, sizeof err->msg), err);
     return s;
+}
+
+knn_status knn_entry_search_filter(knn_entry *e, const float *queries, size_t nq, size_t k, size_t ef,
+                                   const knn_predicate *pred, int windowed, double lo, double hi, size_t threads,
+                                   int64_t *ids, float *dists, size_t *found, int *plans, knn_error *err) {
+    if (e->kind != KNN_KIND_GRAPH) {
+        return knn_error_set(err, KNN_EINVAL, "index '%s' is flat; filter := needs a graph index with attribute "
+                             "columns (kind := 'graph'), or filter in SQL with knn_exact(...) over a WHERE", e->name);
+    }
+    return knn_graph_search_filter(e->graph, queries, nq, k, ef, pred, windowed, lo, hi, threads, ids, dists, found,
+                                   plans, NULL, err);
 }
 
 size_t knn_entry_count(const knn_entry *e) {

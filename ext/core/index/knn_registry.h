@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attrs/knn_predicate.h"
 #include "exact/knn_flat.h"
 #include "base/knn_error.h"
 #include "graph/knn_graph.h"
@@ -64,6 +65,9 @@ void knn_entry_release(knn_entry *e);
 /* labels may be NULL (no labels); NaN means no label for that row. */
 knn_status knn_entry_add(knn_entry *e, const float *vecs, const int64_t *ids, const double *labels, size_t n,
                          knn_error *err);
+/* knn_entry_add with attribute columns (graph indexes only; a flat index refuses a batch with columns). */
+knn_status knn_entry_add_attrs(knn_entry *e, const float *vecs, const int64_t *ids, const double *labels,
+                               const knn_attr_batch *attrs, size_t n, knn_error *err);
 knn_status knn_entry_delete(knn_entry *e, const int64_t *ids, size_t n, size_t *removed, knn_error *err);
 knn_status knn_entry_optimize(knn_entry *e, knn_error *err);
 /* One query: up to k results into ids/dists; *found how many. ef = 0: index default (graph only). */
@@ -76,6 +80,11 @@ knn_status knn_entry_search_flat_batch(knn_entry *e, const float *Q, size_t nq, 
 /* Window search: only rows whose label is in [lo, hi]. */
 knn_status knn_entry_search_window(knn_entry *e, const float *q, size_t k, size_t ef, double lo, double hi,
                                    int64_t *ids, float *dists, size_t *found, knn_error *err);
+/* nq queries answered among the rows a predicate over the attribute columns accepts (and, windowed, whose
+ * label is in [lo, hi]); rows of ids/dists have stride k; plans may be NULL (filter/knn_filter.h). */
+knn_status knn_entry_search_filter(knn_entry *e, const float *queries, size_t nq, size_t k, size_t ef,
+                                   const knn_predicate *pred, int windowed, double lo, double hi, size_t threads,
+                                   int64_t *ids, float *dists, size_t *found, int *plans, knn_error *err);
 size_t knn_entry_count(const knn_entry *e);
 /* Sets the label kind on first use; returns the kind in force (which may differ from kind). */
 unsigned knn_entry_claim_label_kind(knn_entry *e, unsigned kind);
