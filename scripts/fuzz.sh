@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs each coverage-guided fuzzer for a set time and prints executions and crashes per target.
 #
-#   bash scripts/fuzz.sh [graph_load|sql|where|all] [seconds per target, default 60]
+#   bash scripts/fuzz.sh [graph_load|predicate|sql|where|all] [seconds per target, default 60]
 #
 # graph_load: libFuzzer (clang -fsanitize=fuzzer,address,undefined) on fuzz/fuzz_graph_load.c, the
 #             byte loader behind knn_index_restore and knnsql.Index.load.
@@ -50,6 +50,18 @@ run_graph_load() {
     report graph_load "$dir/log"
 }
 
+run_predicate() {
+    local dir="$work/predicate"
+    fresh predicate
+    mapfile -t core < <(find ext/core -name '*.c' | sort)
+    "$CLANG" -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -g -fno-omit-frame-pointer \
+        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iext/core \
+        fuzz/fuzz_predicate.c "${core[@]}" -lm -lpthread -o "$dir/fuzz_predicate"
+    (cd "$dir" && ./fuzz_predicate -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 \
+        -max_len=8192 -timeout=20 corpus) >"$dir/log" 2>&1 || true
+    report predicate "$dir/log"
+}
+
 run_sql() {
     local dir="$work/sql"
     fresh sql
@@ -78,8 +90,9 @@ run_where() {
 
 case "$target" in
     graph_load) run_graph_load ;;
+    predicate) run_predicate ;;
     sql) run_sql ;;
     where) run_where ;;
-    all) run_graph_load; run_sql; run_where ;;
-    *) echo "fuzz: unknown target '$target' (graph_load, sql, where, all)" >&2; exit 2 ;;
+    all) run_graph_load; run_predicate; run_sql; run_where ;;
+    *) echo "fuzz: unknown target '$target' (graph_load, predicate, sql, where, all)" >&2; exit 2 ;;
 esac

@@ -409,8 +409,8 @@ static void test_code_dist_kernel(void) {
     enum { NPAIRS = 21, B = KNN_CODE_BLOCK };
     static uint8_t block[NPAIRS * 2 * B];
     uint8_t cq[2 * NPAIRS];
-    for (size_t i = 0; i < sizeof block; i++) block[i] = (uint8_t)(frand() * 256.0f);
-    for (size_t j = 0; j < 2 * NPAIRS; j++) cq[j] = j % 7 == 0 ? 255 : (uint8_t)(frand() * 256.0f);
+    for (size_t i = 0; i < sizeof block; i++) block[i] = (uint8_t)((frand() + 1.0f) * 127.5f);
+    for (size_t j = 0; j < 2 * NPAIRS; j++) cq[j] = j % 7 == 0 ? 255 : (uint8_t)((frand() + 1.0f) * 127.5f);
     uint32_t want[B];
     for (size_t r = 0; r < B; r++) {
         uint32_t sum = 0;

@@ -226,7 +226,7 @@ static knn_status resolve(const ctx *c, const pn_node *n, leaf *lf, knn_error *e
                              a->ncols ? "the index has columns " : "the index has no attribute columns", list);
     }
     const knn_attr_col *col = lf->col = &a->cols[ci];
-    const pn_lit *lits = p->lits + n->lit;
+    const pn_lit *lits = p->lits ? p->lits + n->lit : NULL; /* NULL: a node without literals */
     knn_status s;
     if (n->kind == PN_ISNULL) { lf->mode = M_ISNULL; return KNN_OK; }
     if (n->kind == PN_BOOLCOL) {
@@ -392,6 +392,10 @@ static void eval_leaf(const ctx *c, const pn_node *n, const leaf *lf, size_t w, 
             t |= (uint64_t)(v == 1) << b;
             f |= (uint64_t)(v == 0) << b;
         }
+    } else if (lf->mode == M_SET && lf->nd == 0 && lf->ni <= 8 && col->type != KNN_ATTR_DOUBLE) {
+        for (size_t k = 0; k < lf->ni; k++) t |= scan_i(col->i64 + base, OP_EQ, lf->iset[k]); /* short list */
+        t &= V;
+        f = lf->has_null ? 0 : V & ~t;
     } else if (lf->mode == M_SET) {
         for (uint64_t m = V; m; m &= m - 1) {
             int b = __builtin_ctzll(m);
