@@ -721,6 +721,11 @@ static void test_attrs(void) {
     }
     CHECK(same, "compacted rows differ");
     CHECK(knn_attrs_grow(&a, keep + 5, &err) == KNN_OK && !knn_attrs_is_valid(&a.cols[cb], keep + 2), "regrown row valid");
+    /* truncate (an insert rolled back): the rows given up come back NULL */
+    knn_attrs_truncate(&a, 10);
+    CHECK(a.rows == 10 && knn_attrs_grow(&a, 80, &err) == KNN_OK, "truncate to 10 rows: %zu", a.rows);
+    for (size_t c = 0; c < a.ncols; c++)
+        for (size_t r = 10; r < 80; r++) CHECK(!knn_attrs_is_valid(&a.cols[c], r), "truncated row %zu of column %zu valid", r, c);
     free(drop);
     knn_attrs_free(&before);
     free(bytes);
