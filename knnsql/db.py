@@ -5,6 +5,7 @@ onto them (``rewrite.py``)."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,6 +15,7 @@ from sqlglot import exp
 
 from . import _catalog, rewrite
 from ._extension import load
+from ._tracked import may_write
 from ._sql import quote_ident as q
 from .table import VectorTable, _metric
 
@@ -27,9 +29,14 @@ class Database:
     context manager, or call ``close()``: both save changed indexes into the database file.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, *, auto_refresh: bool = True):
+    def __init__(self, con: duckdb.DuckDBPyConnection, *, auto_refresh: bool = True,
+                 read_consistency_interval: Optional[float] = 0.0):
         self.con = con
         self.auto_refresh = auto_refresh
+        self.read_consistency_interval = read_consistency_interval
+        self._write_gen = 0
+        self._checked: dict[str, tuple[int, float]] = {}  # index -> (write generation, time) of its last check
+        self._registry = None
         #: what connect found for each saved index: restored / rebuilt / attached, and the repairs
         self.open_report: list[dict] = []
         self._dirty: set[str] = set()
@@ -44,16 +51,19 @@ class Database:
             self._open_indexes()
 
     # -- plain DuckDB ------------------------------------------------------------------------------
-    @property
-    def execute(self):
+    def execute(self, query, *args, **kwargs):
         """DuckDB's ``connection.execute``: runs a statement with optional parameters, unchanged."""
-        return self.con.execute
+        if may_write(query):
+            self._wrote()
+        return self.con.execute(query, *args, **kwargs)
 
     def sql(self, query: str, params: Any = None, **named: Any):
         """Runs ``query`` and returns a DuckDB relation. ``ORDER BY array_distance(col, $q) LIMIT k``
         (or the cosine / inner-product forms) over an indexed vector table runs on the index;
         anything else runs unchanged. Parameters: a dict or list, or keywords (``q=vector``)."""
         params = self._params(params, named)
+        if may_write(query):
+            self._wrote()
         result = rewrite.plan(self, query, params)
         return self.con.sql(result.sql, params=params) if params is not None else self.con.sql(result.sql)
 
@@ -190,17 +200,34 @@ class Database:
         """Remembers the table's row count the index was last checked or written at."""
         if info is not None:
             self._seen_rows[info.name] = self.con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchall()[0][0]
+            self._checked[info.name] = (self._write_gen, time.monotonic())
+
+    def _wrote(self) -> None:
+        self._write_gen += 1
+
+    def _direct(self):
+        """The index registry for searches without a statement (``_direct.Registry``), made once."""
+        if self._registry is None:
+            from ._direct import Registry
+            self._registry = Registry(self.con)
+        return self._registry
 
     def _auto_refresh(self, table: VectorTable, info=None) -> None:
         """Before a search: a row count that differs from the one the index last saw means another
         client wrote to the table, so repair the index first (updates in place are found by
-        refresh_index, which compares every row's hash)."""
+        refresh_index, which compares every row's hash). Counted only when a statement that may write
+        ran since the last check (``_tracked.py``), or ``read_consistency_interval`` seconds passed."""
         info = info or table.index
         if not self.auto_refresh or info is None:
+            return
+        gen, at = self._checked.get(info.name, (-1, 0.0))
+        interval = self.read_consistency_interval
+        if gen == self._write_gen and (interval is None or time.monotonic() - at < interval):
             return
         rows = self.con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchall()[0][0]
         if self._seen_rows.get(info.name) != rows:
             table.refresh_index()
+        self._checked[info.name] = (self._write_gen, time.monotonic())
 
     def _auto_refresh_name(self, name: str) -> None:
         self._auto_refresh(self.table(name))
@@ -284,21 +311,25 @@ def _column_type(text: str) -> str:
     return parsed.sql(dialect="duckdb")
 
 
-def connect(path: Optional[str | Path] = None, *, auto_refresh: bool = True, **config: Any) -> Database:
+def connect(path: Optional[str | Path] = None, *, auto_refresh: bool = True,
+            read_consistency_interval: Optional[float] = 0.0, **config: Any) -> Database:
     """Opens a DuckDB database (in memory when ``path`` is None) with knnsql loaded.
 
     Indexes saved in the file are restored (or rebuilt when their bytes are unusable) and checked
     against their tables; ``db.open_report`` says what happened to each. Extra keyword arguments are
     DuckDB configuration options (``threads=2``, ``memory_limit="4GB"``...). Unsigned extensions are
     allowed on this connection so the locally built extension can load. ``auto_refresh``: repair an
-    index before a search when its table's row count changed behind its back.
+    index before a search when its table's row count changed behind its back: checked before every
+    search by default (``read_consistency_interval=0``, a ``count(*)`` of ~0.4 ms); ``None`` checks only
+    after writes through ``db.execute`` / ``db.sql`` / the tables API (writes through ``db.con`` itself
+    or other connections then need ``db.refresh()``); a number of seconds checks at least that often.
     """
     settings = dict(config)
     settings["allow_unsigned_extensions"] = True
     con = duckdb.connect(str(path) if path is not None else ":memory:", config=settings)
     try:
         load(con)
-        return Database(con, auto_refresh=auto_refresh)
+        return Database(con, auto_refresh=auto_refresh, read_consistency_interval=read_consistency_interval)
     except BaseException:
         con.close()
         raise

@@ -29,6 +29,9 @@ from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
+import pyarrow as pa
+
+from ._direct import arrow_type
 from ._filter import attribute_kind, index_filter
 from ._sql import bound_param, filter_sql, quote_ident as q
 
@@ -171,12 +174,11 @@ class Search:
         return p
 
     def _joined(self, hits_sql: str, params: dict, cond: Optional[str]):
-        """Runs the hits query, then fetches the table rows of the hit ids and joins them in Arrow,
+        """Runs the hits query, then fetches the table rows of the hit ids and joins them by position,
         filtered by ``cond`` and cut to k per query. A short id list goes into the statement as
         constants, which DuckDB answers from the primary-key index instead of scanning the table (a
         hash join scans it all: 7 ms of a 8 ms search on 400k rows); a long one is registered and
         joined. Rows the table no longer holds never come back."""
-        import pyarrow as pa
 
         t = self.table
         con = t.db.con
@@ -199,16 +201,25 @@ class Search:
             finally:
                 con.unregister("_knnsql_hit_ids")
         self._last_sql = f"{hits_sql};\n{lookup}"
-        hits = hits.rename_columns(["query", "_knnsql_id", "distance"])
-        joined = hits.join(rows, keys="_knnsql_id", right_keys=t.id_column, join_type="inner")
-        joined = joined.sort_by([("query", "ascending"), ("distance", "ascending"), ("_knnsql_id", "ascending")])
-        query = np.asarray(joined.column("query"))
-        rank = np.arange(len(query)) - np.searchsorted(query, query, side="left")
-        joined = joined.filter(pa.array(rank < self._k))
-        joined = joined.append_column(t.id_column, joined.column("_knnsql_id")) \
-            if t.id_column in self._columns() else joined
-        out = ([] if self.single else ["query"]) + self._columns() + ["distance"]
-        return joined.select(out)
+        # join by positions (numpy), not pyarrow's hash join, which refuses list columns such as the vector
+        hq = np.asarray(hits.column("query"), dtype=np.int64)
+        hid = np.asarray(hits.column("id"), dtype=np.int64)
+        hd = np.asarray(hits.column("distance"))
+        rid = np.asarray(rows.column(t.id_column).to_numpy(zero_copy_only=False), dtype=np.int64)
+        order = np.argsort(rid, kind="stable")
+        pos = np.minimum(np.searchsorted(rid, hid, sorter=order), max(len(rid) - 1, 0))
+        found = (rid[order[pos]] == hid) if len(rid) else np.zeros(len(hid), dtype=bool)
+        hq, hid, hd, at = hq[found], hid[found], hd[found], order[pos[found]]
+        o = np.lexsort((hid, hd, hq))
+        hq, hid, hd, at = hq[o], hid[o], hd[o], at[o]
+        rank = np.arange(len(hq)) - np.searchsorted(hq, hq, side="left")
+        keep = rank < self._k
+        picked = rows.take(pa.array(at[keep]))
+        out = {} if self.single else {"query": pa.array(hq[keep])}
+        for c in self._columns():
+            out[c] = picked.column(c)
+        out["distance"] = pa.array(hd[keep], type=hits.schema.field("distance").type)
+        return pa.table(out)
 
     def _index_hits(self, fetch: int) -> str:
         """Candidate rows (query, id, distance) from the index; the window goes to the index."""
@@ -251,8 +262,11 @@ class Search:
         info = self._info = t.index
         if info is not None and not self._exact:
             t.db._auto_refresh(t, info)
+            if self._window is None:
+                direct = self._run_direct(info, {})
+                if direct is not None:
+                    return direct
         if not self.single:
-            import pyarrow as pa
             con.register("_knnsql_queries", pa.table({
                 "query": pa.array(np.arange(len(self.Q), dtype=np.int64)),
                 "emb": pa.FixedSizeListArray.from_arrays(pa.array(self.Q.reshape(-1)), t.dim)}))
@@ -261,7 +275,7 @@ class Search:
             params.update(self._params(True))
             if info is None or self._exact:
                 return self._run_exact(params)
-            direct = self._run_direct(info, params)
+            direct = self._run_direct(info, params) if self._window is not None else None
             if direct is not None:
                 return direct
             if self._where is None:
@@ -277,29 +291,52 @@ class Search:
                 con.unregister("_knnsql_queries")
 
     def _run_direct(self, info, params: dict):
-        """One query answered by one statement when the index holds every selected column (or None)."""
+        """A search answered from the index alone, when it holds every selected column (or None):
+        without a window, one call into the core through cffi for the whole batch (``_direct.py``, no
+        statement at all); with a window, one ``knn_search(..., attributes := true)`` statement."""
         t = self.table
-        if not self.single or info.kind != "graph" or not info.attributes:
+        if info.kind != "graph" or not info.attributes:
             return None
         held = {c.lower() for c in info.attributes}
         cols = self._columns()
-        if any(c != t.id_column and c.lower() not in held for c in cols):
+        types = {c: arrow_type(t.columns[c]) if c in t.columns else None for c in cols if c != t.id_column}
+        if any(c.lower() not in held or types[c] is None for c in types):
             return None
         pushed = None
         if self._where is not None:
             pushed = self._index_filter(info)
             if pushed is None:
                 return None
+        if self._window is not None:
+            return self._run_direct_sql(info, params, pushed) if self.single else None
+        reg = t.db._direct()
+        ids, dists, found = reg.query(info.name, self.Q, self._k, self._ef, pushed)
+        keep = np.arange(self._k)[None, :] < found[:, None].astype(np.int64)
+        flat_ids = ids[keep]
+        out = {}
+        if not self.single:
+            out["query"] = pa.array(np.repeat(np.arange(len(self.Q), dtype=np.int64), found.astype(np.int64)))
+        for c in cols:
+            out[c] = pa.array(flat_ids) if c == t.id_column else reg.column(info.name, flat_ids, c, types[c])
+        out["distance"] = pa.array(dists[keep])
+        self._last_sql = (f"-- direct: knn_registry_query('{info.name}', k := {self._k}"
+                          f"{', filter := ' + repr(pushed) if pushed else ''}), no statement")
+        self.plan, self.fetched = ("index+filter" if pushed else "index+attributes"), self._k
+        return pa.table(out)
+
+    def _run_direct_sql(self, info, params: dict, pushed: Optional[str]):
+        """One query with a window, answered by one statement from the index's attribute columns."""
+        t = self.table
         named = [f"k := {self._k}", "attributes := true"]
         if pushed is not None:
             named.append(f"filter := '{_lit(pushed)}'")
         if self._ef is not None:
             named.append(f"ef := {self._ef}")
-        if self._window is not None:
-            lo = self._bound_sql("lo") if self._window[0] is not None else "NULL"
-            hi = self._bound_sql("hi") if self._window[1] is not None else "NULL"
-            named += [f"lo := {lo}", f"hi := {hi}"]
-        out = ", ".join(f"id AS {q(c)}" if c == t.id_column else q(c) for c in cols)
+        lo = self._bound_sql("lo") if self._window[0] is not None else "NULL"
+        hi = self._bound_sql("hi") if self._window[1] is not None else "NULL"
+        named += [f"lo := {lo}", f"hi := {hi}"]
+        out = ", ".join(f"id::{t.columns.get(t.id_column, 'BIGINT')} AS {q(c)}" if c == t.id_column
+                        else f"{q(c)}::{t.columns[c]} AS {q(c)}" for c in self._columns())
         # knn_search emits its rows in rank order from one thread, so no ORDER BY (a sort costs ~0.25 ms)
         sql = (f"SELECT {out}, distance FROM knn_search('{_lit(info.name)}', $q::FLOAT[{t.dim}], "
                f"{', '.join(named)})")

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
 import duckdb
+import numpy as np
 import sqlglot
 from sqlglot import exp
 
@@ -49,6 +50,8 @@ class Planner(Protocol):
     def _table_meta(self, name: str) -> Optional[dict]: ...
 
     def _auto_refresh_name(self, name: str) -> None: ...
+
+    def _direct(self) -> Any: ...
 
 
 @dataclass
@@ -102,6 +105,25 @@ def _window_of(conj: exp.Expression, label: str) -> Optional[dict]:
             if is_label(conj.right) and _constant(conj.left):
                 return {flipped[side]: conj.left}
     return None
+
+
+def _param_vector(query: exp.Expression, params: Any, dim: int):
+    """The query vector when the query is ``$name`` (optionally cast) and ``params`` holds it, as a
+    float32 (1, dim) array; else None."""
+    node = query.this if isinstance(query, exp.Cast) else query
+    if not isinstance(node, (exp.Parameter, exp.Placeholder)) or not isinstance(params, dict):
+        return None
+    name = node.name if isinstance(node, exp.Placeholder) else node.this.name if hasattr(node.this, "name") else None
+    value = params.get(name) if name else None
+    if value is None:
+        return None
+    try:
+        vec = np.asarray(value, dtype=np.float32).reshape(1, -1)
+    except (TypeError, ValueError):
+        return None
+    if vec.shape[1] != dim or not np.isfinite(vec).all():
+        return None
+    return np.ascontiguousarray(vec)
 
 
 def plan(db: Planner, sql: str, params: Any = None) -> Rewrite:
@@ -198,15 +220,21 @@ def _plan(db: Planner, sql: str, params: Any) -> Rewrite:
         """The statement with the index's candidate ids as constants: DuckDB answers an IN list of
         constants from the primary key instead of scanning the table for a semi-join. ``pushed``: a
         filter the index evaluates itself (the WHERE stays too: DuckDB checks the rows again)."""
-        named = {"k": lit(fetch)}
-        if pushed is not None:
-            named["filter"] = lit(pushed)
-        for side in ("lo", "hi"):
-            if side in window:
-                named[side] = exp.Cast(this=window[side].copy(), to=exp.DataType.build(label_type, dialect=DIALECT))
-        search = render(exp.select(exp.Column(this=exp.Identifier(this="id", quoted=True))).from_(
-            exp.Table(this=func("knn_search", lit(info.name), query.copy(), **named))))
-        ids = [r[0] for r in rows(search)]
+        vector = _param_vector(query, params, vt["dim"])
+        if vector is not None and not window:
+            # the query vector is a parameter: ask the index directly, no statement (_direct.py)
+            found_ids, _, found = db._direct().query(info.name, vector, fetch, None, pushed)
+            ids = found_ids[0, :int(found[0])].tolist()
+        else:
+            named = {"k": lit(fetch)}
+            if pushed is not None:
+                named["filter"] = lit(pushed)
+            for side in ("lo", "hi"):
+                if side in window:
+                    named[side] = exp.Cast(this=window[side].copy(), to=exp.DataType.build(label_type, dialect=DIALECT))
+            search = render(exp.select(exp.Column(this=exp.Identifier(this="id", quoted=True))).from_(
+                exp.Table(this=func("knn_search", lit(info.name), query.copy(), **named))))
+            ids = [r[0] for r in rows(search)]
         new = tree.copy()
         member = exp.In(this=id_col.copy(), expressions=[lit(int(i)) for i in ids] or [exp.Null()])
         new.set("where", exp.Where(this=exp.and_(where.this.copy(), member) if where else member))

@@ -93,6 +93,24 @@ int knn_sample_assign(const float *X, size_t rows, size_t dim, const float *C, s
                       int32_t *assign, float *dist2, double *cost, char *errmsg, size_t errmsg_len);
 /* Smallest and largest label of live rows of a graph; 0 when none has a label. */
 int knn_graph_label_range(knn_graph *g, double *lo, double *hi);
+
+/* A database's named indexes (api/registry.c), reached from the value SQL's knn_registry_handle()
+ * returns; retained until knn_registry_unref. */
+typedef struct knn_registry knn_registry;
+knn_registry *knn_registry_ref(uint64_t handle);
+void knn_registry_unref(knn_registry *r);
+/* nq queries (dim floats each) against the named index, k results each (row stride k; found[q] valid,
+ * the rest id -1 and distance +inf); filter (NULL: none) as knn_search's filter :=; ef 0: the index
+ * default; threads 0: every core for a batch, the caller's thread for one query. */
+int knn_registry_query(knn_registry *r, const char *name, const float *queries, size_t nq, size_t dim, size_t k,
+                       size_t ef, const char *filter, size_t threads, int64_t *out_ids, float *out_dists,
+                       size_t *found, char *errmsg, size_t errmsg_len);
+/* Attribute column `column` of the named graph index for n ids: *type 1 BIGINT, 2 DOUBLE, 3 BOOLEAN,
+ * 4 DATE (days), 5 TIMESTAMP (microseconds), 6 VARCHAR (strs/lens point into the index), 0 when the
+ * index lacks it; valid[i] = 0 for NULL or an id the index does not hold. */
+int knn_registry_attr_values(knn_registry *r, const char *name, const int64_t *ids, size_t n, const char *column,
+                             int *type, int64_t *i64, double *f64, const char **strs, uint32_t *lens, uint8_t *valid,
+                             char *errmsg, size_t errmsg_len);
 /* cffi-end */
 
 #include "window/knn_window.h"

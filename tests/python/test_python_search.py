@@ -74,21 +74,29 @@ def test_planner_picks_index_for_wide_and_exact_for_narrow_filters(world):
     batch = t.search(Q[:3]).where("bucket % 2 = 0")
     batch.to_arrow()
     assert batch.plan == "index+among" and "knn_among_join" in batch.sql()
-    # a filter over attribute columns runs inside the index: one statement, no id list
+    # a filter over attribute columns runs inside the index, one call for the whole batch and no
+    # statement: the rows come from the index's attribute columns
     inside = t.search(Q[0]).where("bucket < 100 AND price >= 10")
     inside.to_arrow()
-    assert inside.plan == "index+filter" and "filter :=" in inside.sql() and ";" not in inside.sql()
+    assert inside.plan == "index+filter" and "filter :=" in inside.sql() and "no statement" in inside.sql()
     batch = t.search(Q[:3]).where("bucket < 100")
     batch.to_arrow()
-    assert batch.plan == "index+filter" and "knn(" in batch.sql()
-    # no filter, every selected column held by the index: one statement
+    assert batch.plan == "index+filter" and "knn_registry_query" in batch.sql()
+    # with a window: one knn_search statement
+    win = t.search(Q[0]).where("bucket < 5000").window(10, 60)
+    win.to_arrow()
+    assert win.plan == "index+filter" and "filter :=" in win.sql() and "lo :=" in win.sql()
+    # no filter, every selected column held by the index
     plain = t.search(Q[0])
     plain.to_arrow()
     assert plain.plan == "index+attributes"
-    assert "knn_search" in plain.sql().lower() and ";" not in plain.sql()
     batch = t.search(Q[:3])
     batch.to_arrow()
-    assert batch.plan == "index"
+    assert batch.plan == "index+attributes"
+    # a column the index does not hold (the vector): the index search, then one row lookup
+    vec = t.search(Q[0]).select(["id", "emb"])
+    vec.to_arrow()
+    assert vec.plan == "index" and "knn_search" in vec.sql()
 
 
 def test_window_and_filter_together(world):
