@@ -10,7 +10,9 @@ often.
 
 The classification errs towards "may write": a statement not starting with SELECT / FROM / WITH /
 VALUES / EXPLAIN / DESCRIBE / SHOW / SUMMARIZE, several statements in one string, or a WITH holding
-INSERT / UPDATE / DELETE all count as writes.
+INSERT / UPDATE / DELETE all count as writes. A write that may change rows in place (UPDATE, MERGE,
+ALTER anywhere in its text) makes the next search compare every row's hash (``refresh_index``) instead
+of counting rows, as an in-place change keeps the count.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ from typing import Any
 _READ_ONLY = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|\()*"
                         r"(select|from|with|values|explain|describe|show|summarize)\b", re.I | re.S)
 _DML = re.compile(r"\b(insert|update|delete|merge)\b", re.I)
+
+
+_UPDATE = re.compile(r"\b(update|merge|alter)\b", re.I)
+
+
+def may_update(statement: Any) -> bool:
+    """Whether a statement may change rows in place (the row count check cannot see that)."""
+    return not isinstance(statement, str) or _UPDATE.search(statement) is not None
 
 
 def may_write(statement: Any) -> bool:

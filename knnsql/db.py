@@ -15,7 +15,7 @@ from sqlglot import exp
 
 from . import _catalog, rewrite
 from ._extension import load
-from ._tracked import may_write
+from ._tracked import may_update, may_write
 from ._sql import quote_ident as q
 from .table import VectorTable, _metric
 
@@ -35,8 +35,10 @@ class Database:
         self.auto_refresh = auto_refresh
         self.read_consistency_interval = read_consistency_interval
         self._write_gen = 0
-        self._checked: dict[str, tuple[int, float]] = {}  # index -> (write generation, time) of its last check
+        self._update_gen = 0  # tracked writes that may change rows in place
+        self._checked: dict[str, tuple[int, int, float]] = {}  # index -> (write gen, update gen, time) last checked
         self._registry = None
+        self._open_tables: dict[str, tuple] = {}  # name -> (write gen, VectorTable) for db.sql's checks
         #: what connect found for each saved index: restored / rebuilt / attached, and the repairs
         self.open_report: list[dict] = []
         self._dirty: set[str] = set()
@@ -54,7 +56,7 @@ class Database:
     def execute(self, query, *args, **kwargs):
         """DuckDB's ``connection.execute``: runs a statement with optional parameters, unchanged."""
         if may_write(query):
-            self._wrote()
+            self._wrote(may_update(query))
         return self.con.execute(query, *args, **kwargs)
 
     def sql(self, query: str, params: Any = None, **named: Any):
@@ -63,7 +65,7 @@ class Database:
         anything else runs unchanged. Parameters: a dict or list, or keywords (``q=vector``)."""
         params = self._params(params, named)
         if may_write(query):
-            self._wrote()
+            self._wrote(may_update(query))
         result = rewrite.plan(self, query, params)
         return self.con.sql(result.sql, params=params) if params is not None else self.con.sql(result.sql)
 
@@ -200,10 +202,11 @@ class Database:
         """Remembers the table's row count the index was last checked or written at."""
         if info is not None:
             self._seen_rows[info.name] = self.con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchall()[0][0]
-            self._checked[info.name] = (self._write_gen, time.monotonic())
+            self._checked[info.name] = (self._write_gen, self._update_gen, time.monotonic())
 
-    def _wrote(self) -> None:
+    def _wrote(self, in_place: bool = False) -> None:
         self._write_gen += 1
+        self._update_gen += bool(in_place)
 
     def _direct(self):
         """The index registry for searches without a statement (``_direct.Registry``), made once."""
@@ -220,17 +223,30 @@ class Database:
         info = info or table.index
         if not self.auto_refresh or info is None:
             return
-        gen, at = self._checked.get(info.name, (-1, 0.0))
-        interval = self.read_consistency_interval
-        if gen == self._write_gen and (interval is None or time.monotonic() - at < interval):
-            return
-        rows = self.con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchall()[0][0]
-        if self._seen_rows.get(info.name) != rows:
-            table.refresh_index()
-        self._checked[info.name] = (self._write_gen, time.monotonic())
+        gen, upd, at = self._checked.get(info.name, (-1, self._update_gen, 0.0))
+        if upd != self._update_gen:
+            table.refresh_index()  # an in-place change keeps the count: compare every row's hash
+        else:
+            interval = self.read_consistency_interval
+            if gen == self._write_gen and (interval is None or time.monotonic() - at < interval):
+                return
+            rows = self.con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchall()[0][0]
+            if self._seen_rows.get(info.name) != rows:
+                table.refresh_index()
+        self._checked[info.name] = (self._write_gen, self._update_gen, time.monotonic())
 
     def _auto_refresh_name(self, name: str) -> None:
-        self._auto_refresh(self.table(name))
+        meta = self._table_meta(name)
+        info = self._index_for(name, meta["vector_column"]) if meta else None
+        if info is None:
+            return
+        gen, upd, at = self._checked.get(info.name, (-1, self._update_gen, 0.0))
+        if upd == self._update_gen and gen == self._write_gen and self.read_consistency_interval is None:
+            return  # nothing to check: skip opening the table (a catalog query)
+        cached = self._open_tables.get(name.lower())
+        if cached is None or cached[0] != self._write_gen:  # a tracked write may have changed its columns
+            cached = self._open_tables[name.lower()] = (self._write_gen, self.table(name))
+        self._auto_refresh(cached[1], info)
 
     def refresh(self) -> list[dict]:
         """Runs the freshness check on every index; returns one report per index."""

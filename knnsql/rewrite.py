@@ -25,6 +25,7 @@ subquery, no index, a different metric, too few matching rows to be worth it) ru
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class Planner(Protocol):
     def _auto_refresh_name(self, name: str) -> None: ...
 
     def _direct(self) -> Any: ...
+
+    def _index_for(self, table: str, vector_column: str) -> Optional[_catalog.IndexInfo]: ...
 
 
 @dataclass
@@ -107,6 +110,24 @@ def _window_of(conj: exp.Expression, label: str) -> Optional[dict]:
     return None
 
 
+# Where the candidate ids go in a rendered statement (an id no table holds; replaced before it runs).
+_ID_SLOT = -7914061952873250917
+_templates: dict = {}  # (statement text, WHERE kept) -> rendered statement with _ID_SLOT (bounded below)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_cached(sql: str) -> tuple:
+    return tuple(t for t in sqlglot.parse(sql, dialect=DIALECT) if t is not None)
+
+
+def _parsed(sql: str) -> list:
+    """The statements of ``sql``, parsed once per text (a parameterised query repeats its text; sqlglot
+    costs ~3 ms a parse). Shared trees: planning reads them and edits only copies."""
+    if len(_templates) > 1024:
+        _templates.clear()
+    return list(_parsed_cached(sql))
+
+
 def _param_vector(query: exp.Expression, params: Any, dim: int):
     """The query vector when the query is ``$name`` (optionally cast) and ``params`` holds it, as a
     float32 (1, dim) array; else None."""
@@ -144,7 +165,7 @@ def _plan(db: Planner, sql: str, params: Any) -> Rewrite:
     if "limit" not in low or not any(name in low for name in DISTANCE_METRIC):
         return keep("no ORDER BY <distance> LIMIT k")       # fast path: no parse, no catalog query
     try:
-        trees = [t for t in sqlglot.parse(sql, dialect=DIALECT) if t is not None]
+        trees = _parsed(sql)
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
         return keep("sqlglot could not parse it")
     if len(trees) != 1 or not isinstance(trees[0], exp.Select):
@@ -181,7 +202,7 @@ def _plan(db: Planner, sql: str, params: Any) -> Rewrite:
     vt = db._table_meta(table_name)
     if vt is None:
         return keep(f"{table_name!r} is not a knnsql vector table")
-    info = _catalog.index_for(db.con, vt["name"], col.name)
+    info = db._index_for(vt["name"], col.name)
     if info is None:
         return keep(f"no index on {table_name}.{col.name}")
     if DISTANCE_METRIC[fname] != vt["metric"]:
@@ -235,10 +256,18 @@ def _plan(db: Planner, sql: str, params: Any) -> Rewrite:
             search = render(exp.select(exp.Column(this=exp.Identifier(this="id", quoted=True))).from_(
                 exp.Table(this=func("knn_search", lit(info.name), query.copy(), **named))))
             ids = [r[0] for r in rows(search)]
-        new = tree.copy()
-        member = exp.In(this=id_col.copy(), expressions=[lit(int(i)) for i in ids] or [exp.Null()])
-        new.set("where", exp.Where(this=exp.and_(where.this.copy(), member) if where else member))
-        return render(new)
+        # The index evaluated a pushed WHERE exactly (its attribute columns follow every write this
+        # database sees), so the ids alone are the answer's rows: DuckDB fetches them through the primary
+        # key. Kept beside them, the WHERE would make DuckDB scan the table instead (4.7 ms against 1.4 ms
+        # on 200k rows).
+        keep_where = where is not None and not (pushed is not None and not window)
+        template = _templates.get((sql, keep_where))
+        if template is None:  # rendered once per statement text, the ids spliced in after
+            new = tree.copy()
+            member = exp.In(this=id_col.copy(), expressions=[lit(_ID_SLOT)])
+            new.set("where", exp.Where(this=exp.and_(where.this.copy(), member) if keep_where else member))
+            template = _templates[(sql, keep_where)] = render(new)
+        return template.replace(str(_ID_SLOT), ", ".join(str(int(i)) for i in ids) or "NULL", 1)
 
     def among_candidates() -> str:
         """The statement with, as constants, the k nearest ids among the rows the WHERE keeps: DuckDB
