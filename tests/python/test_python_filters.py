@@ -129,6 +129,12 @@ def test_writes_keep_attributes_in_step():
         assert 19 not in [r["id"] for r in t.search(X[19]).limit(3).to_list()]
         t.optimize_index()
         assert t.search(X[20]).where("n = 20").limit(1).to_list()[0]["id"] == 20
+        # an UPDATE in place keeps the row count: the next search compares row hashes instead
+        db.execute("UPDATE docs SET tag = 'renamed' WHERE id = 40")
+        assert [r["id"] for r in t.search(X[40]).where("tag = 'renamed'").to_list()] == [40]
+        sql = "SELECT id FROM docs WHERE tag = 'renamed' ORDER BY array_distance(emb, $q::FLOAT[8]) LIMIT 3"
+        assert [r[0] for r in db.sql(sql, q=X[40].tolist()).fetchall()] == [40]
+        assert "filter :=" in db.explain(sql, q=X[40].tolist()).reason
 
 
 def test_read_consistency_interval_none_trusts_tracked_writes():
