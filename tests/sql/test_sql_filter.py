@@ -206,3 +206,27 @@ def test_insert_errors_write_nothing(con):
     c.execute("SELECT knn_index_insert('gn', id, emb) FROM docs WHERE id < 5")
     with pytest.raises(duckdb.Error, match="no attribute columns"):
         c.execute(f"SELECT * FROM knn_search('gn', {lit(np.ones(D))}, filter := 'i = 1')").fetchall()
+
+
+@pytest.mark.parametrize("share", [0.3, 0.08, 0.01])
+def test_k_rows_when_the_matching_rows_are_far_from_the_query(con, share):
+    """The adversarial case for a filtered beam: the matching rows are the ones farthest from the query,
+    so the beam meets none near its start. The budget hands over to the exact scan: k rows, the true ones."""
+    c, X, rng = con
+    q = rng.standard_normal(D).astype(np.float32) * 3
+    d = ((X - q) ** 2).sum(1)
+    far = np.argsort(-d, kind="stable")  # farthest first
+    rank = np.empty(N, dtype=np.int64)
+    rank[far] = np.arange(N)
+    name = f"gf{int(share * 100)}"
+    c.execute(f"SELECT * FROM knn_index_create('{name}', dim := 8)").fetchall()
+    c.register("far_src", knnsql.vectors_table(X, columns={"far": rank}))
+    c.execute(f"SELECT knn_index_insert('{name}', id, emb, {{'far': far}}) FROM far_src").fetchall()
+    c.unregister("far_src")
+    cut = int(share * N)
+    got = [r[0] for r in c.execute(f"SELECT id FROM knn_search('{name}', {lit(q)}, k := 10, "
+                                   f"filter := 'far < {cut}')").fetchall()]
+    keep = np.flatnonzero(rank < cut)
+    want = keep[np.lexsort((keep, d[keep]))][:10].tolist()
+    assert len(got) == 10 and set(got) <= set(keep.tolist())
+    assert len(set(got) & set(want)) >= 9
