@@ -133,8 +133,12 @@ static knn_status among_one(knn_graph *g, knn_search_ctx *c, const knn_filter_ro
         return knn_graph_plain_search(g, c, q, k, ef, out_ids, out_dists, found, err);
     }
     *plan = KNN_AMONG_EXACT;
-    if ((double)a->m * (double)a->m >= d0 * (double)live) {
-        int r = among_post(g, c, a, q, k, ef, a->m, out_ids, out_dists, found);
+    /* knn_graph_force_window_plan's knob forces a plan here too (0 exact, 3 the beam without a budget):
+     * how benchmarks/filter_plans_forced.py measures each plan on its own */
+    const int forced = atomic_load(&g->forced_plan);
+    const int post = forced == 3 || (forced != 0 && (double)a->m * (double)a->m >= d0 * (double)live);
+    if (post) {
+        int r = among_post(g, c, a, q, k, ef, forced == 3 ? 0 : a->m, out_ids, out_dists, found);
         if (r < 0) return knn_error_set(err, KNN_ENOMEM, "out of memory during search");
         *plan = r ? KNN_AMONG_POST : KNN_AMONG_FALLBACK;
         if (r) return KNN_OK;

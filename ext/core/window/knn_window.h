@@ -55,7 +55,8 @@ size_t knn_graph_bucket_info(knn_graph *index, size_t *rows, double *ns_beam, si
 size_t knn_graph_force_buckets(knn_graph *index, size_t levels);
 /* Sets the plan window queries use: -1 the cost model (default), 0 always exact, 1 always the two-hop
  * beam, 3 always the in-search postfilter, 4 the bucket graphs when built (other values: the cost model).
- * A benchmarking and testing knob; kept per index. */
+ * Filtered searches (filter/knn_filter.h) follow it too: 0 the exact scan, 3 the postfilter beam with no
+ * budget. A benchmarking and testing knob; kept per index. */
 void knn_graph_force_window_plan(knn_graph *index, int plan);
 /* cffi-end */
 
