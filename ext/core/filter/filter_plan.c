@@ -108,6 +108,48 @@ static int among_post(const knn_graph *g, knn_search_ctx *c, const knn_filter_ro
     return 1;
 }
 
+/* Up to n matching nodes spread evenly through the bitmap: the two-hop plan's extra seeds, so a beam
+ * whose landing node has no matching neighbour still starts among matching rows. */
+static size_t spread_seeds(const knn_filter_rows *a, uint32_t *out, size_t n) {
+    if (a->m == 0 || n == 0) return 0;
+    const size_t step = a->m / n ? a->m / n : 1;
+    size_t seen = 0, got = 0, next = step / 2;
+    for (size_t w = 0; w < a->words && got < n; w++) {
+        uint64_t bits = a->bits[w];
+        size_t cnt = (size_t)__builtin_popcountll(bits);
+        for (; bits && seen + cnt > next && got < n; bits &= bits - 1, seen++, cnt--) {
+            if (seen == next) {
+                out[got++] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(bits));
+                next += step;
+            }
+        }
+        seen += cnt;
+    }
+    return got;
+}
+
+/* The two-hop plan (ACORN-1's traversal, graph/graph_filter.c): the beam holds matching rows only and
+ * crosses the others as bridges, so distances go to matching rows only. 1 when it answered, 0 when the
+ * exact plan must (it scored more than `budget` rows, or found fewer than min(k, m)), -1 out of memory. */
+static int among_two_hop(const knn_graph *g, knn_search_ctx *c, const knn_filter_rows *a, const float *q, size_t k,
+                         size_t ef, size_t budget, int64_t *out_ids, float *out_dists, size_t *found) {
+    uint32_t ep, seeds[16];
+    float epd;
+    size_t ntop = 0, visits = 0;
+    knn_graph_descend(g, q, &ep, &epd);
+    size_t ns = spread_seeds(a, seeds, sizeof seeds / sizeof seeds[0]);
+    if (!knn_graph_two_hop_layer(g, c, q, ep, seeds, ns, ef, (uint32_t)g->m0, &a->sel, &ntop, &visits)) return -1;
+    size_t want = k < a->m ? k : a->m;
+    if ((budget && visits > budget) || ntop < want) return 0;
+    qsort(c->top, ntop, sizeof *c->top, knn_hitem_cmp);
+    for (size_t j = 0; j < want; j++) {
+        out_ids[j] = g->ids[c->top[j].id];
+        out_dists[j] = c->top[j].key;
+    }
+    *found = want;
+    return 1;
+}
+
 /* Distances an unfiltered beam of width ef computes on this index (see the design note). */
 static double plain_distances(knn_graph *g, size_t ef) {
     double d0 = (double)ef * (double)g->m0;
@@ -133,9 +175,16 @@ static knn_status among_one(knn_graph *g, knn_search_ctx *c, const knn_filter_ro
         return knn_graph_plain_search(g, c, q, k, ef, out_ids, out_dists, found, err);
     }
     *plan = KNN_AMONG_EXACT;
-    /* knn_graph_force_window_plan's knob forces a plan here too (0 exact, 3 the beam without a budget):
+    /* knn_graph_force_window_plan's knob forces a plan here too (0 exact, 1 two-hop, 3 the beam without a budget):
      * how benchmarks/filter_plans_forced.py measures each plan on its own */
     const int forced = atomic_load(&g->forced_plan);
+    if (forced == 1) {
+        int r = among_two_hop(g, c, a, q, k, ef, 0, out_ids, out_dists, found);
+        if (r < 0) return knn_error_set(err, KNN_ENOMEM, "out of memory during search");
+        *plan = r ? KNN_AMONG_TWO_HOP : KNN_AMONG_FALLBACK;
+        if (r) return KNN_OK;
+        return among_exact(g, a, q, k, out_ids, out_dists, found, err);
+    }
     const int post = forced == 3 || (forced != 0 && (double)a->m * (double)a->m >= d0 * (double)live);
     if (post) {
         int r = among_post(g, c, a, q, k, ef, forced == 3 ? 0 : a->m, out_ids, out_dists, found);

@@ -24,6 +24,7 @@
 /* Plans as knn_graph_search_among reports them (the window plans' codes where they mean the same). */
 enum {
     KNN_AMONG_EXACT = 0,    /* scan of the matching rows */
+    KNN_AMONG_TWO_HOP = 1,  /* two-hop traversal (ACORN-1) over the matching rows */
     KNN_AMONG_FALLBACK = 2, /* the postfilter beam gave up (budget, or fewer than k rows): exact answered */
     KNN_AMONG_POST = 3,     /* in-search postfilter beam */
     KNN_AMONG_ALL = 5       /* every live row matches: the unfiltered search */
