@@ -240,6 +240,18 @@ class VectorTable:
         """Checks the index against the table (rows added, removed or changed by any client, plain
         SQL included) and repairs only what changed. Returns the counts."""
         info = self._require_index()
+        live = {r[0] for r in self.db.con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ?",
+            [self.name]).fetchall()}
+        gone = [c for c in info.attributes if c not in live]
+        if gone:  # attribute columns dropped from the table: rebuild the index without them
+            for c in gone:
+                self.columns.pop(c, None)
+            options = info.create_options()
+            report = self.create_index(info.label_column, kind=info.kind, replace=True,
+                                       attributes=[c for c in info.attributes if c in live], **options)
+            report.reason = f"attribute columns {gone} were dropped from the table; rebuilt without them"
+            return report
         report = _catalog.refresh(self.db.con, info, self.id_column)
         self.db._note_rows(self, info)
         if report.changed:

@@ -182,3 +182,18 @@ def test_attribute_options():
         assert all(r["n"] < 10 for r in s.to_list()) and s.plan == "index+filter"
         s = t.search(X[0]).where("n < 10 AND list_contains(tags, 'a')")  # a function: DuckDB evaluates it
         assert len(s.to_list()) == 10 and s.plan == "index+among"
+
+
+def test_dropping_an_attribute_column_rebuilds_without_it():
+    rng = np.random.default_rng(14)
+    with knnsql.connect() as db:
+        X = rng.standard_normal((300, D)).astype(np.float32)
+        t = db.create_table("a", dim=D, columns={"n": "INTEGER", "tag": "VARCHAR"})
+        t.add({"id": np.arange(300), "emb": X, "n": np.arange(300), "tag": ["x"] * 300})
+        t.create_index()
+        db.execute("ALTER TABLE a DROP COLUMN tag")
+        assert t.search(X[3]).limit(1).to_list() == [{"id": 3, "n": 3, "distance": 0.0}]
+        assert t.index.attributes == ["n"]
+        with pytest.raises(knnsql.FilterError if hasattr(knnsql, "FilterError") else ValueError, match="lacks"):
+            db.table("a").search(X[3]).where("tag = 'x'").to_list()
+        assert db.table("a").search(X[3]).where("n < 10").limit(1).to_list()[0]["id"] == 3
