@@ -472,12 +472,7 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
         }
         batch_job job = {e, queries, skip, los, his, win, ks, efs, offsets, n, d, nthreads, ids, dists, found, errs};
         knn_parallel_run(nthreads, batch_task, &job);
-        for (size_t t = 0; t < nthreads; t++) {
-            if (errs[t].status != KNN_OK) {
-                err = errs[t];
-                goto done;
-            }
-        }
+        if (knn_error_first(errs, nthreads, &err) != KNN_OK) goto done;
     }
     /* Write LIST(STRUCT(id, distance)) rows. */
     size_t total = 0;

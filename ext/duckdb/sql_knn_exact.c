@@ -249,13 +249,7 @@ static knn_status scan_run(const exact_args *a, exact_acc *acc, idx_t lo, idx_t 
     }
     join_job job = {acc, &rows, nthreads, {{0}}};
     knn_parallel_run(nthreads, join_task, &job);
-    for (size_t t = 0; t < nthreads; t++) {
-        if (job.errs[t].status != KNN_OK) {
-            *err = job.errs[t];
-            return err->status;
-        }
-    }
-    return KNN_OK;
+    return knn_error_first(job.errs, nthreads, err);
 }
 
 /* ---- knn_exact ---------------------------------------------------------------------------------- */

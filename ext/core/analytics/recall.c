@@ -62,7 +62,7 @@ typedef struct recall_job {
     int windowed;
     double lo, hi;
     double *recall;
-    knn_error errs[64];
+    knn_error *errs; /* one per thread */
 } recall_job;
 
 static void recall_run(void *arg, size_t t) {
@@ -106,31 +106,15 @@ knn_status knn_an_graph_recall_e(knn_graph *g, const float *Q, size_t nq, size_t
     if (windowed && (isnan(lo) || isnan(hi))) {
         return knn_error_set(err, KNN_EINVAL, "knn_recall: window bounds must not be NaN");
     }
-    recall_job *j = calloc(1, sizeof *j);
-    if (!j) return knn_error_set(err, KNN_ENOMEM, "knn_recall: out of memory");
     size_t nt = threads ? threads : knn_cpu_count();
     if (nt > 64) nt = 64;
     if (nt > nq) nt = nq ? nq : 1;
-    j->g = g;
-    j->Q = Q;
-    j->nq = nq;
-    j->k = k;
-    j->ef = ef;
-    j->nthreads = nt;
-    j->windowed = windowed;
-    j->lo = lo;
-    j->hi = hi;
-    j->recall = out_recall;
-    for (size_t t = 0; t < nt; t++) knn_error_clear(&j->errs[t]);
-    knn_parallel_run(nt, recall_run, j);
-    knn_status s = KNN_OK;
-    for (size_t t = 0; t < nt && s == KNN_OK; t++) {
-        if (j->errs[t].status != KNN_OK) {
-            *err = j->errs[t];
-            s = err->status;
-        }
-    }
-    free(j);
+    knn_error *errs = calloc(nt, sizeof *errs);
+    if (!errs) return knn_error_set(err, KNN_ENOMEM, "knn_recall: out of memory");
+    recall_job j = {g, Q, nq, k, ef, nt, windowed, lo, hi, out_recall, errs};
+    knn_parallel_run(nt, recall_run, &j);
+    knn_status s = knn_error_first(errs, nt, err);
+    free(errs);
     return s;
 }
 

@@ -105,12 +105,7 @@ static int run_queries(knn_graph *index, const float *queries, size_t nq, size_t
     query_job job = {index, queries, nq, k, ef, nthreads, knn_graph_dim(index), out_ids, out_dists, found, errs,
                      windowed, lo, hi, plans};
     knn_parallel_run(nthreads, query_task, &job);
-    for (size_t t = 0; t < nthreads; t++) {
-        if (errs[t].status != KNN_OK) {
-            err = errs[t];
-            break;
-        }
-    }
+    knn_error_first(errs, nthreads, &err);
     free(errs);
     return knn_error_export(&err, errmsg, errmsg_len);
 }

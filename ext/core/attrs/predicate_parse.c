@@ -155,16 +155,23 @@ static knn_status too_big(parser *P) {
                          KNN_PREDICATE_MAX_NODES, ALT);
 }
 
+/* Room for one more item in *items, an array of `size`-byte items holding n (capacity *cap, at most max):
+ * doubles the capacity from 16 when it is full (as knn_grow does in the DuckDB glue). */
+static knn_status room_for_one(parser *P, void **items, size_t n, size_t *cap, size_t size, size_t max) {
+    if (n >= max) return too_big(P);
+    if (n < *cap) return KNN_OK;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *grown = realloc(*items, c * size);
+    if (grown == NULL) return knn_error_set(P->err, KNN_ENOMEM, "filter: out of memory");
+    *items = grown;
+    *cap = c;
+    return KNN_OK;
+}
+
 static knn_status new_node(parser *P, pn_kind kind, uint32_t pos, int32_t *out) {
     knn_predicate *p = P->p;
-    if (p->n >= KNN_PREDICATE_MAX_NODES) return too_big(P);
-    if (p->n == p->ncap) {
-        size_t cap = p->ncap ? p->ncap * 2 : 16;
-        pn_node *nn = realloc(p->nodes, cap * sizeof *nn);
-        if (nn == NULL) return knn_error_set(P->err, KNN_ENOMEM, "filter: out of memory");
-        p->nodes = nn;
-        p->ncap = cap;
-    }
+    knn_status s = room_for_one(P, (void **)&p->nodes, p->n, &p->ncap, sizeof *p->nodes, KNN_PREDICATE_MAX_NODES);
+    if (s != KNN_OK) return s;
     pn_node *n = &p->nodes[p->n];
     memset(n, 0, sizeof *n);
     n->kind = (uint8_t)kind;
@@ -229,14 +236,8 @@ static knn_status not_a_literal(parser *P, const char *lhs) {
 /* literal := ['-'] number | 'string' | TRUE | FALSE | NULL | DATE 'x' | TIMESTAMP 'x' */
 static knn_status literal(parser *P, const char *lhs) {
     knn_predicate *p = P->p;
-    if (p->nlits >= KNN_PREDICATE_MAX_LEN) return too_big(P);
-    if (p->nlits == p->lcap) {
-        size_t cap = p->lcap ? p->lcap * 2 : 16;
-        pn_lit *nl = realloc(p->lits, cap * sizeof *nl);
-        if (nl == NULL) return knn_error_set(P->err, KNN_ENOMEM, "filter: out of memory");
-        p->lits = nl;
-        p->lcap = cap;
-    }
+    knn_status s = room_for_one(P, (void **)&p->lits, p->nlits, &p->lcap, sizeof *p->lits, KNN_PREDICATE_MAX_LEN);
+    if (s != KNN_OK) return s;
     pn_lit *l = &p->lits[p->nlits];
     memset(l, 0, sizeof *l);
     tok t = P->cur;
@@ -513,14 +514,11 @@ knn_status knn_predicate_parse(const char *text, size_t len, knn_predicate **out
     if (text == NULL && len) return knn_error_set(err, KNN_EINVAL, "filter: no text given");
     if (len > KNN_PREDICATE_MAX_LEN)
         return knn_error_set(err, KNN_EINVAL, "filter: the filter is %zu bytes; at most %d", len, KNN_PREDICATE_MAX_LEN);
-    knn_predicate *p = calloc(1, sizeof *p);
+    /* one block: the predicate, then its copy of the text and the pool (len + 1 bytes each) */
+    knn_predicate *p = calloc(1, sizeof *p + 2 * (len + 1));
     if (p == NULL) return knn_error_set(err, KNN_ENOMEM, "filter: out of memory");
-    p->pool = malloc(len + 1);
-    p->text = malloc(len + 1);
-    if (p->pool == NULL || p->text == NULL) {
-        s = knn_error_set(err, KNN_ENOMEM, "filter: out of memory");
-        goto cleanup;
-    }
+    p->text = (char *)(p + 1);
+    p->pool = p->text + len + 1;
     if (len) memcpy(p->text, text, len);
     p->text[len] = '\0';
     p->text_len = len;
@@ -547,9 +545,7 @@ void knn_predicate_free(knn_predicate *p) {
     if (p == NULL) return;
     free(p->nodes);
     free(p->lits);
-    free(p->pool);
-    free(p->text);
-    free(p);
+    free(p); /* the text and the pool with it */
 }
 
 void knn_predicate_columns(const knn_predicate *p, char *buf, size_t len) {

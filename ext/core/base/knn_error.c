@@ -31,3 +31,13 @@ int knn_error_export(const knn_error *err, char *buf, size_t len) {
     }
     return (int)err->status;
 }
+
+knn_status knn_error_first(const knn_error *errs, size_t n, knn_error *err) {
+    for (size_t i = 0; i < n; i++) {
+        if (errs[i].status != KNN_OK) {
+            *err = errs[i];
+            return err->status;
+        }
+    }
+    return KNN_OK;
+}

@@ -29,4 +29,8 @@ void knn_error_clear(knn_error *err);
  * the convention of the public (cffi) API. */
 int knn_error_export(const knn_error *err, char *buf, size_t len);
 
+/* The first failure among errs[0..n) (e.g. the per-thread errors of a parallel run) copied into *err;
+ * returns its status, or KNN_OK when none failed (then *err is left as it was). */
+knn_status knn_error_first(const knn_error *errs, size_t n, knn_error *err);
+
 #endif

@@ -239,13 +239,7 @@ knn_status knn_filter_run(knn_graph *g, const knn_filter_rows *a, const float *q
     if (ef < k) ef = k;
     among_job job = {g, a, plain_distances(g, ef), queries, nq, k, ef, nt, out_ids, out_dists, found, plans, errs};
     knn_parallel_run(nt, among_task, &job);
-    knn_status s = KNN_OK;
-    for (size_t t = 0; t < nt && s == KNN_OK; t++) {
-        if (errs[t].status != KNN_OK) {
-            *err = errs[t];
-            s = err->status;
-        }
-    }
+    knn_status s = knn_error_first(errs, nt, err);
     free(errs);
     return s;
 }

@@ -58,17 +58,13 @@ static void gather(const kt_ctx *c, const int64_t *idx, size_t m, float *G) {
 static knn_status halve_to(const kt_ctx *c, int64_t *idx, size_t s, size_t target, knn_rng *rng, knn_error *err) {
     if (target >= s) return KNN_OK;
     size_t pairs = s - target, m = 2 * pairs;
-    float *G = malloc(m * c->d * sizeof *G);
-    float *ka = malloc(m * sizeof *ka), *kb = malloc(m * sizeof *kb);
+    float *G = malloc(m * (c->d + 2) * sizeof *G), *ka = G + m * c->d, *kb = ka + m; /* the points, two kernel rows */
     double *psi = calloc(m, sizeof *psi);
     int64_t *kept = malloc(2 * pairs * sizeof *kept), *dropped = kept + pairs;
-    if (!G || !ka || !kb || !psi || !kept) {
-        free(G);
-        free(ka);
-        free(kb);
-        free(psi);
-        free(kept);
-        return knn_error_set(err, KNN_ENOMEM, "out of memory halving %zu points", m);
+    knn_status status = KNN_OK;
+    if (!G || !psi || !kept) {
+        status = knn_error_set(err, KNN_ENOMEM, "out of memory halving %zu points", m);
+        goto done;
     }
     gather(c, idx, m, G);
     const double log_mult = 2.0 * log(2.0 * (double)m / KT_DELTA);
@@ -99,12 +95,11 @@ static knn_status halve_to(const kt_ctx *c, int64_t *idx, size_t s, size_t targe
     memmove(idx + pairs, idx + m, (s - m) * sizeof *idx);
     memcpy(idx, kept, pairs * sizeof *idx);
     memcpy(idx + target, dropped, pairs * sizeof *idx);
+done:
     free(G);
-    free(ka);
-    free(kb);
     free(psi);
     free(kept);
-    return KNN_OK;
+    return status;
 }
 
 static knn_status compress(const kt_ctx *c, int64_t *idx, size_t s, size_t target, uint64_t node, size_t threads,
@@ -150,12 +145,7 @@ static knn_status compress(const kt_ctx *c, int64_t *idx, size_t s, size_t targe
     }
     job.nthreads = threads > 4 ? 4 : threads ? threads : 1;
     knn_parallel_run(job.nthreads, quarter_task, &job);
-    for (size_t q = 0; q < 4; q++) {
-        if (job.errs[q].status != KNN_OK) {
-            *err = job.errs[q];
-            return err->status;
-        }
-    }
+    if (knn_error_first(job.errs, 4, err) != KNN_OK) return err->status;
     /* gather the four compressed quarters to the front */
     size_t w = 0;
     for (size_t q = 0; q < 4; q++) {
@@ -172,14 +162,11 @@ static knn_status kt_swap(const kt_ctx *c, int64_t *T, size_t N, size_t n, knn_e
     double *meanK = calloc(N, sizeof *meanK), *sumC = calloc(N, sizeof *sumC);
     unsigned char *in = calloc(N, 1);
     size_t *slot = malloc(n * sizeof *slot);
+    int64_t *perm = NULL; /* the result, written at the end */
+    knn_status status = KNN_OK;
     if (!G || !col || !meanK || !sumC || !in || !slot) {
-        free(G);
-        free(col);
-        free(meanK);
-        free(sumC);
-        free(in);
-        free(slot);
-        return knn_error_set(err, KNN_ENOMEM, "out of memory for KT-SWAP over %zu points", N);
+        status = knn_error_set(err, KNN_ENOMEM, "out of memory for KT-SWAP over %zu points", N);
+        goto done;
     }
     gather(c, T, N, G);
     for (size_t t = 0; t < N; t++) {
@@ -219,29 +206,26 @@ static knn_status kt_swap(const kt_ctx *c, int64_t *T, size_t N, size_t n, knn_e
         for (size_t u = 0; u < N; u++) sumC[u] += col[u];
     }
     /* write the swapped coreset to the front of T (keeping the rest as a permutation) */
-    int64_t *chosen = malloc(n * sizeof *chosen);
-    int64_t *rest = malloc((N - n + 1) * sizeof *rest);
-    knn_status s = KNN_OK;
-    if (!chosen || !rest) {
-        s = knn_error_set(err, KNN_ENOMEM, "out of memory for KT-SWAP");
+    perm = malloc(N * sizeof *perm);
+    if (!perm) {
+        status = knn_error_set(err, KNN_ENOMEM, "out of memory for KT-SWAP");
     } else {
-        for (size_t j = 0; j < n; j++) chosen[j] = T[slot[j]];
         size_t w = 0;
+        for (size_t j = 0; j < n; j++) perm[w++] = T[slot[j]];
         for (size_t u = 0; u < N; u++) {
-            if (!in[u]) rest[w++] = T[u];
+            if (!in[u]) perm[w++] = T[u];
         }
-        memcpy(T, chosen, n * sizeof *T);
-        memcpy(T + n, rest, w * sizeof *T);
+        memcpy(T, perm, w * sizeof *T);
     }
-    free(chosen);
-    free(rest);
+done:
+    free(perm);
     free(G);
     free(col);
     free(meanK);
     free(sumC);
     free(in);
     free(slot);
-    return s;
+    return status;
 }
 
 static int float_cmp(const void *x, const void *y) {
