@@ -353,14 +353,8 @@ knn_status knn_attrs_compact(knn_attrs *a, const uint8_t *drop, knn_error *err) 
             else col->code[j] = col->code[r];
             j++;
         }
-        size_t tail = a->rows - keep;
-        if (k == 'i') memset(col->i64 + keep, 0, tail * sizeof *col->i64);
-        else if (k == 'f') memset(col->f64 + keep, 0, tail * sizeof *col->f64);
-        else memset(col->code + keep, 0, tail * sizeof *col->code);
-        if (keep % 64) col->valid[keep / 64] &= ((uint64_t)1 << (keep % 64)) - 1;
-        for (size_t w = (keep + 63) / 64; w < WORDS(a->rows); w++) col->valid[w] = 0;
     }
-    a->rows = keep;
+    knn_attrs_truncate(a, keep); /* the rows past `keep` return to zero and NULL */
     return KNN_OK;
 }
 
