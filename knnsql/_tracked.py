@@ -1,12 +1,12 @@
-"""Which statements may write: the tables API's freshness check can skip its row count while none ran.
+"""Which statements may write: the tables API's freshness check runs only when one did.
 
 Before a search the tables API checks that the index still matches its table (a row count, repaired
-when it moved). By default that count runs before every search (~0.4 ms on DuckDB 2.0, as much as the
-search itself through the direct path). With ``connect(read_consistency_interval=None)`` (LanceDB's name
-for the same knob) it runs only after a statement through ``db.execute`` / ``db.sql`` that may write, a
-write through the tables API, or never for writers the database object cannot see (``db.con`` used
-directly, other connections): those need ``db.refresh()``; a number of seconds re-checks at least that
-often.
+when it moved). Run before every search, that count costs a statement (~0.4 ms on DuckDB 2.0, as much as
+the search itself through the direct path), so by default (``connect(read_consistency_interval=None)``,
+LanceDB's name for the same knob) it runs only after a statement through ``db.execute`` / ``db.sql`` that
+may write, or a write through the tables API. Writers the database object cannot see (``db.con`` used
+directly, other connections) need ``db.refresh()``, or ``read_consistency_interval=0`` (count before
+every search) or a number of seconds (at least that often).
 
 The classification errs towards "may write": a statement not starting with SELECT / FROM / WITH /
 VALUES / EXPLAIN / DESCRIBE / SHOW / SUMMARIZE, several statements in one string, or a WITH holding

@@ -30,7 +30,7 @@ class Database:
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, *, auto_refresh: bool = True,
-                 read_consistency_interval: Optional[float] = 0.0):
+                 read_consistency_interval: Optional[float] = None):
         self.con = con
         self.auto_refresh = auto_refresh
         self.read_consistency_interval = read_consistency_interval
@@ -328,17 +328,19 @@ def _column_type(text: str) -> str:
 
 
 def connect(path: Optional[str | Path] = None, *, auto_refresh: bool = True,
-            read_consistency_interval: Optional[float] = 0.0, **config: Any) -> Database:
+            read_consistency_interval: Optional[float] = None, **config: Any) -> Database:
     """Opens a DuckDB database (in memory when ``path`` is None) with knnsql loaded.
 
     Indexes saved in the file are restored (or rebuilt when their bytes are unusable) and checked
     against their tables; ``db.open_report`` says what happened to each. Extra keyword arguments are
     DuckDB configuration options (``threads=2``, ``memory_limit="4GB"``...). Unsigned extensions are
     allowed on this connection so the locally built extension can load. ``auto_refresh``: repair an
-    index before a search when its table's row count changed behind its back: checked before every
-    search by default (``read_consistency_interval=0``, a ``count(*)`` of ~0.4 ms); ``None`` checks only
-    after writes through ``db.execute`` / ``db.sql`` / the tables API (writes through ``db.con`` itself
-    or other connections then need ``db.refresh()``); a number of seconds checks at least that often.
+    index before a search when its table changed behind its back. Every write through this database is
+    seen by the next search: the tables API, and any statement through ``db.execute`` / ``db.sql`` that may
+    write (a row count then, or a hash comparison of every row after an UPDATE). Writes that bypass it
+    (``db.con`` used directly, another connection to the same file) are seen after ``db.refresh()``, or on
+    their own with ``read_consistency_interval`` (LanceDB's knob): 0 counts rows before every search
+    (~0.4 ms a search), a number of seconds at least that often; None (default) trusts the writes it sees.
     """
     settings = dict(config)
     settings["allow_unsigned_extensions"] = True

@@ -105,7 +105,7 @@ def test_batch_direct_equals_single_queries(world):
 def test_fewer_matches_than_k(world):
     db, t, X, Q = world
     rows = t.search(Q[0]).where("n = 7 AND flag").limit(1000).to_list()
-    assert len(rows) == db.execute("SELECT count(*) FROM docs WHERE n = 7 AND flag").fetchone()[0]
+    assert len(rows) == db.execute("SELECT count(*) FROM docs WHERE n = 7 AND flag").fetchall()[0][0]
     assert t.search(Q[0]).where("tag = 'nothing'").to_list() == []
 
 
@@ -124,8 +124,9 @@ def test_writes_keep_attributes_in_step():
         # plain SQL writes through db.execute are seen by the next search
         db.execute("DELETE FROM docs WHERE id = 18")
         assert 18 not in [r["id"] for r in t.search(X[18]).limit(3).to_list()]
-        # by default even writes through the raw connection are (a count before every search)
+        # writes through the raw connection bypass the tracking: seen after db.refresh()
         db.con.execute("DELETE FROM docs WHERE id = 19")
+        db.refresh()
         assert 19 not in [r["id"] for r in t.search(X[19]).limit(3).to_list()]
         t.optimize_index()
         assert t.search(X[20]).where("n = 20").limit(1).to_list()[0]["id"] == 20
@@ -137,9 +138,17 @@ def test_writes_keep_attributes_in_step():
         assert "filter :=" in db.explain(sql, q=X[40].tolist()).reason
 
 
-def test_read_consistency_interval_none_trusts_tracked_writes():
+def test_read_consistency_interval_zero_checks_before_every_search():
+    rng = np.random.default_rng(11)
+    with knnsql.connect(read_consistency_interval=0) as db:
+        t, X = make(db, rng)
+        db.con.execute("DELETE FROM docs WHERE id = 19")  # bypasses the tracking; the count still sees it
+        assert 19 not in [r["id"] for r in t.search(X[19]).select(["id", "n"]).limit(3).to_list()]
+
+
+def test_default_trusts_tracked_writes():
     rng = np.random.default_rng(10)
-    with knnsql.connect(read_consistency_interval=None) as db:
+    with knnsql.connect() as db:
         t, X = make(db, rng)
         db.execute("DELETE FROM docs WHERE id = 30")  # seen: through db.execute
         assert 30 not in [r["id"] for r in t.search(X[30]).limit(3).to_list()]

@@ -150,9 +150,14 @@ def test_refresh_after_plain_sql_from_second_connection(db, docs):
 def test_search_sees_plain_sql_inserts_without_manual_refresh(db, docs):
     docs.add({"id": np.arange(200), "emb": vectors(200)})
     docs.create_index(m=8)
-    db.con.cursor().execute("INSERT INTO docs (id, emb) VALUES (7777, [9, 9, 9, 9, 9, 9, 9, 9]::FLOAT[8])")
+    db.execute("INSERT INTO docs (id, emb) VALUES (7777, [9, 9, 9, 9, 9, 9, 9, 9]::FLOAT[8])")
     ids, _ = docs.search(np.full(D, 9.0)).limit(1).to_numpy()
     assert ids.tolist() == [7777]
+    # a connection that bypasses knnsql: seen when searches count rows first (read_consistency_interval=0)
+    db.read_consistency_interval = 0
+    db.con.cursor().execute("INSERT INTO docs (id, emb) VALUES (7778, [8, 9, 9, 9, 9, 9, 9, 9]::FLOAT[8])")
+    ids, _ = docs.search(np.array([8, 9, 9, 9, 9, 9, 9, 9.0])).limit(1).to_numpy()
+    assert ids.tolist() == [7778]
 
 
 def test_index_persists_across_close_and_reopen(tmp_path):
