@@ -1,22 +1,34 @@
-"""Suite "api": the Python table API and the SQL rewrite against DuckDB's own SQL, k = 10.
+"""Suite "api": filtered k-NN (k = 10) through knnsql's Python table API, its SQL and the db.sql rewrite,
+against the raw knn_search statement, plain DuckDB SQL and LanceDB, over the same rows.
 
-One vector table per dataset (``db.create_table`` + ``add`` + ``create_index``, HNSW m=16,
-ef_construction=200), with a ``bucket`` column holding a random permutation of 0..n-1, so
-``bucket % 10 = 0`` keeps 10% of the rows, ``% 100`` 1% and ``% 1000`` 0.1%. For each selectivity,
-the same queries run through:
+Data (``_api_data.py``): per dataset the base rows and held-out queries of ``datasets.py`` (GloVe-400k
+50-d cosine, Fashion-MNIST-60k 784-d l2), plus attribute columns ``u`` DOUBLE uniform [0,1), ``cat``
+INTEGER uniform 0..9, ``u2`` DOUBLE uniform [0,1) and ``far`` BIGINT = rank of the row by descending
+distance from the centroid of the dataset's query set. Filters keep 100% (no filter), 10%, 1%, 0.1%:
 
-=====================  =================================================================================
-api                    ``table.search(q).where(cond).limit(10).to_arrow()`` (the planner picks exact or
-                       an index over-fetch; ``plans`` counts which)
-api exact              ``table.search(q).where(cond).limit(10).exact().to_arrow()``
-db.sql (rewritten)     ``db.sql("SELECT id FROM t WHERE cond ORDER BY array_*_distance(emb, $q) LIMIT 10")``
-                       (rewritten onto the index when the plan is sound)
-DuckDB SQL             the same statement through DuckDB unchanged
-raw knn_search         ``SELECT id, distance FROM knn_search(...)`` (no filter; the SQL floor)
-=====================  =================================================================================
+==========  ===================================================================  ======================
+shape       predicate keeping a fraction s                                      relation to the vectors
+==========  ===================================================================  ======================
+range       ``u < s``                                                           independent
+in+range    ``cat IN (3, 7) AND u2 < s/0.2``                                   independent
+far         ``far < round(s*n)``: the s*n rows farthest from the queries        anti-correlated
+==========  ===================================================================  ======================
 
-Cells: median latency (ms) over the queries, one call per query, single process, DuckDB threads as
-the machine has; recall@10 against numpy's exact top-10 over the rows that pass the filter.
+knnsql: ``db.create_table("items", dim, metric, columns={u, cat, u2, far})``, ``add``,
+``create_index(m=16, ef_construction=200)`` (a graph index holding all four columns as attributes).
+LanceDB (``_api_lance.py``): the same rows, IVF_HNSW_SQ with the table's metric and LanceDB's defaults,
+BTREE indexes on u, cat, u2, far, ``where(pred, prefilter=True)``; at its defaults and at the cheapest
+setting of a ladder (ef, refine_factor, nprobes) reaching recall 0.95 on 20 separate tuning queries.
+
+Contenders and timing (``_api_measure.py``): one call per query, interleaved round robin over the
+contenders for each query (the first one rotating), garbage collector off, DuckDB / LanceDB at their
+default thread counts; 60 queries per cell for the knnsql paths, the first 20 of them for plain DuckDB
+SQL and LanceDB; medians. Recall@10 against numpy's exact top-10 among the rows the filter keeps
+(float64, tie-aware). Batches: 1,000 queries with one filter in one call (``table.search(Q).where(pred)``
+and ``SELECT qid, knn('items__emb', emb, 10, pred) FROM queries``) against the plain DuckDB statement in a
+loop over 100 of the queries, extrapolated to 1,000; 3 interleaved repeats.
+
+``--quick``: 20k-row slices, 10 queries (5 slow), a 20-query loop, 2 repeats (~2 minutes).
 """
 
 from __future__ import annotations
@@ -26,147 +38,179 @@ from typing import List
 
 import numpy as np
 
-from _common import fmt, log, machine_markdown, md_table, median, ratio
+from _common import cpu_snapshot, foreign_load, load_dataset, log
+from ._api_data import COLUMNS, Truth, attributes, cells, mask_of, predicate
+from ._api_measure import Contenders, run_batch, run_cell, tune_lance
 
 NAME = "api"
-SUMMARY = "Python table API + db.sql rewrite vs DuckDB SQL over filters of 100% .. 0.1% (k=10)"
+SUMMARY = "filtered k-NN: table API, knn_search filter :=, db.sql rewrite vs DuckDB SQL and LanceDB (k=10)"
 DEFAULT_DATASETS = ["glove", "fashion"]
 
-K = 10
-SELECTIVITIES = [("100%", None), ("10%", 10), ("1%", 100), ("0.1%", 1000)]
-FULL = dict(queries=60, duck_queries=15, rows=None)
-QUICK = dict(queries=10, duck_queries=4, rows=20_000)
+FULL = dict(rows=None, queries=60, slow_queries=20, tune_queries=20, batch_queries=1000, loop_queries=100,
+            repeats=3, lance=True)
+QUICK = dict(rows=20_000, queries=10, slow_queries=5, tune_queries=10, batch_queries=1000, loop_queries=20,
+             repeats=2, lance=True)
+BATCH_CELLS = ["range/10%", "range/1%", "far/10%", "far/1%", "in+range/10%", "in+range/1%"]
+WARM = 2
 
 
 def add_arguments(p) -> None:
     p.add_argument("--rows", type=int, default=None, help="base rows per dataset (default all; quick 20,000)")
-    p.add_argument("--queries", type=int, default=None, help="queries per filter (default 60, quick 10)")
-    p.add_argument("--duck-queries", type=int, default=None,
-                   help="queries per filter through DuckDB unchanged (default 15, quick 4)")
+    p.add_argument("--queries", type=int, default=None, help="queries per cell, knnsql paths (default 60)")
+    p.add_argument("--slow-queries", "--duck-queries", type=int, default=None,
+                   help="of those, queries for plain DuckDB SQL and LanceDB (default 20)")
+    p.add_argument("--loop-queries", type=int, default=None,
+                   help="queries of the DuckDB loop the batches are compared with (default 100)")
+    p.add_argument("--no-lance", action="store_true", help="leave LanceDB out")
+    p.add_argument("--cells", default=None, help="comma-separated cell keys to run (e.g. all,range/1%%)")
 
 
-def _exact_top(X, q, mask, metric):
-    if metric == "cosine":
-        d = 1 - X @ q / (np.linalg.norm(X, axis=1) * np.linalg.norm(q) + 1e-30)
-    else:
-        d = ((X - q) ** 2).sum(1)
-    d = np.where(mask, d, np.inf)
-    idx = np.argpartition(d, K)[:K] if len(d) > K else np.arange(len(d))
-    return set(idx[np.isfinite(d[idx])].tolist())
-
-
-def _time(fn, queries):
-    times, outs = [], []
-    for q in queries:
-        t0 = time.perf_counter()
-        outs.append(fn(q))
-        times.append(time.perf_counter() - t0)
-    return median(times) * 1e3, outs
-
-
-def run_dataset(ds, opts) -> dict:
+def run_dataset(ds, opts, args) -> dict:
     import knnsql
+    import pyarrow as pa
 
-    X = ds.X if opts["rows"] is None else ds.X[:opts["rows"]]
+    X = ds.X
     n, d = X.shape
-    rng = np.random.default_rng(0)
-    bucket = rng.permutation(n)
-    db = knnsql.connect()
-    t = db.create_table("items", dim=d, metric=ds.metric, columns={"bucket": "BIGINT"})
+    Q_all = np.ascontiguousarray(ds.Q, dtype=np.float32)
+    need = opts["queries"] + opts["tune_queries"] + WARM
+    if len(Q_all) < max(need, opts["batch_queries"]):
+        raise ValueError(f"{ds.name}: {len(Q_all)} queries, need {max(need, opts['batch_queries'])}")
+    rows = list(range(opts["queries"]))
+    tune_rows = list(range(opts["queries"], opts["queries"] + opts["tune_queries"]))
+    warm_rows = list(range(need - WARM, need))
+    batch_rows = list(range(opts["batch_queries"]))
+    loop_rows = batch_rows[:opts["loop_queries"]]
+
     t0 = time.perf_counter()
-    t.add({"id": np.arange(n), "emb": X, "bucket": bucket})
+    X64 = X.astype(np.float64)
+    sq = (X64 * X64).sum(1)
+    attrs = attributes(X64, Q_all, ds.metric, sq)
+    all_cells = cells(n)
+    if opts.get("cells"):
+        all_cells = [c for c in all_cells if c[0] in opts["cells"]]
+    masks = {key: mask_of(shape, s, attrs) for key, shape, _, s in all_cells}
+    batch_keys = [k for k in BATCH_CELLS if k in masks]
+    truth = Truth(X64, ds.metric, sq)
+    truth.add(masks, Q_all, rows + tune_rows)
+    truth.add({k: masks[k] for k in batch_keys}, Q_all, batch_rows)
+    truth_s = time.perf_counter() - t0
+    log(f"{ds.name}: {n:,} x {d} {ds.metric}; attributes + ground truth {truth_s:.1f} s")
+
+    db = knnsql.connect()
+    t = db.create_table("items", dim=d, metric=ds.metric, columns=dict(COLUMNS))
+    t0 = time.perf_counter()
+    t.add({"id": np.arange(n, dtype=np.int64), "emb": X, **attrs})
     add_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     t.create_index(m=16, ef_construction=200)
     build_s = time.perf_counter() - t0
-    log(f"{ds.name}: {n:,} x {d}, add {add_s:.1f} s, index {build_s:.1f} s")
-    Q = ds.Q[:opts["queries"]]
-    fn_name = "array_cosine_distance" if ds.metric == "cosine" else "array_distance"
-    rows = []
-    raw_ms, _ = _time(lambda q: db.execute(f"SELECT id, distance FROM knn_search('items__emb', $q::FLOAT[{d}], k := 10)",
-                                           {"q": q.tolist()}).fetchall(), Q)
-    for label, mod in SELECTIVITIES:
-        cond = None if mod is None else f"bucket % {mod} = 0"
-        mask = np.ones(n, bool) if mod is None else (bucket % mod == 0)
-        truth = [_exact_top(X, q, mask, ds.metric) for q in Q]
+    info = t.index
+    db.con.register("_qv", pa.table({"qid": pa.array(np.arange(len(batch_rows), dtype=np.int64)),
+                                     "emb": pa.FixedSizeListArray.from_arrays(pa.array(Q_all[batch_rows].reshape(-1)), d)}))
+    db.con.execute(f"CREATE TABLE queries AS SELECT qid, emb::FLOAT[{d}] AS emb FROM _qv").fetchall()
+    db.con.unregister("_qv")
+    log(f"  knnsql: add {add_s:.1f} s, index {build_s:.1f} s ({info.params})")
 
-        def recall(results):
-            hits = sum(len(set(r) & tr) for r, tr in zip(results, truth))
-            return hits / max(1, sum(len(tr) for tr in truth))
+    lance, lance_build = None, None
+    if opts["lance"]:
+        from ._api_lance import Lance
+        lance = Lance(X, attrs, ds.metric)
+        lance_build = {"version": lance.version, "load_s": lance.load_s, "vector_index_s": lance.vector_index_s,
+                       "scalar_index_s": lance.scalar_index_s, "indexes": lance.index_info,
+                       "partitions": lance.partitions(Q_all[warm_rows[0]])}
+        log(f"  LanceDB {lance.version}: load {lance.load_s:.1f} s, IVF_HNSW_SQ {lance.vector_index_s:.1f} s, "
+            f"4 BTREE {lance.scalar_index_s:.1f} s")
 
-        plans = {}
+    cont = Contenders(db, t, d, ds.metric, lance)
+    snap = cpu_snapshot()
+    out_cells = []
+    for key, shape, label, s in all_cells:
+        pred = predicate(shape, s, n) if shape else None
+        kept = int(masks[key].sum())
+        log(f"  cell {key}: {pred or 'no filter'} keeps {kept:,} rows ({kept / n:.4%})")
+        tuned, steps = (None, [])
+        if lance is not None:
+            tuned, steps = tune_lance(lance, pred, key, truth, Q_all, tune_rows)
+        explain = db.explain(cont.plain_sql(pred), q=Q_all[rows[0]])
+        res = run_cell(cont.for_cell(pred, tuned), key, truth, Q_all, rows, opts["slow_queries"], warm_rows)
+        lance_plan = lance.plan_text(Q_all[rows[0]], pred, {}) if lance is not None else None
+        out_cells.append({"key": key, "shape": shape, "label": label, "s": s, "pred": pred, "kept_rows": kept,
+                          "kept_frac": kept / n, "methods": res, "lance_tuned": tuned, "lance_tuning": steps,
+                          "lance_plan": lance_plan, "knn_search_sql": cont.knn_search_sql(pred),
+                          "plain_sql": cont.plain_sql(pred),
+                          "dbsql": {"rewritten": explain.rewritten, "reason": explain.reason,
+                                    "sql": explain.sql[:400]}})
+        log("    " + ", ".join(f"{m} {v['p50_ms']:.2f} ms r {v['recall']:.3f}" for m, v in res.items())
+            + f"; api plans {res['api']['plans']}; db.sql rewritten {explain.rewritten}")
+    single_noise = foreign_load(snap, cpu_snapshot())
 
-        def api(q, exact=False):
-            s = t.search(q).limit(K)
-            if cond:
-                s = s.where(cond)
-            if exact:
-                s = s.exact()
-            out = s.to_arrow().column("id").to_pylist()
-            plans[s.plan] = plans.get(s.plan, 0) + 1
-            return out
+    snap = cpu_snapshot()
+    batches = []
+    for key in batch_keys:
+        shape, label = key.split("/")
+        s = dict(((c[0], c[3]) for c in all_cells))[key]
+        pred = predicate(shape, s, n)
+        b = run_batch(db, t, cont, pred, key, truth, Q_all, batch_rows, loop_rows, opts["repeats"])
+        b.update(key=key, shape=shape, label=label, kept_frac=float(masks[key].mean()))
+        batches.append(b)
+    batch_noise = foreign_load(snap, cpu_snapshot())
 
-        api_ms, api_out = _time(api, Q)
-        api_plans = dict(plans)
-        ex_ms, ex_out = _time(lambda q: api(q, exact=True), Q)
-        sql = (f"SELECT id FROM items {'WHERE ' + cond if cond else ''} "
-               f"ORDER BY {fn_name}(emb, $q::FLOAT[{d}]) LIMIT {K}")
-        rewritten = db.explain(sql, q=Q[0]).rewritten
-        rw_ms, rw_out = _time(lambda q: [r[0] for r in db.sql(sql, q=q).fetchall()], Q)
-        dq = Q[:opts["duck_queries"]]
-        duck_ms, duck_out = _time(lambda q: [r[0] for r in db.con.sql(sql, params={"q": q.tolist()}).fetchall()], dq)
-        rows.append(dict(selectivity=label, api_ms=api_ms, api_recall=recall(api_out), api_plans=api_plans,
-                         api_exact_ms=ex_ms, api_exact_recall=recall(ex_out), sql_ms=rw_ms,
-                         sql_recall=recall(rw_out), sql_rewritten=rewritten, duck_ms=duck_ms,
-                         duck_recall=sum(len(set(r) & tr) for r, tr in zip(duck_out, truth))
-                         / max(1, sum(len(tr) for tr in truth[:len(dq)]))))
-        log(f"  {label}: api {api_ms:.2f} ms (recall {rows[-1]['api_recall']:.3f}, {api_plans}), "
-            f"sql {rw_ms:.2f} ms (rewritten {rewritten}), DuckDB {duck_ms:.2f} ms")
+    if lance is not None:
+        lance.close()
     db.close()
-    return dict(dataset=ds.name, n=n, dim=d, metric=ds.metric, add_s=add_s, build_s=build_s, raw_ms=raw_ms,
-                rows=rows)
+    # the shape ab.py's cells_api reads (range shape; there is no .exact() contender any more)
+    legacy = {"raw_ms": out_cells[0]["methods"]["sql"]["p50_ms"] if out_cells[0]["key"] == "all" else None,
+              "rows": [{"selectivity": c["label"], "api_ms": c["methods"]["api"]["p50_ms"],
+                        "api_recall": c["methods"]["api"]["recall"], "sql_ms": c["methods"]["db.sql"]["p50_ms"],
+                        "sql_recall": c["methods"]["db.sql"]["recall"], "duck_ms": c["methods"]["duckdb"]["p50_ms"],
+                        "duck_recall": c["methods"]["duckdb"]["recall"]}
+                       for c in out_cells if c["shape"] in (None, "range")]}
+    return {**legacy,"dataset": ds.name, "description": ds.description, "n": n, "dim": d, "metric": ds.metric,
+            "truth_s": truth_s, "add_s": add_s, "build_s": build_s, "index_params": info.params,
+            "lance_build": lance_build, "cells": out_cells, "batches": batches,
+            "noise": {"single": single_noise, "batch": batch_noise},
+            "queries": {"measured": len(rows), "slow": opts["slow_queries"], "tune": len(tune_rows),
+                        "batch": len(batch_rows), "loop": len(loop_rows)}}
+
+
+def _git_state() -> dict:
+    import subprocess
+    from _common import REPO
+
+    def git(*a):
+        try:
+            return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"head": git("log", "-1", "--format=%H %ad %s", "--date=iso")[:300],
+            "modified": git("status", "--porcelain", "--untracked-files=no").splitlines()}
 
 
 def run(args) -> dict:
-    import datasets
-
+    git = _git_state()
+    log(f"git: {git['head'][:120]}; modified: {git['modified']}")
     opts = dict(QUICK if args.quick else FULL)
-    for k in ("rows", "queries", "duck_queries"):
+    for k in ("rows", "queries", "slow_queries", "loop_queries"):
         if getattr(args, k, None) is not None:
             opts[k] = getattr(args, k)
+    if args.repeats:
+        opts["repeats"] = args.repeats
+    if args.no_lance:
+        opts["lance"] = False
+    opts["cells"] = [c.strip() for c in args.cells.split(",")] if args.cells else None
+    opts["slow_queries"] = min(opts["slow_queries"], opts["queries"])
     out = []
     for name in args.datasets:
-        try:
-            ds = datasets.load(name)
-        except datasets.DatasetMissing as exc:
-            if args.skip_missing:
-                log(f"skip {name}: {exc}")
-                continue
-            raise
-        out.append(run_dataset(ds, opts))
-    return {"datasets": out, "opts": opts}
+        ds, missing = load_dataset(args, name, opts["rows"])
+        if ds is None:
+            continue
+        out.append(run_dataset(ds, opts, args))
+    return {"datasets": out, "opts": opts, "git": git}
 
 
 def to_markdown(doc: dict) -> str:
-    lines = [f"## Suite `api` — Python table API and SQL rewrite, k = {K}", "",
-             f"Run {doc['started']} ({doc['duration_s'] / 60:.1f} min), `{doc['command']}`.", "",
-             machine_markdown(doc["machine"]), "",
-             "Median latency per query in ms (recall@10 against numpy's exact top-10 of the filtered rows). "
-             "*x DuckDB* = DuckDB SQL latency / knnsql latency, same statement, same run."]
-    for r in doc["results"]["datasets"]:
-        lines += ["", f"### {r['dataset']} ({r['n']:,} x {r['dim']}, {r['metric']}): add {r['add_s']:.1f} s, "
-                      f"index build {r['build_s']:.1f} s, raw `knn_search` {r['raw_ms']:.2f} ms", ""]
-        rows = []
-        for c in r["rows"]:
-            rows.append([c["selectivity"], f"{fmt(c['api_ms'])} ({c['api_recall']:.3f})",
-                         ", ".join(f"{k}: {v}" for k, v in c["api_plans"].items()),
-                         f"{fmt(c['api_exact_ms'])} ({c['api_exact_recall']:.3f})",
-                         f"{fmt(c['sql_ms'])} ({c['sql_recall']:.3f}){'' if c['sql_rewritten'] else ' not rewritten'}",
-                         f"{fmt(c['duck_ms'])} ({c['duck_recall']:.3f})",
-                         ratio(c["duck_ms"], c["api_ms"]), ratio(c["duck_ms"], c["sql_ms"])])
-        lines.append(md_table(["filter keeps", "api", "api plans", "api .exact()", "db.sql", "DuckDB SQL",
-                               "api x DuckDB", "db.sql x DuckDB"], rows))
-    return "\n".join(lines)
+    from ._api_report import to_markdown as md
+    return md(doc)
 
 
 def plot(doc: dict, outdir) -> List[str]:
