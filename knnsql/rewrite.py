@@ -128,6 +128,54 @@ def _parsed(sql: str) -> list:
     return list(_parsed_cached(sql))
 
 
+# How the index's distance gives each SQL distance function (l2: the index keeps the squared distance).
+_FROM_INDEX_DISTANCE = {"array_distance": "CAST(sqrt(distance) AS FLOAT)", "array_cosine_distance": "distance",
+                        "array_negative_inner_product": "distance"}
+_EXACT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+                "FLOAT", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMP", "VARCHAR"}
+
+
+def _from_index(tree: exp.Select, info, vt: dict, query: exp.Expression, fname: str, window: dict,
+                pushed: Optional[str], k: int, label_type: str) -> Optional[str]:
+    """The statement as one read of the index (or None): FROM the table becomes a ``knn_search(...,
+    attributes := true)`` subquery exposing the id and the attribute columns under the table's names
+    and types, the distance function becomes the index's distance, the WHERE is gone (the window and the
+    filter went to the index). Possible when every column the statement reads, but the vector inside
+    the distance function, is the id or an attribute column the index holds exactly."""
+    dist_sql = render(tree.args["order"].expressions[0].this)
+    id_col = vt["id_column"]
+    held = {c.lower(): c for c in info.attributes if vt["types"].get(c, "").upper() in _EXACT_TYPES}
+    held[id_col.lower()] = id_col
+    new = tree.copy()
+    new.set("where", None)
+    for node in list(new.find_all(exp.Anonymous)):
+        if render(node) == dist_sql:
+            node.replace(exp.column("__knn_distance", quoted=True))
+    source = new.args.get("from_") or new.args.get("from")
+    alias = source.this.alias or source.this.name
+    for node in new.find_all(exp.Column):
+        if node.name == "__knn_distance":
+            continue
+        if (node.table and node.table != alias) or node.name.lower() not in held:
+            return None
+    if any(isinstance(n, exp.Star) for n in new.find_all(exp.Star)):
+        return None
+    named = {"k": lit(k), "attributes": exp.Boolean(this=True)}
+    if pushed is not None:
+        named["filter"] = lit(pushed)
+    for side in ("lo", "hi"):
+        if side in window:
+            named[side] = exp.Cast(this=window[side].copy(), to=exp.DataType.build(label_type, dialect=DIALECT))
+    cols = [exp.Cast(this=exp.column("id"), to=exp.DataType.build(vt["types"].get(id_col, "BIGINT"),
+                                                                   dialect=DIALECT)).as_(id_col, quoted=True)]
+    cols += [exp.Cast(this=exp.column(c, quoted=True), to=exp.DataType.build(vt["types"][c], dialect=DIALECT))
+             .as_(c, quoted=True) for c in held.values() if c != id_col]
+    cols.append(sqlglot.parse_one(_FROM_INDEX_DISTANCE[fname], dialect=DIALECT).as_("__knn_distance", quoted=True))
+    inner = exp.select(*cols).from_(exp.Table(this=func("knn_search", lit(info.name), query.copy(), **named)))
+    source.set("this", exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True))))
+    return render(new)
+
+
 def _param_vector(query: exp.Expression, params: Any, dim: int):
     """The query vector when the query is ``$name`` (optionally cast) and ``params`` holds it, as a
     float32 (1, dim) array; else None."""
@@ -223,6 +271,7 @@ def _plan(db: Planner, sql: str, params: Any) -> Rewrite:
     if params is not None and not isinstance(params, dict):
         return keep("positional parameters are not rewritten (pass a dict of $name parameters)")
     db._auto_refresh_name(vt["name"])
+    info = db._index_for(vt["name"], col.name) or info  # a refresh may have rebuilt it
     con = db.con
 
     def count(text: str) -> int:
@@ -284,9 +333,19 @@ def _plan(db: Planner, sql: str, params: Any) -> Rewrite:
         new.set("where", exp.Where(this=exp.and_(where.this.copy(), member)))
         return render(new)
 
+    kinds = attribute_kinds(info.attributes, vt["types"]) if info.kind == "graph" else {}
+    pushed = index_filter_tree(exp.and_(*[c.copy() for c in residual]), kinds) if kinds and residual else None
+    if kinds and (pushed is not None or not residual):
+        key = ("from_index", sql, info.name, tuple(info.attributes), tuple(sorted(vt["types"].items())))
+        if key not in _templates:  # rendered once per statement text and index shape (sqlglot: ~2 ms)
+            _templates[key] = _from_index(tree, info, vt, query, fname, window, pushed, k, label_type)
+        text = _templates[key]
+        if text is not None:
+            shown = {side: render(v) for side, v in window.items()}
+            return Rewrite(sql, text, True, "one statement over the index: knn_search(..., attributes := true) "
+                           "returns the rows" + (", the WHERE evaluated inside it (filter :=)" if pushed else ""),
+                           index=info.name, fetch=k, window=shown)
     if residual and info.kind == "graph":
-        kinds = attribute_kinds(info.attributes, vt["types"])
-        pushed = index_filter_tree(exp.and_(*[c.copy() for c in residual]), kinds) if kinds else None
         if pushed is not None and not any(isinstance(n, (exp.Parameter, exp.Placeholder)) for c in residual
                                           for n in c.walk()):
             text = with_candidates(k, pushed)

@@ -25,6 +25,11 @@ mapfile -t core < <(find ext/core -name '*.c' | sort)
 "$CC" "${flags[@]}" tests/core/core_driver.c "${core[@]}" -lm -lpthread -o "$out/core_driver"
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" "$out/core_driver"
+# Once more with the filter predicates' portable scan (the SSE2 one is what x86-64 builds use), so the
+# path other CPUs take is checked against the same reference: only the predicate tests run.
+"$CC" "${flags[@]}" -DKNN_PREDICATE_SCALAR tests/core/core_driver.c "${core[@]}" -lm -lpthread -o "$out/core_driver_scalar"
+ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1" \
+UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" KNN_DRIVER_ONLY=predicate "$out/core_driver_scalar"
 if [ "${1:-}" = "--sql" ]; then
     shift
     bash scripts/check_sanitizers.sh "$@"

@@ -183,7 +183,7 @@ def test_rewrite_of_natural_knn_sql(world):
     q = Q[3]
     sql = "SELECT id, array_distance(emb, $q::FLOAT[16]) AS d FROM items ORDER BY array_distance(emb, $q::FLOAT[16]) LIMIT 10"
     plan = db.explain(sql, q=q)
-    assert plan.rewritten and plan.index == "items__emb" and '"id" IN (' in plan.sql
+    assert plan.rewritten and plan.index == "items__emb" and "knn_search" in plan.sql.lower()
     got = db.sql(sql, q=q).fetchall()
     want = db.con.sql(sql, params={"q": q.tolist()}).fetchall()    # DuckDB's own brute force
     assert len(got) == 10
@@ -255,3 +255,25 @@ def test_column_named_like_an_output_column_is_refused_with_the_fix(db):
     got = t.search(X[3]).select(["id"]).limit(3).to_pandas()
     assert list(got.columns) == ["id", "distance"] and got["id"].iloc[0] == 3
     assert list(t.search(X[:2]).select(["id"]).limit(2).to_pandas().columns) == ["query", "id", "distance"]
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT id, bucket FROM items WHERE bucket < 2000 ORDER BY array_distance(emb, $q::FLOAT[16]) LIMIT 7",
+    "SELECT i.id, array_distance(i.emb, $q::FLOAT[16]) AS d FROM items i ORDER BY array_distance(i.emb, $q::FLOAT[16]), "
+    "i.id LIMIT 5",
+    "SELECT id, price FROM items WHERE price BETWEEN 10 AND 60 AND bucket >= 100 "
+    "ORDER BY array_distance(emb, $q::FLOAT[16]) LIMIT 10",
+])
+def test_rewrite_as_one_statement_over_the_index(world, sql):
+    db, t, X, Q, bucket = world
+    for q in Q[:4]:
+        plan = db.explain(sql, q=q)
+        assert plan.rewritten and "one statement over the index" in plan.reason and "IN (" not in plan.sql
+        got = db.sql(sql, q=q).fetchall()
+        want = db.con.sql(sql, params={"q": q.tolist()}).fetchall()
+        assert len(got) == len(want)
+        assert len({r[0] for r in got} & {r[0] for r in want}) >= len(want) - 1
+        for g, w in zip(got, want):  # the same columns and types; distances equal to float rounding
+            assert type(g[1]) is type(w[1])
+        if "AS d" in sql:
+            np.testing.assert_allclose([r[1] for r in got], [r[1] for r in want], rtol=1e-5, atol=1e-5)
