@@ -22,6 +22,7 @@
 #endif
 
 #include "attrs/predicate_internal.h"
+#include "kernels/knn_kernels.h"
 
 #define CHUNK 64 /* words per block: 4096 rows */
 #define WORDS(n) (((n) + 63) / 64)
@@ -56,6 +57,7 @@ typedef struct ctx {
     uint64_t *scratch;
     int32_t *order;  /* per AND node whose FALSE bits nobody reads: its children, sparsest first */
     uint32_t *norder; /* children in order for that node (0: not measured yet) */
+    int wide;         /* integer scans may use AVX2 (the kernel dispatch's level, KNNSQL_SIMD honoured) */
 } ctx;
 
 #define MAX_KIDS 16 /* children of one AND that are reordered; a wider one keeps its written order */
@@ -352,6 +354,31 @@ static uint64_t scan_i(const int64_t *x, int op, int64_t v) {
     return r;
 }
 
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(KNN_PREDICATE_SCALAR)
+#include <immintrin.h>
+#define KNN_SCAN_AVX2 1
+/* scan_i with AVX2 (four rows a compare; SSE2 has no 64-bit compare), taken when the kernel dispatch
+ * says the CPU has it (and KNNSQL_SIMD does not cap it below). */
+__attribute__((target("avx2"))) static uint64_t scan_i_avx2(const int64_t *x, int op, int64_t v) {
+    const __m256i vv = _mm256_set1_epi64x(v);
+    uint64_t r = 0;
+    for (int b = 0; b < 64; b += 4) {
+        const __m256i xx = _mm256_loadu_si256((const __m256i *)(x + b));
+        __m256i m;
+        switch (op) {
+        case OP_EQ: m = _mm256_cmpeq_epi64(xx, vv); break;
+        case OP_NE: m = _mm256_xor_si256(_mm256_cmpeq_epi64(xx, vv), _mm256_set1_epi64x(-1)); break;
+        case OP_LT: m = _mm256_cmpgt_epi64(vv, xx); break;
+        case OP_LE: m = _mm256_xor_si256(_mm256_cmpgt_epi64(xx, vv), _mm256_set1_epi64x(-1)); break;
+        case OP_GT: m = _mm256_cmpgt_epi64(xx, vv); break;
+        default: m = _mm256_xor_si256(_mm256_cmpgt_epi64(vv, xx), _mm256_set1_epi64x(-1)); break;
+        }
+        r |= (uint64_t)(unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(m)) << b;
+    }
+    return r;
+}
+#endif
+
 /* DuckDB orders NaN above every number and equal to itself; a NaN literal (rare) takes d_lt / d_eq. */
 static uint64_t scan_d(const double *x, int op, double v) {
     uint64_t r = 0;
@@ -396,6 +423,15 @@ static uint64_t scan_d(const double *x, int op, double v) {
     return r;
 }
 
+/* scan_i on the widest unit the dispatch allows (c->wide: AVX2 and up). */
+static inline uint64_t scan_int(const ctx *c, const int64_t *x, int op, int64_t v) {
+#ifdef KNN_SCAN_AVX2
+    if (c->wide) return scan_i_avx2(x, op, v);
+#endif
+    (void)c;
+    return scan_i(x, op, v);
+}
+
 static uint64_t scan_id(const int64_t *x, int op, double v) {
     double y[64];
     for (int b = 0; b < 64; b++) y[b] = (double)x[b];
@@ -438,7 +474,7 @@ static void eval_leaf(const ctx *c, const pn_node *n, const leaf *lf, size_t w, 
     } else if (V == 0) {
         t = f = 0;
     } else if (lf->mode == M_BOOL) {
-        t = scan_i(col->i64 + base, OP_NE, 0) & V;
+        t = scan_int(c, col->i64 + base, OP_NE, 0) & V;
         f = V & ~t;
     } else if (lf->mode == M_TAB) {
         for (uint64_t m = V; m; m &= m - 1) {
@@ -449,7 +485,7 @@ static void eval_leaf(const ctx *c, const pn_node *n, const leaf *lf, size_t w, 
             f |= (uint64_t)(v == 0) << b;
         }
     } else if (lf->mode == M_SET && lf->nd == 0 && lf->ni <= 8 && col->type != KNN_ATTR_DOUBLE) {
-        for (size_t k = 0; k < lf->ni; k++) t |= scan_i(col->i64 + base, OP_EQ, lf->iset[k]); /* short list */
+        for (size_t k = 0; k < lf->ni; k++) t |= scan_int(c, col->i64 + base, OP_EQ, lf->iset[k]); /* short list */
         t &= V;
         f = lf->has_null ? 0 : V & ~t;
     } else if (lf->mode == M_SET) {
@@ -472,7 +508,7 @@ static void eval_leaf(const ctx *c, const pn_node *n, const leaf *lf, size_t w, 
             else if (at->kind == A_NEVER) { kt = 0; kf = V; }
             else if (at->kind == A_ALWAYS) { kt = V; kf = 0; }
             else {
-                uint64_t r = at->kind == A_I ? scan_i(col->i64 + base, at->op, at->iv)
+                uint64_t r = at->kind == A_I ? scan_int(c, col->i64 + base, at->op, at->iv)
                              : col->type == KNN_ATTR_DOUBLE ? scan_d(col->f64 + base, at->op, at->dv)
                                                             : scan_id(col->i64 + base, at->op, at->dv);
                 kt = r & V;
@@ -576,7 +612,8 @@ knn_status knn_predicate_eval(const knn_predicate *p, const knn_attrs *a, size_t
     if (p == NULL || a == NULL || (match == NULL && rows))
         return knn_error_set(err, KNN_EINVAL, "filter: evaluation needs a predicate, a store and an output bitmap");
     /* rows past the store's are NULL in every column (the contract asks rows <= a->rows) */
-    ctx c = {p, a, rows, WORDS(a->rows), NULL, NULL, NULL, NULL};
+    ctx c = {p, a, rows, WORDS(a->rows), NULL, NULL, NULL, NULL, 0};
+    c.wide = strcmp(knn_kernels_best()->name, "scalar") != 0;
     uint64_t fbuf[CHUNK];
     c.leaves = calloc(p->n ? p->n : 1, sizeof *c.leaves);
     c.scratch = malloc((size_t)(p->height + 1) * 2 * CHUNK * sizeof *c.scratch);
