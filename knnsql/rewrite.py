@@ -166,10 +166,16 @@ def _from_index(tree: exp.Select, info, vt: dict, query: exp.Expression, fname: 
     for side in ("lo", "hi"):
         if side in window:
             named[side] = exp.Cast(this=window[side].copy(), to=exp.DataType.build(label_type, dialect=DIALECT))
-    cols = [exp.Cast(this=exp.column("id"), to=exp.DataType.build(vt["types"].get(id_col, "BIGINT"),
-                                                                   dialect=DIALECT)).as_(id_col, quoted=True)]
-    cols += [exp.Cast(this=exp.column(c, quoted=True), to=exp.DataType.build(vt["types"][c], dialect=DIALECT))
-             .as_(c, quoted=True) for c in held.values() if c != id_col]
+    used = {node.name.lower() for node in new.find_all(exp.Column)}
+
+    def out(src: str, name: str, typ: str) -> exp.Expression:
+        # the index returns BIGINT / DOUBLE / BOOLEAN / DATE / TIMESTAMP / VARCHAR; cast only the others
+        col = exp.column(src, quoted=True)
+        same = typ.upper() in ("BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMP", "VARCHAR")
+        return (col if same else exp.Cast(this=col, to=exp.DataType.build(typ, dialect=DIALECT))).as_(name, quoted=True)
+
+    cols = [out("id", id_col, vt["types"].get(id_col, "BIGINT"))] if id_col.lower() in used else []
+    cols += [out(c, c, vt["types"][c]) for c in held.values() if c != id_col and c.lower() in used]
     cols.append(sqlglot.parse_one(_FROM_INDEX_DISTANCE[fname], dialect=DIALECT).as_("__knn_distance", quoted=True))
     inner = exp.select(*cols).from_(exp.Table(this=func("knn_search", lit(info.name), query.copy(), **named)))
     source.set("this", exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True))))
