@@ -38,29 +38,21 @@ report() { # target log
     echo "fuzz: $1: ${execs:-?} executions in ${secs}s, $crashes crash/leak/oom/timeout inputs (log $2)"
 }
 
-run_graph_load() {
-    local dir="$work/graph_load"
-    fresh graph_load
+run_libfuzzer() { # target max_len: a libFuzzer harness fuzz/fuzz_<target>.c over the whole C core
+    local dir="$work/$1"
+    fresh "$1"
     mapfile -t core < <(find ext/core -name '*.c' | sort)
     "$CLANG" -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -g -fno-omit-frame-pointer \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iext/core \
-        fuzz/fuzz_graph_load.c "${core[@]}" -lm -lpthread -o "$dir/fuzz_graph_load"
-    (cd "$dir" && ./fuzz_graph_load -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 \
-        -max_len=65536 -timeout=20 corpus) >"$dir/log" 2>&1 || true
-    report graph_load "$dir/log"
+        "fuzz/fuzz_$1.c" "${core[@]}" -lm -lpthread -o "$dir/fuzz_$1"
+    (cd "$dir" && "./fuzz_$1" -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 \
+        -max_len="$2" -timeout=20 corpus) >"$dir/log" 2>&1 || true
+    report "$1" "$dir/log"
 }
 
-run_predicate() {
-    local dir="$work/predicate"
-    fresh predicate
-    mapfile -t core < <(find ext/core -name '*.c' | sort)
-    "$CLANG" -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -g -fno-omit-frame-pointer \
-        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iext/core \
-        fuzz/fuzz_predicate.c "${core[@]}" -lm -lpthread -o "$dir/fuzz_predicate"
-    (cd "$dir" && ./fuzz_predicate -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 \
-        -max_len=8192 -timeout=20 corpus) >"$dir/log" 2>&1 || true
-    report predicate "$dir/log"
-}
+run_graph_load() { run_libfuzzer graph_load 65536; }
+
+run_predicate() { run_libfuzzer predicate 8192; }
 
 run_sql() {
     local dir="$work/sql"

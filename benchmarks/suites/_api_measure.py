@@ -164,41 +164,41 @@ def run_batch(db, table, cont: Contenders, pred: str, key: str, truth, Q_all, ba
     api_res = sql_res = None
     plans = {}
     chunks = np.array_split(np.asarray(loop_rows), repeats)
+    def quiet(step):
+        """Runs step() with the machine settled and the garbage collector off."""
+        settle()
+        gc.collect()
+        gc.disable()
+        try:
+            return step()
+        finally:
+            gc.enable()
+
+    def api_batch():
+        t0 = time.perf_counter()
+        s = table.search(Qb).where(pred).limit(K)
+        res = s.to_arrow()
+        api_t.append(time.perf_counter() - t0)
+        plans[s.plan] = plans.get(s.plan, 0) + 1
+        return res
+
+    def sql_batch():
+        t0 = time.perf_counter()
+        res = arrow_of(con.sql(ksql))
+        sql_t.append(time.perf_counter() - t0)
+        return res
+
+    def loop(rows_):
+        for r in rows_:
+            t0 = time.perf_counter()
+            ids = [x[0] for x in con.sql(plain, params={"q": Q_all[r].tolist()}).fetchall()]
+            loop_t.append(time.perf_counter() - t0)
+            loop_ids.append((int(r), ids))
+
     for rep in range(repeats):
-        settle()
-        gc.collect()
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            s = table.search(Qb).where(pred).limit(K)
-            res = s.to_arrow()
-            api_t.append(time.perf_counter() - t0)
-            plans[s.plan] = plans.get(s.plan, 0) + 1
-            api_res = res
-        finally:
-            gc.enable()
-        settle()
-        gc.collect()
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            res = arrow_of(con.sql(ksql))
-            sql_t.append(time.perf_counter() - t0)
-            sql_res = res
-        finally:
-            gc.enable()
-        settle()
-        gc.collect()
-        gc.disable()
-        try:
-            for r in chunks[rep]:
-                q = Q_all[r]
-                t0 = time.perf_counter()
-                ids = [x[0] for x in con.sql(plain, params={"q": q.tolist()}).fetchall()]
-                loop_t.append(time.perf_counter() - t0)
-                loop_ids.append((int(r), ids))
-        finally:
-            gc.enable()
+        api_res = quiet(api_batch)
+        sql_res = quiet(sql_batch)
+        quiet(lambda: loop(chunks[rep]))
     api_ids = _group(np.asarray(api_res.column("query")), np.asarray(api_res.column("id")), nq)
     qid = np.asarray(sql_res.column("qid"))
     lists = sql_res.column("r").combine_chunks()
