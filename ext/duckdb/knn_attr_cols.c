@@ -163,6 +163,14 @@ static void set_null(knn_attr_buf *b, size_t row) {
     if (b->slen) b->slen[row] = 0;
 }
 
+/* Seconds or milliseconds to microseconds; values past the microsecond range (DuckDB's 'infinity'
+ * timestamps among them) saturate instead of overflowing. */
+static int64_t scale_time(int64_t v, int64_t by) {
+    if (v > INT64_MAX / by) return INT64_MAX;
+    if (v < INT64_MIN / by) return INT64_MIN;
+    return v * by;
+}
+
 /* One field of one row into column b at buffer row `at`. */
 static knn_status read_field(knn_attr_buf *b, duckdb_vector child, idx_t row, size_t at, knn_error *err) {
     if (!knn_valid(duckdb_vector_get_validity(child), row)) {
@@ -181,8 +189,8 @@ static knn_status read_field(knn_attr_buf *b, duckdb_vector child, idx_t row, si
         i = ((const int64_t *)d)[row];
         f = (double)i;
         break;
-    case DUCKDB_TYPE_TIMESTAMP_S: i = ((const int64_t *)d)[row] * 1000000; break;
-    case DUCKDB_TYPE_TIMESTAMP_MS: i = ((const int64_t *)d)[row] * 1000; break;
+    case DUCKDB_TYPE_TIMESTAMP_S: i = scale_time(((const int64_t *)d)[row], 1000000); break;
+    case DUCKDB_TYPE_TIMESTAMP_MS: i = scale_time(((const int64_t *)d)[row], 1000); break;
     case DUCKDB_TYPE_TIMESTAMP_NS: {
         int64_t ns = ((const int64_t *)d)[row];
         i = ns / 1000 - (ns % 1000 < 0); /* floor */

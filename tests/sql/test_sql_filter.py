@@ -230,3 +230,23 @@ def test_k_rows_when_the_matching_rows_are_far_from_the_query(con, share):
     want = keep[np.lexsort((keep, d[keep]))][:10].tolist()
     assert len(got) == 10 and set(got) <= set(keep.tolist())
     assert len(set(got) & set(want)) >= 9
+
+
+def test_timestamp_precisions_and_infinity(con):
+    c, X, rng = con
+    c.execute("SELECT * FROM knn_index_create('gt', dim := 8)").fetchall()
+    c.execute("""SELECT knn_index_insert('gt', id, emb, {'s': CASE WHEN id = 0 THEN 'infinity'::TIMESTAMP_S
+                 ELSE (TIMESTAMP '2024-01-01' + to_seconds(id::BIGINT))::TIMESTAMP_S END,
+                 'ms': (TIMESTAMP '2024-01-01' + to_seconds(id::BIGINT))::TIMESTAMP_MS,
+                 'ts': CASE WHEN id = 1 THEN '-infinity'::TIMESTAMP ELSE TIMESTAMP '2024-01-01' END})
+                 FROM docs WHERE id < 100""").fetchall()
+    q = lit(X[5])
+    got = {r[0] for r in c.execute(f"SELECT id FROM knn_search('gt', {q}, k := 100, "
+                                   "filter := 's >= ''2024-01-01 00:00:50''')").fetchall()}
+    assert got == set(range(50, 100)) | {0}  # 'infinity' is above every timestamp
+    got = {r[0] for r in c.execute(f"SELECT id FROM knn_search('gt', {q}, k := 100, "
+                                   "filter := 'ms < ''2024-01-01 00:00:03''')").fetchall()}
+    assert got == {0, 1, 2}
+    got = {r[0] for r in c.execute(f"SELECT id FROM knn_search('gt', {q}, k := 100, "
+                                   "filter := 'ts < ''2000-01-01''')").fetchall()}
+    assert got == {1}
