@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attrs/knn_attr_order.h"
 #include "attrs/knn_attrs.h"
 #include "attrs/knn_predicate.h"
 #include "attrs/predicate_internal.h"
@@ -742,6 +743,7 @@ static void test_attrs(void) {
 /* ---- filter predicates (attrs/knn_predicate.h) against a row-by-row reference ---- */
 
 #define PR 300 /* rows of the predicate fixture */
+#define PR_ORDERED 270 /* of them, the rows its sorted orders cover */
 #define DAY_US 86400000000LL
 
 /* Days since 1970-01-01 by counting (independent of the core's era arithmetic). */
@@ -773,12 +775,20 @@ static void pfix_build(pfix *f) {
     static const knn_attr_type types[6] = {KNN_ATTR_DOUBLE, KNN_ATTR_BIGINT, KNN_ATTR_BOOLEAN, KNN_ATTR_DATE,
                                            KNN_ATTR_TIMESTAMP, KNN_ATTR_VARCHAR};
     for (int k = 0; k < 6; k++) CHECK(knn_attrs_column(&f->a, names[k], strlen(names[k]), types[k], &c, &err) == KNN_OK, "%s", err.msg);
-    CHECK(knn_attrs_grow(&f->a, PR, &err) == KNN_OK, "%s", err.msg);
+    /* rows [0, PR_ORDERED) are written, the sorted orders built over them, then the rest appended, so
+     * the orders' evaluation also meets an unordered tail */
+    f->a.order_min_rows = 1;
+    CHECK(knn_attrs_grow(&f->a, PR_ORDERED, &err) == KNN_OK, "%s", err.msg);
     static const double PV[] = {1.5, 2, 10, -1, 0.0, -0.0, 2.5, 1e300, -3.25, 1e1};
     int64_t d0 = ref_days(2024, 1, 28);
     for (size_t r = 0; r < PR; r++) {
+        if (r == PR_ORDERED) {
+            knn_attrs_order_refresh(&f->a);
+            for (int k = 0; k < 6; k++) CHECK(f->a.cols[k].order && f->a.cols[k].ordered == PR_ORDERED, "no order built");
+            CHECK(knn_attrs_grow(&f->a, PR, &err) == KNN_OK, "%s", err.msg);
+        }
         for (int k = 0; k < 6; k++) f->nul[k][r] = urand() % 5 == 0;
-        f->price[r] = urand() % 9 == 0 ? NAN : PV[urand() % 10];
+        f->price[r] = urand() % 9 == 0 ? (urand() & 1 ? NAN : -NAN) : PV[urand() % 10]; /* NaN of either sign */
         f->n[r] = NVALS[urand() % 11];
         f->flag[r] = (int64_t)(urand() % 2);
         f->d[r] = d0 + (int64_t)(urand() % 8);
@@ -1016,10 +1026,12 @@ static void test_predicate(void) {
     int8_t *res = malloc(PR);
     uint64_t out[(PR + 63) / 64 + 1];
     int bad = 0;
-    for (int t = 0; t < 1500 && bad < 5; t++) {
+    for (int t = 0; t < 3000 && bad < 5; t++) {
         size_t at = gen_expr(f, t % 5, buf, 0, 8192, res);
         (void)at;
         size_t rows = t % 3 == 0 ? PR - (size_t)(urand() % 100) : PR;
+        /* the columns' sorted orders answer: where selective (0), wherever they can (1), never (-1) */
+        f->a.order_policy = (t / 3) % 3 - 1;
         out[(rows + 63) / 64] = 0xdeadbeef;
         knn_status s = pred_run(&f->a, buf, rows, out, &err);
         if (s != KNN_OK) {
@@ -1039,6 +1051,15 @@ static void test_predicate(void) {
     }
     free(buf);
     free(res);
+    /* a write to an ordered row drops that column's order (the graph only appends; other owners may not) */
+    CHECK(f->a.cols[1].order != NULL, "order of n missing");
+    knn_attrs_set_i64(&f->a, 1, 3, 42);
+    CHECK(f->a.cols[1].order == NULL && f->a.cols[0].order != NULL, "in-place write kept a stale order");
+    f->a.order_policy = 1;
+    CHECK(pred_count(&f->a, "n = 42", PR) == 1, "n = 42 after the in-place write");
+    knn_attrs_order_refresh(&f->a);
+    CHECK(f->a.cols[1].order != NULL && pred_count(&f->a, "n = 42", PR) == 1, "n = 42 through the rebuilt order");
+    f->a.order_policy = 0;
     /* named semantics on a small store: x <> 'a' skips NULLs, NOT of NULL, IN with NULL, NOT IN */
     knn_attrs s;
     knn_attrs_init(&s);
@@ -1190,6 +1211,8 @@ static void test_predicate(void) {
         CHECK(pred_count(&f->a, big, PR) == pred_count(&f->a, "n BETWEEN -2500 AND 2499", PR), "5000-value IN");
     }
     knn_attrs_free(&s);
+    knn_attrs_truncate(&f->a, 100);
+    CHECK(f->a.cols[0].order == NULL, "truncate below the ordered rows kept the order");
     knn_attrs_free(&f->a);
     free(f);
 }

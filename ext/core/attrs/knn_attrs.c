@@ -9,6 +9,8 @@
  * per row. The byte form is checked field by field on load before anything is sized from it. */
 #include "attrs/knn_attrs.h"
 
+#include "attrs/knn_attr_order.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +59,7 @@ void knn_attrs_free(knn_attrs *a) {
         free(col->code);
         free(col->valid);
         dict_free(&col->dict);
+        knn_attr_order_drop(col);
     }
     free(a->cols);
     knn_attrs_init(a);
@@ -231,8 +234,14 @@ knn_status knn_attrs_column(knn_attrs *a, const char *name, size_t len, knn_attr
     return KNN_OK;
 }
 
+/* A row already in the column's sorted order changes value: the order no longer holds. */
+static void unorder(knn_attr_col *c, size_t row) {
+    if (row < c->ordered) knn_attr_order_drop(c);
+}
+
 void knn_attrs_set_null(knn_attrs *a, size_t col, size_t row) {
     knn_attr_col *c = &a->cols[col];
+    unorder(c, row);
     c->valid[row / 64] &= ~((uint64_t)1 << (row % 64));
     switch (knn_attr_physical(c->type)) {
     case 'i': c->i64[row] = 0; break;
@@ -243,12 +252,14 @@ void knn_attrs_set_null(knn_attrs *a, size_t col, size_t row) {
 
 void knn_attrs_set_i64(knn_attrs *a, size_t col, size_t row, int64_t v) {
     knn_attr_col *c = &a->cols[col];
+    unorder(c, row);
     c->i64[row] = v;
     c->valid[row / 64] |= (uint64_t)1 << (row % 64);
 }
 
 void knn_attrs_set_f64(knn_attrs *a, size_t col, size_t row, double v) {
     knn_attr_col *c = &a->cols[col];
+    unorder(c, row);
     c->f64[row] = v;
     c->valid[row / 64] |= (uint64_t)1 << (row % 64);
 }
@@ -258,6 +269,7 @@ knn_status knn_attrs_set_str(knn_attrs *a, size_t col, size_t row, const char *s
     uint32_t code;
     knn_status st = dict_intern(&c->dict, s ? s : "", s ? len : 0, &code, err);
     if (st != KNN_OK) return st;
+    unorder(c, row);
     c->code[row] = code;
     c->valid[row / 64] |= (uint64_t)1 << (row % 64);
     return KNN_OK;
@@ -339,6 +351,7 @@ knn_status knn_attrs_compact(knn_attrs *a, const uint8_t *drop, knn_error *err) 
     if (a->rows == 0) return KNN_OK;
     size_t keep = 0;
     for (size_t r = 0; r < a->rows; r++) keep += drop[r] == 0;
+    knn_attrs_order_drop_all(a); /* rows renumbered; the owner refreshes */
     for (size_t c = 0; c < a->ncols; c++) {
         knn_attr_col *col = &a->cols[c];
         char k = knn_attr_physical(col->type);
@@ -364,6 +377,7 @@ void knn_attrs_truncate(knn_attrs *a, size_t rows) {
         knn_attr_col *col = &a->cols[c];
         char k = knn_attr_physical(col->type);
         size_t tail = a->rows - rows;
+        if (rows < col->ordered) knn_attr_order_drop(col);
         if (k == 'i') memset(col->i64 + rows, 0, tail * sizeof *col->i64);
         else if (k == 'f') memset(col->f64 + rows, 0, tail * sizeof *col->f64);
         else memset(col->code + rows, 0, tail * sizeof *col->code);
@@ -381,6 +395,7 @@ size_t knn_attrs_bytes(const knn_attrs *a) {
         const knn_attr_dict *d = &col->dict;
         total += d->cap * (sizeof(char *) + sizeof(uint32_t)) + d->nslots * sizeof(uint32_t);
         for (size_t i = 0; i < d->n; i++) total += (size_t)d->lens[i] + 1;
+        total += col->norder * sizeof *col->order;
     }
     return total;
 }

@@ -52,12 +52,20 @@ typedef struct knn_attr_col {
     uint32_t *code;   /* VARCHAR */
     uint64_t *valid;  /* (cap + 63) / 64 words */
     knn_attr_dict dict; /* VARCHAR */
+    uint32_t *order;  /* rows with a value among [0, ordered), sorted by it (knn_attr_order.h); NULL: none */
+    size_t norder;    /* entries in order */
+    size_t ordered;   /* rows the order covers; 0 with order NULL */
 } knn_attr_col;
 
 typedef struct knn_attrs {
     knn_attr_col *cols;
     size_t ncols;
     size_t rows, cap; /* rows in use, rows allocated in every column */
+    /* Knobs of the sorted orders (knn_attr_order.h) for tests and tuning, 0 = the defaults: the rows
+     * below which a refresh builds none (KNN_ATTR_ORDER_MIN_ROWS); which filter conjuncts the orders
+     * answer (1: every one they can, -1: none, 0: the selective ones). */
+    size_t order_min_rows;
+    int order_policy;
 } knn_attrs;
 
 /* Physical kind of a logical type: 'i' (i64), 'f' (f64) or 's' (dictionary code). */

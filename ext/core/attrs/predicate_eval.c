@@ -24,48 +24,9 @@
 #include "attrs/predicate_internal.h"
 #include "kernels/knn_kernels.h"
 
-#define CHUNK 64 /* words per block: 4096 rows */
-#define WORDS(n) (((n) + 63) / 64)
-
-typedef enum atom_kind { A_NULL, A_NEVER, A_ALWAYS, A_I, A_D } atom_kind;
-typedef struct atom {
-    uint8_t kind, op;
-    int64_t iv;
-    double dv;
-} atom;
-
-typedef enum leaf_mode { M_NONE, M_ATOMS, M_SET, M_TAB, M_BOOL, M_ISNULL } leaf_mode;
-typedef struct leaf {
-    leaf_mode mode;
-    const knn_attr_col *col;
-    atom at[2];
-    int nat;
-    int64_t *iset; /* IN: exact int64 members, sorted */
-    size_t ni;
-    double *dset;  /* IN: members compared as double, sorted in NaN-last order */
-    size_t nd;
-    int has_null;  /* IN: the list holds a NULL */
-    uint8_t *tab;  /* VARCHAR: per code 0 FALSE, 1 TRUE, 2 NULL */
-    size_t ntab;
-} leaf;
-
-typedef struct ctx {
-    const knn_predicate *p;
-    const knn_attrs *a;
-    size_t rows, have; /* rows evaluated; words of the store's rows */
-    leaf *leaves;
-    uint64_t *scratch;
-    int32_t *order;  /* per AND node whose FALSE bits nobody reads: its children, sparsest first */
-    uint32_t *norder; /* children in order for that node (0: not measured yet) */
-    int wide;         /* integer scans may use AVX2 (the kernel dispatch's level, KNNSQL_SIMD honoured) */
-} ctx;
-
-#define MAX_KIDS 16 /* children of one AND that are reordered; a wider one keeps its written order */
 
 /* ---- values ---- */
 
-static inline int d_lt(double a, double b) { return isnan(b) ? !isnan(a) : a < b; }
-static inline int d_eq(double a, double b) { return a == b || (isnan(a) && isnan(b)); }
 
 static int d_order(const void *x, const void *y) {
     double a = *(const double *)x, b = *(const double *)y;
@@ -458,15 +419,15 @@ static int in_d(const double *set, size_t n, double x) {
     return lo < n && d_eq(set[lo], x);
 }
 
-static uint64_t row_mask(const ctx *c, size_t w) {
+uint64_t knn_pred_row_mask(const ctx *c, size_t w) {
     size_t first = w * 64;
     if (first + 64 <= c->rows) return ~(uint64_t)0;
     return c->rows > first ? ((uint64_t)1 << (c->rows - first)) - 1 : 0;
 }
 
-static void eval_leaf(const ctx *c, const pn_node *n, const leaf *lf, size_t w, uint64_t *T, uint64_t *F) {
+void knn_pred_eval_leaf(const ctx *c, const pn_node *n, const leaf *lf, size_t w, uint64_t *T, uint64_t *F) {
     const knn_attr_col *col = lf->col;
-    uint64_t rm = row_mask(c, w), V = w < c->have ? col->valid[w] & rm : 0, t = 0, f = 0;
+    uint64_t rm = knn_pred_row_mask(c, w), V = w < c->have ? col->valid[w] & rm : 0, t = 0, f = 0;
     size_t base = w * 64;
     if (lf->mode == M_ISNULL) {
         t = rm & ~V;
@@ -527,19 +488,19 @@ static void eval_leaf(const ctx *c, const pn_node *n, const leaf *lf, size_t w, 
  * below it): then an AND evaluates its children sparsest first (ordered by their TRUE bits in the
  * first block) and each only on the words where the ones before left a TRUE bit, so a selective
  * conjunct makes the others nearly free. */
-static void eval_node(ctx *c, int32_t ni, size_t w0, size_t nw, uint64_t *T, uint64_t *F, int level,
-                      const uint64_t *only, int need_f) {
+void knn_pred_eval_node(ctx *c, int32_t ni, size_t w0, size_t nw, uint64_t *T, uint64_t *F, int level,
+                        const uint64_t *only, int need_f) {
     const pn_node *n = &c->p->nodes[ni];
     switch (n->kind) {
     case PN_TRUE: case PN_FALSE: case PN_NULL:
         for (size_t i = 0; i < nw; i++) {
-            uint64_t rm = row_mask(c, w0 + i);
+            uint64_t rm = knn_pred_row_mask(c, w0 + i);
             T[i] = n->kind == PN_TRUE ? rm : 0;
             F[i] = n->kind == PN_FALSE ? rm : 0;
         }
         return;
     case PN_NOT:
-        eval_node(c, n->first, w0, nw, F, T, level, only, 1);
+        knn_pred_eval_node(c, n->first, w0, nw, F, T, level, only, 1);
         return;
     case PN_AND: case PN_OR: {
         uint64_t *T2 = c->scratch + (size_t)level * 2 * CHUNK, *F2 = T2 + CHUNK;
@@ -560,9 +521,9 @@ static void eval_node(ctx *c, int32_t ni, size_t w0, size_t nw, uint64_t *T, uin
             }
         }
         if (nk == 0) { /* the plain way: every child over every word */
-            eval_node(c, n->first, w0, nw, T, F, level + 1, only, need_f);
+            knn_pred_eval_node(c, n->first, w0, nw, T, F, level + 1, only, need_f);
             for (int32_t k = c->p->nodes[n->first].next; k >= 0; k = c->p->nodes[k].next) {
-                eval_node(c, k, w0, nw, T2, F2, level + 1, only, need_f);
+                knn_pred_eval_node(c, k, w0, nw, T2, F2, level + 1, only, need_f);
                 if (n->kind == PN_AND) for (size_t i = 0; i < nw; i++) { T[i] &= T2[i]; F[i] |= F2[i]; }
                 else for (size_t i = 0; i < nw; i++) { T[i] |= T2[i]; F[i] &= F2[i]; }
             }
@@ -572,7 +533,7 @@ static void eval_node(ctx *c, int32_t ni, size_t w0, size_t nw, uint64_t *T, uin
         for (uint32_t j = 0; j < nk; j++) {
             uint64_t *t = j ? T2 : T, *f = j ? F2 : F;
             /* an AND whose FALSE bits nobody reads skips the words the children before left without TRUE */
-            eval_node(c, kids[j], w0, nw, t, f, level + 1, j && truth_only ? T : only, need_f);
+            knn_pred_eval_node(c, kids[j], w0, nw, t, f, level + 1, j && truth_only ? T : only, need_f);
             if (measure) {
                 dens[j] = 0;
                 for (size_t i = 0; i < nw; i++) dens[j] += (uint64_t)__builtin_popcountll(t[i]);
@@ -600,7 +561,7 @@ static void eval_node(ctx *c, int32_t ni, size_t w0, size_t nw, uint64_t *T, uin
                 T[i] = F[i] = 0;
                 continue;
             }
-            eval_leaf(c, n, &c->leaves[ni], w0 + i, &T[i], &F[i]);
+            knn_pred_eval_leaf(c, n, &c->leaves[ni], w0 + i, &T[i], &F[i]);
         }
         return;
     }
@@ -627,10 +588,11 @@ knn_status knn_predicate_eval(const knn_predicate *p, const knn_attrs *a, size_t
         const pn_node *n = &p->nodes[i];
         if (n->kind >= PN_BOOLCOL && (s = resolve(&c, n, &c.leaves[i], err)) != KNN_OK) goto cleanup;
     }
+    if (knn_pred_eval_by_order(&c, match)) goto cleanup; /* a selective leaf through its sorted order */
     size_t words = WORDS(rows);
     for (size_t w0 = 0; w0 < words; w0 += CHUNK) {
         size_t nw = words - w0 < CHUNK ? words - w0 : CHUNK;
-        eval_node(&c, p->root, w0, nw, match + w0, fbuf, 0, NULL, 0);
+        knn_pred_eval_node(&c, p->root, w0, nw, match + w0, fbuf, 0, NULL, 0);
     }
 cleanup:
     if (c.leaves) {

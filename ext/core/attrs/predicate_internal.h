@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <math.h>
+
 #include "attrs/knn_predicate.h"
 
 typedef enum pn_kind {
@@ -58,5 +60,60 @@ struct knn_predicate {
 const char *knn_pred_datetime(const char *s, size_t n, int want_ts, int64_t *out);
 
 #define KNN_PRED_DAY_US 86400000000LL
+
+/* ---- evaluation state (predicate_eval.c; predicate_order.c reads it) ---- */
+
+#define CHUNK 64 /* words per block: 4096 rows */
+#define WORDS(n) (((n) + 63) / 64)
+
+typedef enum atom_kind { A_NULL, A_NEVER, A_ALWAYS, A_I, A_D } atom_kind;
+typedef struct atom {
+    uint8_t kind, op;
+    int64_t iv;
+    double dv;
+} atom;
+
+typedef enum leaf_mode { M_NONE, M_ATOMS, M_SET, M_TAB, M_BOOL, M_ISNULL } leaf_mode;
+typedef struct leaf {
+    leaf_mode mode;
+    const knn_attr_col *col;
+    atom at[2];
+    int nat;
+    int64_t *iset; /* IN: exact int64 members, sorted */
+    size_t ni;
+    double *dset;  /* IN: members compared as double, sorted in NaN-last order */
+    size_t nd;
+    int has_null;  /* IN: the list holds a NULL */
+    uint8_t *tab;  /* VARCHAR: per code 0 FALSE, 1 TRUE, 2 NULL */
+    size_t ntab;
+} leaf;
+
+typedef struct ctx {
+    const knn_predicate *p;
+    const knn_attrs *a;
+    size_t rows, have; /* rows evaluated; words of the store's rows */
+    leaf *leaves;
+    uint64_t *scratch;
+    int32_t *order;  /* per AND node whose FALSE bits nobody reads: its children, sparsest first */
+    uint32_t *norder; /* children in order for that node (0: not measured yet) */
+    int wide;         /* integer scans may use AVX2 (the kernel dispatch's level, KNNSQL_SIMD honoured) */
+} ctx;
+
+#define MAX_KIDS 16 /* children of one AND that are reordered; a wider one keeps its written order */
+
+static inline int d_lt(double a, double b) { return isnan(b) ? !isnan(a) : a < b; } /* NaN above all */
+static inline int d_eq(double a, double b) { return a == b || (isnan(a) && isnan(b)); }
+
+/* Rows of word w that exist (below c->rows). */
+uint64_t knn_pred_row_mask(const ctx *c, size_t w);
+/* One leaf over word w into T / F. */
+void knn_pred_eval_leaf(const ctx *c, const pn_node *n, const leaf *lf, size_t w, uint64_t *T, uint64_t *F);
+/* Node ni over words [w0, w0 + nw) (see predicate_eval.c). */
+void knn_pred_eval_node(ctx *c, int32_t ni, size_t w0, size_t nw, uint64_t *T, uint64_t *F, int level,
+                        const uint64_t *only, int need_f);
+/* predicate_order.c: when the root (or a conjunct of a root AND) is a selective leaf on a column with a
+ * sorted order, writes the TRUE bitmap over c->rows into match through the order and returns 1; else 0
+ * (nothing written). */
+int knn_pred_eval_by_order(ctx *c, uint64_t *match);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attrs/knn_attr_order.h"
 #include "graph/graph_internal.h"
 #include "base/knn_parallel.h"
 
@@ -300,6 +301,7 @@ knn_status knn_graph_add_locked(knn_graph *g, const float *vecs, const int64_t *
     s = link_nodes(g, first, threads, err);
     knn_graph_drop_stale_buckets(g);
     knn_graph_labels_update(g, first);
+    knn_attrs_order_refresh(&g->attrs);
     goto done;
 rollback:
     knn_attrs_truncate(&g->attrs, first);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attrs/knn_attr_order.h"
 #include "graph/graph_internal.h"
 
 #define MAGIC "KNNGRAPH"
@@ -213,6 +214,7 @@ knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_e
         if ((s = knn_attrs_load(&g->attrs, r.p, (size_t)alen, count, &used, err)) != KNN_OK) goto fail;
         if (used != alen) CORRUPT("attribute columns: %zu of %llu bytes read", used, (unsigned long long)alen);
         r.p += alen;
+        knn_attrs_order_refresh(&g->attrs); /* the sorted orders are rebuilt, not stored */
     }
     if (r.p != r.end) CORRUPT("%zu unexpected trailing bytes", (size_t)(r.end - r.p));
     /* A link on level lev must reach a node that has level lev: searches read the target's links there. */

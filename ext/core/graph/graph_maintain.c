@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attrs/knn_attr_order.h"
 #include "graph/graph_internal.h"
 
 knn_status knn_graph_delete(knn_graph *g, const int64_t *ids, size_t n, size_t *removed, knn_error *err) {
@@ -52,6 +53,7 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     /* The fresh graph numbers the live nodes in their old order: the attribute rows follow by dropping
      * the tombstoned ones (rows past attrs.rows stay implicitly NULL). */
     if ((s = knn_attrs_compact(&g->attrs, g->deleted, err)) != KNN_OK) goto done;
+    knn_attrs_order_refresh(&g->attrs);
     /* Swap node storage; keep g's locks and pool (contexts stay valid: capacities only grow). */
     knn_graph_free_nodes(g);
     g->data0 = fresh->data0;
