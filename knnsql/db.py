@@ -62,11 +62,19 @@ class Database:
     def sql(self, query: str, params: Any = None, **named: Any):
         """Runs ``query`` and returns a DuckDB relation. ``ORDER BY array_distance(col, $q) LIMIT k``
         (or the cosine / inner-product forms) over an indexed vector table runs on the index;
-        anything else runs unchanged. Parameters: a dict or list, or keywords (``q=vector``)."""
+        anything else runs unchanged. Parameters: a dict or list, or keywords (``q=vector``).
+        A statement the index answers alone (its select list plain columns the index holds and an aliased
+        distance, the vector a ``$name`` parameter) returns a ``_result.IndexResult`` instead: the same
+        ``fetchall`` / ``to_arrow_table`` / ``arrow`` / ``columns`` without a statement, every other
+        relation method through the DuckDB relation (``.relation``), built on first use."""
         params = self._params(params, named)
         if may_write(query):
             self._wrote(may_update(query))
         result = rewrite.plan(self, query, params)
+        if result.direct is not None and isinstance(params, dict) and result.direct.param in params:
+            from ._result import IndexResult  # answered by one call into the index (_result.py)
+
+            return IndexResult(self, result.table, result, params)
         return self.con.sql(result.sql, params=params) if params is not None else self.con.sql(result.sql)
 
     def explain(self, query: str, params: Any = None, **named: Any) -> "rewrite.Rewrite":

@@ -57,6 +57,19 @@ class Planner(Protocol):
     def _index_for(self, table: str, vector_column: str) -> Optional[_catalog.IndexInfo]: ...
 
 
+@dataclass(frozen=True)
+class Direct:
+    """A rewritten statement the index answers through one core call (``_direct.Registry``), no SQL:
+    its select list is plain columns the index holds and the distance, in that order."""
+    index: str
+    k: int
+    filter: Optional[str]
+    param: str                    # the $name holding the query vector
+    dim: int
+    outputs: tuple                # (output name, source: "id" / attribute column / "" for the distance, SQL type)
+    squared: bool                 # the index keeps squared l2 distances; array_distance is their root
+
+
 @dataclass
 class Rewrite:
     """The outcome of planning one statement."""
@@ -67,6 +80,8 @@ class Rewrite:
     index: Optional[str] = None
     fetch: Optional[int] = None
     window: dict = field(default_factory=dict)
+    direct: Optional[Direct] = None  # set when the index alone answers it (db.sql then skips the statement)
+    table: Optional[str] = None       # the vector table read, when rewritten
 
     def __str__(self) -> str:
         if not self.rewritten:
@@ -174,12 +189,52 @@ def _from_index(tree: exp.Select, info, vt: dict, query: exp.Expression, fname: 
         same = typ.upper() in ("BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMP", "VARCHAR")
         return (col if same else exp.Cast(this=col, to=exp.DataType.build(typ, dialect=DIALECT))).as_(name, quoted=True)
 
+    direct = _direct_spec(new, held, id_col, vt, info, query, fname, window, pushed, k)
     cols = [out("id", id_col, vt["types"].get(id_col, "BIGINT"))] if id_col.lower() in used else []
     cols += [out(c, c, vt["types"][c]) for c in held.values() if c != id_col and c.lower() in used]
     cols.append(sqlglot.parse_one(_FROM_INDEX_DISTANCE[fname], dialect=DIALECT).as_("__knn_distance", quoted=True))
     inner = exp.select(*cols).from_(exp.Table(this=func("knn_search", lit(info.name), query.copy(), **named)))
     source.set("this", exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True))))
-    return render(new)
+    return render(new), direct
+
+
+def _direct_spec(new: exp.Select, held: dict, id_col: str, vt: dict, info, query: exp.Expression, fname: str,
+                 window: dict, pushed: Optional[str], k: int) -> Optional[Direct]:
+    """The ``Direct`` form of a statement already turned into one read of the index, when it has one:
+    ``SELECT <held columns and the distance, aliased or not> ... ORDER BY <distance> LIMIT k``, the
+    query vector a ``$name`` parameter, no window. Output names are DuckDB's: the alias, else the column's
+    name in the table; an unaliased distance keeps the statement path (DuckDB names it after its text)."""
+    if window or {a for a, v in new.args.items() if v} - {"expressions", "from", "from_", "order", "limit"}:
+        return None
+    node = query.this if isinstance(query, exp.Cast) else query
+    if isinstance(node, exp.Placeholder) and node.this:
+        param = node.name
+    elif isinstance(node, exp.Parameter) and hasattr(node.this, "name"):
+        param = node.this.name
+    else:
+        return None
+    order = new.args["order"].expressions
+    if len(order) != 1 or order[0].args.get("desc") or not isinstance(order[0].this, exp.Column) \
+            or order[0].this.name != "__knn_distance":
+        return None
+    outputs = []
+    for item in new.expressions:
+        target = item.this if isinstance(item, exp.Alias) else item
+        if not isinstance(target, exp.Column):
+            return None
+        if target.name == "__knn_distance":
+            if not isinstance(item, exp.Alias):
+                return None
+            outputs.append((item.alias, "", "FLOAT"))
+            continue
+        src = held.get(target.name.lower())
+        if src is None:
+            return None
+        name = item.alias if isinstance(item, exp.Alias) else src  # DuckDB names a column by the catalog's spelling
+        outputs.append((name, "id" if src == id_col else src, vt["types"].get(src, "BIGINT")))
+    if len({o[0].lower() for o in outputs}) != len(outputs):
+        return None  # repeated output names: DuckDB's dedup rules stay with DuckDB
+    return Direct(info.name, k, pushed, param, vt["dim"], tuple(outputs), fname == "array_distance")
 
 
 def _param_vector(query: exp.Expression, params: Any, dim: int):
@@ -345,12 +400,14 @@ def _plan(db: Planner, sql: str, params: Any) -> Rewrite:
         key = ("from_index", sql, info.name, tuple(info.attributes), tuple(sorted(vt["types"].items())))
         if key not in _templates:  # rendered once per statement text and index shape (sqlglot: ~2 ms)
             _templates[key] = _from_index(tree, info, vt, query, fname, window, pushed, k, label_type)
-        text = _templates[key]
-        if text is not None:
+        made = _templates[key]
+        if made is not None:
+            text, direct = made
             shown = {side: render(v) for side, v in window.items()}
             return Rewrite(sql, text, True, "one statement over the index: knn_search(..., attributes := true) "
-                           "returns the rows" + (", the WHERE evaluated inside it (filter :=)" if pushed else ""),
-                           index=info.name, fetch=k, window=shown)
+                           "returns the rows" + (", the WHERE evaluated inside it (filter :=)" if pushed else "")
+                           + ("; db.sql answers it with one call into the index" if direct else ""),
+                           index=info.name, fetch=k, window=shown, direct=direct, table=vt["name"])
     if residual and info.kind == "graph":
         if pushed is not None and not any(isinstance(n, (exp.Parameter, exp.Placeholder)) for c in residual
                                           for n in c.walk()):

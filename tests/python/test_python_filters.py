@@ -206,3 +206,57 @@ def test_dropping_an_attribute_column_rebuilds_without_it():
         with pytest.raises(knnsql.FilterError if hasattr(knnsql, "FilterError") else ValueError, match="lacks"):
             db.table("a").search(X[3]).where("tag = 'x'").to_list()
         assert db.table("a").search(X[3]).where("n < 10").limit(1).to_list()[0]["id"] == 3
+
+
+# -- db.sql answered by the index alone (_result.IndexResult) -------------------------------------------
+@pytest.mark.parametrize("select", [
+    "id", "id, n, tag", "tag AS label, id, array_distance(emb, $q::FLOAT[8]) AS dist",
+    "ID, day, ts, flag, x", "docs.id AS k, array_distance(emb, $q::FLOAT[8]) AS d"])
+@pytest.mark.parametrize("where", ["", "WHERE n < 3", "WHERE tag = 't3' AND x > 0", "WHERE tag IS NULL AND flag"])
+def test_db_sql_answered_by_the_index_equals_its_statement(world, select, where):
+    db, t, X, Q = world
+    sql = f"SELECT {select} FROM docs {where} ORDER BY array_distance(emb, $q::FLOAT[8]) LIMIT 10"
+    for q in Q[:3]:
+        res = db.sql(sql, q=q)
+        assert type(res).__name__ == "IndexResult", db.explain(sql, q=q)
+        rel = res.relation  # the DuckDB relation of the same rewritten statement
+        got, want = res.fetchall(), rel.fetchall()
+        has_dist = "AS dist" in select or "AS d" in select
+        if has_dist:  # the distance last: equal to float32 rounding
+            assert [r[:-1] for r in got] == [r[:-1] for r in want]
+            assert np.allclose([r[-1] for r in got], [r[-1] for r in want], rtol=1e-6)
+        else:
+            assert got == want
+        assert res.columns == rel.columns
+        assert res.to_arrow_table().schema == rel.to_arrow_table().schema
+        assert res.arrow().read_all().num_rows == len(want)
+        assert list(res.df().columns) == rel.columns  # everything else goes through the relation
+        plain = db.con.execute(sql, {"q": q.tolist()}).fetchall()  # DuckDB's own exact answer, not rewritten
+        assert len(got) == len(plain)
+        rows = (lambda rs: {r[:-1] for r in rs}) if has_dist else set
+        assert len(rows(got) & rows(plain)) >= len(plain) - 1
+
+
+def test_db_sql_index_result_sees_writes_made_after_it(world):
+    db, t, X, Q = world
+    sql = "SELECT id, n FROM docs WHERE n = 77 AND x > 100 ORDER BY array_distance(emb, $q::FLOAT[8]) LIMIT 5"
+    res = db.sql(sql, q=Q[0])
+    assert type(res).__name__ == "IndexResult" and res.fetchall() == []
+    t.add({"id": [N + 1], "emb": Q[0][None, :], "n": [77], "x": [101.0]})
+    try:
+        assert res.fetchall() == [(N + 1, 77)]  # a relation runs again on every call; so does this
+    finally:
+        t.delete([N + 1])
+    assert res.fetchall() == []
+
+
+def test_db_sql_keeps_the_statement_path_when_the_index_cannot_answer_alone(world):
+    db, t, X, Q = world
+    for sql in ["SELECT id, n + 1 FROM docs ORDER BY array_distance(emb, $q::FLOAT[8]) LIMIT 5",  # an expression
+                "SELECT id, array_distance(emb, $q::FLOAT[8]) FROM docs ORDER BY array_distance(emb, $q::FLOAT[8]) "
+                "LIMIT 5",  # an unaliased distance: DuckDB names it after its text
+                "SELECT id, price FROM docs ORDER BY array_distance(emb, $q::FLOAT[8]) LIMIT 5",  # DECIMAL
+                "SELECT id, id FROM docs ORDER BY array_distance(emb, $q::FLOAT[8]) LIMIT 5"]:
+        res = db.sql(sql, q=Q[1])
+        assert type(res).__name__ != "IndexResult", sql
+        assert len(res.fetchall()) == 5
