@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "analytics/knn_analytics.h"
+#include "base/knn_options.h"
 #include "knn_glue.h"
 #include "sql_analytics.h"
 
@@ -87,27 +88,25 @@ knn_status an_opts_parse(const an_spec *spec, const char *fn, const char *text, 
     o->q_hi = 0.95;
     o->significance = 0.05;
     if (text == NULL) return KNN_OK;
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", text);
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ') tok++;
-        if (!*tok) continue;
-        char *eq = strchr(tok, '=');
-        if (!eq) {
-            return knn_error_set(err, KNN_EINVAL, "%s: option '%s' needs a value, as in 'key=value'; accepted keys: %s",
-                                 fn, tok, spec->keys);
+    /* the shared reentrant tokenizer (base/knn_options.h): spans over text, nothing truncated */
+    const size_t len = strlen(text);
+    size_t at = 0;
+    knn_span item, ks, vs;
+    char tok[64], val[512];
+    while (knn_option_next(text, len, ',', &at, &item)) {
+        if (!knn_option_split(item, &ks, &vs)) {
+            return knn_error_set(err, KNN_EINVAL, "%s: option '%.*s' needs a value, as in 'key=value'; accepted keys: %s",
+                                 fn, (int)(item.n > 64 ? 64 : item.n), item.p, spec->keys);
         }
-        char *kend = eq;
-        while (kend > tok && kend[-1] == ' ') kend--;
-        *kend = '\0';
-        char *val = eq + 1;
-        while (*val == ' ') val++;
-        size_t vl = strlen(val);
-        while (vl && val[vl - 1] == ' ') val[--vl] = '\0';
-        if (!key_allowed(spec->keys, tok, strlen(tok))) {
-            return knn_error_set(err, KNN_EINVAL, "%s: unknown option '%s'; accepted keys: %s", fn, tok, spec->keys);
+        if (!knn_span_copy(ks, tok, sizeof tok, 0) || !key_allowed(spec->keys, tok, strlen(tok))) {
+            return knn_error_set(err, KNN_EINVAL, "%s: unknown option '%.*s'; accepted keys: %s", fn,
+                                 (int)(ks.n > 64 ? 64 : ks.n), ks.p, spec->keys);
         }
+        if (!knn_span_copy(vs, val, sizeof val, 0)) {
+            return knn_error_set(err, KNN_EINVAL, "%s: the value of option '%s' is longer than %zu bytes", fn, tok,
+                                 sizeof val - 1);
+        }
+        size_t vl = vs.n;
         double x = 0;
         if (!strcasecmp(tok, "metric")) {
             knn_metric m;
@@ -133,8 +132,9 @@ knn_status an_opts_parse(const an_spec *spec, const char *fn, const char *text, 
             else if (!strcasecmp(val, "false") || !strcmp(val, "0")) o->adaptive = false;
             else return knn_error_set(err, KNN_EINVAL, "%s: adaptive must be true or false, got '%s'", fn, val);
         } else if (!strcasecmp(tok, "index")) {
-            if (knn_name_check(val, vl, err) != KNN_OK) return err->status;
-            snprintf(o->index, sizeof o->index, "%s", val);
+            if (knn_name_check(val, vl, err) != KNN_OK) return err->status; /* vl <= KNN_NAME_MAX */
+            memcpy(o->index, val, vl);
+            o->index[vl] = '\0';
         } else {
             if (!strcasecmp(tok, "temperature")) {
                 if (num_opt(fn, tok, val, 1e-300, 1e300, &o->temperature, err)) return err->status;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "attrs/knn_attr_order.h"
+#include "base/knn_options.h"
 #include "attrs/knn_attrs.h"
 #include "attrs/knn_predicate.h"
 #include "attrs/predicate_internal.h"
@@ -523,6 +524,39 @@ static int attrs_same(const knn_attrs *x, const knn_attrs *y, size_t rows) {
         }
     }
     return 1;
+}
+
+/* The option tokenizer shared by every option string (base/knn_options.h). */
+static void test_options(void) {
+    const char *text = " a = 1 ,, B=two words ,flag, =x, levels=100/ 10 /,  ";
+    size_t at = 0, len = strlen(text), n = 0;
+    knn_span item, k, v;
+    char buf[32];
+    const char *want_k[] = {"a", "b", "", "", "levels"}, *want_v[] = {"1", "two words", "", "x", "100/ 10 /"};
+    int want_kv[] = {1, 1, 0, 1, 1};
+    while (knn_option_next(text, len, ',', &at, &item)) {
+        CHECK(n < 5, "more items than written");
+        if (n >= 5) break;
+        int kv = knn_option_split(item, &k, &v);
+        CHECK(kv == want_kv[n], "item %zu: split %d", n, kv);
+        if (kv) {
+            CHECK(knn_span_copy(k, buf, sizeof buf, 1) && strcmp(buf, want_k[n]) == 0, "item %zu key '%s'", n, buf);
+            CHECK(knn_span_copy(v, buf, sizeof buf, 0) && strcmp(buf, want_v[n]) == 0, "item %zu value '%s'", n, buf);
+        } else {
+            CHECK(knn_span_copy(item, buf, sizeof buf, 0) && strcmp(buf, "flag") == 0, "item %zu '%s'", n, buf);
+        }
+        n++;
+    }
+    CHECK(n == 5, "%zu items, want 5", n);
+    /* a sub-list, and a span that does not fit */
+    const char *lv = "100/ 10 /";
+    size_t nl = 0;
+    at = 0;
+    while (knn_option_next(lv, strlen(lv), '/', &at, &item)) nl++;
+    CHECK(nl == 2, "levels: %zu parts", nl);
+    knn_span big = {text, len};
+    CHECK(!knn_span_copy(big, buf, 8, 0), "an oversized span was copied");
+    CHECK(!knn_option_next("", 0, ',', &(size_t){0}, &item), "an item in empty text");
 }
 
 static void test_attrs(void) {
@@ -1221,6 +1255,7 @@ int main(void) {
     /* KNN_DRIVER_ONLY=predicate: only the attribute and predicate tests (scripts/sanitize.sh runs them
      * again on the portable scan) */
     const char *only = getenv("KNN_DRIVER_ONLY");
+    test_options();
     test_attrs();
     test_predicate();
     if (only && strcmp(only, "predicate") == 0) {

@@ -202,6 +202,30 @@ def test_balanced_two_levels_and_closest(rng):
     assert len(r.index) == 120 and len(set(r.index)) == 120
 
 
+def test_balanced_levels_parse_safely_in_two_threads_at_once(rng):
+    """Options are parsed by a reentrant tokenizer: the 'levels' list once went through strtok, whose
+    hidden state two threads sampling at once overwrote (wrong levels, wrong picks)."""
+    import threading
+
+    X, _ = blobs(rng, 600, 4, 6, spread=0.3)
+    jobs = [((30, 6), 1), ((20, 5, 2), 2), ((40, 8), 3), ((12, 3), 4)]
+    want = {lv: ks.balanced(X, 60, levels=lv, seed=s).index.tolist() for lv, s in jobs}
+    bad = []
+
+    def run(lv, s):
+        for _ in range(40):
+            got = ks.balanced(X, 60, levels=lv, seed=s).index.tolist()
+            if got != want[lv]:
+                bad.append(lv)
+
+    threads = [threading.Thread(target=run, args=job) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+
+
 # ---- kernel thinning ------------------------------------------------------------------------------
 
 def gauss(A, B, sigma):

@@ -9,6 +9,7 @@
 
 #include "knn_api.h"
 #include "base/knn_error.h"
+#include "base/knn_options.h"
 #include "base/knn_parallel.h"
 #include "sample/knn_sample.h"
 
@@ -145,14 +146,18 @@ static knn_status parse_option(const method_def *m, const char *key, const char 
     }
     if (strcmp(key, "levels") == 0) { /* e.g. levels=100/10: 100 leaf clusters grouped into 10 */
         o->n_levels = 0;
-        char buf[128];
-        snprintf(buf, sizeof buf, "%s", v);
-        for (char *tok = strtok(buf, "/"); tok; tok = strtok(NULL, "/")) {
+        size_t at = 0, len = strlen(v);
+        knn_span tok;
+        char num[64];
+        while (knn_option_next(v, len, '/', &at, &tok)) {
             if (o->n_levels == KNN_SAMPLE_MAX_LEVELS) {
                 return knn_error_set(err, KNN_EINVAL, "option 'levels' takes at most %d levels",
                                      KNN_SAMPLE_MAX_LEVELS);
             }
-            knn_status s = parse_size("levels", tok, 1, 1u << 24, &o->levels[o->n_levels], err);
+            if (!knn_span_copy(tok, num, sizeof num, 0)) {
+                return knn_error_set(err, KNN_EINVAL, "option 'levels' must be cluster counts like '100/10', got '%s'", v);
+            }
+            knn_status s = parse_size("levels", num, 1, 1u << 24, &o->levels[o->n_levels], err);
             if (s != KNN_OK) return s;
             if (o->n_levels && o->levels[o->n_levels] >= o->levels[o->n_levels - 1]) {
                 return knn_error_set(err, KNN_EINVAL, "option 'levels' must decrease from the finest level, e.g. "
@@ -166,38 +171,32 @@ static knn_status parse_option(const method_def *m, const char *key, const char 
     return knn_error_set(err, KNN_EINVAL, "unknown option '%s'", key);
 }
 
-static void trim(char **s) {
-    while (isspace((unsigned char)**s)) (*s)++;
-    char *e = *s + strlen(*s);
-    while (e > *s && isspace((unsigned char)e[-1])) *--e = '\0';
-}
-
+/* "key=value, ..." through the shared reentrant tokenizer (base/knn_options.h). */
 static knn_status parse_options(const method_def *m, const char *text, knn_sample_opts *o, knn_error *err) {
     knn_sample_opts_default(o);
     if (text == NULL || *text == '\0') return KNN_OK;
     size_t len = strlen(text);
     if (len > 4096) return knn_error_set(err, KNN_EINVAL, "options text is longer than 4096 bytes");
-    char *buf = malloc(len + 1);
-    if (buf == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory parsing options");
-    memcpy(buf, text, len + 1);
+    char *val = malloc(len + 1);
+    if (val == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory parsing options");
     knn_status s = KNN_OK;
-    char *save = NULL;
-    for (char *item = strtok_r(buf, ",", &save); item && s == KNN_OK; item = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(item, '=');
-        if (eq == NULL) {
-            trim(&item);
-            if (*item == '\0') continue;
-            s = knn_error_set(err, KNN_EINVAL, "option '%s' needs a value: write key=value, e.g. 'iters=20'", item);
+    size_t at = 0;
+    knn_span item, k, v;
+    char key[64];
+    while (s == KNN_OK && knn_option_next(text, len, ',', &at, &item)) {
+        if (!knn_option_split(item, &k, &v)) {
+            s = knn_error_set(err, KNN_EINVAL, "option '%.*s' needs a value: write key=value, e.g. 'iters=20'",
+                              (int)(item.n > 64 ? 64 : item.n), item.p);
             break;
         }
-        *eq = '\0';
-        char *key = item, *val = eq + 1;
-        trim(&key);
-        trim(&val);
-        for (char *p = key; *p; p++) *p = (char)tolower((unsigned char)*p);
+        if (!knn_span_copy(k, key, sizeof key, 1)) {
+            s = knn_error_set(err, KNN_EINVAL, "unknown option '%.*s'", (int)(k.n > 64 ? 64 : k.n), k.p);
+            break;
+        }
+        knn_span_copy(v, val, len + 1, 0);
         s = parse_option(m, key, val, o, err);
     }
-    free(buf);
+    free(val);
     return s;
 }
 
