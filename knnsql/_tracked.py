@@ -12,7 +12,9 @@ The classification errs towards "may write": a statement not starting with SELEC
 VALUES / EXPLAIN / DESCRIBE / SHOW / SUMMARIZE, several statements in one string, or a WITH holding
 INSERT / UPDATE / DELETE all count as writes. A write that may change rows in place (UPDATE, MERGE,
 ALTER anywhere in its text) makes the next search compare every row's hash (``refresh_index``) instead
-of counting rows, as an in-place change keeps the count.
+of counting rows, as an in-place change keeps the count. One that may drop or rename a table (DROP,
+ALTER, DETACH) makes the database look for vector tables that are gone and drop their indexes, so no
+search answers from the rows of a table that no longer exists.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ _DML = re.compile(r"\b(insert|update|delete|merge)\b", re.I)
 
 
 _UPDATE = re.compile(r"\b(update|merge|alter)\b", re.I)
+_DROP = re.compile(r"\b(drop|alter|detach)\b", re.I)
+
+
+def may_drop(statement: Any) -> bool:
+    """Whether a statement may drop or rename a table (its indexes then go with it)."""
+    return not isinstance(statement, str) or _DROP.search(statement) is not None
 
 
 def may_update(statement: Any) -> bool:

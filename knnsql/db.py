@@ -15,7 +15,8 @@ from sqlglot import exp
 
 from . import _catalog, rewrite
 from ._extension import load
-from ._tracked import may_update, may_write
+from ._ffi import KnnError
+from ._tracked import may_drop, may_update, may_write
 from ._sql import quote_ident as q
 from .table import VectorTable, _metric
 
@@ -57,7 +58,10 @@ class Database:
         """DuckDB's ``connection.execute``: runs a statement with optional parameters, unchanged."""
         if may_write(query):
             self._wrote(may_update(query))
-        return self.con.execute(query, *args, **kwargs)
+        result = self.con.execute(query, *args, **kwargs)
+        if may_drop(query):
+            self._forget_dropped_tables()
+        return result
 
     def sql(self, query: str, params: Any = None, **named: Any):
         """Runs ``query`` and returns a DuckDB relation. ``ORDER BY array_distance(col, $q) LIMIT k``
@@ -75,7 +79,10 @@ class Database:
             from ._result import IndexResult  # answered by one call into the index (_result.py)
 
             return IndexResult(self, result.table, result, params)
-        return self.con.sql(result.sql, params=params) if params is not None else self.con.sql(result.sql)
+        rel = self.con.sql(result.sql, params=params) if params is not None else self.con.sql(result.sql)
+        if may_drop(query):
+            self._forget_dropped_tables()
+        return rel
 
     def explain(self, query: str, params: Any = None, **named: Any) -> "rewrite.Rewrite":
         """How ``sql(query)`` would run: whether it is rewritten onto an index, why, and the SQL.
@@ -151,6 +158,38 @@ class Database:
         if not _catalog.has_meta(self.con):
             return []
         return [r[0] for r in self.con.execute("SELECT name FROM _knnsql_tables ORDER BY name").fetchall()]
+
+    def drop_table(self, name: str, *, missing_ok: bool = False) -> None:
+        """Drops a table and its index (``DROP TABLE`` through ``db.execute`` / ``db.sql`` does the same)."""
+        exists = self._column_types(name) is not None
+        if not exists and not missing_ok:
+            raise ValueError(f"no table {name!r} in this database")
+        if exists:
+            self.con.execute(f"DROP TABLE {q(name)}").fetchall()
+        self._forget_dropped_tables()
+
+    def _forget_dropped_tables(self) -> list[str]:
+        """Drops the indexes (and the records) of vector tables that no longer exist, after a statement
+        that may have dropped or renamed one; returns the names of the indexes dropped."""
+        if not _catalog.has_meta(self.con):
+            return []
+        alive = {r[0].lower() for r in self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = current_schema() "
+            "AND database_name = current_database()").fetchall()}
+        dropped = []
+        for info in _catalog.list_indexes(self.con):
+            if info.table.lower() not in alive:
+                _catalog.drop_index(self.con, info)
+                self._dirty.discard(info.name)
+                dropped.append(info.name)
+        gone = [n for n in self.tables() if n.lower() not in alive]
+        for name in gone:
+            self.con.execute("DELETE FROM _knnsql_tables WHERE lower(name) = lower(?)", [name]).fetchall()
+        if dropped or gone:
+            self._meta_cache.clear()
+            self._open_tables.clear()
+            self._indexes_changed()
+        return dropped
 
     def _record_table(self, name, id_column, vector, dim, metric) -> None:
         self._meta_cache.clear()
@@ -238,7 +277,12 @@ class Database:
             interval = self.read_consistency_interval
             if gen == self._write_gen and (interval is None or time.monotonic() - at < interval):
                 return
-            rows = self.con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchall()[0][0]
+            try:
+                rows = self.con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchall()[0][0]
+            except duckdb.CatalogException as exc:
+                raise KnnError(f"table {table.name!r} no longer exists (dropped or renamed outside knnsql), so its "
+                               f"index {info.name!r} would answer from rows that are gone; call db.refresh() to "
+                               "drop the index with it, or recreate the table") from exc
             if self._seen_rows.get(info.name) != rows:
                 table.refresh_index()
         self._checked[info.name] = (self._write_gen, self._update_gen, time.monotonic())
@@ -257,8 +301,10 @@ class Database:
         self._auto_refresh(cached[1], info)
 
     def refresh(self) -> list[dict]:
-        """Runs the freshness check on every index; returns one report per index."""
-        out = []
+        """Runs the freshness check on every index; returns one report per index. Indexes of tables
+        dropped outside knnsql are dropped (reported with ``action`` ``"dropped"``)."""
+        out = [{"index": name, "action": "dropped", "added": 0, "removed": 0, "updated": 0,
+                "reason": "its table no longer exists"} for name in self._forget_dropped_tables()]
         for info in _catalog.list_indexes(self.con):
             meta = self._table_meta(info.table)
             if meta is None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Protocol, Sequence
 
+import duckdb
 import numpy as np
 
 import pyarrow as pa
@@ -106,8 +107,39 @@ class Search:
         if info is None or info.label_column is None:
             raise ValueError(f"window() needs an index with a label on {self.table.name!r}: "
                              "table.create_index(label='<column>')")
-        self._window = (bound_param(lo), bound_param(hi))
+        typ = self.table.columns.get(info.label_column, "DOUBLE")
+        self._window = (self._checked_bound(lo, info.label_column, typ), self._checked_bound(hi, info.label_column, typ))
         return self
+
+    def _checked_bound(self, value: Any, label: str, typ: str):
+        """A window bound as a parameter, refused here with a clear message when it cannot be a value of
+        the label column's type (DuckDB would fail later with a bare conversion error)."""
+        import datetime as _dt
+        import decimal
+
+        v = bound_param(value)
+        if v is None:
+            return None
+        upper = typ.upper()
+        temporal = upper.startswith("TIMESTAMP") or upper == "DATE"
+        if temporal:
+            if isinstance(v, (_dt.datetime, _dt.date)):
+                return v
+            if isinstance(v, str):
+                try:
+                    _dt.datetime.fromisoformat(v.strip())
+                    return v
+                except ValueError:
+                    try:  # DuckDB reads more forms (time zones, short dates): ask it, only on this path
+                        self.table.db.con.execute(f"SELECT CAST($b AS {typ})", {"b": v}).fetchall()
+                        return v
+                    except duckdb.Error:
+                        pass
+        elif isinstance(v, (int, float, decimal.Decimal)) and not isinstance(v, bool):
+            return v
+        example = "'2024-03-01' or datetime(2024, 3, 1)" if temporal else "a number"
+        raise ValueError(f"window bound {value!r} is not a {typ} value, the type of the label column {label!r}; "
+                         f"give {example} (None leaves that side open)")
 
     def select(self, columns: Sequence[str]) -> "Search":
         """Columns to return (default: every column but the vector), plus ``distance``."""

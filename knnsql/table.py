@@ -171,7 +171,8 @@ class VectorTable:
 
     # -- index -------------------------------------------------------------------------------------
     def create_index(self, label: Optional[str] = None, *, kind: str = "graph", replace: bool = False,
-                     attributes: Optional[Sequence[str]] = None, **params: Any) -> Freshness:
+                     attributes: Optional[Sequence[str]] = None, name: Optional[str] = None,
+                     **params: Any) -> Freshness:
         """Builds an index over the vector column (``kind='graph'``: HNSW; ``'flat'``: exact).
 
         ``label`` names a numeric, TIMESTAMP or DATE column for window searches. ``attributes`` names
@@ -179,8 +180,9 @@ class VectorTable:
         on them run inside the index (default: every column of a type it can hold: integers, FLOAT,
         DOUBLE, DECIMAL, BOOLEAN, DATE, TIMESTAMP, VARCHAR; ``[]`` for none); filters on other
         columns still work, through DuckDB. ``params`` are ``knn_index_create`` options: ``m``,
-        ``ef_construction``, ``ef``, ``seed``. The index is saved in the database file on
-        ``db.checkpoint()`` and ``db.close()``."""
+        ``ef_construction``, ``ef``, ``seed``. ``name``: the index's name in SQL (``knn_search(name,
+        ...)``), by default ``<table>__<vector column>``; a name another index already uses is an error.
+        The index is saved in the database file on ``db.checkpoint()`` and ``db.close()``."""
         if kind not in ("graph", "flat"):
             raise ValueError(f"unknown index kind {kind!r}; use 'graph' or 'flat'")
         if label is not None:
@@ -199,13 +201,35 @@ class VectorTable:
             _catalog.drop_index(self.db.con, existing)
             self.db._indexes_changed()
         attrs = self._attribute_columns(attributes, kind)
-        info = IndexInfo(f"{self.name}__{self.vector_column}", self.name, self.vector_column, label, kind,
+        index_name = self._index_name(name)
+        info = IndexInfo(index_name, self.name, self.vector_column, label, kind,
                          dict(params, attributes=attrs) if attrs else dict(params))
         report = _catalog.create_index(self.db.con, info, self.id_column, self.dim, self.metric)
         self.db._indexes_changed()
         self.db._note_rows(self, info)
         self.db._dirty.add(info.name)
         return report
+
+    def _index_name(self, name: Optional[str]) -> str:
+        """The new index's name, checked: within the core's 128 bytes, and used by no other index
+        (``a__b.emb`` and ``a.b__emb`` both default to ``a__b__emb``)."""
+        chosen = f"{self.name}__{self.vector_column}" if name is None else name
+        if not isinstance(chosen, str) or not chosen.strip():
+            raise ValueError(f"index name must be a non-empty string, got {name!r}")
+        if len(chosen.encode()) > 128:
+            raise ValueError(f"index name {chosen[:40]!r}... is {len(chosen.encode())} bytes, over the limit of 128; "
+                             f"choose a shorter one: create_index(..., name='{self.name[:20]}_idx')")
+        con = self.db.con
+        owner = [i for i in _catalog.list_indexes(con) if i.name.lower() == chosen.lower()]
+        if owner:
+            o = owner[0]
+            raise ValueError(f"index name {chosen!r} is taken by the index on {o.table}.{o.vector_column}; choose "
+                             f"another: create_index(..., name='{self.name}_{self.vector_column}_idx')")
+        if con.execute("SELECT count(*) FROM knn_indexes() WHERE lower(name) = lower(?)", [chosen]).fetchone()[0]:
+            raise ValueError(f"index name {chosen!r} is taken by an index created in SQL (knn_index_create); "
+                             f"drop it (SELECT * FROM knn_index_drop('{chosen}')) or choose another: "
+                             f"create_index(..., name='{self.name}_{self.vector_column}_idx')")
+        return chosen
 
     def _attribute_columns(self, attributes: Optional[Sequence[str]], kind: str) -> list[str]:
         holdable = {c: t for c, t in self.columns.items()

@@ -277,3 +277,22 @@ def test_rewrite_as_one_statement_over_the_index(world, sql):
             assert type(g[1]) is type(w[1])
         if "AS d" in sql:
             np.testing.assert_allclose([r[1] for r in got], [r[1] for r in want], rtol=1e-5, atol=1e-5)
+
+
+def test_window_bounds_of_the_wrong_type_are_clear_errors(world):
+    db, t, X, Q, bucket = world  # label: price DOUBLE
+    for bad in ["abc", "2024-01-01", True]:
+        with pytest.raises(ValueError, match="not a DOUBLE value, the type of the label column 'price'"):
+            t.search(Q[0]).window(bad, None)
+    assert len(t.search(Q[0]).window(np.float32(10), 50).limit(5).to_list()) == 5
+    ts = db.create_table("timed", dim=D, metric="l2", columns={"at": "TIMESTAMP"})
+    import datetime as dt
+    ts.add({"id": np.arange(200), "emb": X[:200], "at": [dt.datetime(2024, 1, 1) + dt.timedelta(hours=i)
+                                                          for i in range(200)]})
+    ts.create_index(label="at")
+    for bad in ["abc", 5, 2.5]:
+        with pytest.raises(ValueError, match="not a TIMESTAMP value.*'2024-03-01'"):
+            ts.search(Q[0]).window(bad, None)
+    for good in ["2024-01-02", "2024-01-02 10:00", "2024-01-02 10:00:00+00", dt.date(2024, 1, 2),
+                 np.datetime64("2024-01-02T00:00")]:
+        assert len(ts.search(Q[0]).window(good, None).limit(3).to_list()) == 3

@@ -219,6 +219,32 @@ def test_create_index_errors(docs):
     assert docs.index.kind == "flat"
 
 
+def test_index_names_cannot_collide_and_can_be_chosen(db):
+    # a__b.emb and a.b__emb both default to 'a__b__emb': the second is refused, with the way out
+    one = db.create_table("a__b", dim=D, metric="l2")
+    two = db.create_table("a", dim=D, metric="l2", vector="b__emb")
+    one.add({"id": [1, 2], "emb": vectors(2)})
+    two.add({"id": [7, 8], "b__emb": vectors(2, seed=1)})
+    one.create_index()
+    with pytest.raises(ValueError, match="taken by the index on a__b.emb; choose another"):
+        two.create_index()
+    two.create_index(name="a_vectors")
+    assert two.index.name == "a_vectors" and one.index.name == "a__b__emb"
+    assert [r["id"] for r in two.search(vectors(1, seed=1)[0]).limit(1).to_list()] == [7]
+    assert [r["id"] for r in one.search(vectors(1)[0]).limit(1).to_list()] == [1]
+    # a name an index made in SQL holds, and a name over the core's limit
+    db.execute("SELECT * FROM knn_index_create('sql_made', dim := 8)")
+    three = db.create_table("c", dim=D, metric="l2")
+    with pytest.raises(ValueError, match="created in SQL"):
+        three.create_index(name="sql_made")
+    long = db.create_table("t" * 140, dim=D, metric="l2")
+    with pytest.raises(ValueError, match="over the limit of 128; choose a shorter one"):
+        long.create_index()
+    long.add({"id": [3], "emb": vectors(1)})
+    long.create_index(name="long_idx")
+    assert long.index.name == "long_idx"
+
+
 def test_long_builds_show_progress_on_a_terminal_only(docs, monkeypatch, capsys):
     import sys
 
@@ -261,3 +287,37 @@ def test_table_sample_returns_rows_and_respects_filters(db):
         t.sample(3, method="weighted", weight="nope")
     with pytest.raises(knnsql.KnnError, match="unknown sampling method"):
         t.sample(3, method="magic")
+
+
+def test_dropping_a_table_drops_its_index_no_stale_answers(db):
+    t = db.create_table("gone", dim=D, metric="l2")
+    t.add({"id": [1, 2, 3], "emb": vectors(3)})
+    t.create_index()
+    assert db.execute("SELECT count(*) FROM knn_search('gone__emb', [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], k := 2)").fetchone()[0] == 2
+    db.execute("DROP TABLE gone")  # through the database object: the index goes with the table
+    with pytest.raises(Exception, match="gone__emb"):
+        db.execute("SELECT * FROM knn_search('gone__emb', [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], k := 2)").fetchall()
+    assert "gone" not in db.tables()
+    # dropped behind the database's back: the next checked search says so, db.refresh() drops the index
+    t2 = db.create_table("gone2", dim=D, metric="l2")
+    t2.add({"id": [1, 2, 3], "emb": vectors(3)})
+    t2.create_index()
+    db.con.execute("DROP TABLE gone2")
+    db.read_consistency_interval = 0
+    try:
+        with pytest.raises(knnsql.KnnError, match="no longer exists .* db.refresh"):
+            t2.search(vectors(1)[0]).limit(2).to_list()
+    finally:
+        db.read_consistency_interval = None
+    assert {"index": "gone2__emb", "action": "dropped"}.items() <= db.refresh()[0].items()
+    assert db.con.execute("SELECT count(*) FROM knn_indexes() WHERE name = 'gone2__emb'").fetchone()[0] == 0
+    # and db.drop_table
+    t3 = db.create_table("gone3", dim=D, metric="l2")
+    t3.add({"id": [1], "emb": vectors(1)})
+    t3.create_index()
+    db.drop_table("gone3")
+    assert "gone3" not in db.tables() and db.con.execute(
+        "SELECT count(*) FROM knn_indexes() WHERE name = 'gone3__emb'").fetchone()[0] == 0
+    with pytest.raises(ValueError, match="no table"):
+        db.drop_table("gone3")
+    db.drop_table("gone3", missing_ok=True)
