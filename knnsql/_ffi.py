@@ -28,6 +28,11 @@ class KnnError(ValueError):
 def extension_file() -> Path:
     path = _PACKAGE / "knnsql.duckdb_extension"
     if not path.is_file():
+        if (_PACKAGE.parent / "pyproject.toml").is_file() and (_PACKAGE.parent / "ext").is_dir():
+            raise FileNotFoundError(
+                f"{path} is missing: Python imported knnsql from the source folder {_PACKAGE} (the current "
+                "directory comes first on sys.path), where the C extension is not built. Run from another "
+                "directory to use the installed package, or build in place with `pip install -e .`.")
         raise FileNotFoundError(
             f"{path} is missing: the C extension was not built. Reinstall with `pip install .` "
             "(or `pip install -e .`) from the repository root.")
