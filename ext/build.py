@@ -117,23 +117,32 @@ def version() -> str:
     return text.split('KNN_VERSION "')[1].split('"')[0]
 
 
-def build(out: Path, include: Path | None = None) -> Path:
-    """Compiles and writes the extension file to ``out``; returns ``out``."""
-    include = include or duckdb_include_dir()
+def compile_flags(include: Path) -> list[str]:
+    """The compiler, then its flags for every source (scripts/mutate.py compiles with the same)."""
     cc = os.environ.get("CC", "cc")
     extra = os.environ.get("KNNSQL_CFLAGS", "").split()
+    return [cc, "-std=c11", "-O3", "-fPIC", "-Wall", "-Wextra", "-Werror=implicit-function-declaration",
+            "-D_POSIX_C_SOURCE=200809L", f"-I{EXT_DIR / 'core'}", f"-I{EXT_DIR / 'duckdb'}", f"-I{include}", *extra]
+
+
+def write_extension(so: Path, out: Path) -> Path:
+    """The shared object plus DuckDB's metadata trailer, written to ``out`` atomically."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        so = Path(tmp) / "knnsql.so"
-        cmd = [cc, "-std=c11", "-O3", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror=implicit-function-declaration", "-D_POSIX_C_SOURCE=200809L",
-               f"-I{EXT_DIR / 'core'}", f"-I{EXT_DIR / 'duckdb'}", f"-I{include}", *extra,
-               "-o", str(so), *map(str, sources()), "-lm", "-lpthread"]
-        subprocess.run(cmd, check=True)
-        data = so.read_bytes() + metadata_trailer(version(), duckdb_platform())
+    data = so.read_bytes() + metadata_trailer(version(), duckdb_platform())
     tmp_out = out.with_suffix(".tmp")
     tmp_out.write_bytes(data)
     os.replace(tmp_out, out)
     return out
+
+
+def build(out: Path, include: Path | None = None) -> Path:
+    """Compiles and writes the extension file to ``out``; returns ``out``."""
+    include = include or duckdb_include_dir()
+    with tempfile.TemporaryDirectory() as tmp:
+        so = Path(tmp) / "knnsql.so"
+        cmd = [*compile_flags(include), "-shared", "-o", str(so), *map(str, sources()), "-lm", "-lpthread"]
+        subprocess.run(cmd, check=True)
+        return write_extension(so, out)
 
 
 def cffi_cdef(header: str = "knn_api.h", seen: set | None = None) -> str:
