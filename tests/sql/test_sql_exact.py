@@ -103,7 +103,7 @@ def test_integer_vectors(db):
 
 def test_null_policy(db):
     db.execute("""CREATE TABLE n AS SELECT i AS id,
-                  CASE WHEN i = 3 THEN NULL ELSE [i, 0]::FLOAT[2] END AS vec FROM range(6) r(i)""")
+                  (CASE WHEN i = 3 THEN NULL ELSE [i, 0]::FLOAT[] END)::FLOAT[2] AS vec FROM range(6) r(i)""")
     # NULL vector rows are skipped
     res = db.execute("SELECT knn_exact(id, vec, [3, 0]::FLOAT[2], 3) FROM n").fetchall()[0][0]
     assert [e["id"] for e in res] == [2, 4, 1]

@@ -227,7 +227,7 @@ def test_knn_scalar_over_flat_index_batches_and_keeps_row_order(db, vecs):
     load(db, X)
     build(db, "f", kind="flat")
     load(db, Q, name="queries")
-    rows = db.execute("""SELECT id, knn('f', CASE WHEN id % 5 = 3 THEN NULL ELSE emb END, 4) FROM queries
+    rows = db.execute("""SELECT id, knn('f', (CASE WHEN id % 5 = 3 THEN NULL ELSE emb::FLOAT[] END)::FLOAT[16], 4) FROM queries
                          ORDER BY id""").fetchall()
     ref = knnsql.Index(16)
     ref.add(X)
