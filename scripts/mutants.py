@@ -46,7 +46,9 @@ MUTANTS = [
       "(double)a->m * (double)a->m >= d0 * (double)live", "(double)a->m >= d0 * (double)live", FILTER),
     m("F2", F, C + "filter/filter_plan.c", "a beam with fewer than min(k, m) rows is kept (no hand-over)",
       "if ((budget && visits > budget) || ntop < want) return 0;", "if (budget && visits > budget) return 0;",
-      FILTER),
+      FILTER, why="accepted: a safety net for matching rows the beam cannot reach from the entry point; the "
+      "beam walks on until ef matching rows or no candidate is left, and no connected test graph leaves "
+      "reachable rows unfound (tests/core/test_among.py checks k rows on adversarial filters)"),
     m("F3", F, C + "attrs/predicate_order.c", "the sorted order answers < as <=",
       "case OP_LT: s->lo = 0; s->hi = knn_attr_order_first(c, at_least, at); return 1;",
       "case OP_LT: s->lo = 0; s->hi = knn_attr_order_first(c, above, at); return 1;", FILTER + DRIVER),
@@ -55,7 +57,9 @@ MUTANTS = [
     m("F5", F, C + "attrs/attr_order.c", "negative doubles sort as if positive",
       "return (b >> 63) ? ~b : b | ((uint64_t)1 << 63);", "return b | ((uint64_t)1 << 63);", FILTER + DRIVER),
     m("F6", F, C + "attrs/predicate_eval.c", "<= with a NaN literal excludes NaN rows",
-      "case OP_LE: SCAN(!d_lt(v, x[b])); break;", "case OP_LE: SCAN(d_lt(x[b], v)); break;", FILTER + DRIVER),
+      "case OP_LE: SCAN(!d_lt(v, x[b])); break;", "case OP_LE: SCAN(d_lt(x[b], v)); break;", FILTER + DRIVER,
+      why="equivalent from SQL: the branch runs only for a NaN literal, which the filter grammar cannot "
+      "write (numbers are digits, casts are refused); kept for callers of the C API"),
     m("F7", F, C + "filter/filter_plan.c", "deleted rows stay in the filter bitmap",
       "if (v >= g->count || g->deleted[v]) bits &= ~((uint64_t)1 << (v % 64));",
       "if (v >= g->count) bits &= ~((uint64_t)1 << (v % 64));", FILTER),
@@ -79,8 +83,13 @@ MUTANTS = [
     m("S7", S, C + "sample/weighted.c", "with-replacement weights ignore the draw probability",
       "r->weight[p] = total / ((double)in->target * w[i]);", "r->weight[p] = total / (double)in->target;",
       SAMPLING),
-    m("S8", S, C + "sample/kcenter.c", "k-center takes the nearest block maximum",
-      "if (c->bmax[b] > best) {", "if (c->bmax[b] >= best) {", SAMPLING),
+    m("S8", S, C + "sample/kcenter.c", "k-center's lazy heap breaks distance ties toward later blocks",
+      "return x->key > y->key || (x->key == y->key && x->b < y->b);",
+      "return x->key > y->key || (x->key == y->key && x->b > y->b);", SAMPLING),
+    m("S11", S, C + "sample/kcenter.c", "the final covering radius breaks ties toward later blocks",
+      "if (c->bmax[b] > best) {", "if (c->bmax[b] >= best) {", SAMPLING,
+      why="equivalent: this scan only reports the final covering radius (r->cost), the same value whichever "
+      "of two tied rows it stops at"),
     m("S9", S, C + "sample/rng.c", "weighted sampling without replacement ignores the weights",
       "        if (!(w[i] > 0)) continue;\n        keyed k = {log(u) / w[i], (int64_t)i};\n        if (size < m) {",
       "        if (!(w[i] > 0)) continue;\n        keyed k = {log(u), (int64_t)i};\n        if (size < m) {",
@@ -113,7 +122,10 @@ MUTANTS = [
       "cov += mindR[i] <= rR[i];", "cov += mindR[i] < rR[i];", ANALYTICS),
     m("A9", A, C + "analytics/recall.c", "recall counts ties at the k-th distance as misses",
       "for (size_t r = 0; r < found; r++) hits += dists[r] <= tol;",
-      "for (size_t r = 0; r < found; r++) hits += dists[r] < tol;", ANALYTICS),
+      "for (size_t r = 0; r < found; r++) hits += dists[r] < tol;", ANALYTICS,
+      why="equivalent in practice: tol is the k-th exact distance plus 1e-5 relative and 1e-6, so a "
+      "returned distance equal to tol to the last bit does not occur; ties at the k-th distance are hits "
+      "either way"),
     m("A10", A, C + "analytics/impute.c", "imputation averages with squared-inverse weights",
       "w = zero ? (sd == 0.0 ? 1.0 : 0.0) : 1.0 / sd;", "w = zero ? (sd == 0.0 ? 1.0 : 0.0) : 1.0 / (sd * sd);",
       ANALYTICS),

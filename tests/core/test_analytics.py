@@ -576,3 +576,79 @@ def test_iid_statistic_matches_numpy_ks(rng):
     background = (2 * n * t - t * (t + 1)) / (n * (n - 1))
     assert r.statistic == pytest.approx(np.abs(ecdf - background).max())
     assert r.p_value == pytest.approx(1 / 11)
+
+
+# ---- estimators against independent numpy / scipy implementations of the papers' formulas ----------
+
+def _kth(A, B, k, leave_self):
+    """Euclidean distance from each row of A to its k-th nearest row of B (itself left out when A is B)."""
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(B.astype(np.float64)).query(A.astype(np.float64), k=[k + 1 if leave_self else k])
+    return d[:, -1]
+
+
+def test_kl_divergence_equals_wang_kulkarni_verdu():
+    """D(P||Q) ~ (d/n) sum log(nu_k / rho_k) + log(m / (n - 1)) (Wang, Kulkarni & Verdu 2009), term for term."""
+    rng = np.random.default_rng(21)
+    P = rng.normal(size=(300, 3)).astype(np.float32)
+    Q = (rng.normal(size=(450, 3)) * 1.3 + 0.4).astype(np.float32)
+    for k in (1, 5):
+        rho, nu = _kth(P, P, k, True), _kth(P, Q, k, False)
+        n, m, d = len(P), len(Q), P.shape[1]
+        want = d / n * np.log(nu / rho).sum() + np.log(m / (n - 1))
+        assert A.divergence(P, Q, k=k) == pytest.approx(want, rel=1e-4, abs=1e-5)
+
+
+def test_ratio_kl_equals_the_nearest_neighbour_ratio_formula():
+    """Noshad et al.'s ratio estimator: in P u Q, Q_j's k neighbours hold N_j rows of P and M_j of Q;
+    R_j = (m / n) N_j / (M_j + 1) and KL = mean_j R_j log R_j, computed here with scipy."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(22)
+    P = rng.normal(size=(250, 2)).astype(np.float32)
+    Q = (rng.normal(size=(350, 2)) + 0.7).astype(np.float32)
+    k = 6
+    joint = np.vstack([P, Q]).astype(np.float64)
+    _, idx = cKDTree(joint).query(Q.astype(np.float64), k=k + 1)
+    idx = idx[:, 1:]  # itself left out (no duplicate rows here)
+    Np = (idx < len(P)).sum(1)
+    R = (len(Q) / len(P)) * Np / (k - Np + 1)
+    want = np.mean(np.where(R > 0, R * np.log(np.where(R > 0, R, 1)), 0.0))
+    assert A.divergence(P, Q, k=k, method="ratio_kl") == pytest.approx(want, rel=1e-6, abs=1e-9)
+
+
+def _ball_metrics(R, F, k):
+    """Kynkaenniemi precision / recall, Naeem density / coverage and the symmetric variants on squared L2,
+    ball membership by <= (a point on a ball's edge is inside), written from the papers' definitions."""
+    R = R.astype(np.float64)
+    F = F.astype(np.float64)
+    dRR = ((R[:, None] - R[None]) ** 2).sum(-1)
+    dFF = ((F[:, None] - F[None]) ** 2).sum(-1)
+    dFR = ((F[:, None] - R[None]) ** 2).sum(-1)  # fake j to real i
+    rR = np.sort(dRR, 1)[:, k]  # k-th neighbour, itself (distance 0) left out
+    rF = np.sort(dFF, 1)[:, k]
+    inF = (dFR <= rR[None, :])  # fake j inside real i's ball
+    inR = (dFR.T <= rF[None, :])  # real i inside fake j's ball
+    precision = inF.any(1).mean()
+    recall = inR.any(1).mean()
+    density = inF.sum() / (k * len(F))
+    coverage = (dFR.min(0) <= rR).mean()
+    own = (dFR.min(1) <= rF).mean()
+    return {"precision": precision, "recall": recall, "density": density, "coverage": coverage,
+            "sym_precision": min(precision, own), "sym_recall": min(recall, coverage)}
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_ball_metrics_equal_the_definitions_with_points_on_ball_edges(k):
+    """Integer grids put many points exactly on a ball's edge (distances are exact in float32): each
+    metric must count them inside, as the papers' <= does."""
+    rng = np.random.default_rng(k)
+    R = rng.integers(0, 6, size=(40, 2)).astype(np.float32)
+    F = rng.integers(1, 8, size=(30, 2)).astype(np.float32)
+    R = np.unique(R, axis=0)
+    F = np.unique(F, axis=0)
+    got = A.precision_recall(R, F, k=k)
+    want = _ball_metrics(R, F, k)
+    for name, value in want.items():
+        assert got[name] == pytest.approx(value, abs=1e-12), name

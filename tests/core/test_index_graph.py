@@ -268,3 +268,14 @@ def test_one_vector_path_matches_the_general_path():
         g.search(X[0], 3, threads=True)
     strided = np.ascontiguousarray(np.repeat(X[:1], 2, axis=1))[0, ::2]  # not contiguous: general path
     np.testing.assert_array_equal(g.search(strided, 5)[0], g.search(X[0], 5)[0])
+
+
+def test_ef_below_k_is_raised_to_k(data):
+    """ef smaller than k is raised to k (documented): k rows come back, the same as with ef = k."""
+    X, Q = data
+    g = knnsql.Index(24, "l2", "graph", m=8)
+    g.add(X)
+    a, da = g.search(Q[:20], 50, ef=5)
+    b, db_ = g.search(Q[:20], 50, ef=50)
+    assert (a >= 0).all() and a.shape == (20, 50)
+    np.testing.assert_array_equal(a, b)

@@ -392,3 +392,82 @@ def test_bad_input_errors(call, match):
     X = np.arange(40, dtype=np.float32).reshape(10, 4)
     with pytest.raises(KnnError, match=match):
         call(X)
+
+
+# ---- exact distributions on small inputs (tests with power against broken variants) ----------------
+
+def test_rejection_kmeanspp_second_pick_follows_d2_exactly():
+    """RS-k-means++ draws the second center with probability D^2(x, c1) / sum D^2: checked by a chi-square
+    test over 4,000 seeds on 12 points, per first center. A sampler accepting too often (4x: the
+    acceptance bound broken) or too rarely drifts toward its proposal and fails."""
+    X = np.array([[0.0], [0.3], [0.5], [1.0], [1.2], [2.0], [2.1], [3.5], [4.0], [6.0], [7.5], [9.0]], np.float32)
+    picks: dict = {}
+    for seed in range(4000):
+        r = ks.kmeanspp(X, 2, seed=seed, variant="rejection", trials=100000, assign=False)
+        picks.setdefault(int(r.index[0]), []).append(int(r.index[1]))
+    pvals = []
+    for first, seconds in picks.items():
+        if len(seconds) < 200:
+            continue
+        d2 = (X[:, 0].astype(np.float64) - float(X[first, 0])) ** 2
+        seen = np.bincount(seconds, minlength=len(X))
+        keep = d2 > 0
+        expect = d2[keep] / d2[keep].sum() * seen[keep].sum()
+        assert seen[~keep].sum() == 0  # the first center is never drawn again
+        pvals.append(stats.chisquare(seen[keep], expect).pvalue)
+    assert len(pvals) >= 5
+    assert min(pvals) > 1e-4, pvals  # Bonferroni-safe over the first centers
+
+
+def test_sensitivity_probabilities_follow_cost_over_phi():
+    """With k = 1 the sensitivity of row i is ||x_i - mean||^2 / Phi + 1/n: the 5% of rows far from the
+    mean hold most of the mass, so they are drawn far more often than 5% (uniform draws would not)."""
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.normal(0, 0.1, (950, 2)), rng.normal(0, 0.1, (50, 2)) + 8.0]).astype(np.float32)
+    far = np.arange(950, 1000)
+    share = []
+    for seed in range(20):
+        r = ks.sensitivity(X, 40, k=1, seed=seed)
+        share.append(np.isin(r.index, far).mean())
+    c = X.astype(np.float64).mean(0)
+    cost = ((X - c) ** 2).sum(1)
+    p = cost / cost.sum() + 1.0 / len(X)
+    p /= p.sum()
+    assert np.mean(share) > 0.3  # distinct picks: the far rows hold ~95% of the mass (uniform: 5%)
+    # and each picked row's score is its probability
+    r = ks.sensitivity(X, 40, k=1, seed=0)
+    np.testing.assert_allclose(r.score, p[r.index], rtol=2e-3)
+
+
+def _kdpp_exact(X, k):
+    import itertools
+
+    L = X.astype(np.float64) @ X.astype(np.float64).T
+    subsets = list(itertools.combinations(range(len(X)), k))
+    w = np.array([np.linalg.det(L[np.ix_(s, s)]) for s in subsets])
+    return subsets, w / w.sum()
+
+
+def test_kdpp_linear_kernel_matches_exact_subset_probabilities():
+    """P(S) = det(L_S) / e_k(L) for |S| = k, L = X X^T: enumerated on 7 rows, k = 2, against 3,000 draws.
+    Choosing eigenvectors by rounding (not sampling) or skipping their normalisation fails it."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(7, 3)).astype(np.float32)
+    subsets, prob = _kdpp_exact(X, 2)
+    index = {s: i for i, s in enumerate(subsets)}
+    seen = np.zeros(len(subsets))
+    for seed in range(3000):
+        r = ks.dpp(X, 2, seed=seed)
+        seen[index[tuple(sorted(int(i) for i in r.index))]] += 1
+    assert stats.chisquare(seen, prob * seen.sum()).pvalue > 1e-4
+
+
+def test_kcenter_ties_go_to_the_lowest_row_across_blocks():
+    """Two rows equally far from the first center, in different 64-row blocks: the lower row wins."""
+    X = np.zeros((200, 2), np.float32)
+    X[:, 1] = np.linspace(-1, 1, 200) * 0.01  # a tight blob around the origin
+    X[100] = [0.0, 0.0]  # the given first center, exactly between them
+    X[10] = [5.0, 0.0]
+    X[150] = [-5.0, 0.0]
+    r = ks.kcenter(X, 2, start=[100])
+    assert list(r.index) == [10, 150]

@@ -147,3 +147,41 @@ def test_cost_model_with_buckets_keeps_k_rows_and_exact_small_windows(data, tmp_
             if width <= 1:
                 assert sorted(ids.tolist()) == sorted(want.tolist())
     assert h.search(X[0], 5, lo=9.0, hi=1.0)[0].shape == (1, 5)  # lo > hi: no rows, padded
+
+
+@pytest.mark.parametrize("edge", ["lo", "hi"])
+def test_bucket_plan_keeps_rows_labelled_exactly_lo_or_hi(data, edge):
+    """The bounds are inclusive on every path: a query equal to a row whose label is exactly the window's
+    lo (or hi) finds that row first, with the bucket plan forced both ways: every part a beam (4), and
+    each part planned by its cost (5: small parts scanned exactly over the part's label range)."""
+    X, labels = data
+    n = 16000
+    g = knnsql.Index(24, "l2", "graph", m=12, ef_construction=80)
+    g.add(X[:n], labels=labels[:n])
+    assert force_buckets(g, 3) == 3
+    rng = np.random.default_rng(17 if edge == "lo" else 18)
+    try:
+        for force in (BUCKET, 5):
+            _ffi.lib().knn_graph_force_window_plan(g._handle, force)
+            bucketed = 0
+            for t in range(60):
+                src = int(rng.integers(0, n))
+                width = float((50, 150, 400, 900)[t % 4])
+                lo = labels[src] if edge == "lo" else labels[src] - width
+                hi = lo + width
+                ids, dist, plan = query(g, X[src], 10, lo, hi, 48)
+                bucketed += plan == BUCKET
+                assert ids[0] == src, f"the row labelled exactly {edge} = {labels[src]} was lost (force {force})"
+                assert ((labels[ids] >= lo) & (labels[ids] <= hi)).all()
+            assert bucketed >= 30  # the bucket plan answered most of them (not its fallback)
+            # bounds falling exactly on a bucket's first label: every row with that label is found
+            ordered = np.sort(labels[:n])
+            for rows in bucket_rows(g):
+                for start in range(rows, n, rows):
+                    bound = ordered[start]
+                    lo, hi = (bound, bound + 300) if edge == "lo" else (bound - 300, bound)
+                    for src in np.flatnonzero(labels[:n] == bound)[:4]:
+                        ids, dist, plan = query(g, X[src], 10, lo, hi, 48)
+                        assert ids[0] == src, f"row {src} labelled {bound}, a bucket's first label, was lost"
+    finally:
+        _ffi.lib().knn_graph_force_window_plan(g._handle, -1)

@@ -24,7 +24,9 @@ enum {
     KNN_PLAN_TWO_HOP = 1,  /* beam over in-window nodes, crossing out-of-window ones two hops at a time */
     KNN_PLAN_FALLBACK = 2, /* a beam found fewer than k rows: the exact scan decided (reported only) */
     KNN_PLAN_POST = 3,     /* plain beam over the whole graph admitting only in-window rows (in-search postfilter) */
-    KNN_PLAN_BUCKET = 4    /* postfilter beams in the label buckets covering the window (mid-size windows) */
+    KNN_PLAN_BUCKET = 4,   /* postfilter beams in the label buckets covering the window (mid-size windows) */
+    KNN_FORCE_BUCKET_PARTS = 5 /* a forcing value only: the bucket plan, each bucket's part planned by its cost
+                                * (small parts scanned exactly) instead of every part a beam; reported as 4 */
 };
 
 /* Window search: the k nearest live rows whose label lies in [lo, hi] (inclusive; pass -inf / +inf for

@@ -92,9 +92,9 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     int chosen = force, level = -1;
     uint32_t ep = KNN_NO_NODE;
     float epd = 0;
-    if (chosen == KNN_PLAN_BUCKET) { /* forced: the cheapest level, when there are buckets */
+    if (chosen == KNN_PLAN_BUCKET || chosen == KNN_FORCE_BUCKET_PARTS) { /* forced: the cheapest level, if any */
         knn_buckets_cost(g, atomic_load(&g->buckets), lo, hi, ef, 1, &level);
-        if (level < 0) chosen = KNN_PLAN_EXACT;
+        chosen = level < 0 ? KNN_PLAN_EXACT : KNN_PLAN_BUCKET;
     } else if (chosen != KNN_PLAN_EXACT && chosen != KNN_PLAN_TWO_HOP && chosen != KNN_PLAN_POST) {
         chosen = knn_window_choose_plan(g, w, f, f, 1, ef, lo, hi, &level);
         if (chosen != KNN_PLAN_EXACT) {
@@ -157,6 +157,7 @@ done:
 }
 
 void knn_graph_force_window_plan(knn_graph *g, int plan) {
-    int ok = plan == KNN_PLAN_EXACT || plan == KNN_PLAN_TWO_HOP || plan == KNN_PLAN_POST || plan == KNN_PLAN_BUCKET;
+    int ok = plan == KNN_PLAN_EXACT || plan == KNN_PLAN_TWO_HOP || plan == KNN_PLAN_POST || plan == KNN_PLAN_BUCKET ||
+             plan == KNN_FORCE_BUCKET_PARTS;
     atomic_store(&g->forced_plan, ok ? plan : -1);
 }
