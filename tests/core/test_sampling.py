@@ -471,3 +471,26 @@ def test_kcenter_ties_go_to_the_lowest_row_across_blocks():
     X[150] = [-5.0, 0.0]
     r = ks.kcenter(X, 2, start=[100])
     assert list(r.index) == [10, 150]
+
+
+def test_kdpp_with_more_features_than_rows_matches_exact_probabilities():
+    """Fewer rows than features (here 6 rows of dimension 10, linear kernel) runs on L's n x n
+    eigendecomposition instead of the dual's: the subset frequencies still equal det(L_S) / e_k(L)."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(6, 10)).astype(np.float32)
+    subsets, prob = _kdpp_exact(X, 2)
+    index = {s: i for i, s in enumerate(subsets)}
+    seen = np.zeros(len(subsets))
+    for seed in range(3000):
+        r = ks.dpp(X, 2, seed=seed)
+        seen[index[tuple(sorted(int(i) for i in r.index))]] += 1
+    assert stats.chisquare(seen, prob * seen.sum()).pvalue > 1e-4
+
+
+def test_kdpp_rbf_rank_limits():
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(50, 4)).astype(np.float32)
+    r = ks.dpp(X, 10, kernel="rbf", rank=512, seed=1)  # 50 rows: an n x n problem, not 512 x 512
+    assert len(set(r.index.tolist())) == 10
+    with pytest.raises(KnnError, match="rank=2000 is over the limit of 1024"):
+        ks.dpp(X, 10, kernel="rbf", rank=2000)

@@ -10,6 +10,8 @@
  *   3. map them to the primal, V = F v / sqrt(lambda) (n x k, orthonormal), and draw rows one by one
  *      with probability ||V_i||^2 / |V|, projecting V onto the complement of e_i each time (their
  *      Algorithm 1), O(n k^2) per draw.
+ * With fewer rows than features, L's n x n eigendecomposition gives n equivalent features first (the
+ * same kernel), so small inputs never pay for a large rank. An explicit rank over 1024 is an error.
  * n_picks larger than the kernel's rank returns rank rows. cost reports log det(L_S) of the picks, the
  * quantity a DPP favours. V needs n * n_picks floats, limited to 2^27; sample a subset first beyond it. */
 #include <math.h>
@@ -123,7 +125,11 @@ knn_status knn_sample_dpp(const knn_sample_in *in, knn_sample_result *r, knn_err
             return knn_error_set(err, KNN_EINVAL, "kernel=linear needs dim <= %d, got %zu; use kernel=rbf with a "
                                  "rank", DPP_MAX_RANK, d);
         }
-        rank = DPP_MAX_RANK;
+        if (in->opts.rank) { /* asked for: refuse rather than quietly give less */
+            return knn_error_set(err, KNN_EINVAL, "rank=%zu is over the limit of %d random features; pass rank <= %d",
+                                 in->opts.rank, DPP_MAX_RANK, DPP_MAX_RANK);
+        }
+        rank = DPP_MAX_RANK; /* the default (2 x picks) capped */
     }
     size_t k = in->target < n ? in->target : n;
     if (k > rank) k = rank;
@@ -166,6 +172,38 @@ knn_status knn_sample_dpp(const knn_sample_in *in, knn_sample_result *r, knn_err
         free(W);
         free(b);
         Fp = F;
+    }
+    if (n < rank) {
+        /* More features than rows: L = F F^T has rank <= n, so work with n features instead, the rows of
+         * U sqrt(Lambda) for L = U Lambda U^T (n x n Jacobi). Same kernel, so the same k-DPP, at O(n^3)
+         * instead of O(rank^3): 50 rows at rank 512 took a minute through the dual. */
+        double *L = calloc(n * n, sizeof *L), *lw = malloc(n * sizeof *lw), *U = malloc(n * n * sizeof *U);
+        float *G = malloc(n * n * sizeof *G);
+        if (!L || !lw || !U || !G) {
+            free(L);
+            free(lw);
+            free(U);
+            free(G);
+            goto oom;
+        }
+        for (size_t i = 0; i < n; i++) {
+            for (size_t j = i; j < n; j++) {
+                double t = 0;
+                for (size_t a = 0; a < rank; a++) t += (double)Fp[i * rank + a] * Fp[j * rank + a];
+                L[i * n + j] = L[j * n + i] = t;
+            }
+        }
+        jacobi_eig(L, n, lw, U);
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < n; j++) G[i * n + j] = (float)(U[i * n + j] * sqrt(lw[j] > 0 ? lw[j] : 0));
+        free(L);
+        free(lw);
+        free(U);
+        free(F);
+        F = G;
+        Fp = F;
+        rank = n;
+        if (k > rank) k = rank;
     }
     C = calloc(rank * rank, sizeof *C);
     w = malloc(rank * sizeof *w);
