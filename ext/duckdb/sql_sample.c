@@ -384,16 +384,29 @@ static void put_picks(duckdb_vector cols[5], idx_t at, const knn_sample_result *
     }
 }
 
+/* Bytes a pick costs from the sampler's result to the output list: index, weight, score and cluster
+ * (8 bytes each), then the list entry's struct fields in DuckDB's vectors. */
+#define SAMPLE_PICK_BYTES 64.0
+
 /* One LIST(STRUCT) per state. */
 static knn_status sample_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckdb_vector result, idx_t row,
                                   knn_error *err) {
-    (void)cx;
     sample_acc *a = st->acc;
     if (a == NULL || a->rows == 0) {
         knn_result_null(result, row);
         return KNN_OK;
     }
     const char *fn = a->weighted ? "knn_sample_weighted" : "knn_sample_agg";
+    /* Picks are bounded by the rows, except draws with replacement, which n alone sizes: check what they
+     * will hold (result arrays, then the output list) against DuckDB's memory_limit before allocating. */
+    size_t picks = a->weighted && a->replace ? (size_t)a->n : ((size_t)a->n < a->rows ? (size_t)a->n : a->rows);
+    size_t limit = knn_registry_default_memory_limit(cx->reg);
+    const double need = (double)picks * SAMPLE_PICK_BYTES;
+    if (limit > 0 && need > (double)limit) {
+        return knn_error_set(err, KNN_ENOMEM, "%s: %zu picks need about %.3g GB, over DuckDB's memory_limit of %.3g GB; "
+                             "ask for fewer picks (n) or raise it (SET memory_limit = '...')", fn, picks, need / 1e9,
+                             (double)limit / 1e9);
+    }
     knn_sample_result *r = NULL;
     char opts[32];
     snprintf(opts, sizeof opts, "replace=%d", a->replace);

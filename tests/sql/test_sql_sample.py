@@ -152,3 +152,11 @@ def test_python_sample_bad_input(db, docs):
         ks.sample(db, "docs", 3, "weighted")
     with pytest.raises(TypeError):
         ks.sample(db, "docs", 2.5)
+
+
+def test_draws_with_replacement_beyond_the_memory_limit_are_refused(db):
+    db.execute("CREATE TABLE wts AS SELECT i AS id, 1.0 + i AS w FROM range(100) r(i)")
+    with pytest.raises(duckdb.Error, match=r"1000000000 picks need about .* over DuckDB's memory_limit"):
+        db.execute("SELECT knn_sample_weighted(id, w, 1000000000, 0, true) FROM wts").fetchall()
+    # without replacement the picks are bounded by the rows: fine
+    assert len(db.execute("SELECT knn_sample_weighted(id, w, 1000000000) FROM wts").fetchone()[0]) == 100
