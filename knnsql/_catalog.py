@@ -39,7 +39,7 @@ META_DDL = [
 ]
 
 # Bulk builds above this many rows go in chunks, so a terminal can show progress.
-PROGRESS_CHUNK = 100_000
+PROGRESS_CHUNK = 10_000  # builds over more rows than this show progress on a terminal, in ~20 steps
 
 
 @dataclass
@@ -71,6 +71,7 @@ class Freshness:
     removed: int = 0
     updated: int = 0
     reason: str = ""
+    recall: Optional[float] = None   # after a graph build: recall@10 measured on a sample of the rows
 
     @property
     def changed(self) -> int:
@@ -185,11 +186,12 @@ def fill(con, info: IndexInfo, id_column: str) -> None:
         con.execute(f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM {src} t", [info.name]).fetchall()
     else:
         done = 0
+        step = max(PROGRESS_CHUNK // 4, -(-total // 20))
         while done < total:
             con.execute(f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM "
-                        f"(SELECT * FROM {src} ORDER BY {q(id_column)} LIMIT {PROGRESS_CHUNK} OFFSET {done}) t",
+                        f"(SELECT * FROM {src} ORDER BY {q(id_column)} LIMIT {step} OFFSET {done}) t",
                         [info.name]).fetchall()
-            done = min(total, done + PROGRESS_CHUNK)
+            done = min(total, done + step)
             _progress(done, total, f"building {info.name}")
     con.execute(f"INSERT INTO _knnsql_index_live SELECT ?, id, h FROM ({_live_rows(info, id_column)})",
                 [info.name]).fetchall()

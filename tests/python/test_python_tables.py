@@ -321,3 +321,24 @@ def test_dropping_a_table_drops_its_index_no_stale_answers(db):
     with pytest.raises(ValueError, match="no table"):
         db.drop_table("gone3")
     db.drop_table("gone3", missing_ok=True)
+
+
+def test_low_recall_at_default_settings_warns_with_the_fix(db):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((4000, 64)).astype(np.float32)  # random directions: hard for a thin graph
+    t = db.create_table("hard", dim=64, metric="cosine")
+    t.add({"id": np.arange(4000), "emb": X})
+    with pytest.warns(UserWarning, match=r"recall@10 is about 0\.\d\d at ef=8 .* larger ef"):
+        report = t.create_index(m=4, ef_construction=8, ef=8)
+    assert report.recall < 0.9
+    # a graph that is good enough on its data says nothing, and reports what it measured
+    import warnings
+
+    easy = db.create_table("easy", dim=D, metric="l2")
+    centers = rng.standard_normal((10, D)) * 10
+    easy.add({"id": np.arange(3000), "emb": (centers[np.arange(3000) % 10] + rng.standard_normal((3000, D)))
+              .astype(np.float32)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = easy.create_index()
+    assert report.recall >= 0.9
