@@ -97,7 +97,7 @@ class Scratch:
         except subprocess.TimeoutExpired:
             return -1, "core_driver timeout"
         tail = (out.stdout + out.stderr).strip().splitlines()
-        return out.returncode, "core_driver: " + (tail[-1] if tail else "")
+        return out.returncode, tail[-1] if tail else "core_driver: no output"
 
     def run_tests(self, tests: list[str], timeout: float) -> tuple[int, str]:
         if "driver" in tests:
@@ -170,7 +170,7 @@ def score(results: list[dict]) -> tuple[int, int, float]:
 
 def markdown(results: list[dict]) -> str:
     killed, survived, s = score(results)
-    lines = [f"Mutation score {s:.0%}: {killed} killed, {survived} survived"
+    lines = [f"Mutation score {s:.1%}: {killed} killed, {survived} survived"
              + "".join(f", {sum(r['status'] == k for r in results)} {k}" for k in ("stillborn", "stale")
                        if any(r["status"] == k for r in results)) + ".", "",
              "| id | area | mutant | file | status | note |", "| --- | --- | --- | --- | --- | --- |"]
