@@ -13,6 +13,7 @@
 
 #include "attrs/knn_attr_order.h"
 #include "base/knn_options.h"
+#include "sample/symeig.h"
 #include "attrs/knn_attrs.h"
 #include "attrs/knn_predicate.h"
 #include "attrs/predicate_internal.h"
@@ -527,6 +528,46 @@ static int attrs_same(const knn_attrs *x, const knn_attrs *y, size_t rows) {
 }
 
 /* The option tokenizer shared by every option string (base/knn_options.h). */
+/* The symmetric eigensolver of the k-DPP (sample/symeig.c): A V = V diag(w), V^T V = I. */
+static void test_symeig(void) {
+    const size_t sizes[] = {1, 2, 3, 17, 64};
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        for (int kind = 0; kind < 3; kind++) { /* random, diagonal, zero */
+            size_t m = sizes[t];
+            double *A = calloc(m * m, sizeof *A), *B = calloc(m * m, sizeof *B), *w = calloc(m, sizeof *w),
+                   *V = calloc(m * m, sizeof *V);
+            for (size_t i = 0; i < m; i++) {
+                for (size_t j = i; j < m; j++) {
+                    double x = kind == 0 ? (double)(urand() % 2001) / 1000.0 - 1.0 : kind == 1 && i == j ? (double)(i % 5) : 0;
+                    A[i * m + j] = A[j * m + i] = x;
+                }
+            }
+            memcpy(B, A, m * m * sizeof *A);
+            knn_error err;
+            CHECK(knn_symeig(B, m, w, V, &err) == KNN_OK, "symeig %zu: %s", m, err.msg);
+            double worst = 0, orth = 0;
+            for (size_t i = 0; i < m; i++) {
+                for (size_t j = 0; j < m; j++) {
+                    double av = 0, vv = 0;
+                    for (size_t a = 0; a < m; a++) {
+                        av += A[i * m + a] * V[a * m + j];
+                        vv += V[a * m + i] * V[a * m + j];
+                    }
+                    double r = fabs(av - V[i * m + j] * w[j]);
+                    if (r > worst) worst = r;
+                    double o = fabs(vv - (i == j));
+                    if (o > orth) orth = o;
+                }
+            }
+            CHECK(worst < 1e-9 && orth < 1e-9, "symeig m=%zu kind %d: residual %g, orthogonality %g", m, kind, worst, orth);
+            free(A);
+            free(B);
+            free(w);
+            free(V);
+        }
+    }
+}
+
 static void test_options(void) {
     const char *text = " a = 1 ,, B=two words ,flag, =x, levels=100/ 10 /,  ";
     size_t at = 0, len = strlen(text), n = 0;
@@ -1256,6 +1297,7 @@ int main(void) {
      * again on the portable scan) */
     const char *only = getenv("KNN_DRIVER_ONLY");
     test_options();
+    test_symeig();
     test_attrs();
     test_predicate();
     if (only && strcmp(only, "predicate") == 0) {

@@ -4,7 +4,7 @@
  * The kernel is low rank, L = F F^T with features F (n x r): the rows themselves for kernel=linear
  * (r = d), or r random Fourier features of the Gaussian kernel for kernel=rbf (Rahimi & Recht 2007;
  * r default max(64, 2 n_picks) capped at 1024, sigma by the median heuristic). Sampling is exact for L:
- *   1. eigendecompose the dual C = F^T F (r x r, cyclic Jacobi, double);
+ *   1. eigendecompose the dual C = F^T F (r x r, Householder + implicit QL, double: sample/symeig.c);
  *   2. choose k eigenvectors by the elementary symmetric polynomials of the eigenvalues (their
  *      Algorithm 8; long double, eigenvalues scaled to mean 1, which leaves a k-DPP unchanged);
  *   3. map them to the primal, V = F v / sqrt(lambda) (n x k, orthonormal), and draw rows one by one
@@ -19,50 +19,10 @@
 #include <string.h>
 
 #include "sample/knn_sample.h"
+#include "sample/symeig.h"
 
 #define DPP_MAX_RANK 1024
 #define DPP_MAX_V (1u << 27)
-
-/* Cyclic Jacobi eigendecomposition of a symmetric m x m matrix A (destroyed); eigenvalues into w,
- * eigenvectors as columns of V (row-major m x m). */
-static void jacobi_eig(double *A, size_t m, double *w, double *V) {
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < m; j++) V[i * m + j] = i == j;
-    for (int sweep = 0; sweep < 60; sweep++) {
-        double off = 0, diag = 0;
-        for (size_t i = 0; i < m; i++) {
-            diag += A[i * m + i] * A[i * m + i];
-            for (size_t j = i + 1; j < m; j++) off += A[i * m + j] * A[i * m + j];
-        }
-        if (off <= 1e-30 * (diag > 0 ? diag : 1)) break;
-        for (size_t p = 0; p < m; p++) {
-            for (size_t q = p + 1; q < m; q++) {
-                double apq = A[p * m + q];
-                if (fabs(apq) < 1e-300) continue;
-                double app = A[p * m + p], aqq = A[q * m + q];
-                double theta = (aqq - app) / (2 * apq);
-                double t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
-                double c = 1 / sqrt(t * t + 1), s = t * c;
-                for (size_t k = 0; k < m; k++) {
-                    double akp = A[k * m + p], akq = A[k * m + q];
-                    A[k * m + p] = c * akp - s * akq;
-                    A[k * m + q] = s * akp + c * akq;
-                }
-                for (size_t k = 0; k < m; k++) {
-                    double apk = A[p * m + k], aqk = A[q * m + k];
-                    A[p * m + k] = c * apk - s * aqk;
-                    A[q * m + k] = s * apk + c * aqk;
-                }
-                for (size_t k = 0; k < m; k++) {
-                    double vkp = V[k * m + p], vkq = V[k * m + q];
-                    V[k * m + p] = c * vkp - s * vkq;
-                    V[k * m + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    for (size_t i = 0; i < m; i++) w[i] = A[i * m + i];
-}
 
 static int float_cmp(const void *x, const void *y) {
     float a = *(const float *)x, b = *(const float *)y;
@@ -193,7 +153,15 @@ knn_status knn_sample_dpp(const knn_sample_in *in, knn_sample_result *r, knn_err
                 L[i * n + j] = L[j * n + i] = t;
             }
         }
-        jacobi_eig(L, n, lw, U);
+        knn_status es = knn_symeig(L, n, lw, U, err);
+        if (es != KNN_OK) {
+            free(L);
+            free(lw);
+            free(U);
+            free(G);
+            s = es;
+            goto cleanup;
+        }
         for (size_t i = 0; i < n; i++)
             for (size_t j = 0; j < n; j++) G[i * n + j] = (float)(U[i * n + j] * sqrt(lw[j] > 0 ? lw[j] : 0));
         free(L);
@@ -220,7 +188,7 @@ knn_status knn_sample_dpp(const knn_sample_in *in, knn_sample_result *r, knn_err
     }
     for (size_t a = 0; a < rank; a++)
         for (size_t b2 = 0; b2 < a; b2++) C[a * rank + b2] = C[b2 * rank + a];
-    jacobi_eig(C, rank, w, evec);
+    if ((s = knn_symeig(C, rank, w, evec, err)) != KNN_OK) goto cleanup;
     double wmax = 0, wsum = 0;
     for (size_t j = 0; j < rank; j++) wmax = w[j] > wmax ? w[j] : wmax;
     size_t pos = 0;
