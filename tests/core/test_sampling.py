@@ -448,18 +448,21 @@ def _kdpp_exact(X, k):
     return subsets, w / w.sum()
 
 
+def _kdpp_fit_pvalue(X, k, draws=3000):
+    """Chi-square p-value of the subsets ks.dpp draws (one seed each) against the exact k-DPP."""
+    subsets, prob = _kdpp_exact(X, k)
+    index = {s: i for i, s in enumerate(subsets)}
+    seen = np.zeros(len(subsets))
+    for seed in range(draws):
+        seen[index[tuple(sorted(int(i) for i in ks.dpp(X, k, seed=seed).index))]] += 1
+    return stats.chisquare(seen, prob * seen.sum()).pvalue
+
+
 def test_kdpp_linear_kernel_matches_exact_subset_probabilities():
     """P(S) = det(L_S) / e_k(L) for |S| = k, L = X X^T: enumerated on 7 rows, k = 2, against 3,000 draws.
     Choosing eigenvectors by rounding (not sampling) or skipping their normalisation fails it."""
-    rng = np.random.default_rng(8)
-    X = rng.normal(size=(7, 3)).astype(np.float32)
-    subsets, prob = _kdpp_exact(X, 2)
-    index = {s: i for i, s in enumerate(subsets)}
-    seen = np.zeros(len(subsets))
-    for seed in range(3000):
-        r = ks.dpp(X, 2, seed=seed)
-        seen[index[tuple(sorted(int(i) for i in r.index))]] += 1
-    assert stats.chisquare(seen, prob * seen.sum()).pvalue > 1e-4
+    X = np.random.default_rng(8).normal(size=(7, 3)).astype(np.float32)
+    assert _kdpp_fit_pvalue(X, 2) > 1e-4
 
 
 def test_kcenter_ties_go_to_the_lowest_row_across_blocks():
@@ -476,15 +479,8 @@ def test_kcenter_ties_go_to_the_lowest_row_across_blocks():
 def test_kdpp_with_more_features_than_rows_matches_exact_probabilities():
     """Fewer rows than features (here 6 rows of dimension 10, linear kernel) runs on L's n x n
     eigendecomposition instead of the dual's: the subset frequencies still equal det(L_S) / e_k(L)."""
-    rng = np.random.default_rng(9)
-    X = rng.normal(size=(6, 10)).astype(np.float32)
-    subsets, prob = _kdpp_exact(X, 2)
-    index = {s: i for i, s in enumerate(subsets)}
-    seen = np.zeros(len(subsets))
-    for seed in range(3000):
-        r = ks.dpp(X, 2, seed=seed)
-        seen[index[tuple(sorted(int(i) for i in r.index))]] += 1
-    assert stats.chisquare(seen, prob * seen.sum()).pvalue > 1e-4
+    X = np.random.default_rng(9).normal(size=(6, 10)).astype(np.float32)
+    assert _kdpp_fit_pvalue(X, 2) > 1e-4
 
 
 def test_kdpp_rbf_rank_limits():

@@ -13,16 +13,16 @@
 #include <string.h>
 
 static uint64_t key_of(const knn_attr_col *c, size_t row) {
-    switch (knn_attr_physical(c->type)) {
-    case 'i': return (uint64_t)c->i64[row] ^ ((uint64_t)1 << 63);
-    case 'f': {
+    switch (c->type) {
+    case KNN_ATTR_VARCHAR: return c->code[row];
+    case KNN_ATTR_DOUBLE: {
         double x = c->f64[row];
         if (isnan(x)) return UINT64_MAX; /* any NaN, even one with the sign bit set */
         uint64_t b;
         memcpy(&b, &x, sizeof b);
         return (b >> 63) ? ~b : b | ((uint64_t)1 << 63);
     }
-    default: return c->code[row];
+    default: return (uint64_t)c->i64[row] ^ ((uint64_t)1 << 63); /* the int64-backed types */
     }
 }
 

@@ -179,7 +179,7 @@ static knn_status str_lit(const ctx *c, const knn_attr_col *col, const pn_lit *l
     return type_error(c, col, l, err);
 }
 
-static knn_status resolve(const ctx *c, const pn_node *n, leaf *lf, knn_error *err) {
+knn_status knn_pred_resolve(const ctx *c, const pn_node *n, leaf *lf, knn_error *err) {
     const knn_predicate *p = c->p;
     const knn_attrs *a = c->a;
     long ci = knn_attrs_find(a, p->pool + n->name, n->name_len);
@@ -567,44 +567,11 @@ void knn_pred_eval_node(ctx *c, int32_t ni, size_t w0, size_t nw, uint64_t *T, u
     }
 }
 
-knn_status knn_predicate_eval(const knn_predicate *p, const knn_attrs *a, size_t rows, uint64_t *match,
-                              knn_error *err) {
-    knn_status s = KNN_OK;
-    if (p == NULL || a == NULL || (match == NULL && rows))
-        return knn_error_set(err, KNN_EINVAL, "filter: evaluation needs a predicate, a store and an output bitmap");
-    /* rows past the store's are NULL in every column (the contract asks rows <= a->rows) */
-    ctx c = {p, a, rows, WORDS(a->rows), NULL, NULL, NULL, NULL, 0};
-    c.wide = strcmp(knn_kernels_best()->name, "scalar") != 0;
+void knn_pred_eval_words(ctx *c, uint64_t *match) {
     uint64_t fbuf[CHUNK];
-    c.leaves = calloc(p->n ? p->n : 1, sizeof *c.leaves);
-    c.scratch = malloc((size_t)(p->height + 1) * 2 * CHUNK * sizeof *c.scratch);
-    c.order = malloc((p->n ? p->n : 1) * MAX_KIDS * sizeof *c.order);
-    c.norder = calloc(p->n ? p->n : 1, sizeof *c.norder);
-    if (c.leaves == NULL || c.scratch == NULL || c.order == NULL || c.norder == NULL) {
-        s = knn_error_set(err, KNN_ENOMEM, "filter: out of memory");
-        goto cleanup;
-    }
-    for (size_t i = 0; i < p->n; i++) {
-        const pn_node *n = &p->nodes[i];
-        if (n->kind >= PN_BOOLCOL && (s = resolve(&c, n, &c.leaves[i], err)) != KNN_OK) goto cleanup;
-    }
-    if (knn_pred_eval_by_order(&c, match)) goto cleanup; /* a selective leaf through its sorted order */
-    size_t words = WORDS(rows);
+    size_t words = WORDS(c->rows);
     for (size_t w0 = 0; w0 < words; w0 += CHUNK) {
         size_t nw = words - w0 < CHUNK ? words - w0 : CHUNK;
-        knn_pred_eval_node(&c, p->root, w0, nw, match + w0, fbuf, 0, NULL, 0);
+        knn_pred_eval_node(c, c->p->root, w0, nw, match + w0, fbuf, 0, NULL, 0);
     }
-cleanup:
-    if (c.leaves) {
-        for (size_t i = 0; i < p->n; i++) {
-            free(c.leaves[i].iset);
-            free(c.leaves[i].dset);
-            free(c.leaves[i].tab);
-        }
-    }
-    free(c.leaves);
-    free(c.scratch);
-    free(c.order);
-    free(c.norder);
-    return s;
 }

@@ -61,7 +61,7 @@ const char *knn_pred_datetime(const char *s, size_t n, int want_ts, int64_t *out
 
 #define KNN_PRED_DAY_US 86400000000LL
 
-/* ---- evaluation state (predicate_eval.c; predicate_order.c reads it) ---- */
+/* ---- evaluation state (predicate_run.c sets it up; predicate_eval.c and predicate_order.c read it) ---- */
 
 #define CHUNK 64 /* words per block: 4096 rows */
 #define WORDS(n) (((n) + 63) / 64)
@@ -104,6 +104,11 @@ typedef struct ctx {
 static inline int d_lt(double a, double b) { return isnan(b) ? !isnan(a) : a < b; } /* NaN above all */
 static inline int d_eq(double a, double b) { return a == b || (isnan(a) && isnan(b)); }
 
+/* A leaf's column and literals resolved against the store (types checked, IN lists sorted, VARCHAR
+ * truth tables built). */
+knn_status knn_pred_resolve(const ctx *c, const pn_node *n, leaf *lf, knn_error *err);
+/* The whole predicate over every word of c->rows into match (the plain path). */
+void knn_pred_eval_words(ctx *c, uint64_t *match);
 /* Rows of word w that exist (below c->rows). */
 uint64_t knn_pred_row_mask(const ctx *c, size_t w);
 /* One leaf over word w into T / F. */
