@@ -150,8 +150,8 @@ def create_index(con, info: IndexInfo, id_column: str, dim: int, metric: str) ->
     """Creates the index in the registry, fills it from the table, and records it."""
     ensure_meta(con)
     named = ", ".join(f"{key} := {_sql_value(value)}" for key, value in info.create_options().items())
-    con.execute(f"SELECT * FROM knn_index_create(?, dim := {int(dim)}, metric := ?, kind := ?"
-                f"{', ' + named if named else ''})", [info.name, metric, info.kind]).fetchall()
+    con.execute(f"SELECT * FROM knn_index_create(?, dim := {int(dim)}, metric := ?, kind := ?, source := ?"
+                f"{', ' + named if named else ''})", [info.name, metric, info.kind, info.table]).fetchall()
     try:
         fill(con, info, id_column)
         con.execute("DELETE FROM _knnsql_indexes WHERE name = ?", [info.name]).fetchall()

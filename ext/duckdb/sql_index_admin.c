@@ -22,6 +22,7 @@ typedef struct admin_bind {
     knn_graph_params params;
     int has_memory_limit;
     size_t memory_limit;
+    char source[KNN_SOURCE_MAX + 1]; /* source := (empty: none) */
 } admin_bind;
 
 /* Per-execution state: a cursor over rows produced on the first call. */
@@ -114,6 +115,18 @@ static void create_bind(duckdb_bind_info info) {
         *opts[i].dst = (size_t)v;
     }
     if (knn_bind_named_int(info, "seed", &v) == 1) b->params.seed = (uint64_t)v;
+    char *source = knn_bind_named_varchar(info, "source");
+    if (source) {
+        size_t len = strlen(source);
+        if (len == 0 || len > KNN_SOURCE_MAX) {
+            knn_error_set(&err, KNN_EINVAL, "%s: source must name the table the rows come from (1 to %d bytes), got %zu "
+                          "bytes", fn, KNN_SOURCE_MAX, len);
+            duckdb_free(source);
+            return fail_bind(info, b, &err);
+        }
+        memcpy(b->source, source, len + 1);
+        duckdb_free(source);
+    }
     char *cap = knn_bind_named_varchar(info, "memory_limit");
     if (cap) {
         knn_status s = knn_parse_bytes(cap, &b->memory_limit, &err);
@@ -137,9 +150,10 @@ static void create_run(duckdb_function_info info, duckdb_data_chunk out) {
         KNN_OK) {
         return knn_fail_run(info, "knn_index_create", &err);
     }
-    if (b->has_memory_limit) {
+    if (b->has_memory_limit || b->source[0]) {
         knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
-        if (e) atomic_store(&e->memory_limit, b->memory_limit);
+        if (e && b->has_memory_limit) atomic_store(&e->memory_limit, b->memory_limit);
+        if (e) memcpy(e->source, b->source, sizeof e->source); /* before any search can read it: just created */
         knn_entry_release(e);
     }
     duckdb_vector_assign_string_element(duckdb_data_chunk_get_vector(out, 0), 0, b->ref.name);
@@ -199,7 +213,7 @@ static void indexes_bind(duckdb_bind_info info) {
         {"memory_bytes", DUCKDB_TYPE_BIGINT}, {"m", DUCKDB_TYPE_INTEGER},       {"ef_construction", DUCKDB_TYPE_INTEGER},
         {"ef", DUCKDB_TYPE_INTEGER},    {"last_optimize", DUCKDB_TYPE_TIMESTAMP},
         {"label_type", DUCKDB_TYPE_VARCHAR}, {"label_min", DUCKDB_TYPE_DOUBLE}, {"label_max", DUCKDB_TYPE_DOUBLE},
-        {"memory_limit", DUCKDB_TYPE_BIGINT},
+        {"memory_limit", DUCKDB_TYPE_BIGINT}, {"source", DUCKDB_TYPE_VARCHAR},
     };
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) knn_bind_column(info, cols[i].name, cols[i].type);
 }
@@ -211,8 +225,8 @@ static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
         st->n = knn_registry_list(knn_table_registry(info), &st->entries);
     }
     idx_t rows = 0, cap = duckdb_vector_size();
-    duckdb_vector v[15];
-    for (int c = 0; c < 15; c++) v[c] = duckdb_data_chunk_get_vector(out, c);
+    duckdb_vector v[16];
+    for (int c = 0; c < 16; c++) v[c] = duckdb_data_chunk_get_vector(out, c);
     for (; st->pos < st->n && rows < cap; st->pos++, rows++) {
         knn_entry *e = st->entries[st->pos];
         duckdb_vector_assign_string_element(v[0], rows, e->name);
@@ -258,6 +272,11 @@ static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
         } else {
             knn_set_null(v[14], rows);
         }
+        if (e->source[0]) {
+            duckdb_vector_assign_string_element(v[15], rows, e->source);
+        } else {
+            knn_set_null(v[15], rows);
+        }
     }
     duckdb_data_chunk_set_size(out, rows);
 }
@@ -290,9 +309,10 @@ static void ids_run(duckdb_function_info info, duckdb_data_chunk out) {
 
 static const knn_table_def admin_tables[] = {
     {.name = "knn_index_create", .bind = create_bind, .run = create_run, NAME_PARAM, ADMIN_STATE,
-     .named = {"dim", "metric", "kind", "m", "ef_construction", "ef", "seed", "memory_limit"},
+     .named = {"dim", "metric", "kind", "m", "ef_construction", "ef", "seed", "memory_limit", "source"},
      .named_types = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT,
-                     DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR}},
+                     DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR,
+                     DUCKDB_TYPE_VARCHAR}},
     {.name = "knn_index_drop", .bind = drop_bind, .run = drop_run, NAME_PARAM, ADMIN_STATE},
     {.name = "knn_index_optimize", .bind = optimize_bind, .run = optimize_run, NAME_PARAM, ADMIN_STATE},
     {.name = "knn_indexes", .bind = indexes_bind, .run = indexes_run, ADMIN_STATE},

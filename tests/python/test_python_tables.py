@@ -342,3 +342,16 @@ def test_low_recall_at_default_settings_warns_with_the_fix(db):
         warnings.simplefilter("error")
         report = easy.create_index()
     assert report.recall >= 0.9
+
+
+def test_knn_indexes_shows_each_index_source_table(db):
+    t = db.create_table("srcd", dim=D, metric="l2")
+    t.add({"id": [1, 2], "emb": vectors(2)})
+    t.create_index()
+    assert db.execute("SELECT source FROM knn_indexes() WHERE name = 'srcd__emb'").fetchone()[0] == "srcd"
+    db.con.execute("DROP TABLE srcd")  # behind the database's back: SQL finds the stale index by its source
+    stale = db.con.execute("SELECT name FROM knn_indexes() WHERE source IS NOT NULL AND source NOT IN "
+                           "(SELECT table_name FROM duckdb_tables())").fetchall()
+    assert stale == [("srcd__emb",)]
+    with pytest.raises(Exception, match="source must name"):
+        db.execute("SELECT * FROM knn_index_create('x', dim := 2, source := '')").fetchall()

@@ -17,6 +17,7 @@
 #include "base/knn_metric.h"
 
 #define KNN_NAME_MAX 128
+#define KNN_SOURCE_MAX 255 /* bytes of a source table name */
 
 typedef enum knn_kind { KNN_KIND_FLAT = 0, KNN_KIND_GRAPH = 1 } knn_kind;
 
@@ -31,6 +32,8 @@ typedef struct knn_entry {
     _Atomic unsigned label_kind;  /* the SQL label type of this index (glue's code), 0 until labelled */
     _Atomic size_t memory_limit;  /* bytes an insert may grow the index to; 0: no cap */
     _Atomic long refs;
+    char source[KNN_SOURCE_MAX + 1]; /* the table its rows came from, as knn_index_create was told ("": none);
+                                      * set once before the entry is shared, read-only after */
 } knn_entry;
 
 typedef struct knn_registry knn_registry;
