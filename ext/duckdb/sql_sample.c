@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "duckdb_extension.h"
 #include "knn_api.h"
@@ -388,6 +389,18 @@ static void put_picks(duckdb_vector cols[5], idx_t at, const knn_sample_result *
  * (8 bytes each), then the list entry's struct fields in DuckDB's vectors. */
 #define SAMPLE_PICK_BYTES 64.0
 
+/* Bytes the sampler may fill: DuckDB's memory_limit as read at load, never more than 80% of the RAM (a
+ * limit DuckDB reports as unlimited, as some versions do, must not let n alone size an allocation). */
+static double memory_cap(knn_registry *reg) {
+    double cap = (double)knn_registry_default_memory_limit(reg);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) {
+        double ram = 0.8 * (double)pages * (double)page;
+        if (!(cap > 0) || ram < cap) cap = ram;
+    }
+    return cap;
+}
+
 /* One LIST(STRUCT) per state. */
 static knn_status sample_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckdb_vector result, idx_t row,
                                   knn_error *err) {
@@ -400,12 +413,11 @@ static knn_status sample_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duck
     /* Picks are bounded by the rows, except draws with replacement, which n alone sizes: check what they
      * will hold (result arrays, then the output list) against DuckDB's memory_limit before allocating. */
     size_t picks = a->weighted && a->replace ? (size_t)a->n : ((size_t)a->n < a->rows ? (size_t)a->n : a->rows);
-    size_t limit = knn_registry_default_memory_limit(cx->reg);
-    const double need = (double)picks * SAMPLE_PICK_BYTES;
-    if (limit > 0 && need > (double)limit) {
-        return knn_error_set(err, KNN_ENOMEM, "%s: %zu picks need about %.3g GB, over DuckDB's memory_limit of %.3g GB; "
-                             "ask for fewer picks (n) or raise it (SET memory_limit = '...')", fn, picks, need / 1e9,
-                             (double)limit / 1e9);
+    const double need = (double)picks * SAMPLE_PICK_BYTES, cap = memory_cap(cx->reg);
+    if (cap > 0 && need > cap) {
+        return knn_error_set(err, KNN_ENOMEM, "%s: %zu picks need about %.3g GB, over the %.3g GB this process may use "
+                             "(DuckDB's memory_limit when knnsql loaded, at most 80%% of the RAM); ask for fewer picks "
+                             "(n)", fn, picks, need / 1e9, cap / 1e9);
     }
     knn_sample_result *r = NULL;
     char opts[32];
