@@ -59,7 +59,7 @@ class Database:
         if may_write(query):
             self._wrote(may_update(query))
         result = self.con.execute(query, *args, **kwargs)
-        if may_drop(query):
+        if may_write(query) and may_drop(query):  # a read cannot drop a table
             self._forget_dropped_tables()
         return result
 
@@ -80,7 +80,7 @@ class Database:
 
             return IndexResult(self, result.table, result, params)
         rel = self.con.sql(result.sql, params=params) if params is not None else self.con.sql(result.sql)
-        if may_drop(query):
+        if may_write(query) and may_drop(query):  # a read cannot drop a table
             self._forget_dropped_tables()
         return rel
 

@@ -355,3 +355,14 @@ def test_knn_indexes_shows_each_index_source_table(db):
     assert stale == [("srcd__emb",)]
     with pytest.raises(Exception, match="source must name"):
         db.execute("SELECT * FROM knn_index_create('x', dim := 2, source := '')").fetchall()
+
+
+def test_reads_mentioning_drop_do_not_look_for_dropped_tables(db, monkeypatch):
+    calls = []
+    monkeypatch.setattr(db, "_forget_dropped_tables", lambda: calls.append(1) or [])
+    db.execute("SELECT 'drop table x' AS note").fetchall()
+    db.sql("SELECT 'alter' AS note").fetchall()
+    assert calls == []
+    db.execute("CREATE TABLE tmp_drop (x INTEGER)")
+    db.execute("DROP TABLE tmp_drop")
+    assert calls == [1]
