@@ -396,6 +396,13 @@ def divergence(P, Q, k: int = 5, *, method: str = "kl", alpha: float = 0.5, thre
 
     ``method``: ``'kl'`` (Wang, Kulkarni & Verdú 2009), ``'renyi'`` (Rényi-``alpha``, Póczos & Schneider
     2011), ``'ratio_kl'`` / ``'ratio_renyi'`` (nearest-neighbour-ratio estimator, Noshad et al. 2017).
+
+    Regimes of the ratio estimators (they need no dimension, but the neighbour counts are Binomial(k, .)
+    whatever n is, so their bias is set by ``k``): ``'ratio_renyi'`` with ``alpha < 1`` corrects the count
+    noise (a Gamma-ratio form of the density-ratio power, about 0.02 off at ``k = 10`` on two unit Gaussians
+    one apart, where the plain plug-in reads 0.17 high). With ``alpha > 1`` and for ``'ratio_kl'`` the
+    estimate is carried by rows where P dominates, where the ratio saturates at ``k * m / n``: expect an
+    error of order ``1 / k`` and use ``k`` near ``sqrt(n + m)``, or ``'kl'`` / ``'renyi'``.
     """
     P = _matrix(P, "P")
     Q = _matrix(Q, "Q", P.shape[1])

@@ -11,7 +11,16 @@
  * Ratio (method 2, KL) and (method 3, Renyi): the nearest-neighbour-ratio estimator of Noshad, Moon,
  * Yasaei Sekeh & Hero (digest C1): in the joint set, a Q row's k neighbours hold N_j rows of P and M_j
  * of Q; R_j = eta N_j / (M_j + 1), eta = m / n, estimates dP/dQ at Q_j; KL = mean_j R_j log R_j (R = 0
- * contributes 0), Renyi = 1/(a-1) log mean_j R_j^a. It needs no dimension but is biased for small k.
+ * contributes 0). It needs no dimension. Renyi = 1/(a-1) log mean_j T_j with T_j estimating (dP/dQ)^a:
+ *   0 < a < 1: T_j = eta^a Gamma(N+1) / Gamma(N+1-a) * Gamma(M+1) / Gamma(M+1+a), M = k - N. The plug-in R_j^a
+ *     is biased at every n for fixed k (N is Binomial(k, pi), dP/dQ = eta pi / (1 - pi), and x -> x^a is
+ *     concave: +0.17 at k = 10 on two unit Gaussians one apart). For integer a this T_j has expectation
+ *     exactly (eta pi / (1 - pi))^a P(Binomial(k, pi) <= k - a) (sum C(k, N - a) pi^N (1-pi)^(k-N)), and at
+ *     a = 1 it is the estimator's own R_j; for 0 < a < 1 the bias falls to ~0.02 at k = 10 (our derivation,
+ *     checked by simulation in tests/core/test_analytics.py).
+ *   a > 1: T_j = R_j^a. The mean of (dP/dQ)^a is then carried by rows where P dominates and R_j saturates
+ *     at eta k, so every finite-k form reads low or high by O(1/k); use k of order sqrt(n + m) or the
+ *     distance estimator (method 1) there. Documented in knnsql.analytics.divergence.
  * d is the ambient dimension, distances are Euclidean; duplicated rows (a zero distance) are an error
  * for methods 0 and 1.
  *
@@ -125,6 +134,10 @@ int knn_an_divergence(const float *P, size_t n, const float *Q, size_t m, size_t
             double R = eta * (double)np / (double)(k - np + 1);
             if (method == 2) {
                 acc += R > 0 ? R * log(R) : 0.0;
+            } else if (alpha < 1) {
+                double M = (double)(k - np), N = (double)np;
+                acc += exp(alpha * log(eta) + lgamma(N + 1) - lgamma(N + 1 - alpha) + lgamma(M + 1) -
+                           lgamma(M + 1 + alpha));
             } else {
                 acc += pow(R, alpha);
             }

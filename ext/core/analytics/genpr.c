@@ -9,11 +9,12 @@
  *              supports y with probability max(0, 1 - |y - x| / rho), rho = a * mean k-NN distance of the
  *              reference set (a = 1.2 here); P-precision = mean over F of 1 - prod_x (1 - P_x(y)) with R as
  *              reference, P-recall the same with the roles swapped.
- *   sym_precision, sym_recall: symmetric variants in the spirit of Khayatkhoei & AbdAlmageed (AAAI 2023,
- *              digest C5), which show the ball metrics are asymmetric in high dimension: each also checks
- *              the other support's balls. sym_precision = min(precision, share of F whose own ball holds a
- *              point of R); sym_recall = min(recall, coverage). (Our reading of the digest; check against
- *              the paper before relying on exact values.)
+ *   sym_precision, sym_recall: Khayatkhoei & AbdAlmageed (ICML 2023, digest C5), who show the ball metrics
+ *              turn asymmetric in high dimension: sym_precision = min(precision, comp_precision), comp_precision
+ *              the share of F whose own ball holds a point of R; sym_recall = min(recall, coverage). Checked
+ *              equal to the paper's public code (manifmetric.py) in tests/core/test_analytics.py; that code
+ *              uses open balls (<), ours are closed (<=) as in Kynkäänniemi's: they differ only for points
+ *              exactly on a ball's edge (duplicates, integer grids).
  * Ball membership compares distances in the metric (squared L2 for l2); P-scores use Euclidean scale.
  * Every pairwise distance is computed once per direction with the row kernels, queries split over
  * threads; each query's result depends only on its own row, so results do not depend on threads. */
