@@ -257,9 +257,9 @@ def open_index(con, info: IndexInfo, id_column: str, dim: int, metric: str) -> F
                         [info.name]).fetchall()[0][0]
     if info.kind == "graph" and parts:
         try:
-            con.execute("SELECT knn_index_restore(?, part, bytes) FROM "
+            con.execute("SELECT knn_index_restore(?, part, bytes, ?) FROM "
                         "(SELECT * FROM _knnsql_index_parts WHERE index_name = ? ORDER BY part)",
-                        [info.name, info.name]).fetchall()
+                        [info.name, info.table, info.name]).fetchall()
         except duckdb.Error as exc:
             reason = f"saved bytes unusable ({str(exc).splitlines()[0]}); rebuilt from the table"
         else:

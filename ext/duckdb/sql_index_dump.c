@@ -2,6 +2,10 @@
  *
  *   CREATE TABLE docs_idx AS SELECT * FROM knn_index_dump('docs');       -- rows (part INTEGER, bytes BLOB)
  *   SELECT knn_index_restore('docs', part, bytes) FROM docs_idx;         -- BIGINT rows restored
+ *   SELECT knn_index_restore('docs', part, bytes, 'docs') FROM docs_idx; -- and the source table
+ *
+ * The optional fourth argument sets the restored index's source table (knn_indexes().source), which the
+ * bytes do not hold: the same name for every row.
  *
  * The bytes are the core's versioned, checksummed graph format (knn_graph_io.c), cut into parts of
  * at most 16 MiB so no single BLOB grows unwieldy. Restore reassembles the parts in part order, and
@@ -86,6 +90,7 @@ typedef struct part_buf {
 
 typedef struct restore_acc {
     char name[KNN_NAME_MAX + 1];
+    char source[KNN_SOURCE_MAX + 1]; /* "" : none given */
     part_buf *parts;
     size_t n, cap;
 } restore_acc;
@@ -132,10 +137,25 @@ static restore_acc *restore_acc_for(knn_agg_state *st, const char *name, size_t 
     return a;
 }
 
+/* Records the optional source argument; every row must give the same one. */
+static knn_status restore_source(restore_acc *a, const char *src, size_t len, knn_error *err) {
+    if (len == 0 || len > KNN_SOURCE_MAX) {
+        return knn_error_set(err, KNN_EINVAL, "knn_index_restore: source must name the table the rows come from (1 to "
+                             "%d bytes), got %zu bytes", KNN_SOURCE_MAX, len);
+    }
+    if (a->source[0] && (strlen(a->source) != len || memcmp(a->source, src, len) != 0)) {
+        return knn_error_set(err, KNN_EINVAL, "knn_index_restore: every row of one call must give the same source");
+    }
+    memcpy(a->source, src, len);
+    a->source[len] = 0;
+    return KNN_OK;
+}
+
 static knn_status restore_update(const knn_agg_ctx *cx, duckdb_data_chunk input, duckdb_aggregate_state *states,
                                  knn_error *err) {
     (void)cx;
     idx_t n = duckdb_data_chunk_get_size(input);
+    duckdb_vector sourcev = duckdb_data_chunk_get_column_count(input) > 3 ? duckdb_data_chunk_get_vector(input, 3) : NULL;
     duckdb_vector names = duckdb_data_chunk_get_vector(input, 0);
     duckdb_vector partv = duckdb_data_chunk_get_vector(input, 1);
     duckdb_vector blobv = duckdb_data_chunk_get_vector(input, 2);
@@ -153,6 +173,11 @@ static knn_status restore_update(const knn_agg_ctx *cx, duckdb_data_chunk input,
         }
         restore_acc *a = restore_acc_for(knn_agg_at(states, i), name, len, err);
         if (a == NULL) return err->status;
+        const char *src;
+        size_t src_len;
+        if (sourcev && knn_get_varchar(sourcev, i, &src, &src_len) && restore_source(a, src, src_len, err) != KNN_OK) {
+            return err->status;
+        }
         if (add_part(a, part, duckdb_string_t_data(&blobs[i]), duckdb_string_t_length(blobs[i]), err) != KNN_OK) {
             return err->status;
         }
@@ -164,6 +189,7 @@ static knn_status restore_merge(const knn_agg_ctx *cx, knn_agg_state *source, kn
     (void)cx;
     restore_acc *src = source->acc;
     restore_acc *dst = restore_acc_for(target, src->name, strlen(src->name), err);
+    if (dst && src->source[0]) restore_source(dst, src->source, strlen(src->source), err);
     for (size_t j = 0; dst && j < src->n && err->status == KNN_OK; j++) {
         add_part(dst, src->parts[j].part, src->parts[j].bytes, src->parts[j].len, err);
     }
@@ -210,6 +236,12 @@ static knn_status restore_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duc
     if (s != KNN_OK) return s;
     size_t rows = knn_graph_live(g);
     if (knn_registry_adopt(cx->reg, a->name, strlen(a->name), g, err) != KNN_OK) return err->status;
+    if (a->source[0]) {
+        knn_entry *e = knn_registry_get(cx->reg, a->name, strlen(a->name), err);
+        if (e) memcpy(e->source, a->source, sizeof e->source); /* just adopted: no search has it yet */
+        knn_entry_release(e);
+        if (!e) return err->status;
+    }
     out[row] = (int64_t)rows;
     for (size_t j = 0; j < a->n; j++) free(a->parts[j].bytes);
     a->n = 0;
@@ -222,8 +254,9 @@ static const knn_table_def dump_table[] = {
 };
 
 static const knn_agg_def restore_agg[] = {
-    {.name = "knn_index_restore", .params = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BLOB},
-     .min_params = 3, .n_params = 3, .result = DUCKDB_TYPE_BIGINT, .free_acc = restore_acc_free,
+    {.name = "knn_index_restore", .params = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BLOB,
+                                             DUCKDB_TYPE_VARCHAR},
+     .min_params = 3, .n_params = 4, .result = DUCKDB_TYPE_BIGINT, .free_acc = restore_acc_free,
      .update = restore_update, .merge = restore_merge, .finalize = restore_finalize},
 };
 

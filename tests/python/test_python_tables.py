@@ -366,3 +366,15 @@ def test_reads_mentioning_drop_do_not_look_for_dropped_tables(db, monkeypatch):
     db.execute("CREATE TABLE tmp_drop (x INTEGER)")
     db.execute("DROP TABLE tmp_drop")
     assert calls == [1]
+
+
+def test_source_table_survives_save_and_reopen(tmp_path):
+    path = tmp_path / "src.duckdb"
+    with knnsql.connect(path) as db:
+        t = db.create_table("srcs", dim=D, metric="l2")
+        t.add({"id": list(range(50)), "emb": vectors(50)})
+        t.create_index()
+        db.checkpoint()
+    with knnsql.connect(path) as db:
+        db.table("srcs").search(vectors(1)[0]).limit(3).to_list()  # restored from the saved bytes
+        assert db.execute("SELECT source FROM knn_indexes() WHERE name = 'srcs__emb'").fetchall() == [("srcs",)]

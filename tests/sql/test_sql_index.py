@@ -237,3 +237,23 @@ def test_knn_scalar_over_flat_index_batches_and_keeps_row_order(db, vecs):
             assert res is None
         else:
             assert [e["id"] for e in res] == ids[qid].tolist()
+
+
+def test_restore_sets_the_source_table_given_as_fourth_argument(db, vecs):
+    """The bytes do not hold the source: knn_index_restore's optional fourth argument sets it, so the stale-index
+    query of the README still finds the index after a restore."""
+    X, _ = vecs
+    load(db, X[:200])
+    build(db, "g")
+    db.execute("CREATE TABLE d AS SELECT * FROM knn_index_dump('g')")
+    db.execute("SELECT * FROM knn_index_drop('g')").fetchall()
+    for sql, msg in {
+        "SELECT knn_index_restore('g', part, bytes, '') FROM d": "source must name the table",
+        "SELECT knn_index_restore('g', part, bytes, repeat('t', 300)) FROM d": "1 to 255 bytes",
+        "SELECT knn_index_restore('g', part, bytes, t) FROM (SELECT *, 'a' AS t FROM d UNION ALL "
+        "SELECT part + 1, bytes, 'b' FROM d)": "same source",
+    }.items():
+        with pytest.raises(duckdb.Error, match=msg):
+            db.execute(sql).fetchall()
+    assert db.execute("SELECT knn_index_restore('g', part, bytes, 'docs') FROM d").fetchall()[0][0] == 200
+    assert db.execute("SELECT source FROM knn_indexes() WHERE name = 'g'").fetchall() == [("docs",)]
