@@ -137,6 +137,12 @@ class Search:
                         pass
         elif isinstance(v, (int, float, decimal.Decimal)) and not isinstance(v, bool):
             return v
+        elif isinstance(v, str):  # a number written as text ('5', ' 2.5e3'), as DuckDB's own cast reads it
+            for parse in (int, float):
+                try:
+                    return parse(v.strip())
+                except ValueError:
+                    pass
         example = "'2024-03-01' or datetime(2024, 3, 1)" if temporal else "a number"
         raise ValueError(f"window bound {value!r} is not a {typ} value, the type of the label column {label!r}; "
                          f"give {example} (None leaves that side open)")

@@ -2,7 +2,8 @@
  *
  * The cap of an index is `memory_limit :=` given to knn_index_create, or else DuckDB's memory_limit
  * as it was when the extension was loaded (read once, in init, through the connection DuckDB passes
- * there: no hidden connection is kept). Inserts check the projected size while they buffer rows and
+ * there: no hidden connection is kept), never more than 80% of the RAM: DuckDB 1.3 reports an unlimited
+ * memory_limit as 1638 PiB, which must not turn the default cap off. Inserts check the projected size while they buffer rows and
  * again before the build, so a build that cannot fit fails before it allocates the index. The
  * estimate (knn_entry_bytes_after, in the core) follows the storage layouts and growth policies. */
 #include "knn_memlimit.h"
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "knn_glue.h"
 #include "graph/knn_graph.h"
@@ -75,7 +77,16 @@ knn_status knn_memory_check(const knn_entry *e, size_t rows, int labelled, knn_e
                          human((double)have, b, sizeof b), human((double)cap, c, sizeof c));
 }
 
+size_t knn_memlimit_ram_cap(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 0;
+    double ram = 0.8 * (double)pages * (double)page;
+    return ram >= 18446744073709551615.0 ? 0 : (size_t)ram;
+}
+
 void knn_memlimit_init_default(duckdb_connection con, knn_registry *reg) {
+    size_t ram = knn_memlimit_ram_cap();
+    knn_registry_set_default_memory_limit(reg, ram);
     duckdb_result res;
     if (duckdb_query(con, "SELECT current_setting('memory_limit')::VARCHAR", &res) != DuckDBSuccess) {
         duckdb_destroy_result(&res);
@@ -92,7 +103,9 @@ void knn_memlimit_init_default(duckdb_connection con, knn_registry *reg) {
         size_t bytes;
         knn_error err;
         knn_error_clear(&err);
-        if (knn_parse_bytes(buf, &bytes, &err) == KNN_OK) knn_registry_set_default_memory_limit(reg, bytes);
+        if (knn_parse_bytes(buf, &bytes, &err) == KNN_OK && bytes > 0 && (ram == 0 || bytes < ram)) {
+            knn_registry_set_default_memory_limit(reg, bytes);
+        }
     }
     if (chunk) duckdb_destroy_data_chunk(&chunk);
     duckdb_destroy_result(&res);

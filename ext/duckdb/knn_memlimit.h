@@ -17,8 +17,12 @@ knn_status knn_parse_bytes(const char *text, size_t *out, knn_error *err);
  * to the index would exceed its memory_limit. */
 knn_status knn_memory_check(const knn_entry *e, size_t rows, int labelled, knn_error *err);
 
+/* 80% of the machine's RAM in bytes (0 when the system cannot tell). */
+size_t knn_memlimit_ram_cap(void);
+
 /* Reads DuckDB's memory_limit through the connection DuckDB hands the extension at load, and makes it
- * the registry's default cap. Leaves the default at 0 (no cap) when the setting cannot be read. */
+ * the registry's default cap, at most knn_memlimit_ram_cap() (that alone when the setting cannot be read
+ * or says unlimited). */
 void knn_memlimit_init_default(duckdb_connection con, knn_registry *reg);
 
 #endif

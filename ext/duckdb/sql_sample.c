@@ -17,12 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "duckdb_extension.h"
 #include "knn_api.h"
 #include "knn_glue.h"
 #include "knn_kit.h"
+#include "knn_memlimit.h"
 #include "index/knn_registry.h"
 #include "sample/knn_sample_source.h"
 #include "sql_register.h"
@@ -389,16 +389,11 @@ static void put_picks(duckdb_vector cols[5], idx_t at, const knn_sample_result *
  * (8 bytes each), then the list entry's struct fields in DuckDB's vectors. */
 #define SAMPLE_PICK_BYTES 64.0
 
-/* Bytes the sampler may fill: DuckDB's memory_limit as read at load, never more than 80% of the RAM (a
- * limit DuckDB reports as unlimited, as some versions do, must not let n alone size an allocation). */
+/* Bytes the sampler may fill: the registry's default cap (DuckDB's memory_limit as read at load, at most
+ * 80% of the RAM, so a limit DuckDB reports as unlimited cannot let n alone size an allocation). */
 static double memory_cap(knn_registry *reg) {
-    double cap = (double)knn_registry_default_memory_limit(reg);
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0) {
-        double ram = 0.8 * (double)pages * (double)page;
-        if (!(cap > 0) || ram < cap) cap = ram;
-    }
-    return cap;
+    size_t cap = knn_registry_default_memory_limit(reg);
+    return cap ? (double)cap : (double)knn_memlimit_ram_cap();
 }
 
 /* One LIST(STRUCT) per state. */

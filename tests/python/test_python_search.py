@@ -285,6 +285,8 @@ def test_window_bounds_of_the_wrong_type_are_clear_errors(world):
         with pytest.raises(ValueError, match="not a DOUBLE value, the type of the label column 'price'"):
             t.search(Q[0]).window(bad, None)
     assert len(t.search(Q[0]).window(np.float32(10), 50).limit(5).to_list()) == 5
+    as_text = t.search(Q[0]).window(" 10", "5e1").limit(5).to_list()  # numbers as text read as DuckDB casts them
+    assert as_text == t.search(Q[0]).window(10, 50).limit(5).to_list()
     ts = db.create_table("timed", dim=D, metric="l2", columns={"at": "TIMESTAMP"})
     import datetime as dt
     ts.add({"id": np.arange(200), "emb": X[:200], "at": [dt.datetime(2024, 1, 1) + dt.timedelta(hours=i)

@@ -87,6 +87,18 @@ def test_default_cap_shows_duckdbs_memory_limit():
         assert abs(cap - 300_000_000) < 1e6, cap
 
 
+def test_default_cap_never_exceeds_most_of_the_ram():
+    """A memory_limit above the machine (DuckDB 1.3 reports its unlimited setting as 1638 PiB) must not switch
+    the default cap off: it is 80% of the RAM then."""
+    import os
+
+    ram = 0.8 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    with knnsql.connect(memory_limit="900TB") as db:
+        db.execute("SELECT * FROM knn_index_create('x', dim := 4)")
+        cap = db.execute("SELECT memory_limit FROM knn_indexes()").fetchone()[0]
+        assert cap is not None and abs(cap - ram) < 1e6, (cap, ram)
+
+
 @pytest.mark.parametrize("text", ["lots", "-5GB", "5 parsecs", ""])
 def test_bad_memory_limit_names_the_fix(db, text):
     with pytest.raises(duckdb.Error, match=r"knn_index_create: memory_limit '.*' is not a size; write e\.g\. '4GB'"):
