@@ -1,6 +1,7 @@
 /* Index lifecycle table functions: knn_index_create, knn_index_drop, knn_index_optimize, knn_indexes,
  * knn_index_ids. Each validates at bind and acts once when executed. */
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,6 +215,9 @@ static void indexes_bind(duckdb_bind_info info) {
         {"ef", DUCKDB_TYPE_INTEGER},    {"last_optimize", DUCKDB_TYPE_TIMESTAMP},
         {"label_type", DUCKDB_TYPE_VARCHAR}, {"label_min", DUCKDB_TYPE_DOUBLE}, {"label_max", DUCKDB_TYPE_DOUBLE},
         {"memory_limit", DUCKDB_TYPE_BIGINT}, {"source", DUCKDB_TYPE_VARCHAR},
+        /* the last knn_index_recall: recall@recall_k at recall_ef, measured with recall_rows rows */
+        {"recall", DUCKDB_TYPE_DOUBLE}, {"recall_k", DUCKDB_TYPE_INTEGER}, {"recall_ef", DUCKDB_TYPE_INTEGER},
+        {"recall_rows", DUCKDB_TYPE_BIGINT},
     };
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) knn_bind_column(info, cols[i].name, cols[i].type);
 }
@@ -225,8 +229,8 @@ static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
         st->n = knn_registry_list(knn_table_registry(info), &st->entries);
     }
     idx_t rows = 0, cap = duckdb_vector_size();
-    duckdb_vector v[16];
-    for (int c = 0; c < 16; c++) v[c] = duckdb_data_chunk_get_vector(out, c);
+    duckdb_vector v[20];
+    for (int c = 0; c < 20; c++) v[c] = duckdb_data_chunk_get_vector(out, c);
     for (; st->pos < st->n && rows < cap; st->pos++, rows++) {
         knn_entry *e = st->entries[st->pos];
         duckdb_vector_assign_string_element(v[0], rows, e->name);
@@ -276,6 +280,20 @@ static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
             duckdb_vector_assign_string_element(v[15], rows, e->source);
         } else {
             knn_set_null(v[15], rows);
+        }
+        double recall = atomic_load(&e->recall);
+        if (isnan(recall)) {
+            for (int c = 16; c < 20; c++) knn_set_null(v[c], rows);
+        } else {
+            size_t ref = atomic_load(&e->recall_ef);
+            ((double *)duckdb_vector_get_data(v[16]))[rows] = recall;
+            ((int32_t *)duckdb_vector_get_data(v[17]))[rows] = (int32_t)atomic_load(&e->recall_k);
+            if (ref) {
+                ((int32_t *)duckdb_vector_get_data(v[18]))[rows] = (int32_t)ref;
+            } else {
+                knn_set_null(v[18], rows);
+            }
+            ((int64_t *)duckdb_vector_get_data(v[19]))[rows] = (int64_t)atomic_load(&e->recall_rows);
         }
     }
     duckdb_data_chunk_set_size(out, rows);

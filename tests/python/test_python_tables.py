@@ -328,9 +328,12 @@ def test_low_recall_at_default_settings_warns_with_the_fix(db):
     X = rng.standard_normal((4000, 64)).astype(np.float32)  # random directions: hard for a thin graph
     t = db.create_table("hard", dim=64, metric="cosine")
     t.add({"id": np.arange(4000), "emb": X})
-    with pytest.warns(UserWarning, match=r"recall@10 is about 0\.\d\d at ef=8 .* larger ef"):
+    with pytest.warns(UserWarning, match=r"recall@10 is about 0\.\d\d at ef=10 .* larger ef"):  # ef 8 widened to k
         report = t.create_index(m=4, ef_construction=8, ef=8)
     assert report.recall < 0.9
+    # SQL clients see the same figure, and the rows it was measured at
+    assert db.execute("SELECT recall, recall_k, recall_ef, recall_rows FROM knn_indexes() WHERE name = 'hard__emb'"
+                      ).fetchall() == [(report.recall, 10, 10, 4000)]
     # a graph that is good enough on its data says nothing, and reports what it measured
     import warnings
 

@@ -256,6 +256,35 @@ def test_recall_sql(db, rng):
         db.execute("SELECT knn_recall('nope', emb, 5) FROM docs LIMIT 1").fetchall()
 
 
+def test_index_recall_measures_itself_and_knn_indexes_keeps_it(db, rng):
+    """knn_index_recall with every row as a query equals knn_recall averaged over every row (the same
+    self-queries, the same exact side); the figure, k, ef and row count show in knn_indexes()."""
+    X = rng.normal(size=(1200, 8)).astype(np.float32)
+    load(db, "docs", X)
+    db.execute("SELECT * FROM knn_index_create('dix', dim := 8, m := 4, ef_construction := 16)").fetchall()
+    db.execute("SELECT knn_index_insert('dix', id, emb) FROM docs").fetchall()
+    assert db.execute("SELECT recall, recall_rows FROM knn_indexes()").fetchall() == [(None, None)]
+    want = db.execute("SELECT avg(knn_recall('dix', emb, 10, 12)) FROM docs").fetchone()[0]
+    got = db.execute("SELECT recall, k, ef, queries, rows FROM knn_index_recall('dix', ef := 12, queries := 5000)"
+                     ).fetchall()
+    assert got[0][1:] == (10, 12, 1200, 1200) and got[0][0] == pytest.approx(want, abs=1e-12)
+    assert 0.3 < want < 0.999  # a thin graph at a narrow beam: a figure worth reporting
+    assert db.execute("SELECT recall, recall_k, recall_ef, recall_rows FROM knn_indexes()").fetchall() == \
+        [(got[0][0], 10, 12, 1200)]
+    wide = db.execute("SELECT recall FROM knn_index_recall('dix', ef := 400, queries := 100)").fetchone()[0]
+    assert wide > want and wide >= 0.99
+    db.execute("SELECT * FROM knn_index_create('fix', dim := 8, kind := 'flat')").fetchall()
+    db.execute("SELECT knn_index_insert('fix', id, emb) FROM docs").fetchall()
+    assert db.execute("SELECT recall, ef FROM knn_index_recall('fix')").fetchall() == [(1.0, None)]
+    db.execute("SELECT * FROM knn_index_create('empty', dim := 8)").fetchall()
+    assert db.execute("SELECT recall, queries FROM knn_index_recall('empty')").fetchall() == [(None, 0)]
+    for sql, message in [("knn_index_recall('dix', k := 0)", "k must be an integer from 1 to 10000"),
+                         ("knn_index_recall('dix', queries := -3)", "queries must be an integer from 1"),
+                         ("knn_index_recall('nope')", "unknown index 'nope'")]:
+        with pytest.raises(duckdb.Error, match=message):
+            db.execute(f"SELECT * FROM {sql}").fetchall()
+
+
 @pytest.mark.parametrize("sql, message", [
     ("SELECT knn_predict(id, emb, NULL::BIGINT, 3) FROM t", "knn_predict: no row has a label"),
     ("SELECT knn_predict(id, emb, y, 1000) FROM t", "knn_predict: k = 1000 is larger than the"),

@@ -63,6 +63,10 @@ knn_status knn_an_check_nbrs(const char *fn, const int64_t *nbr, size_t nq, size
 struct knn_graph;
 knn_status knn_an_graph_recall_e(struct knn_graph *g, const float *Q, size_t nq, size_t k, size_t ef, int windowed,
                                  double lo, double hi, size_t threads, double *out_recall, knn_error *err);
+/* Mean recall@k of a graph index with the stored vectors of up to nq live rows, spread evenly, as queries
+ * (ef 0: the index's default); *out_used the queries measured (0 and NaN on an empty index). */
+knn_status knn_an_graph_self_recall(struct knn_graph *g, size_t k, size_t nq, size_t ef, size_t threads,
+                                    double *out_mean, size_t *out_used, knn_error *err);
 
 /* The analytics entry points (their public, cffi face; knn_api.h gathers it). */
 /* cffi-begin */

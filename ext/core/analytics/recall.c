@@ -6,9 +6,14 @@
  * distance) / (number of exact results), the ann-benchmarks convention, which counts ties as hits.
  * The exact side scans every live node (in the window when one is given) with the graph's own distance
  * function, so both sides see identical distances. Queries are independent: results do not depend on
- * the thread count. */
+ * the thread count.
+ *
+ * Self-check (knn_an_graph_self_recall): the queries are the stored vectors of nq live rows spread evenly
+ * over the insertion order (each finds itself at distance 0 on both sides, as a table row used as a query
+ * would), so an index can report its own recall without a query set. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "analytics/knn_analytics.h"
 #include "graph/graph_internal.h"
@@ -124,4 +129,54 @@ int knn_an_graph_recall(knn_graph *g, const float *Q, size_t nq, size_t k, size_
     knn_error_clear(&err);
     knn_an_graph_recall_e(g, Q, nq, k, ef, windowed, lo, hi, threads, out_recall, &err);
     return knn_error_export(&err, errmsg, errmsg_len);
+}
+
+knn_status knn_an_graph_self_recall(knn_graph *g, size_t k, size_t nq, size_t ef, size_t threads, double *out_mean,
+                                    size_t *out_used, knn_error *err) {
+    *out_mean = NAN;
+    *out_used = 0;
+    if (k == 0 || nq == 0) return knn_error_set(err, KNN_EINVAL, "knn_index_recall: k and queries must be >= 1");
+    pthread_rwlock_rdlock(&g->rw);
+    size_t live = 0;
+    for (uint32_t i = 0; i < g->count; i++) live += !g->deleted[i];
+    size_t take = nq < live ? nq : live;
+    float *Q = take ? malloc(take * g->dim * sizeof *Q) : NULL;
+    if (take && !Q) {
+        pthread_rwlock_unlock(&g->rw);
+        return knn_error_set(err, KNN_ENOMEM, "knn_index_recall: out of memory");
+    }
+    size_t seen = 0, got = 0;
+    for (uint32_t i = 0; i < g->count && got < take; i++) {
+        if (g->deleted[i]) continue;
+        if (seen++ * take / live == got) { /* the got-th of take rows spread evenly over the live ones */
+            memcpy(Q + got * g->dim, knn_graph_vec(g, i), g->dim * sizeof *Q);
+            got++;
+        }
+    }
+    pthread_rwlock_unlock(&g->rw);
+    if (got == 0) {
+        free(Q);
+        return KNN_OK; /* no rows: nothing to measure */
+    }
+    double *r = malloc(got * sizeof *r);
+    if (!r) {
+        free(Q);
+        return knn_error_set(err, KNN_ENOMEM, "knn_index_recall: out of memory");
+    }
+    knn_status s = knn_an_graph_recall_e(g, Q, got, k, ef, 0, 0, 0, threads, r, err);
+    if (s == KNN_OK) {
+        double sum = 0;
+        size_t n = 0;
+        for (size_t i = 0; i < got; i++) {
+            if (!isnan(r[i])) {
+                sum += r[i];
+                n++;
+            }
+        }
+        *out_mean = n ? sum / (double)n : NAN;
+        *out_used = n;
+    }
+    free(r);
+    free(Q);
+    return s;
 }

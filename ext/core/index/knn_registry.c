@@ -6,6 +6,7 @@
 #include "graph/graph_internal.h"
 
 #include <pthread.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -99,6 +100,10 @@ static knn_entry *entry_new(const char *name, size_t len, knn_error *err) {
     atomic_init(&e->last_optimize, 0.0);
     atomic_init(&e->label_kind, 0u);
     atomic_init(&e->memory_limit, (size_t)0);
+    atomic_init(&e->recall, (double)NAN);
+    atomic_init(&e->recall_k, (size_t)0);
+    atomic_init(&e->recall_ef, (size_t)0);
+    atomic_init(&e->recall_rows, (size_t)0);
     return e;
 }
 

@@ -32,6 +32,11 @@ typedef struct knn_entry {
     _Atomic unsigned label_kind;  /* the SQL label type of this index (glue's code), 0 until labelled */
     _Atomic size_t memory_limit;  /* bytes an insert may grow the index to; 0: no cap */
     _Atomic long refs;
+    /* The last knn_index_recall measurement (recall NaN: never measured): mean recall@recall_k at search
+     * width recall_ef, when the index held recall_rows rows. Stored field by field: a reader racing a
+     * measurement may pair fields of two measurements, which knn_indexes() tolerates. */
+    _Atomic double recall;
+    _Atomic size_t recall_k, recall_ef, recall_rows;
     char source[KNN_SOURCE_MAX + 1]; /* the table its rows came from, as knn_index_create was told ("": none);
                                       * set once before the entry is shared, read-only after */
 } knn_entry;
