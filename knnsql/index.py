@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Optional, Tuple
 
 import numpy as np
@@ -58,6 +59,10 @@ class Index:
         Graph only: default beam width while searching (raised to k when smaller). Default 64.
     seed : int
         Graph only: seed of the layer draws (with ``threads=1`` the build is deterministic).
+    quantization : {None, "none", "sq8"}
+        Flat only: ``"sq8"`` keeps 8-bit codes in memory (about a quarter of the float bytes) and the float
+        rows in an unlinked file in ``vectors_dir`` (default: the system temp directory). Searches stay
+        exact: the codes' distance bound decides which float rows are read. Metric ``l2`` or ``cosine``.
 
     Notes
     -----
@@ -67,13 +72,16 @@ class Index:
     """
 
     def __init__(self, dim: int, metric: str = "l2", kind: str = "flat", *, m: Optional[int] = None,
-                 ef_construction: Optional[int] = None, ef: Optional[int] = None, seed: int = 42):
+                 ef_construction: Optional[int] = None, ef: Optional[int] = None, seed: int = 42,
+                 quantization: Optional[str] = None, vectors_dir: Optional[str] = None):
         if kind not in _KINDS:
             raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(map(repr, _KINDS))}")
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
             raise TypeError(f"dim must be an int, got {type(dim).__name__}")
         if kind == "flat" and any(v is not None for v in (m, ef_construction, ef)):
             raise ValueError("m, ef_construction and ef apply to kind='graph' only")
+        if kind != "flat" and quantization not in (None, "none"):
+            raise ValueError("quantization applies to kind='flat' so far; graph indexes keep float rows")
         self.kind = kind
         lib, ffi = _ffi.lib(), _ffi.ffi
         buf = _ffi.errbuf()
@@ -81,6 +89,10 @@ class Index:
             out = ffi.new("knn_flat **")
             _ffi.check(lib.knn_flat_new(max(int(dim), 0), str(metric).encode(), out, buf, _ffi.ERRMSG_LEN), buf)
             self._handle = ffi.gc(out[0], lib.knn_flat_destroy)
+            if quantization is not None or vectors_dir is not None:
+                _ffi.check(lib.knn_flat_set_storage(self._handle, str(quantization or "none").encode(),
+                                                    str(vectors_dir or tempfile.gettempdir()).encode(), buf,
+                                                    _ffi.ERRMSG_LEN), buf)
         else:
             params = [0 if v is None else _int_arg(n, v, 1) for n, v in
                       (("m", m), ("ef_construction", ef_construction), ("ef", ef))]
@@ -135,9 +147,14 @@ class Index:
 
     @property
     def memory_bytes(self) -> int:
-        """Approximate bytes the index holds."""
+        """Approximate bytes the index holds on the heap."""
         lib = _ffi.lib()
         return int(lib.knn_flat_bytes(self._handle) if self.kind == "flat" else lib.knn_graph_bytes(self._handle))
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes of the file a ``quantization='sq8'`` flat index maps its float rows from (0 otherwise)."""
+        return int(_ffi.lib().knn_flat_disk_bytes(self._handle)) if self.kind == "flat" else 0
 
     def __len__(self) -> int:
         lib = _ffi.lib()

@@ -180,7 +180,9 @@ class VectorTable:
         on them run inside the index (default: every column of a type it can hold: integers, FLOAT,
         DOUBLE, DECIMAL, BOOLEAN, DATE, TIMESTAMP, VARCHAR; ``[]`` for none); filters on other
         columns still work, through DuckDB. ``params`` are ``knn_index_create`` options: ``m``,
-        ``ef_construction``, ``ef``, ``seed``. ``name``: the index's name in SQL (``knn_search(name,
+        ``ef_construction``, ``ef``, ``seed``; for ``kind='flat'``, ``quantization='sq8'`` keeps 8-bit codes
+        in memory and the float rows in a file (``vectors_dir``, default DuckDB's temp_directory), with
+        exact results. ``name``: the index's name in SQL (``knn_search(name,
         ...)``), by default ``<table>__<vector column>``; a name another index already uses is an error.
         The index is saved in the database file on ``db.checkpoint()`` and ``db.close()``."""
         if kind not in ("graph", "flat"):
@@ -190,9 +192,10 @@ class VectorTable:
             if not match:
                 raise ValueError(f"label column {label!r} is not in {self.name!r}; columns are {list(self.columns)}")
             label = match[0]
-        unknown = set(params) - {"m", "ef_construction", "ef", "seed"}
+        unknown = set(params) - {"m", "ef_construction", "ef", "seed", "quantization", "vectors_dir"}
         if unknown:
-            raise ValueError(f"unknown index options {sorted(unknown)}; use m, ef_construction, ef, seed")
+            raise ValueError(f"unknown index options {sorted(unknown)}; use m, ef_construction, ef, seed, "
+                             "quantization, vectors_dir")
         existing = self.index
         if existing is not None:
             if not replace:

@@ -19,7 +19,7 @@
 /* Type codes of parameters and result fields: a DuckDB type, or KNN_LIST_OF(t) for t[]. */
 #define KNN_LIST_FLAG 0x10000
 #define KNN_LIST_OF(t) ((duckdb_type)(KNN_LIST_FLAG | (int)(t)))
-#define KNN_MAX_PARAMS 10
+#define KNN_MAX_PARAMS 12
 #define KNN_MAX_FIELDS 10
 
 /* The fields of a STRUCT result (result type DUCKDB_TYPE_STRUCT or KNN_LIST_OF(DUCKDB_TYPE_STRUCT)). */

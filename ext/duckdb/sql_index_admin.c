@@ -24,6 +24,8 @@ typedef struct admin_bind {
     int has_memory_limit;
     size_t memory_limit;
     char source[KNN_SOURCE_MAX + 1]; /* source := (empty: none) */
+    int sq8;                         /* quantization := 'sq8' */
+    char vectors_dir[KNN_DIR_MAX + 1]; /* vectors_dir := (empty: the registry's default) */
 } admin_bind;
 
 /* Per-execution state: a cursor over rows produced on the first call. */
@@ -128,6 +130,40 @@ static void create_bind(duckdb_bind_info info) {
         memcpy(b->source, source, len + 1);
         duckdb_free(source);
     }
+    char *quant = knn_bind_named_varchar(info, "quantization");
+    if (quant) {
+        int ok = strcmp(quant, "none") == 0 || strcmp(quant, "sq8") == 0;
+        b->sq8 = strcmp(quant, "sq8") == 0;
+        if (!ok) {
+            knn_error_set(&err, KNN_EINVAL, "%s: quantization '%.32s' is not known; use 'sq8' (8-bit codes in memory, "
+                          "float rows in a file, exact results; kind := 'flat') or 'none'", fn, quant);
+        }
+        duckdb_free(quant);
+        if (!ok) return fail_bind(info, b, &err);
+        if (b->sq8 && b->kind != KNN_KIND_FLAT) {
+            knn_error_set(&err, KNN_EINVAL, "%s: quantization 'sq8' is built for kind := 'flat' so far (graph indexes "
+                          "keep float rows); add kind := 'flat'", fn);
+            return fail_bind(info, b, &err);
+        }
+        if (b->sq8 && b->metric == KNN_METRIC_IP) {
+            knn_error_set(&err, KNN_EINVAL, "%s: quantization 'sq8' bounds Euclidean distances: use metric 'l2' or "
+                          "'cosine' (on normalised rows cosine ranks as 'ip' does)", fn);
+            return fail_bind(info, b, &err);
+        }
+    }
+    char *dir = knn_bind_named_varchar(info, "vectors_dir");
+    if (dir) {
+        size_t len = strlen(dir);
+        int ok = len > 0 && len <= KNN_DIR_MAX && b->sq8;
+        if (ok) memcpy(b->vectors_dir, dir, len + 1);
+        duckdb_free(dir);
+        if (!ok) {
+            knn_error_set(&err, KNN_EINVAL, b->sq8 ? "%s: vectors_dir must name a directory (1 to %d bytes)"
+                                                   : "%s: vectors_dir applies to quantization := 'sq8' only", fn,
+                          KNN_DIR_MAX);
+            return fail_bind(info, b, &err);
+        }
+    }
     char *cap = knn_bind_named_varchar(info, "memory_limit");
     if (cap) {
         knn_status s = knn_parse_bytes(cap, &b->memory_limit, &err);
@@ -150,6 +186,17 @@ static void create_run(duckdb_function_info info, duckdb_data_chunk out) {
     if (knn_registry_create(knn_table_registry(info), b->ref.name, b->ref.len, b->kind, b->dim, b->metric, &b->params, &err) !=
         KNN_OK) {
         return knn_fail_run(info, "knn_index_create", &err);
+    }
+    if (b->sq8) {
+        knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
+        const char *dir = b->vectors_dir[0] ? b->vectors_dir : knn_registry_vectors_dir(knn_table_registry(info));
+        knn_status s = e ? (knn_status)knn_flat_set_storage(e->flat, "sq8", dir, err.msg, sizeof err.msg) : err.status;
+        knn_entry_release(e);
+        if (s != KNN_OK) {
+            err.status = s;
+            knn_registry_drop(knn_table_registry(info), b->ref.name, b->ref.len);
+            return knn_fail_run(info, "knn_index_create", &err);
+        }
     }
     if (b->has_memory_limit || b->source[0]) {
         knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
@@ -218,6 +265,8 @@ static void indexes_bind(duckdb_bind_info info) {
         /* the last knn_index_recall: recall@recall_k at recall_ef, measured with recall_rows rows */
         {"recall", DUCKDB_TYPE_DOUBLE}, {"recall_k", DUCKDB_TYPE_INTEGER}, {"recall_ef", DUCKDB_TYPE_INTEGER},
         {"recall_rows", DUCKDB_TYPE_BIGINT},
+        /* storage: memory_bytes is the heap; an 'sq8' index maps its float rows from a file of disk_bytes */
+        {"quantization", DUCKDB_TYPE_VARCHAR}, {"disk_bytes", DUCKDB_TYPE_BIGINT},
     };
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) knn_bind_column(info, cols[i].name, cols[i].type);
 }
@@ -229,8 +278,8 @@ static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
         st->n = knn_registry_list(knn_table_registry(info), &st->entries);
     }
     idx_t rows = 0, cap = duckdb_vector_size();
-    duckdb_vector v[20];
-    for (int c = 0; c < 20; c++) v[c] = duckdb_data_chunk_get_vector(out, c);
+    duckdb_vector v[22];
+    for (int c = 0; c < 22; c++) v[c] = duckdb_data_chunk_get_vector(out, c);
     for (; st->pos < st->n && rows < cap; st->pos++, rows++) {
         knn_entry *e = st->entries[st->pos];
         duckdb_vector_assign_string_element(v[0], rows, e->name);
@@ -295,6 +344,8 @@ static void indexes_run(duckdb_function_info info, duckdb_data_chunk out) {
             }
             ((int64_t *)duckdb_vector_get_data(v[19]))[rows] = (int64_t)atomic_load(&e->recall_rows);
         }
+        duckdb_vector_assign_string_element(v[20], rows, knn_entry_quantization(e));
+        ((int64_t *)duckdb_vector_get_data(v[21]))[rows] = (int64_t)knn_entry_disk_bytes(e);
     }
     duckdb_data_chunk_set_size(out, rows);
 }
@@ -327,17 +378,38 @@ static void ids_run(duckdb_function_info info, duckdb_data_chunk out) {
 
 static const knn_table_def admin_tables[] = {
     {.name = "knn_index_create", .bind = create_bind, .run = create_run, NAME_PARAM, ADMIN_STATE,
-     .named = {"dim", "metric", "kind", "m", "ef_construction", "ef", "seed", "memory_limit", "source"},
+     .named = {"dim", "metric", "kind", "m", "ef_construction", "ef", "seed", "memory_limit", "source", "quantization",
+               "vectors_dir"},
      .named_types = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT,
                      DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_VARCHAR,
-                     DUCKDB_TYPE_VARCHAR}},
+                     DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_VARCHAR}},
     {.name = "knn_index_drop", .bind = drop_bind, .run = drop_run, NAME_PARAM, ADMIN_STATE},
     {.name = "knn_index_optimize", .bind = optimize_bind, .run = optimize_run, NAME_PARAM, ADMIN_STATE},
     {.name = "knn_indexes", .bind = indexes_bind, .run = indexes_run, ADMIN_STATE},
     {.name = "knn_index_ids", .bind = ids_bind, .run = ids_run, NAME_PARAM, ADMIN_STATE},
 };
 
+/* DuckDB's temp_directory as the default home of 'sq8' vector files (beside a file database: <db>.tmp). */
+static void init_vectors_dir(duckdb_connection con, knn_registry *reg) {
+    duckdb_result res;
+    if (duckdb_query(con, "SELECT current_setting('temp_directory')::VARCHAR", &res) == DuckDBSuccess) {
+        duckdb_data_chunk chunk = duckdb_fetch_chunk(res);
+        const char *text;
+        size_t len;
+        if (chunk && duckdb_data_chunk_get_size(chunk) > 0 &&
+            knn_get_varchar(duckdb_data_chunk_get_vector(chunk, 0), 0, &text, &len) && len <= KNN_DIR_MAX) {
+            char buf[KNN_DIR_MAX + 1];
+            memcpy(buf, text, len);
+            buf[len] = '\0';
+            knn_registry_set_vectors_dir(reg, buf);
+        }
+        if (chunk) duckdb_destroy_data_chunk(&chunk);
+    }
+    duckdb_destroy_result(&res);
+}
+
 bool knn_register_index_admin(duckdb_connection con, knn_registry *reg, knn_error *err) {
     knn_memlimit_init_default(con, reg); /* the default cap of knn_index_create: DuckDB's memory_limit now */
+    init_vectors_dir(con, reg);
     return knn_register_tables(con, reg, admin_tables, sizeof admin_tables / sizeof admin_tables[0], err);
 }

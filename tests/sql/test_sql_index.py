@@ -257,3 +257,35 @@ def test_restore_sets_the_source_table_given_as_fourth_argument(db, vecs):
             db.execute(sql).fetchall()
     assert db.execute("SELECT knn_index_restore('g', part, bytes, 'docs') FROM d").fetchall()[0][0] == 200
     assert db.execute("SELECT source FROM knn_indexes() WHERE name = 'g'").fetchall() == [("docs",)]
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_sq8_flat_index_answers_as_the_float_one(db, vecs, metric, tmp_path):
+    """quantization := 'sq8' keeps codes in memory and floats in a file under vectors_dir; knn_search gives the
+    float flat index's rows and distances, windowed too, and knn_indexes() reports the heap and the file."""
+    X, Q = vecs
+    X = np.concatenate([X, X[:4000] * 0.5])  # 6,000 x 16 rows: enough for the code screen
+    load(db, X)
+    build(db, "f", kind="flat", metric=metric)
+    build(db, "c", kind="flat", metric=metric, quantization="'sq8'", vectors_dir=f"'{tmp_path}'")
+    for q in Q[:10]:
+        got = [db.execute(f"SELECT id, distance FROM knn_search('{n}', $q, k := 10)", {"q": q.tolist()}).fetchall()
+               for n in ("f", "c")]
+        assert got[0] == got[1]
+    info = dict(db.execute("SELECT name, [quantization, memory_bytes::VARCHAR, disk_bytes::VARCHAR] FROM knn_indexes()"
+                           ).fetchall())
+    assert info["f"][0] == "none" and info["c"][0] == "sq8"
+    assert int(info["c"][2]) >= X.nbytes and int(info["f"][2]) == 0
+    assert int(info["c"][1]) < int(info["f"][1])
+
+
+@pytest.mark.parametrize("opts, message", [
+    ("quantization := 'pq'", "quantization 'pq' is not known"),
+    ("quantization := 'sq8'", "built for kind := 'flat' so far"),
+    ("kind := 'flat', quantization := 'sq8', metric := 'ip'", "bounds Euclidean distances"),
+    ("kind := 'flat', vectors_dir := '/tmp'", "vectors_dir applies to quantization := 'sq8' only"),
+])
+def test_sq8_options_are_checked(db, opts, message):
+    with pytest.raises(duckdb.Error, match=message):
+        db.execute(f"SELECT * FROM knn_index_create('x', dim := 4, {opts})").fetchall()
+    assert db.execute("SELECT count(*) FROM knn_indexes()").fetchall()[0][0] == 0

@@ -1,3 +1,10 @@
+/* Flat (exact) index; design notes in exact/knn_flat.h.
+ *
+ * 8-bit storage (knn_flat_set_storage(ix, "sq8", dir)): the rows' 8-bit codes (quant/knn_codes.h, ranges
+ * trained on the first batch) stay on the heap, the float rows move to an unlinked file mapped from dir
+ * (base/knn_mapped.h), and a search reads codes first: quant/knn_screened.h's provable bound skips every
+ * float row that cannot enter the top k, so results are the float scan's, ties included, while the heap
+ * holds about a quarter of the bytes. */
 #include "exact/knn_flat.h"
 
 #include <math.h>
@@ -12,6 +19,9 @@
 #include "base/knn_metric.h"
 #include "base/knn_parallel.h"
 #include "exact/knn_scan.h"
+#include "base/knn_mapped.h"
+#include "quant/knn_codes.h"
+#include "quant/knn_screened.h"
 
 /* Below this many floats per thread a search runs on one thread (thread start-up would dominate). */
 #define MIN_FLOATS_PER_THREAD (1u << 18)
@@ -32,6 +42,10 @@ struct knn_flat {
     size_t count;
     size_t cap;
     knn_idmap slots; /* id -> row */
+    int coded;          /* 8-bit storage: codes on the heap, vecs in `mapped` */
+    knn_codes codes;    /* trained on the first batch (codes.lo NULL before) */
+    knn_mapped mapped;
+    char *vectors_dir;
     pthread_rwlock_t rw; /* searches share it; add and remove take it exclusively */
 };
 
@@ -57,6 +71,7 @@ int knn_flat_new(size_t dim, const char *metric, knn_flat **out, char *errmsg, s
     ix->metric = m;
     ix->scan_metric = m == KNN_METRIC_COSINE ? KNN_METRIC_IP : m;
     ix->kern = knn_kernels_best();
+    ix->mapped = knn_mapped_none();
     pthread_rwlock_init(&ix->rw, NULL);
     *out = ix;
     return KNN_OK;
@@ -64,7 +79,13 @@ int knn_flat_new(size_t dim, const char *metric, knn_flat **out, char *errmsg, s
 
 void knn_flat_destroy(knn_flat *ix) {
     if (ix == NULL) return;
-    free(ix->vecs);
+    if (ix->coded) {
+        knn_mapped_free(&ix->mapped);
+        knn_codes_free(&ix->codes);
+        free(ix->vectors_dir);
+    } else {
+        free(ix->vecs);
+    }
     free(ix->norm2);
     free(ix->ids);
     free(ix->labels);
@@ -86,6 +107,7 @@ int knn_flat_remove(knn_flat *ix, const int64_t *ids, size_t n, size_t *removed,
             ix->norm2[slot] = ix->norm2[last];
             ix->ids[slot] = ix->ids[last];
             ix->labels[slot] = ix->labels[last];
+            if (ix->coded) knn_codes_copy_row(&ix->codes, slot, last);
             knn_idmap_put(&ix->slots, ix->ids[slot], slot, NULL); /* replaces in place: no allocation */
         }
         ix->count--;
@@ -125,8 +147,47 @@ int knn_flat_label_range(knn_flat *ix, double *lo, double *hi) {
 }
 
 size_t knn_flat_bytes(const knn_flat *ix) {
-    return sizeof *ix + ix->cap * (ix->dim * sizeof(float) + sizeof(float) + sizeof(int64_t) + sizeof(double)) +
-           ix->slots.cap * (sizeof(int64_t) + sizeof(uint32_t));
+    size_t vec_bytes = ix->coded ? 0 : ix->cap * ix->dim * sizeof(float);
+    return sizeof *ix + vec_bytes + ix->cap * (sizeof(float) + sizeof(int64_t) + sizeof(double)) +
+           ix->slots.cap * (sizeof(int64_t) + sizeof(uint32_t)) + (ix->coded ? knn_codes_bytes(&ix->codes) : 0);
+}
+
+size_t knn_flat_disk_bytes(const knn_flat *ix) { return ix->coded ? ix->mapped.bytes : 0; }
+
+const char *knn_flat_storage(const knn_flat *ix) { return ix->coded ? "sq8" : "f32"; }
+
+int knn_flat_set_storage(knn_flat *ix, const char *quantization, const char *vectors_dir, char *errmsg,
+                         size_t errmsg_len) {
+    knn_error err;
+    knn_error_clear(&err);
+    int coded = 0;
+    if (quantization == NULL || strcmp(quantization, "none") == 0 || strcmp(quantization, "f32") == 0) {
+        coded = 0;
+    } else if (strcmp(quantization, "sq8") == 0) {
+        coded = 1;
+    } else {
+        knn_error_set(&err, KNN_EINVAL, "quantization '%.40s' is not known for a flat index; use 'sq8' (8-bit codes in "
+                      "memory, float rows in a file, exact results) or 'none'", quantization);
+        return knn_error_export(&err, errmsg, errmsg_len);
+    }
+    pthread_rwlock_wrlock(&ix->rw);
+    if (ix->count || ix->cap) {
+        knn_error_set(&err, KNN_ESTATE, "the storage of a flat index is chosen before its first rows are added");
+    } else if (coded && ix->metric == KNN_METRIC_IP) {
+        knn_error_set(&err, KNN_EINVAL, "quantization 'sq8' bounds Euclidean distances, so it serves metric 'l2' or "
+                      "'cosine', not 'ip'; use one of those (cosine on normalised rows ranks as ip does) or 'none'");
+    } else if (coded) {
+        const char *dir = vectors_dir && vectors_dir[0] ? vectors_dir : ".";
+        ix->vectors_dir = malloc(strlen(dir) + 1);
+        if (!ix->vectors_dir) {
+            knn_error_set(&err, KNN_ENOMEM, "out of memory");
+        } else {
+            memcpy(ix->vectors_dir, dir, strlen(dir) + 1);
+            ix->coded = 1;
+        }
+    }
+    pthread_rwlock_unlock(&ix->rw);
+    return knn_error_export(&err, errmsg, errmsg_len);
 }
 
 size_t knn_flat_capacity(const knn_flat *ix) { return ix->cap; }
@@ -144,24 +205,32 @@ static knn_status reserve(knn_flat *ix, size_t need, knn_error *err) {
     size_t cap = ix->cap ? ix->cap : 1024;
     while (cap < need) cap *= 2;
     size_t bytes = (cap * ix->dim * sizeof(float) + 63) / 64 * 64;
-    float *vecs = aligned_alloc(64, bytes);
+    if (ix->coded) { /* the mapping keeps its rows as it grows; the codes grow beside it */
+        if (knn_mapped_grow(&ix->mapped, ix->vectors_dir, bytes, err) != KNN_OK) return err->status;
+        ix->vecs = ix->mapped.p; /* it may have moved */
+        if (ix->codes.lo && knn_codes_reserve(&ix->codes, cap) != 0) {
+            return knn_error_set(err, KNN_ENOMEM, "out of memory growing a flat index's codes to %zu rows", cap);
+        }
+    }
+    float *vecs = ix->coded ? NULL : aligned_alloc(64, bytes);
     float *norm2 = malloc(cap * sizeof *norm2);
     int64_t *ids = malloc(cap * sizeof *ids);
     double *labels = malloc(cap * sizeof *labels);
-    if (vecs == NULL || norm2 == NULL || ids == NULL || labels == NULL) {
+    if ((vecs == NULL && !ix->coded) || norm2 == NULL || ids == NULL || labels == NULL) {
         free(vecs);
         free(norm2);
         free(ids);
         free(labels);
         return knn_error_set(err, KNN_ENOMEM, "out of memory growing a flat index to %zu rows", cap);
     }
+    if (ix->coded) vecs = ix->mapped.p;
     if (ix->count) {
-        memcpy(vecs, ix->vecs, ix->count * ix->dim * sizeof(float));
+        if (!ix->coded) memcpy(vecs, ix->vecs, ix->count * ix->dim * sizeof(float));
         memcpy(norm2, ix->norm2, ix->count * sizeof *norm2);
         memcpy(ids, ix->ids, ix->count * sizeof *ids);
         memcpy(labels, ix->labels, ix->count * sizeof *labels);
     }
-    free(ix->vecs);
+    if (!ix->coded) free(ix->vecs);
     free(ix->norm2);
     free(ix->ids);
     free(ix->labels);
@@ -170,6 +239,27 @@ static knn_status reserve(knn_flat *ix, size_t need, knn_error *err) {
     ix->ids = ids;
     ix->labels = labels;
     ix->cap = cap;
+    return KNN_OK;
+}
+
+/* Trains the code ranges on up to TRAIN_ROWS rows of the first batch, spread evenly, as they will be
+ * stored (unit-length under cosine), and makes room for the index's capacity; nothing changes on failure. */
+#define TRAIN_ROWS 16384
+static knn_status train_codes(knn_flat *ix, const float *vecs, const float *norms, size_t n, knn_error *err) {
+    const size_t d = ix->dim, m = n < TRAIN_ROWS ? n : TRAIN_ROWS;
+    float *sample = malloc(m * d * sizeof *sample);
+    if (!sample) return knn_error_set(err, KNN_ENOMEM, "out of memory training the codes of a flat index");
+    for (size_t r = 0; r < m; r++) {
+        size_t i = r * n / m;
+        float inv = ix->metric == KNN_METRIC_COSINE ? 1.0f / sqrtf(norms[i]) : 1.0f;
+        for (size_t j = 0; j < d; j++) sample[r * d + j] = vecs[i * d + j] * inv;
+    }
+    int bad = knn_codes_train(&ix->codes, sample, m, d) != 0 || knn_codes_reserve(&ix->codes, ix->cap) != 0;
+    free(sample);
+    if (bad) {
+        knn_codes_free(&ix->codes);
+        return knn_error_set(err, KNN_ENOMEM, "out of memory for the codes of a flat index (dim %zu)", d);
+    }
     return KNN_OK;
 }
 
@@ -194,6 +284,12 @@ int knn_flat_add_labeled(knn_flat *ix, const float *vecs, const int64_t *ids, co
     for (size_t i = 0; i < n; i++) {
         float dot;
         ix->kern->dot_norm_rows(vecs + i * d, vecs + i * d, 1, d, &dot, &norms[i]);
+        if (ix->coded && ix->metric == KNN_METRIC_COSINE && !(norms[i] > 0)) {
+            knn_error_set(&err, KNN_EDATA, "vector with id %lld (row %zu of this batch) is the zero vector, which has "
+                          "no direction for metric 'cosine' in an 'sq8' flat index; nothing was added",
+                          (long long)ids[i], i);
+            goto cleanup;
+        }
         if (!isfinite(norms[i])) {
             knn_error_set(&err, KNN_EDATA,
                           "vector with id %lld (row %zu of this batch) has a NaN or Inf component, or values too "
@@ -205,6 +301,7 @@ int knn_flat_add_labeled(knn_flat *ix, const float *vecs, const int64_t *ids, co
     pthread_rwlock_wrlock(&ix->rw);
     locked = 1;
     if (reserve(ix, ix->count + n, &err) != KNN_OK) goto cleanup;
+    if (ix->coded && !ix->codes.lo && train_codes(ix, vecs, norms, n, &err) != KNN_OK) goto cleanup;
     for (size_t i = 0; i < n; i++) {
         uint32_t slot;
         if (!knn_idmap_get(&ix->slots, ids[i], &slot)) {
@@ -224,6 +321,7 @@ int knn_flat_add_labeled(knn_flat *ix, const float *vecs, const int64_t *ids, co
             memcpy(dst, vecs + i * d, d * sizeof(float));
             ix->norm2[slot] = norms[i];
         }
+        if (ix->coded && ix->codes.lo) knn_codes_put(&ix->codes, slot, dst);
     }
 cleanup:
     if (locked) pthread_rwlock_unlock(&ix->rw);
@@ -255,6 +353,19 @@ static void run_task(void *arg, size_t t) {
                      task->r_hi - task->r_lo, d, NULL, 0};
     size_t nq = task->q_hi - task->q_lo;
     if (nq == 0 || rows.n == 0) return;
+    if (ix->coded && ix->codes.lo && ix->codes.n >= ix->count && rows.n * d >= KNN_SCREEN_MIN_VALUES) {
+        /* codes first, one query at a time: float rows are read only where the bound lets a row in */
+        knn_screen_rows src = {&ix->codes, ix->vecs, ix->ids, d};
+        knn_selector all = knn_selector_all();
+        for (size_t q = task->q_lo; q < task->q_hi; q++) {
+            if (knn_scan_screened(ix->kern, ix->scan_metric, task->queries + q * d, &src,
+                                  task->windowed ? &task->window : &all, task->r_lo, task->r_hi, &task->heaps[q],
+                                  &task->err) != KNN_OK) {
+                return;
+            }
+        }
+        return;
+    }
     if (task->windowed) { /* the label filter lives in the one-query scan: run it per query */
         rows.sel = &task->window;
         rows.first_row = task->r_lo;

@@ -38,7 +38,18 @@ int knn_flat_remove(knn_flat *index, const int64_t *ids, size_t n, size_t *remov
                     size_t errmsg_len);
 /* Ids in storage order (out holds knn_flat_count entries). */
 void knn_flat_list_ids(const knn_flat *index, int64_t *out);
+/* Heap bytes the index holds (an 'sq8' index's float rows are in its file, not counted here). */
 size_t knn_flat_bytes(const knn_flat *index);
+/* Bytes of the file an 'sq8' index maps its float rows from (0 for 'none'). */
+size_t knn_flat_disk_bytes(const knn_flat *index);
+/* "sq8" or "f32". */
+const char *knn_flat_storage(const knn_flat *index);
+/* Chooses how an empty index stores rows: quantization "none" (float rows on the heap, the default) or
+ * "sq8" (8-bit codes on the heap, float rows in an unlinked file created in vectors_dir, "." when NULL or
+ * empty; metric l2 or cosine). Searches stay exact either way: an 'sq8' search reads the codes and only
+ * the float rows the codes' distance bound cannot rule out. */
+int knn_flat_set_storage(knn_flat *index, const char *quantization, const char *vectors_dir, char *errmsg,
+                         size_t errmsg_len);
 /* k nearest rows for each of nq queries, sorted by (distance, id), into out_ids / out_dists (row
  * stride k); *found = min(k, count) entries per row are valid. threads = 0 uses every core. */
 int knn_flat_search(const knn_flat *index, const float *queries, size_t nq, size_t k, size_t threads,

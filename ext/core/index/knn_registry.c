@@ -17,6 +17,7 @@ struct knn_registry {
     size_t n, cap;
     _Atomic long refs;
     _Atomic size_t default_memory_limit;
+    char vectors_dir[KNN_DIR_MAX + 1]; /* set once at load, before the registry is shared */
 };
 
 knn_registry *knn_registry_new(void) {
@@ -32,6 +33,15 @@ void knn_registry_set_default_memory_limit(knn_registry *r, size_t bytes) {
 }
 
 size_t knn_registry_default_memory_limit(knn_registry *r) { return atomic_load(&r->default_memory_limit); }
+
+void knn_registry_set_vectors_dir(knn_registry *r, const char *dir) {
+    size_t len = dir ? strlen(dir) : 0;
+    if (len > KNN_DIR_MAX) len = 0; /* too long to be a usable default: the working directory */
+    memcpy(r->vectors_dir, dir ? dir : "", len);
+    r->vectors_dir[len] = '\0';
+}
+
+const char *knn_registry_vectors_dir(knn_registry *r) { return r->vectors_dir; }
 
 void knn_registry_retain(knn_registry *r) { atomic_fetch_add(&r->refs, 1); }
 
@@ -294,6 +304,12 @@ size_t knn_entry_memory(const knn_entry *e) {
     return e->kind == KNN_KIND_GRAPH ? knn_graph_memory(e->graph) : knn_flat_bytes(e->flat);
 }
 
+size_t knn_entry_disk_bytes(const knn_entry *e) { return e->kind == KNN_KIND_GRAPH ? 0 : knn_flat_disk_bytes(e->flat); }
+
+const char *knn_entry_quantization(const knn_entry *e) {
+    return e->kind == KNN_KIND_FLAT && strcmp(knn_flat_storage(e->flat), "sq8") == 0 ? "sq8" : "none";
+}
+
 double knn_entry_bytes_after(knn_entry *e, size_t rows, int labelled) {
     double vec = (double)e->dim * sizeof(float);
     double buffered = vec + 2 * sizeof(int64_t); /* the insert's copy: vector, id, label */
@@ -328,7 +344,9 @@ double knn_entry_bytes_after(knn_entry *e, size_t rows, int labelled) {
         grown = cap ? cap : 1024;
         while (grown < need) grown *= 2;
     }
-    double per_slot = vec + sizeof(float) + sizeof(int64_t) + sizeof(double);
+    /* an 'sq8' flat index keeps codes and their errors on the heap, its floats in a file */
+    double row_vec = strcmp(knn_flat_storage(e->flat), "sq8") == 0 ? (double)(e->dim + 1) + sizeof(float) : vec;
+    double per_slot = row_vec + sizeof(float) + sizeof(int64_t) + sizeof(double);
     return have + (double)(grown - cap) * per_slot + (double)rows * (idmap + buffered);
 }
 

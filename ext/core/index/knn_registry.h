@@ -18,6 +18,7 @@
 
 #define KNN_NAME_MAX 128
 #define KNN_SOURCE_MAX 255 /* bytes of a source table name */
+#define KNN_DIR_MAX 1023   /* bytes of a directory for vector files */
 
 typedef enum knn_kind { KNN_KIND_FLAT = 0, KNN_KIND_GRAPH = 1 } knn_kind;
 
@@ -51,6 +52,10 @@ void knn_registry_release(knn_registry *r);
 /* Memory cap new entries start with (0: none); the SQL layer sets it from DuckDB's memory_limit. */
 void knn_registry_set_default_memory_limit(knn_registry *r, size_t bytes);
 size_t knn_registry_default_memory_limit(knn_registry *r);
+/* Directory new 'sq8' indexes create their vector files in unless told otherwise ("": the working
+ * directory); the SQL layer sets it from DuckDB's temp_directory at load. */
+void knn_registry_set_vectors_dir(knn_registry *r, const char *dir);
+const char *knn_registry_vectors_dir(knn_registry *r);
 
 /* Checks an index name: 1..128 bytes. */
 knn_status knn_name_check(const char *name, size_t len, knn_error *err);
@@ -100,6 +105,10 @@ unsigned knn_entry_claim_label_kind(knn_entry *e, unsigned kind);
 int knn_entry_label_range(knn_entry *e, double *lo, double *hi);
 size_t knn_entry_deleted(const knn_entry *e);
 size_t knn_entry_memory(const knn_entry *e);
+/* Bytes of the file an index maps its float rows from (an 'sq8' flat index; 0 otherwise). */
+size_t knn_entry_disk_bytes(const knn_entry *e);
+/* "sq8" or "none". */
+const char *knn_entry_quantization(const knn_entry *e);
 /* Estimated knn_entry_memory after adding `rows` new rows (labelled or not): the storage growth the
  * index would make (flat doubles, graph grows by half), upper links, id map and window copy, plus the
  * insert's own buffer of the rows. Errs on the high side; used to refuse builds over a memory cap. */

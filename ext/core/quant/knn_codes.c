@@ -52,16 +52,14 @@ float knn_codes_encode(const knn_codes *c, const float *q, uint8_t *out) {
     return encode(c, q, out, 2);
 }
 
-int knn_codes_build(knn_codes *c, const float *X, size_t n, size_t d) {
-    const size_t B = KNN_CODE_BLOCK, np = (d + 1) / 2;
+/* Ranges from n rows: per-dimension offsets and one shared scale (1 for data on a 0..255 integer grid). */
+int knn_codes_train(knn_codes *c, const float *X, size_t n, size_t d) {
+    const size_t np = (d + 1) / 2;
     memset(c, 0, sizeof *c);
     if (n == 0 || d == 0 || np > 16384) return -1;
     double *hi = malloc(d * sizeof *hi);
     c->lo = malloc(d * sizeof *c->lo);
-    c->nblocks = (n + B - 1) / B;
-    c->codes = calloc(c->nblocks * np * 2 * B, 1);
-    c->err = malloc(n * sizeof *c->err);
-    if (!hi || !c->lo || !c->codes || !c->err) {
+    if (!hi || !c->lo) {
         free(hi);
         knn_codes_free(c);
         return -1;
@@ -79,15 +77,56 @@ int knn_codes_build(knn_codes *c, const float *X, size_t n, size_t d) {
     double range = 0;
     for (size_t j = 0; j < d; j++) range = hi[j] - c->lo[j] > range ? hi[j] - c->lo[j] : range;
     free(hi);
-    c->n = n;
     c->d = d;
     c->npairs = np;
     c->scale = integral && range <= 255 ? 1.0 : range > 0 ? range / 255.0 : 1.0;
     c->scale2 = (float)(c->scale * c->scale * (1.0 - KNN_CODES_SLACK));
     c->err_max = 0.0f;
-    for (size_t i = 0; i < n; i++) {
-        c->err[i] = encode(c, X + i * d, c->codes + code_offset(np, i), 2 * B);
-        if (c->err[i] > c->err_max) c->err_max = c->err[i];
+    return 0;
+}
+
+int knn_codes_reserve(knn_codes *c, size_t rows) {
+    const size_t B = KNN_CODE_BLOCK, nb = (rows + B - 1) / B, block_bytes = c->npairs * 2 * B;
+    if (nb <= c->nblocks) return 0;
+    size_t grow = c->nblocks ? c->nblocks * 2 : nb; /* the first reservation is exact */
+    size_t want = nb > grow ? nb : grow;
+    uint8_t *codes = realloc(c->codes, want * block_bytes);
+    if (!codes) return -1;
+    c->codes = codes;
+    memset(codes + c->nblocks * block_bytes, 0, (want - c->nblocks) * block_bytes);
+    float *err = realloc(c->err, want * B * sizeof *err);
+    if (!err) return -1; /* codes grew, nblocks did not: harmless */
+    c->err = err;
+    c->nblocks = want;
+    return 0;
+}
+
+void knn_codes_put(knn_codes *c, size_t i, const float *x) {
+    c->err[i] = encode(c, x, c->codes + code_offset(c->npairs, i), 2 * KNN_CODE_BLOCK);
+    if (c->err[i] > c->err_max) c->err_max = c->err[i];
+    if (i + 1 > c->n) c->n = i + 1;
+}
+
+void knn_codes_copy_row(knn_codes *c, size_t dst, size_t src) {
+    uint8_t *a = c->codes + code_offset(c->npairs, dst);
+    const uint8_t *b = c->codes + code_offset(c->npairs, src);
+    for (size_t p = 0; p < c->npairs; p++) {
+        a[p * 2 * KNN_CODE_BLOCK] = b[p * 2 * KNN_CODE_BLOCK];
+        a[p * 2 * KNN_CODE_BLOCK + 1] = b[p * 2 * KNN_CODE_BLOCK + 1];
     }
+    c->err[dst] = c->err[src];
+}
+
+size_t knn_codes_bytes(const knn_codes *c) {
+    return c->nblocks * KNN_CODE_BLOCK * (c->npairs * 2 + sizeof *c->err) + c->d * sizeof *c->lo;
+}
+
+int knn_codes_build(knn_codes *c, const float *X, size_t n, size_t d) {
+    if (knn_codes_train(c, X, n, d) != 0) return -1;
+    if (knn_codes_reserve(c, n) != 0) {
+        knn_codes_free(c);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) knn_codes_put(c, i, X + i * d);
     return 0;
 }
