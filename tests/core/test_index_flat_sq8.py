@@ -125,3 +125,23 @@ def test_sq8_refuses_zero_vectors_under_cosine_and_adds_nothing(tmp_path):
     with pytest.raises(Exception, match="is the zero vector"):
         ix.add(X, np.arange(3, dtype=np.int64))
     assert len(ix) == 0
+
+
+def test_the_querys_own_rounding_error_is_part_of_the_bound(tmp_path):
+    """Rows on an integer grid are coded exactly (error 0); a query of half-integers is not: 3.5 rounds to
+    4 (half to even) in every coordinate. The nearest row x0 (all 3s, distance 4) then has a code distance
+    of 8, while y (4s, one 5; distance 4.24) has a code distance of 1 and an upper bound of 1 + 4 = 5. A
+    bound without the query's error (4) would rule x0 out and answer y."""
+    rng = np.random.default_rng(3)
+    d = 64
+    far = rng.integers(10, 17, size=(2000, d)).astype(np.float32)
+    x0 = np.full(d, 3, np.float32)
+    y = np.full(d, 4, np.float32)
+    y[0] = 5
+    # x0 first, y far down: the float pass scores rows in groups of 8, so they must not share one
+    X = np.vstack([x0, far[:1000], y, far[1000:], np.zeros(d, np.float32), np.full(d, 16, np.float32)])
+    flat, sq8 = pair(X, "l2", tmp_path)
+    q = np.full(d, 3.5, np.float32)
+    for k in (1, 2):
+        np.testing.assert_array_equal(sq8.search(q, k)[0], flat.search(q, k)[0])
+    assert int(np.ravel(sq8.search(q, 1)[0])[0]) == 0  # x0
