@@ -2,7 +2,7 @@
  *
  * 8-bit storage (knn_flat_set_storage(ix, "sq8", dir)): the rows' 8-bit codes (quant/knn_codes.h, ranges
  * trained on the first batch) stay on the heap, the float rows move to an unlinked file mapped from dir
- * (base/knn_mapped.h), and a search reads codes first: quant/knn_screened.h's provable bound skips every
+ * (base/knn_mapped.h), and a search reads codes first: exact/knn_screened.h's provable bound skips every
  * float row that cannot enter the top k, so results are the float scan's, ties included, while the heap
  * holds about a quarter of the bytes. */
 #include "exact/knn_flat.h"
@@ -21,7 +21,7 @@
 #include "exact/knn_scan.h"
 #include "base/knn_mapped.h"
 #include "quant/knn_codes.h"
-#include "quant/knn_screened.h"
+#include "exact/knn_screened.h"
 
 /* Below this many floats per thread a search runs on one thread (thread start-up would dominate). */
 #define MIN_FLOATS_PER_THREAD (1u << 18)

@@ -1,6 +1,6 @@
 /* The exact window plan: the k nearest rows of a window from the label-sorted copy.
  *
- * Slices large enough are scanned through their 8-bit codes first (quant/knn_screened.h: a provable lower
+ * Slices large enough are scanned through their 8-bit codes first (exact/knn_screened.h: a provable lower
  * bound skips float rows that cannot make the top k, and the result is the plain scan's, ties included);
  * smaller ones by knn_scan_one. */
 #include <math.h>
@@ -10,7 +10,7 @@
 #include "window/window_internal.h"
 #include "exact/knn_scan.h"
 #include "base/knn_topk.h"
-#include "quant/knn_screened.h"
+#include "exact/knn_screened.h"
 
 /* Exact top-k over the window: one contiguous scan of the sorted slice [s, e) (deleted rows carry a NaN
  * filter label and are skipped), plus the in-window delta nodes. */

@@ -1,4 +1,4 @@
-/* Screened exact scan (see quant/knn_screened.h): the top k of a run of rows that carry 8-bit codes
+/* Screened exact scan (see exact/knn_screened.h): the top k of a run of rows that carry 8-bit codes
  * (quant/knn_codes.h) next to their floats; the window plan's label-sorted copy and the 8-bit flat index use it.
  * With c the code distance of a row x,
  *     c - err(x) - err(q) <= d(x, q) <= c + err(x) + err(q).
@@ -15,7 +15,7 @@
  * the first chunk on, where a running top-k alone reads every float row of the first chunk. Both
  * passes test most rows by one compare of the integer distance against a cut (worked out with the
  * largest decoding error), and look at a row's own error and label only when it is close. */
-#include "quant/knn_screened.h"
+#include "exact/knn_screened.h"
 
 #include <math.h>
 #include <stdint.h>

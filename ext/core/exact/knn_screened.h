@@ -1,7 +1,7 @@
 /* Exact top-k over rows that carry 8-bit codes (quant/knn_codes.h) beside their floats: the codes give
  * every row a provable lower bound on its distance, so float rows that cannot enter the top k are never
  * read, and the result equals knn_scan_one's over the same rows, ties included (design note in
- * quant/screened_scan.c). Used by the window plan's exact scan and by the 8-bit flat index. */
+ * exact/screened_scan.c). Used by the window plan's exact scan and by the 8-bit flat index. */
 #ifndef KNN_SCREENED_H
 #define KNN_SCREENED_H
 
