@@ -1,0 +1,1 @@
+"""Adapters for the frameworks users reach vector stores through (each behind its own extra)."""
