@@ -30,30 +30,24 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 import knnsql
 
 from .._sql import quote_ident as q
+from ._metadata import Field, literal as _literal
 
 _COLUMNS = {"doc_id": "VARCHAR", "text": "VARCHAR", "metadata": "VARCHAR"}
 
 
-def _literal(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def _filter_sql(filter: Optional[dict]) -> Optional[str]:
     """A metadata filter {key: value, ...} (all must hold; a list value means any of them) as a condition on
-    the JSON metadata column."""
+    the JSON metadata column, compared as Python compares the decoded values (1 == 1.0, "1" != 1)."""
     if not filter:
         return None
     if not isinstance(filter, dict):
         raise TypeError(f"filter must be a dict of metadata key -> value, got {type(filter).__name__}")
     parts = []
     for key, value in filter.items():
-        path = _literal("$." + json.dumps(str(key)))
-        field = f"json_extract(metadata, {path})"
-        values = value if isinstance(value, (list, tuple, set)) else [value]
+        values = list(value) if isinstance(value, (list, tuple, set)) else [value]
         if not values:
             raise ValueError(f"filter on {key!r}: an empty list matches nothing")
-        alts = [f"{field} = {_literal(json.dumps(v))}::JSON" for v in values]
-        parts.append("(" + " OR ".join(alts) + ")")
+        parts.append(Field(key).one_of(values))
     return " AND ".join(parts)
 
 

@@ -1,0 +1,201 @@
+"""LlamaIndex vector store over a knnsql vector table (extra: ``pip install knnsql[llamaindex]``).
+
+Nodes live in one DuckDB table: ``id BIGINT`` (knnsql's row id), ``node_id`` (unique), ``ref_doc_id``,
+``text``, ``metadata`` (the node's own metadata, JSON, what filters read), ``node`` (the serialised node,
+as LlamaIndex's stores keep it) and the embedding, under an HNSW index::
+
+    from knnsql.integrations.llamaindex import KnnsqlLlamaStore
+    store = KnnsqlLlamaStore(db=knnsql.connect("app.duckdb"), table="nodes")
+    index = VectorStoreIndex.from_vector_store(store, embed_model=...)
+
+Metadata filters (every operator of ``FilterOperator``, AND / OR / NOT, nested) become SQL over the JSON
+column with Python's comparison semantics (``knnsql/integrations/_metadata.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+try:
+    from llama_index.core.bridge.pydantic import PrivateAttr
+    from llama_index.core.schema import BaseNode
+    from llama_index.core.vector_stores.types import (BasePydanticVectorStore, FilterCondition, FilterOperator,
+                                                      MetadataFilters, VectorStoreQuery, VectorStoreQueryMode,
+                                                      VectorStoreQueryResult)
+    from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+except ImportError as exc:  # pragma: no cover - the extra is missing
+    raise ImportError("knnsql.integrations.llamaindex needs llama-index-core: pip install knnsql[llamaindex]") from exc
+
+import knnsql
+
+from .._sql import quote_ident as q
+from ._metadata import Field, literal
+
+_COLUMNS = {"node_id": "VARCHAR", "ref_doc_id": "VARCHAR", "text": "VARCHAR", "metadata": "VARCHAR",
+            "node": "VARCHAR"}
+
+
+def filters_sql(filters: Optional[MetadataFilters]) -> Optional[str]:
+    """MetadataFilters as one SQL condition on the ``metadata`` column (None: no filter)."""
+    if filters is None or not filters.filters:
+        return None
+    parts = []
+    for f in filters.filters:
+        if isinstance(f, MetadataFilters):
+            sub = filters_sql(f)
+            parts.append(f"({sub})" if sub else "true")
+            continue
+        fld, op, v = Field(f.key), f.operator, f.value
+        if op == FilterOperator.EQ:
+            parts.append(fld.compare("=", v))
+        elif op == FilterOperator.NE:
+            parts.append(f"({fld.missing()} OR {fld.compare('<>', v)})")
+        elif op in (FilterOperator.GT, FilterOperator.GTE, FilterOperator.LT, FilterOperator.LTE):
+            parts.append(fld.compare(op.value, v))
+        elif op == FilterOperator.IN:
+            parts.append(fld.one_of(v if isinstance(v, list) else [v]))
+        elif op == FilterOperator.NIN:
+            parts.append(f"({fld.missing()} OR NOT {fld.one_of(v if isinstance(v, list) else [v])})")
+        elif op == FilterOperator.CONTAINS:
+            parts.append(fld.contains(v))
+        elif op == FilterOperator.ANY:
+            parts.append("(" + " OR ".join(fld.contains(x) for x in v) + ")" if v else "false")
+        elif op == FilterOperator.ALL:
+            parts.append("(" + " AND ".join(fld.contains(x) for x in v) + ")" if v else f"NOT {fld.missing()}")
+        elif op == FilterOperator.TEXT_MATCH:
+            parts.append(fld.substring(v))
+        elif op == FilterOperator.TEXT_MATCH_INSENSITIVE:
+            parts.append(fld.substring(v, insensitive=True))
+        elif op == FilterOperator.IS_EMPTY:
+            parts.append(fld.empty())
+        else:
+            raise ValueError(f"metadata filter operator {op!r} is not supported by knnsql")
+    cond = filters.condition or FilterCondition.AND
+    if cond == FilterCondition.AND:
+        return "(" + " AND ".join(parts) + ")"
+    if cond == FilterCondition.OR:
+        return "(" + " OR ".join(parts) + ")"
+    if cond == FilterCondition.NOT:
+        return "NOT (" + " OR ".join(parts) + ")"
+    raise ValueError(f"unknown filter condition {cond!r}")
+
+
+class KnnsqlLlamaStore(BasePydanticVectorStore):
+    """A LlamaIndex vector store backed by a knnsql vector table and its HNSW index.
+
+    ``db``: a ``knnsql.connect(...)`` database (default: a new in-memory one); ``table``: created on the first
+    add (when the dimension is known), an existing one is reused; ``metric``: 'cosine' (default), 'l2', 'ip'.
+    Similarities are 1 - cosine distance (cosine), the inner product (ip) or minus the squared distance (l2).
+    """
+
+    stores_text: bool = True
+    flat_metadata: bool = False
+    table_name: str = "llamaindex"
+    metric: str = "cosine"
+    _db: Any = PrivateAttr()
+    _table: Any = PrivateAttr(default=None)
+
+    def __init__(self, db: Optional[knnsql.Database] = None, table: str = "llamaindex", metric: str = "cosine",
+                 **kwargs: Any) -> None:
+        super().__init__(table_name=table, metric=metric, **kwargs)
+        self._db = db if db is not None else knnsql.connect()
+        self._table = self._db.table(table) if table in self._db.tables() else None
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "KnnsqlLlamaStore"
+
+    @property
+    def client(self) -> Any:
+        return self._db
+
+    # ---- writing ------------------------------------------------------------------------------------
+    def add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> List[str]:
+        nodes = list(nodes)
+        if not nodes:
+            return []
+        vectors = np.asarray([n.get_embedding() for n in nodes], dtype=np.float32)
+        if self._table is None:
+            self._table = self._db.create_table(self.table_name, dim=vectors.shape[1], metric=self.metric,
+                                                columns=_COLUMNS)
+        elif self._table.dim != vectors.shape[1]:
+            raise ValueError(f"embeddings have {vectors.shape[1]} dimensions, table {self.table_name!r} holds "
+                             f"{self._table.dim}")
+        last = {n.node_id: i for i, n in enumerate(nodes)}  # the last occurrence of an id wins
+        rows = sorted(last.values())
+        self._delete_where(f"node_id IN ({', '.join(literal(i) for i in last)})")
+        start = self._db.con.execute(f"SELECT coalesce(max(id), -1) + 1 FROM {q(self.table_name)}").fetchall()[0][0]
+        self._table.add({
+            "id": np.arange(start, start + len(rows), dtype=np.int64), "emb": vectors[rows],
+            "node_id": [nodes[i].node_id for i in rows], "ref_doc_id": [nodes[i].ref_doc_id for i in rows],
+            "text": [nodes[i].get_content() for i in rows],
+            "metadata": [json.dumps(nodes[i].metadata or {}) for i in rows],
+            "node": [json.dumps(node_to_metadata_dict(nodes[i], remove_text=True, flat_metadata=self.flat_metadata))
+                     for i in rows]})
+        if self._table.index is None:
+            self._table.create_index(attributes=[])
+        return [n.node_id for n in nodes]
+
+    def _delete_where(self, cond: str) -> int:
+        return self._table.delete(where=cond) if self._table is not None else 0
+
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        self._delete_where(f"ref_doc_id = {literal(ref_doc_id)}")
+
+    def delete_nodes(self, node_ids: Optional[List[str]] = None, filters: Optional[MetadataFilters] = None,
+                     **delete_kwargs: Any) -> None:
+        cond = self._where(node_ids, filters)
+        if cond is not None:  # neither ids nor filters: nothing to delete (clear() deletes everything)
+            self._delete_where(cond)
+
+    def clear(self) -> None:
+        self._delete_where("true")
+
+    # ---- reading ------------------------------------------------------------------------------------
+    @staticmethod
+    def _where(node_ids: Optional[Sequence[str]], filters: Optional[MetadataFilters],
+               doc_ids: Optional[Sequence[str]] = None) -> Optional[str]:
+        parts = []  # an empty id list restricts nothing, as in LlamaIndex's own stores
+        if node_ids:
+            parts.append(f"node_id IN ({', '.join(literal(i) for i in node_ids)})")
+        if doc_ids:
+            parts.append(f"ref_doc_id IN ({', '.join(literal(i) for i in doc_ids)})")
+        f = filters_sql(filters)
+        if f:
+            parts.append(f)
+        return " AND ".join(parts) if parts else None
+
+    def _node(self, text: str, node: str) -> BaseNode:
+        return metadata_dict_to_node(json.loads(node), text=text)
+
+    def get_nodes(self, node_ids: Optional[List[str]] = None, filters: Optional[MetadataFilters] = None
+                  ) -> List[BaseNode]:
+        if self._table is None:
+            return []
+        cond = self._where(node_ids, filters) or "true"
+        rows = self._db.con.execute(f"SELECT text, node FROM {q(self.table_name)} WHERE {cond} ORDER BY id").fetchall()
+        return [self._node(t, n) for t, n in rows]
+
+    def _similarity(self, distance: float) -> float:
+        return 1.0 - distance if self.metric == "cosine" else -distance
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        if query.mode != VectorStoreQueryMode.DEFAULT:
+            raise ValueError(f"query mode {query.mode.value!r} is not supported; knnsql answers 'default' (dense) "
+                             "queries here")
+        if query.query_embedding is None:
+            raise ValueError("a knnsql store is queried by embedding: give query_embedding")
+        if self._table is None or query.similarity_top_k <= 0:
+            return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+        s = self._table.search(np.asarray(query.query_embedding, dtype=np.float32))
+        s = s.select(["node_id", "text", "node"]).limit(query.similarity_top_k)
+        cond = self._where(query.node_ids, query.filters, query.doc_ids)
+        if cond:
+            s = s.where(cond)
+        rows = s.to_list()
+        return VectorStoreQueryResult(nodes=[self._node(r["text"], r["node"]) for r in rows],
+                                      similarities=[self._similarity(float(r["distance"])) for r in rows],
+                                      ids=[r["node_id"] for r in rows])
