@@ -7,7 +7,7 @@
 
 from ._arrow import vectors_table
 from ._catalog import Freshness
-from ._extension import extension_path, load
+from ._extension import extension_path, install, load
 from ._ffi import KnnError
 from ._ingest import DataError
 from ._sql import FilterError
@@ -32,4 +32,4 @@ def debug() -> dict:
 
 
 __all__ = ["DataError", "Database", "FilterError", "Freshness", "Index", "KnnError", "Rewrite", "Search", "analytics", "sampling",
-           "VectorTable", "connect", "debug", "extension_path", "load", "vectors_table", "__version__"]
+           "VectorTable", "connect", "debug", "extension_path", "install", "load", "vectors_table", "__version__"]

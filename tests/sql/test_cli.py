@@ -45,3 +45,29 @@ def test_cli_reports_errors_without_crashing():
         SELECT 'still alive';""", script=True)
     assert "dimension mismatch" in out.stderr
     assert "still alive" in out.stdout
+
+
+def test_install_makes_load_by_name_work_in_python_and_the_cli(tmp_path):
+    """knnsql.install() puts the file in DuckDB's extension folder of this Python's DuckDB and of the CLI's
+    version; then `LOAD knnsql` (no path) works in both, with unsigned extensions allowed."""
+    import duckdb
+
+    ext = str(tmp_path / "ext")
+    done = knnsql.install(extension_directory=ext)
+    assert len(done) == 2 and all(p.startswith(ext) and os.path.isfile(p) for p in done.values())
+    con = duckdb.connect(config={"allow_unsigned_extensions": "true", "extension_directory": ext})
+    con.execute("LOAD knnsql")
+    assert con.execute("SELECT count(*) FROM knn_indexes()").fetchall() == [(0,)]
+    out = run_cli(f"SET extension_directory = '{ext}'; LOAD knnsql; SELECT count(*) FROM knn_indexes();")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "0"
+
+
+def test_knnsql_command_prints_info_and_installs(tmp_path):
+    info = subprocess.run([sys.executable, "-m", "knnsql", "info"], capture_output=True, text=True, timeout=120)
+    assert info.returncode == 0, info.stderr
+    assert "knnsql " in info.stdout and "SIMD " in info.stdout and knnsql.extension_path() in info.stdout
+    ins = subprocess.run([sys.executable, "-m", "knnsql", "install", "--extension-directory", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert ins.returncode == 0, ins.stderr
+    assert "LOAD knnsql now works by name" in ins.stdout and "-unsigned" in ins.stdout
