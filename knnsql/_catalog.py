@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import duckdb
 
@@ -146,14 +146,21 @@ def _progress(done: int, total: int, label: str) -> None:
     sys.stderr.flush()
 
 
-def create_index(con, info: IndexInfo, id_column: str, dim: int, metric: str) -> Freshness:
-    """Creates the index in the registry, fills it from the table, and records it."""
+def create_index(con, info: IndexInfo, id_column: str, dim: int, metric: str, hold_out: Optional[str] = None,
+                 measure: Optional[Callable[[], None]] = None) -> Freshness:
+    """Creates the index in the registry, fills it from the table, and records it. ``hold_out`` names a table
+    of ids built in last: ``measure()`` runs before they go in, so they are queries the graph has not seen."""
     ensure_meta(con)
     named = ", ".join(f"{key} := {_sql_value(value)}" for key, value in info.create_options().items())
     con.execute(f"SELECT * FROM knn_index_create(?, dim := {int(dim)}, metric := ?, kind := ?, source := ?"
                 f"{', ' + named if named else ''})", [info.name, metric, info.kind, info.table]).fetchall()
     try:
-        fill(con, info, id_column)
+        fill(con, info, id_column, hold_out)
+        if hold_out is not None:
+            if measure is not None:
+                measure()
+            con.execute(f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM {q(info.table)} t "
+                        f"SEMI JOIN {q(hold_out)} h ON t.{q(id_column)} = h.id", [info.name]).fetchall()
         con.execute("DELETE FROM _knnsql_indexes WHERE name = ?", [info.name]).fetchall()
         con.execute("INSERT INTO _knnsql_indexes VALUES (?, ?, ?, ?, ?, ?, NULL)",
                     [info.name, info.table, info.vector_column, info.label_column, info.kind,
@@ -176,12 +183,14 @@ def _sql_value(value) -> str:
     raise TypeError(f"index parameter value {value!r} must be a number, bool or string")
 
 
-def fill(con, info: IndexInfo, id_column: str) -> None:
-    """Inserts every table row into an empty index (chunked with progress on a terminal)."""
+def fill(con, info: IndexInfo, id_column: str, hold_out: Optional[str] = None) -> None:
+    """Inserts every table row into an empty index (chunked with progress on a terminal), but those whose id
+    is in the table ``hold_out`` (the caller adds them later); records every row as live."""
     con.execute("DELETE FROM _knnsql_index_live WHERE index_name = ?", [info.name]).fetchall()
     total = con.execute(f"SELECT count(*) FROM ({_live_rows(info, id_column)})").fetchall()[0][0]
+    skip = f" AND {q(id_column)} NOT IN (SELECT id FROM {q(hold_out)})" if hold_out else ""
     src = (f"(SELECT * FROM {q(info.table)} WHERE {q(id_column)} IS NOT NULL "
-           f"AND {q(info.vector_column)} IS NOT NULL)")
+           f"AND {q(info.vector_column)} IS NOT NULL{skip})")
     if total <= PROGRESS_CHUNK or not sys.stderr.isatty():
         con.execute(f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM {src} t", [info.name]).fetchall()
     else:

@@ -172,7 +172,7 @@ class VectorTable:
     # -- index -------------------------------------------------------------------------------------
     def create_index(self, label: Optional[str] = None, *, kind: str = "graph", replace: bool = False,
                      attributes: Optional[Sequence[str]] = None, name: Optional[str] = None,
-                     **params: Any) -> Freshness:
+                     target_recall: Optional[float] = None, **params: Any) -> Freshness:
         """Builds an index over the vector column (``kind='graph'``: HNSW; ``'flat'``: exact).
 
         ``label`` names a numeric, TIMESTAMP or DATE column for window searches. ``attributes`` names
@@ -184,7 +184,13 @@ class VectorTable:
         in memory and the float rows in a file (``vectors_dir``, default DuckDB's temp_directory), with
         exact results. ``name``: the index's name in SQL (``knn_search(name,
         ...)``), by default ``<table>__<vector column>``; a name another index already uses is an error.
-        The index is saved in the database file on ``db.checkpoint()`` and ``db.close()``."""
+        The index is saved in the database file on ``db.checkpoint()`` and ``db.close()``.
+
+        Recall: a graph over 1,000 rows or more is built without a sample of its rows (up to 500), which then
+        serve as queries it has not seen: recall@10 against exact search is measured on them (a warning
+        under 0.9 says how to raise it; ``report.recall``), and with ``target_recall=0.95`` the smallest
+        default search width ``ef`` reaching it is chosen (``knn_index_tune``; shown in ``knn_indexes()``).
+        The sample is added last."""
         if kind not in ("graph", "flat"):
             raise ValueError(f"unknown index kind {kind!r}; use 'graph' or 'flat'")
         if label is not None:
@@ -207,36 +213,83 @@ class VectorTable:
         index_name = self._index_name(name)
         info = IndexInfo(index_name, self.name, self.vector_column, label, kind,
                          dict(params, attributes=attrs) if attrs else dict(params))
-        report = _catalog.create_index(self.db.con, info, self.id_column, self.dim, self.metric)
-        if kind == "graph":
-            report.recall = self._check_recall(info)
+        if target_recall is not None and kind != "graph":
+            raise ValueError("target_recall applies to kind='graph'; a flat index is exact")
+        if target_recall is not None and not (0 < float(target_recall) <= 1):
+            raise ValueError(f"target_recall must be in (0, 1], e.g. 0.95; got {target_recall!r}")
+        hold_out = self._hold_out(target_recall is not None) if kind == "graph" else None
+        measured: dict = {}
+        try:
+            report = _catalog.create_index(
+                self.db.con, info, self.id_column, self.dim, self.metric, hold_out=hold_out,
+                measure=lambda: measured.update(recall=self._held_out_recall(info, hold_out, target_recall)))
+        finally:
+            if hold_out is not None:
+                self.db.con.execute(f"DROP TABLE IF EXISTS {q(hold_out)}").fetchall()
+        report.recall = measured.get("recall")
         self.db._indexes_changed()
         self.db._note_rows(self, info)
         self.db._dirty.add(info.name)
         return report
 
-    RECALL_SAMPLE = 50      # rows used as queries for the recall check after a graph build
+    HOLD_OUT = 500          # rows held out of a graph build, then used as unseen queries
     RECALL_WARN = 0.9       # recall@10 under this warns
 
-    def _check_recall(self, info: IndexInfo) -> Optional[float]:
-        """recall@10 of the new graph index at its default ef, measured by the index itself with 50 of its
-        rows spread evenly as queries (``knn_index_recall``: exact top 10 against the graph's, ties
-        counted; kept in ``knn_indexes().recall``); a warning under 0.9 says how to raise it. The rows are
-        in the index, so the estimate is optimistic by about one hit in ten on data where the graph
-        struggles. Indexes under 1,000 rows are not checked."""
+    def _hold_out(self, always: bool) -> Optional[str]:
+        """A temporary table of the ids held out of the build: up to HOLD_OUT rows (a tenth of the table at
+        most), drawn reproducibly; None under 1,000 rows unless ``always``."""
         con = self.db.con
-        rows = con.execute("SELECT rows FROM knn_indexes() WHERE name = ?", [info.name]).fetchall()
-        if not rows or rows[0][0] < 1000:
+        rows = con.execute(f"SELECT count(*) FROM {q(self.name)} WHERE {q(self.vector_column)} IS NOT NULL "
+                           f"AND {q(self.id_column)} IS NOT NULL").fetchall()[0][0]
+        if rows < 1000 and not (always and rows >= 20):
             return None
-        recall, ef = con.execute("SELECT recall, ef FROM knn_index_recall(?, k := 10, queries := ?)",
-                                 [info.name, self.RECALL_SAMPLE]).fetchall()[0]
+        size = min(self.HOLD_OUT, max(10, rows // 10))
+        name = "_knnsql_hold_out"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {q(self.id_column)} AS id FROM {q(self.name)} "
+                    f"WHERE {q(self.vector_column)} IS NOT NULL AND {q(self.id_column)} IS NOT NULL "
+                    f"USING SAMPLE {size} ROWS (reservoir, 7)").fetchall()
+        return name
+
+    def _held_out_recall(self, info: IndexInfo, hold_out: str, target: Optional[float]) -> Optional[float]:
+        """recall@10 over the held-out rows (exact top 10 of the built rows against the graph's, ties counted);
+        with a target, first the smallest default ef reaching it (knn_index_tune). Warns under 0.9."""
+        con = self.db.con
+        rows = (f"FROM {q(self.name)} t SEMI JOIN {q(hold_out)} h ON t.{q(self.id_column)} = h.id")
+        emb = f"t.{q(self.vector_column)}"
+        if target is not None:
+            con.execute(f"SELECT knn_index_tune(?, {emb}, ?) {rows}", [info.name, float(target)]).fetchall()
+        recall = con.execute(f"SELECT avg(knn_recall(?, {emb}, 10)) {rows}", [info.name]).fetchall()[0][0]
+        ef = con.execute("SELECT ef FROM knn_indexes() WHERE name = ?", [info.name]).fetchall()[0][0]
         if recall is not None and recall < self.RECALL_WARN:
             import warnings
 
             warnings.warn(f"index {info.name!r}: recall@10 is about {recall:.2f} at ef={ef} (measured on "
-                          f"{self.RECALL_SAMPLE} rows); search with a larger ef (search(q).ef(256)), or rebuild "
-                          f"with create_index(replace=True, ef=256, m=32) for this data", stacklevel=3)
+                          f"held-out rows); search with a larger ef (search(q).ef(256)), rebuild with "
+                          f"create_index(replace=True, target_recall=0.95), or with m=32 for this data",
+                          stacklevel=5)
         return None if recall is None else float(recall)
+
+    def tune(self, target_recall: float, queries: Any) -> int:
+        """Sets the graph index's default search width ``ef`` to the smallest reaching ``target_recall``
+        (recall@10 against exact search) over ``queries``, an (n, d) array of vectors the index does not
+        hold (its own rows are far easier queries and would tune ef too low). Returns the ef chosen."""
+        info = self._require_index()
+        if info.kind != "graph":
+            raise ValueError("tune applies to graph indexes; a flat index is exact")
+        Q = np.asarray(queries, dtype=np.float32)
+        if Q.ndim != 2 or Q.shape[1] != self.dim or Q.shape[0] == 0:
+            raise ValueError(f"queries must be an (n, {self.dim}) array with n >= 1, got shape {Q.shape}")
+        from ._arrow import vectors_table
+
+        con = self.db.con
+        con.register("_knnsql_tune_q", vectors_table(Q))
+        try:
+            ef = con.execute("SELECT knn_index_tune(?, emb, ?) FROM _knnsql_tune_q",
+                             [info.name, float(target_recall)]).fetchall()[0][0]
+        finally:
+            con.unregister("_knnsql_tune_q")
+        self.db._dirty.add(info.name)
+        return int(ef)
 
     def _index_name(self, name: Optional[str]) -> str:
         """The new index's name, checked: within the core's 128 bytes, and used by no other index

@@ -4,10 +4,16 @@
  * it runs over any query relation: SELECT avg(knn_recall('docs', emb, 10, 64)) FROM sample_queries.
  * A flat index is exact: its recall is 1. NULL name, query or k gives NULL.
  *
- * knn_index_recall(name, k := 10, queries := 100, ef := 0) -> one row (name, recall, k, ef, queries, rows):
- * the index measures itself (ext/core/analytics/recall.c's self-check: stored rows spread evenly as
- * queries, at its default ef unless ef := says otherwise) and keeps the figure, which knn_indexes()
- * then shows beside the row count it was measured at. */
+ * knn_index_recall(name, k := 10, sample := 100, ef := 0) -> one row (name, recall, k, ef, queries, rows):
+ * recall@k over `sample` of the index's own rows spread evenly, each left out of its own answer (an
+ * optimistic figure: ext/core/analytics/recall.c; knn_recall over held-out queries is the realistic one),
+ * at the default ef unless ef := says otherwise; the figure is kept, and knn_indexes() shows it beside the
+ * row count it was measured at.
+ *
+ * knn_index_tune(name, query, target_recall [, k [, max_ef]]) -> BIGINT ef, an aggregate over held-out queries
+ * (SELECT knn_index_tune('docs', emb, 0.95) FROM held_out; k 10, max_ef 4096 by default): the smallest search width on a x1.15 ladder from k whose recall@k over
+ * the held-out queries reaches the target becomes the index's default ef (searches without ef := use it;
+ * saved with the index), and the recall is kept as above. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,7 +142,7 @@ static void self_bind_fn(duckdb_bind_info info) {
     self_bind *b = knn_bind_index_name(info, sizeof *b, "knn_index_recall", &err);
     if (b == NULL) return knn_fail_bind(info, NULL, &err);
     if (!named_positive(info, "k", 10, 10000, &b->k, &err) ||
-        !named_positive(info, "queries", 100, 1000000, &b->queries, &err) ||
+        !named_positive(info, "sample", 100, 1000000, &b->queries, &err) ||
         !named_positive(info, "ef", 0, 1 << 20, &b->ef, &err)) {
         free(b);
         return knn_fail_bind(info, NULL, &err);
@@ -164,7 +170,7 @@ static void self_run(duckdb_function_info info, duckdb_data_chunk out) {
     if (e->kind == KNN_KIND_GRAPH) {
         ef = b->ef ? b->ef : knn_graph_get_params(e->graph).ef;
         if (ef < b->k) ef = b->k; /* the search widens ef to k */
-        if (knn_an_graph_self_recall(e->graph, b->k, b->queries, ef, 0, &recall, &used, &err) != KNN_OK) {
+        if (knn_an_graph_self_recall(e->graph, b->k, NULL, b->queries, ef, &recall, &used, &err) != KNN_OK) {
             knn_entry_release(e);
             return knn_fail_run(info, "knn_index_recall", &err);
         }
@@ -196,12 +202,179 @@ static void self_run(duckdb_function_info info, duckdb_data_chunk out) {
     duckdb_data_chunk_set_size(out, 1);
 }
 
+/* ---- knn_index_tune (aggregate over held-out queries) ------------------------------------------ */
+
+typedef struct tune_acc {
+    char name[KNN_NAME_MAX + 1];
+    size_t dim, k, max_ef;
+    double target;
+    float *Q; /* n x dim held-out queries */
+    size_t n, cap;
+} tune_acc;
+
+static void tune_acc_free(void *p) {
+    tune_acc *a = p;
+    free(a->Q);
+    free(a);
+}
+
+/* The group's accumulator for this row's (name, target, k, max_ef), which must not change within a call. */
+static tune_acc *tune_acc_for(const knn_agg_ctx *cx, knn_agg_state *st, const char *name, size_t len, double target,
+                              int64_t k, int64_t max_ef, knn_error *err) {
+    tune_acc *a = st->acc;
+    if (a) {
+        if (strlen(a->name) != len || memcmp(a->name, name, len) != 0 || a->target != target ||
+            a->k != (size_t)k || a->max_ef != (size_t)max_ef) {
+            knn_error_set(err, KNN_EINVAL, "every row of one call must give the same index, target_recall, k and "
+                          "max_ef");
+            return NULL;
+        }
+        return a;
+    }
+    if (!(target > 0 && target <= 1)) {
+        knn_error_set(err, KNN_EINVAL, "target_recall must be in (0, 1], e.g. 0.95; got %g", target);
+        return NULL;
+    }
+    if (k < 1 || k > 10000 || max_ef < 1 || max_ef > (1 << 20)) {
+        knn_error_set(err, KNN_EINVAL, "k must be 1 to 10000 and max_ef 1 to 1048576 (got %lld and %lld)",
+                      (long long)k, (long long)max_ef);
+        return NULL;
+    }
+    knn_entry *e = knn_registry_get(cx->reg, name, len, err);
+    if (e == NULL) return NULL;
+    size_t dim = e->dim;
+    int graph = e->kind == KNN_KIND_GRAPH;
+    knn_entry_release(e);
+    if (!graph) {
+        knn_error_set(err, KNN_EINVAL, "index '%.*s' is flat: it is exact, there is nothing to tune", (int)len, name);
+        return NULL;
+    }
+    a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        knn_error_set(err, KNN_ENOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(a->name, name, len);
+    a->dim = dim;
+    a->k = (size_t)k;
+    a->max_ef = (size_t)max_ef;
+    a->target = target;
+    st->acc = a;
+    return a;
+}
+
+static knn_status tune_add(tune_acc *a, const float *q, knn_error *err) {
+    if (knn_grow((void **)&a->Q, &a->cap, (a->n + 1) * a->dim, sizeof *a->Q, "held-out queries", err) != KNN_OK) {
+        return err->status;
+    }
+    memcpy(a->Q + a->n * a->dim, q, a->dim * sizeof *q);
+    a->n++;
+    return KNN_OK;
+}
+
+static knn_status tune_update(const knn_agg_ctx *cx, duckdb_data_chunk input, duckdb_aggregate_state *states,
+                              knn_error *err) {
+    idx_t n = duckdb_data_chunk_get_size(input), ncols = duckdb_data_chunk_get_column_count(input);
+    duckdb_vector names = duckdb_data_chunk_get_vector(input, 0);
+    duckdb_vector targets = duckdb_data_chunk_get_vector(input, 2);
+    knn_vreader vr;
+    if (knn_vreader_init(&vr, duckdb_data_chunk_get_vector(input, 1), "knn_index_tune", "query", err) != KNN_OK) {
+        return err->status;
+    }
+    float *buf = NULL;
+    size_t buf_dim = 0;
+    knn_status s = KNN_OK;
+    for (idx_t i = 0; i < n && s == KNN_OK; i++) {
+        const char *name;
+        size_t len;
+        double target;
+        int64_t k = 10, max_ef = 4096;
+        if (!knn_get_varchar(names, i, &name, &len) || !knn_get_double(targets, i, &target)) {
+            s = knn_error_set(err, KNN_EINVAL, "index name and target_recall must not be NULL");
+            break;
+        }
+        if (ncols > 3) (void)knn_get_bigint(duckdb_data_chunk_get_vector(input, 3), i, &k);
+        if (ncols > 4) (void)knn_get_bigint(duckdb_data_chunk_get_vector(input, 4), i, &max_ef);
+        tune_acc *a = tune_acc_for(cx, knn_agg_at(states, i), name, len, target, k, max_ef, err);
+        if (a == NULL) {
+            s = err->status;
+            break;
+        }
+        if (buf_dim != a->dim) {
+            free(buf);
+            buf = malloc(a->dim * sizeof *buf);
+            buf_dim = a->dim;
+            if (buf == NULL) {
+                s = knn_error_set(err, KNN_ENOMEM, "out of memory");
+                break;
+            }
+        }
+        const float *q;
+        size_t got = 0;
+        knn_row_state rs = knn_vreader_get(&vr, i, a->dim, buf, &q, &got);
+        if (rs == KNN_ROW_NULL) continue; /* a NULL query is skipped, as NULL rows are everywhere */
+        if (rs == KNN_ROW_DIM_MISMATCH) {
+            s = knn_error_set(err, KNN_EDATA, "dimension mismatch: a query has %zu elements, index '%s' has dimension "
+                              "%zu", got, a->name, a->dim);
+        } else if (rs != KNN_ROW_OK) {
+            s = knn_error_set(err, KNN_EDATA, "a query contains a NULL element");
+        } else {
+            s = tune_add(a, q, err);
+        }
+    }
+    free(buf);
+    return s;
+}
+
+static knn_status tune_merge(const knn_agg_ctx *cx, knn_agg_state *source, knn_agg_state *target, knn_error *err) {
+    tune_acc *src = source->acc;
+    tune_acc *dst = tune_acc_for(cx, target, src->name, strlen(src->name), src->target, (int64_t)src->k,
+                                 (int64_t)src->max_ef, err);
+    for (size_t i = 0; dst && i < src->n && err->status == KNN_OK; i++) tune_add(dst, src->Q + i * src->dim, err);
+    return err->status;
+}
+
+static knn_status tune_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckdb_vector result, idx_t row,
+                                knn_error *err) {
+    tune_acc *a = st->acc;
+    if (a == NULL || a->n == 0) {
+        knn_result_null(result, row);
+        return KNN_OK;
+    }
+    knn_entry *e = knn_registry_get(cx->reg, a->name, strlen(a->name), err);
+    if (e == NULL) return err->status;
+    size_t ef = 0, used = 0;
+    double recall = NAN;
+    knn_status s = knn_an_graph_tune_ef(e->graph, a->k, a->Q, a->n, a->target, a->max_ef, &ef, &recall, &used, err);
+    if (s == KNN_OK && used > 0) {
+        knn_graph_set_default_ef(e->graph, ef);
+        atomic_store(&e->recall, recall);
+        atomic_store(&e->recall_k, a->k);
+        atomic_store(&e->recall_ef, ef);
+        atomic_store(&e->recall_rows, knn_entry_count(e));
+        ((int64_t *)duckdb_vector_get_data(result))[row] = (int64_t)ef;
+    } else if (s == KNN_OK) {
+        knn_result_null(result, row); /* the index is empty: nothing to tune */
+    }
+    knn_entry_release(e);
+    return s;
+}
+
+static const knn_agg_def tune_agg[] = {
+    {.name = "knn_index_tune", .params = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_ANY, DUCKDB_TYPE_DOUBLE, DUCKDB_TYPE_BIGINT,
+                                          DUCKDB_TYPE_BIGINT},
+     .min_params = 3, .n_params = 5, .result = DUCKDB_TYPE_BIGINT, .free_acc = tune_acc_free, .update = tune_update,
+     .merge = tune_merge, .finalize = tune_finalize},
+};
+
 static const knn_table_def self_table[] = {
     {.name = "knn_index_recall", .bind = self_bind_fn, .run = self_run, .positional = {DUCKDB_TYPE_VARCHAR},
-     .n_positional = 1, .named = {"k", "queries", "ef"},
-     .named_types = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT}, .state_size = sizeof(self_state)},
+     .n_positional = 1, .named = {"k", "sample", "ef"},
+     .named_types = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT},
+     .state_size = sizeof(self_state)},
 };
 
 bool knn_register_recall(duckdb_connection con, knn_registry *reg, knn_error *err) {
-    return knn_register_scalars(con, reg, recall_scalar, 1, err) && knn_register_tables(con, reg, self_table, 1, err);
+    return knn_register_scalars(con, reg, recall_scalar, 1, err) && knn_register_tables(con, reg, self_table, 1, err) &&
+           knn_register_aggregates(con, reg, tune_agg, 1, err);
 }

@@ -248,7 +248,7 @@ knn_status knn_filter_run(knn_graph *g, const knn_filter_rows *a, const float *q
     if (nt == 0) nt = 1;
     knn_error *errs = calloc(nt, sizeof *errs);
     if (errs == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory for %zu search threads", nt);
-    if (ef == 0) ef = g->p.ef;
+    if (ef == 0) ef = knn_graph_default_ef(g);
     if (ef < k) ef = k;
     among_job job = {g, a, plain_distances(g, ef), queries, nq, k, ef, nt, out_ids, out_dists, found, plans, errs};
     knn_parallel_run(nt, among_task, &job);

@@ -76,7 +76,8 @@ typedef struct knn_graph_overlay_ops {
 struct knn_graph {
     size_t dim;
     knn_metric metric;
-    knn_graph_params p;
+    knn_graph_params p;   /* p.ef: the width the cost models were calibrated at */
+    _Atomic size_t tuned_ef; /* the default search width when set (knn_index_tune), else p.ef; 0: not set */
     size_t m0;            /* layer-0 link slots (2m) */
     double level_mult;    /* 1/ln(m) */
     const knn_kernels *kern;

@@ -80,7 +80,7 @@ knn_status knn_graph_save(knn_graph *g, uint8_t **buf, size_t *len, knn_error *e
     PUT(&w, uint32_t, (uint32_t)g->metric);
     PUT(&w, uint32_t, (uint32_t)g->p.m);
     PUT(&w, uint32_t, (uint32_t)g->p.ef_construction);
-    PUT(&w, uint32_t, (uint32_t)g->p.ef);
+    PUT(&w, uint32_t, (uint32_t)knn_graph_default_ef(g)); /* tuned or not: the loader calibrates at it */
     PUT(&w, uint32_t, g->label_tag);
     PUT(&w, uint64_t, g->p.seed);
     PUT(&w, uint64_t, (uint64_t)g->count);

@@ -159,7 +159,7 @@ knn_status knn_graph_query_begin(knn_graph *g, const float *query, knn_search_ct
 knn_status knn_graph_plain_search(const knn_graph *g, knn_search_ctx *c, const float *q, size_t k, size_t ef,
                                   int64_t *out_ids, float *out_dists, size_t *found, knn_error *err) {
     size_t live = g->count - g->n_deleted;
-    if (ef == 0) ef = g->p.ef;
+    if (ef == 0) ef = knn_graph_default_ef(g);
     if (ef < k) ef = k;
     uint32_t ep;
     float epd;

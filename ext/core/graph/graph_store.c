@@ -193,7 +193,18 @@ size_t knn_graph_live(const knn_graph *g) { return g->count - g->n_deleted; }
 size_t knn_graph_deleted(const knn_graph *g) { return g->n_deleted; }
 size_t knn_graph_dim(const knn_graph *g) { return g->dim; }
 knn_metric knn_graph_metric(const knn_graph *g) { return g->metric; }
-knn_graph_params knn_graph_get_params(const knn_graph *g) { return g->p; }
+knn_graph_params knn_graph_get_params(const knn_graph *g) {
+    knn_graph_params p = g->p;
+    p.ef = knn_graph_default_ef(g);
+    return p;
+}
+
+size_t knn_graph_default_ef(const knn_graph *g) {
+    size_t t = atomic_load(&((knn_graph *)g)->tuned_ef);
+    return t ? t : g->p.ef;
+}
+
+void knn_graph_set_default_ef(knn_graph *g, size_t ef) { atomic_store(&g->tuned_ef, ef); }
 
 size_t knn_graph_memory(const knn_graph *g) {
     size_t bytes = sizeof *g + g->capacity * (g->slot_bytes + sizeof(uint32_t *) + 1 + sizeof(int64_t) + 1 + 1);

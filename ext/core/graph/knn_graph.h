@@ -86,7 +86,12 @@ size_t knn_graph_live(const knn_graph *g);    /* live rows */
 size_t knn_graph_deleted(const knn_graph *g); /* tombstoned rows */
 size_t knn_graph_dim(const knn_graph *g);
 knn_metric knn_graph_metric(const knn_graph *g);
+/* The settings; ef is the default search width (the tuned one when knn_graph_set_default_ef set it). */
 knn_graph_params knn_graph_get_params(const knn_graph *g);
+/* Width a search uses when it is given ef = 0. */
+size_t knn_graph_default_ef(const knn_graph *g);
+/* Sets that width (>= 1); the cost models keep the width they were calibrated at. Saved with the graph. */
+void knn_graph_set_default_ef(knn_graph *g, size_t ef);
 size_t knn_graph_memory(const knn_graph *g);  /* bytes held */
 
 /* Copies up to cap live ids in internal order; returns how many were copied. */

@@ -79,7 +79,7 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
         s = knn_graph_plain_search(g, c, q, k, ef, out_ids, out_dists, found, err);
         goto done;
     }
-    if (ef == 0) ef = g->p.ef;
+    if (ef == 0) ef = knn_graph_default_ef(g);
     if (ef < k) ef = k;
     /* the window's rows as a selector, its share the exact count (clamped to 1: the sorted list may still
      * count rows deleted since its rebuild) */
