@@ -178,6 +178,20 @@ def machine_markdown(m: dict) -> str:
             f"Python {m['python']}.")
 
 
+def report_intro(doc: dict, title: str, explanation: str) -> list:
+    """The opening lines of a suite's Markdown report: title, run line, machine, what the columns mean."""
+    return [title, "", f"Run {doc['started']} ({doc['duration_s'] / 60:.1f} min), `{doc['command']}`.", "",
+            machine_markdown(doc["machine"]), "", explanation, ""]
+
+
+def dataset_sections(datasets: dict, render: Callable[[str, dict], list]) -> list:
+    """Report lines for each dataset: a skipped one says why, the others are render(name, result)."""
+    lines: list = []
+    for name, r in datasets.items():
+        lines += [f"### {name}: skipped", "", r["skipped"], ""] if "skipped" in r else render(name, r)
+    return lines
+
+
 def md_table(headers: Sequence[str], rows: Iterable[Sequence], align: str | None = None) -> str:
     """A GitHub Markdown table; align is one char per column ('l' or 'r'), default first left, rest right."""
     headers = list(headers)

@@ -26,8 +26,8 @@ from typing import Dict
 
 import numpy as np
 
-from _common import (cpu_snapshot, fmt, foreign_load, load_dataset, log, machine_markdown, md_table, median, settle,
-                     timed)
+from _common import (cpu_snapshot, dataset_sections, fmt, foreign_load, load_dataset, log, md_table, median,
+                     report_intro, settle, timed)
 
 NAME = "quant"
 SUMMARY = "vector codes: exact flat scan over 8-bit codes vs the float flat scan and faiss (1 thread, k=10)"
@@ -127,10 +127,7 @@ def _dataset(args, name: str, opts: dict) -> dict:
 
 def run(args) -> dict:
     opts = dict(QUICK if args.quick else FULL)
-    if args.queries:
-        opts["queries"] = args.queries
-    if args.rounds:
-        opts["rounds"] = args.rounds
+    opts.update({key: getattr(args, key) for key in ("queries", "rounds") if getattr(args, key)})
     datasets = args.datasets or DEFAULT_DATASETS
     return {"options": opts, "datasets": {name: _dataset(args, name, opts) for name in datasets}}
 
@@ -139,29 +136,26 @@ LABELS = {"f32": "knnsql flat f32", "sq8": "knnsql flat sq8 (exact)", "faiss_fla
           "faiss_sq8": "faiss SQ8 (approximate)"}
 
 
+def _section(name: str, r: dict) -> list:
+    rows = []
+    for key in [k for k in LABELS if k in r["contenders"]]:
+        c = r["contenders"][key]
+        rows.append([LABELS[key], fmt(c["heap_bytes_per_row"]), fmt(c["disk_bytes"] / 1e6) + " MB" if c["disk_bytes"]
+                     else "", fmt(c["median_ms"]), fmt(c["qps"]), fmt(c["speedup_vs_f32"]) + "x",
+                     {True: "yes", False: "NO"}.get(c.get("identical_to_f32"), ""),
+                     fmt(c["recall"]) if "recall" in c else "", fmt(c["build_s"])])
+    return [f"### {name}: {r['description']} ({r['rows']:,} x {r['dim']}, {r['metric']})", "",
+            md_table(["contender", "heap B/row", "file", "1-query ms", "QPS", "vs f32", "same answer", "recall@10",
+                      "build s"], rows), "",
+            f"Other processes kept {r['load'].get('other_processes_cores', 0):.3g} cores busy on average.", ""]
+
+
 def to_markdown(doc: dict) -> str:
     res = doc["results"]
-    L = [f"## Suite `quant` — vector codes, k = {K}, one thread", "",
-         f"Run {doc['started']} ({doc['duration_s'] / 60:.1f} min), `{doc['command']}`.", "",
-         machine_markdown(doc["machine"]), "",
-         f"Single-query latency: the median over {res['options']['rounds']} interleaved rounds of each round's "
-         f"median over {res['options']['queries']} distinct queries. **vs f32** = float flat time / this time. "
-         "*heap B/row*: the index's heap bytes per row (faiss: its stored bytes); *file*: the mapped file of "
-         "float rows. *same answer*: every query's ids and distances equal the float flat index's. recall@10 "
-         "is tie-aware against the float flat result.", ""]
-    for name, r in res["datasets"].items():
-        if "skipped" in r:
-            L += [f"### {name}: skipped", "", r["skipped"], ""]
-            continue
-        L += [f"### {name}: {r['description']} ({r['rows']:,} x {r['dim']}, {r['metric']})", ""]
-        rows = []
-        for key in [k for k in LABELS if k in r["contenders"]]:
-            c = r["contenders"][key]
-            rows.append([LABELS[key], fmt(c["heap_bytes_per_row"]), fmt(c["disk_bytes"] / 1e6) + " MB" if c["disk_bytes"]
-                         else "", fmt(c["median_ms"]), fmt(c["qps"]), fmt(c["speedup_vs_f32"]) + "x",
-                         {True: "yes", False: "NO"}.get(c.get("identical_to_f32"), ""),
-                         fmt(c["recall"]) if "recall" in c else "", fmt(c["build_s"])])
-        L += [md_table(["contender", "heap B/row", "file", "1-query ms", "QPS", "vs f32", "same answer", "recall@10",
-                        "build s"], rows), ""]
-        L += [f"Other processes kept {r['load'].get('other_processes_cores', 0):.3g} cores busy on average.", ""]
-    return "\n".join(L)
+    L = report_intro(doc, f"## Suite `quant` — vector codes, k = {K}, one thread",
+                     f"Single-query latency: the median over {res['options']['rounds']} interleaved rounds of each "
+                     f"round's median over {res['options']['queries']} distinct queries. **vs f32** = float flat "
+                     "time / this time. *heap B/row*: the index's heap bytes per row (faiss: its stored bytes); "
+                     "*file*: the mapped file of float rows. *same answer*: every query's ids and distances equal "
+                     "the float flat index's. recall@10 is tie-aware against the float flat result.")
+    return "\n".join(L + dataset_sections(res["datasets"], _section))

@@ -11,8 +11,8 @@
  * row count it was measured at.
  *
  * knn_index_tune(name, query, target_recall [, k [, max_ef]]) -> BIGINT ef, an aggregate over held-out queries
- * (SELECT knn_index_tune('docs', emb, 0.95) FROM held_out; k 10, max_ef 4096 by default): the smallest search width on a x1.15 ladder from k whose recall@k over
- * the held-out queries reaches the target becomes the index's default ef (searches without ef := use it;
+ * (SELECT knn_index_tune('docs', emb, 0.95) FROM held_out; k 10, max_ef 4096 by default): the smallest search width on a x1.08 ladder from k whose recall@k over
+ * the held-out queries, less one standard error, reaches the target becomes the index's default ef (searches without ef := use it;
  * saved with the index), and the recall is kept as above. */
 #include <math.h>
 #include <stdio.h>
@@ -337,14 +337,13 @@ static knn_status tune_merge(const knn_agg_ctx *cx, knn_agg_state *source, knn_a
 static knn_status tune_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckdb_vector result, idx_t row,
                                 knn_error *err) {
     tune_acc *a = st->acc;
-    if (a == NULL || a->n == 0) {
-        knn_result_null(result, row);
-        return KNN_OK;
-    }
-    knn_entry *e = knn_registry_get(cx->reg, a->name, strlen(a->name), err);
-    if (e == NULL) return err->status;
     size_t ef = 0, used = 0;
     double recall = NAN;
+    knn_entry *e = a && a->n ? knn_registry_get(cx->reg, a->name, strlen(a->name), err) : NULL;
+    if (e == NULL) { /* no query row (NULL), or the index is gone (the error) */
+        if (a == NULL || a->n == 0) knn_result_null(result, row);
+        return err->status;
+    }
     knn_status s = knn_an_graph_tune_ef(e->graph, a->k, a->Q, a->n, a->target, a->max_ef, &ef, &recall, &used, err);
     if (s == KNN_OK && used > 0) {
         knn_graph_set_default_ef(e->graph, ef);

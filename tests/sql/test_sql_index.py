@@ -279,13 +279,12 @@ def test_sq8_flat_index_answers_as_the_float_one(db, vecs, metric, tmp_path):
     assert int(info["c"][1]) < int(info["f"][1])
 
 
-@pytest.mark.parametrize("opts, message", [
-    ("quantization := 'pq'", "quantization 'pq' is not known"),
-    ("quantization := 'sq8'", "built for kind := 'flat' so far"),
-    ("kind := 'flat', quantization := 'sq8', metric := 'ip'", "bounds Euclidean distances"),
-    ("kind := 'flat', vectors_dir := '/tmp'", "vectors_dir applies to quantization := 'sq8' only"),
-])
-def test_sq8_options_are_checked(db, opts, message):
-    with pytest.raises(duckdb.Error, match=message):
-        db.execute(f"SELECT * FROM knn_index_create('x', dim := 4, {opts})").fetchall()
+def test_sq8_options_are_checked(db):
+    for opts, message in {"quantization := 'pq'": "quantization 'pq' is not known",
+                          "quantization := 'sq8'": "built for kind := 'flat' so far",
+                          "kind := 'flat', quantization := 'sq8', metric := 'ip'": "bounds Euclidean distances",
+                          "kind := 'flat', vectors_dir := '/tmp'": "vectors_dir applies to quantization := 'sq8' only",
+                          }.items():
+        with pytest.raises(duckdb.Error, match=message):
+            db.execute(f"SELECT * FROM knn_index_create('x', dim := 4, {opts})").fetchall()
     assert db.execute("SELECT count(*) FROM knn_indexes()").fetchall()[0][0] == 0
