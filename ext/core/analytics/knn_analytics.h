@@ -68,8 +68,8 @@ knn_status knn_an_graph_recall_e(struct knn_graph *g, const float *Q, size_t nq,
  * ef 0: the index's default. *out_used the queries measured (0 and NaN when none has a neighbour). */
 knn_status knn_an_graph_self_recall(struct knn_graph *g, size_t k, const float *Q, size_t nq, size_t ef,
                                     double *out_mean, size_t *out_used, knn_error *err);
-/* The smallest ef on the ladder k, x1.15, ... (at most max_ef) whose recall@k over the queries (as above)
- * reaches target, with that recall; max_ef and its recall when none does. */
+/* The smallest ef on the ladder k, x1.08, ... (at most max_ef) whose recall@k over the queries (as above),
+ * less one standard error, reaches target, with that recall; max_ef and its recall when none does. */
 knn_status knn_an_graph_tune_ef(struct knn_graph *g, size_t k, const float *Q, size_t nq, double target,
                                 size_t max_ef, size_t *out_ef, double *out_recall, size_t *out_used, knn_error *err);
 

@@ -13,8 +13,11 @@
  * answer (k + 1 searched, its row dropped). Rows of the graph are still far easier queries than unseen
  * ones: the beam reaches the row's node, whose links are its neighbours (MiniLM-60k, ef 10: 0.97 from rows
  * against 0.75 on held-out queries), so tuning takes held-out queries only. The exact side is computed
- * once per query; tuning then walks ef up a geometric ladder (x1.15, from k) until the target holds,
- * re-running only the graph searches: the smallest width on the ladder that meets it. */
+ * once per query; tuning then walks ef up a geometric ladder (x1.08, from k) re-running only the graph
+ * searches, and stops at the first width whose mean recall minus one standard error of that mean reaches
+ * the target: the held-out sample is a few hundred queries, and without that margin the width lands
+ * below the target on other queries about half the time (measured: 0.894 for 0.9 on MiniLM). */
+#define TUNE_STEP 1.08
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,7 +232,7 @@ static knn_status self_set_build(knn_graph *g, size_t k, size_t nq, self_set *s,
 
 /* Mean recall@k of the graph at width ef over the set (rows as queries: each left out of its own answer);
  * *used the queries that count. */
-static knn_status self_set_recall(knn_graph *g, const self_set *s, size_t ef, double *mean, size_t *used,
+static knn_status self_set_recall(knn_graph *g, const self_set *s, size_t ef, double *mean, double *se, size_t *used,
                                   knn_error *err) {
     const size_t kk = s->given ? s->k : s->k + 1;
     if (ef == 0) ef = knn_graph_default_ef(g);
@@ -240,7 +243,7 @@ static knn_status self_set_recall(knn_graph *g, const self_set *s, size_t ef, do
         free(dists);
         return knn_error_set(err, KNN_ENOMEM, "knn_index_recall: out of memory");
     }
-    double sum = 0;
+    double sum = 0, sum2 = 0;
     size_t n = 0;
     knn_status st = KNN_OK;
     for (size_t q = 0; q < s->n && st == KNN_OK; q++) {
@@ -255,12 +258,16 @@ static knn_status self_set_recall(knn_graph *g, const self_set *s, size_t ef, do
             others++;
             hits += dists[r] <= tol;
         }
-        sum += (double)hits / (double)s->k;
+        double r = (double)hits / (double)s->k;
+        sum += r;
+        sum2 += r * r;
         n++;
     }
     free(ids);
     free(dists);
     *mean = n ? sum / (double)n : NAN;
+    double var = n > 1 ? (sum2 - sum * sum / (double)n) / (double)(n - 1) : 0.0;
+    *se = n ? sqrt(var > 0 ? var : 0) / sqrt((double)n) : NAN; /* standard error of the mean */
     *used = n;
     return st;
 }
@@ -276,7 +283,8 @@ knn_status knn_an_graph_self_recall(knn_graph *g, size_t k, const float *Q, size
     if (k == 0 || (nq == 0 && !Q)) return knn_error_set(err, KNN_EINVAL, "knn_index_recall: k and queries must be >= 1");
     self_set s;
     if (set_build(g, k, Q, nq, &s, err) != KNN_OK) return err->status;
-    knn_status st = self_set_recall(g, &s, ef, out_mean, out_used, err);
+    double se;
+    knn_status st = self_set_recall(g, &s, ef, out_mean, &se, out_used, err);
     self_set_free(&s);
     return st;
 }
@@ -293,16 +301,17 @@ knn_status knn_an_graph_tune_ef(knn_graph *g, size_t k, const float *Q, size_t n
     self_set s;
     if (set_build(g, k, Q, nq, &s, err) != KNN_OK) return err->status;
     knn_status st = KNN_OK;
-    for (double e = (double)k; st == KNN_OK; e = ceil(e * 1.15)) {
+    for (double e = (double)k; st == KNN_OK; e = ceil(e * TUNE_STEP)) {
         size_t ef = (size_t)e > max_ef ? max_ef : (size_t)e;
-        double r;
+        double r, se;
         size_t used;
-        st = self_set_recall(g, &s, ef, &r, &used, err);
+        st = self_set_recall(g, &s, ef, &r, &se, &used, err);
         if (st != KNN_OK) break;
         *out_ef = ef;
         *out_recall = r;
         *out_used = used;
-        if (!(r < target) || ef >= max_ef) break; /* met (or nothing to measure), or the ladder's top */
+        /* met with one standard error to spare (or nothing to measure), or the ladder's top */
+        if (!(r - se < target) || ef >= max_ef) break;
     }
     self_set_free(&s);
     return st;
