@@ -56,11 +56,13 @@ class KnnsqlVectorStore(VectorStore):
 
     ``embedding``: the LangChain embeddings model. ``db``: a ``knnsql.connect(...)`` database (default: a
     new in-memory one). ``table``: the table name (created on the first add, when the dimension is known;
-    an existing one is reused). ``metric``: ``'cosine'`` (default), ``'l2'`` or ``'ip'``.
+    an existing one is reused). ``metric``: ``'cosine'`` (default), ``'l2'`` or ``'ip'``. ``index_options``:
+    passed to ``create_index`` when the first add builds the index (e.g. ``{"target_recall": 0.95}``).
     """
 
     def __init__(self, embedding: Embeddings, *, db: Optional[knnsql.Database] = None, table: str = "langchain",
-                 metric: str = "cosine") -> None:
+                 metric: str = "cosine", index_options: Optional[dict] = None) -> None:
+        self._index_options = dict(index_options or {})
         self._embedding = embedding
         self._db = db if db is not None else knnsql.connect()
         self._name = table
@@ -107,7 +109,7 @@ class KnnsqlVectorStore(VectorStore):
                    "doc_id": [ids[i] for i in rows], "text": [texts[i] for i in rows],
                    "metadata": [json.dumps(metadatas[i] or {}) for i in rows]})
         if table.index is None:
-            table.create_index(attributes=[])
+            table.create_index(**{"attributes": [], **self._index_options})
         return ids
 
     def _delete_doc_ids(self, doc_ids: Sequence[str]) -> int:

@@ -87,7 +87,8 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
     """A LlamaIndex vector store backed by a knnsql vector table and its HNSW index.
 
     ``db``: a ``knnsql.connect(...)`` database (default: a new in-memory one); ``table``: created on the first
-    add (when the dimension is known), an existing one is reused; ``metric``: 'cosine' (default), 'l2', 'ip'.
+    add (when the dimension is known), an existing one is reused; ``metric``: 'cosine' (default), 'l2', 'ip';
+    ``index_options``: passed to ``create_index`` when the first add builds the index.
     Similarities are 1 - cosine distance (cosine), the inner product (ip) or minus the squared distance (l2).
     """
 
@@ -97,10 +98,12 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
     metric: str = "cosine"
     _db: Any = PrivateAttr()
     _table: Any = PrivateAttr(default=None)
+    _index_options: dict = PrivateAttr(default_factory=dict)
 
     def __init__(self, db: Optional[knnsql.Database] = None, table: str = "llamaindex", metric: str = "cosine",
-                 **kwargs: Any) -> None:
+                 index_options: Optional[dict] = None, **kwargs: Any) -> None:
         super().__init__(table_name=table, metric=metric, **kwargs)
+        self._index_options = dict(index_options or {})
         self._db = db if db is not None else knnsql.connect()
         self._table = self._db.table(table) if table in self._db.tables() else None
 
@@ -136,7 +139,7 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
             "node": [json.dumps(node_to_metadata_dict(nodes[i], remove_text=True, flat_metadata=self.flat_metadata))
                      for i in rows]})
         if self._table.index is None:
-            self._table.create_index(attributes=[])
+            self._table.create_index(**{"attributes": [], **self._index_options})
         return [n.node_id for n in nodes]
 
     def _delete_where(self, cond: str) -> int:
