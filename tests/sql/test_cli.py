@@ -64,10 +64,12 @@ def test_install_makes_load_by_name_work_in_python_and_the_cli(tmp_path):
 
 
 def test_knnsql_command_prints_info_and_installs(tmp_path):
-    info = subprocess.run([sys.executable, "-m", "knnsql", "info"], capture_output=True, text=True, timeout=120)
+    # run from elsewhere: in the repository the source folder would shadow the installed package
+    info = subprocess.run([sys.executable, "-m", "knnsql", "info"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
     assert info.returncode == 0, info.stderr
     assert "knnsql " in info.stdout and "SIMD " in info.stdout and knnsql.extension_path() in info.stdout
-    ins = subprocess.run([sys.executable, "-m", "knnsql", "install", "--extension-directory", str(tmp_path)],
-                         capture_output=True, text=True, timeout=120)
+    ins = subprocess.run([sys.executable, "-m", "knnsql", "install", "--extension-directory", str(tmp_path / "ext")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert ins.returncode == 0, ins.stderr
     assert "LOAD knnsql now works by name" in ins.stdout and "-unsigned" in ins.stdout
