@@ -10,7 +10,8 @@ compose as in Python.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+import re
+from typing import Any, Optional, Sequence
 
 _NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 
@@ -75,3 +76,113 @@ class Field:
         blank = self._sure(f"{self.type} = 'VARCHAR' AND {self.text} = ''")
         no_items = self._sure(f"{self.type} = 'ARRAY' AND json_array_length({self.json}) = 0")
         return f"({self.missing()} OR {blank} OR {no_items})"
+
+
+# ---- scalar metadata keys as typed columns --------------------------------------------------------------
+
+TYPED_PREFIX = "m_"
+_MAX_TYPED = 16
+_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+
+
+def _fits(value: Any, sqltype: str) -> bool:
+    if sqltype == "BOOLEAN":
+        return isinstance(value, bool)
+    if sqltype == "BIGINT":
+        return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
+    if sqltype == "DOUBLE":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def infer_typed(metadatas: Sequence[dict]) -> dict:
+    """{key: SQL type} for the scalar keys of a first batch worth a typed column: a name that is an identifier,
+    and every non-null value a bool (BOOLEAN), an int (BIGINT), a number (DOUBLE) or a string (VARCHAR)."""
+    kinds: dict = {}
+    for md in metadatas:
+        for key, v in (md or {}).items():
+            if v is None or not isinstance(key, str) or not _SAFE_KEY.match(key):
+                continue
+            kind = ("BOOLEAN" if isinstance(v, bool) else "BIGINT" if isinstance(v, int) else
+                    "DOUBLE" if isinstance(v, float) else "VARCHAR" if isinstance(v, str) else None)
+            seen = kinds.get(key, kind)
+            if {seen, kind} == {"BIGINT", "DOUBLE"}:
+                kind = "DOUBLE"
+            elif seen != kind:
+                kind = None
+            kinds[key] = kind
+    typed = {k: t for k, t in kinds.items() if t is not None}
+    return dict(sorted(typed.items())[:_MAX_TYPED])
+
+
+def typed_value(md: Optional[dict], key: str, sqltype: str):
+    """The value for key's typed column, or NULL (None); ``misfit`` True when the document has a value that
+    does not fit the column (then the column no longer speaks for the key)."""
+    v = (md or {}).get(key)
+    if v is None:
+        return None, False
+    if not _fits(v, sqltype):
+        return None, True
+    return (float(v) if sqltype == "DOUBLE" else v), False
+
+
+def typed_compare(column: str, sqltype: str, op: str, value: Any) -> Optional[str]:
+    """``column <op> value`` on a typed column, with Python's semantics on the stored values, or None when the
+    value's type does not match the column (the JSON condition answers then)."""
+    if not _fits(value, sqltype) or (sqltype == "BOOLEAN" and op not in ("=", "<>")):
+        return None
+    lit = (("true" if value else "false") if sqltype == "BOOLEAN" else literal(value) if sqltype == "VARCHAR"
+           else repr(float(value)) if sqltype == "DOUBLE" else str(int(value)))
+    if op == "<>":  # a missing key is "not equal" too
+        return f"({column} IS NULL OR {column} <> {lit})"
+    return f"({column} IS NOT NULL AND {column} {op} {lit})"  # never NULL: NOT and OR compose as in Python
+
+
+def typed_one_of(column: str, sqltype: str, values: Sequence[Any]) -> Optional[str]:
+    parts = [typed_compare(column, sqltype, "=", v) for v in values]
+    if not parts or any(p is None for p in parts):
+        return None
+    return "(" + " OR ".join(parts) + ")"
+
+
+class TypedColumns:
+    """The typed columns of a store's table (``m_<key>``), and which of them still speak for their key: a key
+    stops being served by its column once a document gives it a value of another type (the JSON answers
+    then). Filters on served keys run inside the index, as the table's attribute columns."""
+
+    def __init__(self, types: dict):
+        self.types = dict(types)
+        self.served = set(types)
+
+    @classmethod
+    def of_table(cls, con, table: str, quote) -> "TypedColumns":
+        rows = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? "
+                           "AND starts_with(column_name, ?)", [table, TYPED_PREFIX]).fetchall()
+        tc = cls({name[len(TYPED_PREFIX):]: typ for name, typ in rows})
+        for key in list(tc.served):
+            f = Field(key)
+            stray = con.execute(f"SELECT count(*) FROM {quote(table)} WHERE NOT {f.missing()} AND "
+                                f"{quote(TYPED_PREFIX + key)} IS NULL").fetchall()[0][0]
+            if stray:
+                tc.served.discard(key)
+        return tc
+
+    def columns(self) -> dict:
+        return {TYPED_PREFIX + k: t for k, t in self.types.items()}
+
+    def values(self, metadatas: Sequence[dict]) -> dict:
+        """{column: values} for a batch; a value that does not fit retires the key's column from filtering."""
+        out = {}
+        for key, typ in self.types.items():
+            col = []
+            for md in metadatas:
+                v, misfit = typed_value(md, key, typ)
+                if misfit:
+                    self.served.discard(key)
+                col.append(v)
+            out[TYPED_PREFIX + key] = col
+        return out
+
+    def column(self, key: str) -> Optional[tuple]:
+        """(column, SQL type) when the key is served by its column, else None."""
+        return (TYPED_PREFIX + key, self.types[key]) if key in self.served else None

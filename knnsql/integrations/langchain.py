@@ -30,14 +30,15 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 import knnsql
 
 from .._sql import quote_ident as q
-from ._metadata import Field, literal as _literal
+from ._metadata import Field, TypedColumns, infer_typed, literal as _literal, typed_one_of
 
 _COLUMNS = {"doc_id": "VARCHAR", "text": "VARCHAR", "metadata": "VARCHAR"}
 
 
-def _filter_sql(filter: Optional[dict]) -> Optional[str]:
-    """A metadata filter {key: value, ...} (all must hold; a list value means any of them) as a condition on
-    the JSON metadata column, compared as Python compares the decoded values (1 == 1.0, "1" != 1)."""
+def _filter_sql(filter: Optional[dict], typed: Optional[TypedColumns] = None) -> Optional[str]:
+    """A metadata filter {key: value, ...} (all must hold; a list value means any of them) as a condition:
+    on the key's typed column when it serves the key (the index evaluates it), else on the JSON metadata,
+    compared as Python compares the decoded values (1 == 1.0, "1" != 1)."""
     if not filter:
         return None
     if not isinstance(filter, dict):
@@ -47,7 +48,9 @@ def _filter_sql(filter: Optional[dict]) -> Optional[str]:
         values = list(value) if isinstance(value, (list, tuple, set)) else [value]
         if not values:
             raise ValueError(f"filter on {key!r}: an empty list matches nothing")
-        parts.append(Field(key).one_of(values))
+        col = typed.column(str(key)) if typed is not None else None
+        cond = typed_one_of(*col, values) if col else None
+        parts.append(cond or Field(key).one_of(values))
     return " AND ".join(parts)
 
 
@@ -70,6 +73,7 @@ class KnnsqlVectorStore(VectorStore):
         self._name = table
         self._metric = metric
         self._table = self._db.table(table) if table in self._db.tables() else None
+        self._typed = TypedColumns.of_table(self._db.con, table, q) if self._table is not None else None
 
     @property
     def embeddings(self) -> Embeddings:
@@ -80,9 +84,11 @@ class KnnsqlVectorStore(VectorStore):
         return self._db
 
     # ---- writing ------------------------------------------------------------------------------------
-    def _ensure_table(self, dim: int):
-        if self._table is None:
-            self._table = self._db.create_table(self._name, dim=dim, metric=self._metric, columns=_COLUMNS)
+    def _ensure_table(self, dim: int, metadatas: Sequence[dict]):
+        if self._table is None:  # the first batch's scalar metadata keys get typed columns (filters in the index)
+            self._typed = TypedColumns(infer_typed(metadatas))
+            self._table = self._db.create_table(self._name, dim=dim, metric=self._metric,
+                                                columns={**_COLUMNS, **self._typed.columns()})
         elif self._table.dim != dim:
             raise ValueError(f"embeddings have {dim} dimensions, table {self._name!r} holds {self._table.dim}")
         return self._table
@@ -104,15 +110,17 @@ class KnnsqlVectorStore(VectorStore):
         for pos, doc_id in enumerate(ids):
             keep[doc_id] = pos
         rows = sorted(keep.values())
-        table = self._ensure_table(vectors.shape[1])
+        table = self._ensure_table(vectors.shape[1], [metadatas[i] or {} for i in rows])
         self._delete_doc_ids(list(keep))
         start = self._db.con.execute(f"SELECT coalesce(max(id), -1) + 1 FROM {q(self._name)}").fetchall()[0][0]
         table.add({"id": np.arange(start, start + len(rows), dtype=np.int64), "emb": vectors[rows],
                    "doc_id": [ids[i] for i in rows], "text": [texts[i] for i in rows],
-                   "metadata": [json.dumps(metadatas[i] or {}) for i in rows]})
+                   "metadata": [json.dumps(metadatas[i] or {}) for i in rows],
+                   **self._typed.values([metadatas[i] or {} for i in rows])})
         if table.index is None:
             # the columns a search returns live in the index too: a search is then one call into it, with no join
-            table.create_index(**{"attributes": ["doc_id", "text", "metadata"], **self._index_options})
+            table.create_index(**{"attributes": ["doc_id", "text", "metadata", *self._typed.columns()],
+                                  **self._index_options})
         return ids
 
     def _delete_doc_ids(self, doc_ids: Sequence[str]) -> int:
@@ -145,7 +153,7 @@ class KnnsqlVectorStore(VectorStore):
             return []
         cols = ["doc_id", "text", "metadata"] + (["emb"] if with_vectors else [])
         s = self._table.search(np.asarray(vector, dtype=np.float32)).select(cols).limit(k)
-        cond = _filter_sql(filter)
+        cond = _filter_sql(filter, self._typed)
         if cond:
             s = s.where(cond)
         return s.to_list()

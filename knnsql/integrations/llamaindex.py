@@ -23,8 +23,8 @@ try:
     from llama_index.core.bridge.pydantic import PrivateAttr
     from llama_index.core.schema import BaseNode
     from llama_index.core.vector_stores.types import (BasePydanticVectorStore, FilterCondition, FilterOperator,
-                                                      MetadataFilters, VectorStoreQuery, VectorStoreQueryMode,
-                                                      VectorStoreQueryResult)
+                                                      MetadataFilter, MetadataFilters, VectorStoreQuery,
+                                                      VectorStoreQueryMode, VectorStoreQueryResult)
     from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError("knnsql.integrations.llamaindex needs llama-index-core: pip install knnsql[llamaindex]") from exc
@@ -32,21 +32,46 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 import knnsql
 
 from .._sql import quote_ident as q
-from ._metadata import Field, literal
+from ._metadata import Field, TypedColumns, infer_typed, literal, typed_compare, typed_one_of
 
 _COLUMNS = {"node_id": "VARCHAR", "ref_doc_id": "VARCHAR", "text": "VARCHAR", "metadata": "VARCHAR",
             "node": "VARCHAR"}
 
 
-def filters_sql(filters: Optional[MetadataFilters]) -> Optional[str]:
-    """MetadataFilters as one SQL condition on the ``metadata`` column (None: no filter)."""
+_TYPED_OPS = {FilterOperator.EQ: "=", FilterOperator.NE: "<>", FilterOperator.GT: ">", FilterOperator.GTE: ">=",
+              FilterOperator.LT: "<", FilterOperator.LTE: "<="}
+
+
+def _typed_sql(f: MetadataFilter, typed: Optional[TypedColumns]) -> Optional[str]:
+    """The filter on the key's typed column (evaluated in the index) when one serves it, else None."""
+    col = typed.column(f.key) if typed is not None else None
+    if col is None:
+        return None
+    if f.operator in _TYPED_OPS:
+        return typed_compare(*col, _TYPED_OPS[f.operator], f.value)
+    values = f.value if isinstance(f.value, list) else [f.value]
+    if f.operator == FilterOperator.IN:
+        return typed_one_of(*col, values)
+    if f.operator == FilterOperator.NIN:
+        inside = typed_one_of(*col, values)
+        return f"({col[0]} IS NULL OR NOT {inside})" if inside else None
+    return None
+
+
+def filters_sql(filters: Optional[MetadataFilters], typed: Optional[TypedColumns] = None) -> Optional[str]:
+    """MetadataFilters as one SQL condition: on a key's typed column where it serves the key, else on the
+    JSON ``metadata`` column (None: no filter)."""
     if filters is None or not filters.filters:
         return None
     parts = []
     for f in filters.filters:
         if isinstance(f, MetadataFilters):
-            sub = filters_sql(f)
+            sub = filters_sql(f, typed)
             parts.append(f"({sub})" if sub else "true")
+            continue
+        fast = _typed_sql(f, typed)
+        if fast is not None:
+            parts.append(fast)
             continue
         fld, op, v = Field(f.key), f.operator, f.value
         if op == FilterOperator.EQ:
@@ -100,6 +125,7 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
     _db: Any = PrivateAttr()
     _table: Any = PrivateAttr(default=None)
     _index_options: dict = PrivateAttr(default_factory=dict)
+    _typed: Any = PrivateAttr(default=None)
 
     def __init__(self, db: Optional[knnsql.Database] = None, table: str = "llamaindex", metric: str = "cosine",
                  index_options: Optional[dict] = None, **kwargs: Any) -> None:
@@ -107,6 +133,7 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
         self._index_options = dict(index_options or {})
         self._db = db if db is not None else knnsql.connect()
         self._table = self._db.table(table) if table in self._db.tables() else None
+        self._typed = TypedColumns.of_table(self._db.con, table, q) if self._table is not None else None
 
     @classmethod
     def class_name(cls) -> str:
@@ -122,9 +149,10 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
         if not nodes:
             return []
         vectors = np.asarray([n.get_embedding() for n in nodes], dtype=np.float32)
-        if self._table is None:
+        if self._table is None:  # the first batch's scalar metadata keys get typed columns (filters in the index)
+            self._typed = TypedColumns(infer_typed([n.metadata for n in nodes]))
             self._table = self._db.create_table(self.table_name, dim=vectors.shape[1], metric=self.metric,
-                                                columns=_COLUMNS)
+                                                columns={**_COLUMNS, **self._typed.columns()})
         elif self._table.dim != vectors.shape[1]:
             raise ValueError(f"embeddings have {vectors.shape[1]} dimensions, table {self.table_name!r} holds "
                              f"{self._table.dim}")
@@ -138,10 +166,12 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
             "text": [nodes[i].get_content() for i in rows],
             "metadata": [json.dumps(nodes[i].metadata or {}) for i in rows],
             "node": [json.dumps(node_to_metadata_dict(nodes[i], remove_text=True, flat_metadata=self.flat_metadata))
-                     for i in rows]})
+                     for i in rows],
+            **self._typed.values([nodes[i].metadata for i in rows])})
         if self._table.index is None:
             # the columns a query returns live in the index too: a query is then one call into it, with no join
-            self._table.create_index(**{"attributes": ["node_id", "text", "node"], **self._index_options})
+            self._table.create_index(**{"attributes": ["node_id", "text", "node", *self._typed.columns()],
+                                        **self._index_options})
         return [n.node_id for n in nodes]
 
     def _delete_where(self, cond: str) -> int:
@@ -160,15 +190,14 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
         self._delete_where("true")
 
     # ---- reading ------------------------------------------------------------------------------------
-    @staticmethod
-    def _where(node_ids: Optional[Sequence[str]], filters: Optional[MetadataFilters],
+    def _where(self, node_ids: Optional[Sequence[str]], filters: Optional[MetadataFilters],
                doc_ids: Optional[Sequence[str]] = None) -> Optional[str]:
         parts = []  # an empty id list restricts nothing, as in LlamaIndex's own stores
         if node_ids:
             parts.append(f"node_id IN ({', '.join(literal(i) for i in node_ids)})")
         if doc_ids:
             parts.append(f"ref_doc_id IN ({', '.join(literal(i) for i in doc_ids)})")
-        f = filters_sql(filters)
+        f = filters_sql(filters, self._typed)
         if f:
             parts.append(f)
         return " AND ".join(parts) if parts else None

@@ -77,3 +77,25 @@ def test_bad_filters_name_the_fix(store):
         store.similarity_search("doc", k=2, filter="lang = 'en'")
     with pytest.raises(ValueError, match="empty list matches nothing"):
         store.similarity_search("doc", k=2, filter={"lang": []})
+
+
+def test_typed_metadata_columns_filter_like_the_json(store):
+    """The first batch's scalar keys became typed columns the index filters on; results equal Python's reading
+    of the metadata, also after a document gives a key a value of another type (its column then retires)."""
+    cols = {r[0] for r in store.db.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'langchain'"
+                                           ).fetchall()}
+    assert {"m_lang", "m_n"} <= cols
+    docs = {f"d{i}": {"lang": ["en", "de", "fr"][i % 3], "n": i} for i in range(60)}
+
+    def want(flt):
+        return {d for d, md in docs.items()
+                if all(md.get(k) in (v if isinstance(v, list) else [v]) for k, v in flt.items())}
+
+    for flt in ({"lang": "de"}, {"n": [3, 4, 5, 40]}, {"lang": "en", "n": [0, 3, 6, 7]}, {"n": 3.0}, {"lang": 1}):
+        got = {d.id for d in store.similarity_search("doc 1", k=60, filter=flt)}
+        assert got == want(flt), flt
+    store.add_texts(["odd one"], metadatas=[{"lang": "en", "n": "3"}], ids=["odd"])  # n as a string
+    docs["odd"] = {"lang": "en", "n": "3"}
+    for flt in ({"n": 3}, {"n": "3"}, {"lang": "en", "n": ["3", 6]}):
+        got = {d.id for d in store.similarity_search("doc 1", k=61, filter=flt)}
+        assert got == want(flt), flt
