@@ -1,4 +1,4 @@
-"""Turning user data (pandas, Arrow, dict of numpy arrays, list of dicts) into one validated Arrow
+"""Turning user data (pandas, Polars, Arrow, dict of numpy arrays, list of dicts) into one validated Arrow
 table whose vector column is FixedSizeList<float32>[d], which DuckDB scans as FLOAT[d].
 
 Vectors never pass through Python objects row by row when they arrive as a 2-d numpy array, an
@@ -20,6 +20,8 @@ def _as_columns(data: Any) -> dict:
     """Column name -> values (numpy array, Arrow array or list), whatever the input container."""
     import pyarrow as pa
 
+    if type(data).__module__.startswith("polars") and hasattr(data, "to_arrow"):  # a Polars DataFrame
+        data = data.to_arrow()
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     if isinstance(data, pa.Table):
@@ -35,7 +37,7 @@ def _as_columns(data: Any) -> dict:
             raise DataError("a list given to add() must hold dicts, one per row")
         names = list(dict.fromkeys(k for row in data for k in row))
         return {name: [row.get(name) for row in data] for name in names}
-    raise DataError(f"add() takes a pandas DataFrame, an Arrow table, a dict of arrays or a list of "
+    raise DataError(f"add() takes a pandas or Polars DataFrame, an Arrow table, a dict of arrays or a list of "
                     f"dicts, not {type(data).__name__}")
 
 

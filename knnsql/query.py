@@ -510,6 +510,12 @@ class Search:
         """Results as a pandas DataFrame (pandas must be installed)."""
         return self.to_arrow().to_pandas()
 
+    def to_polars(self):
+        """Results as a Polars DataFrame (polars must be installed; built from the Arrow table without a copy)."""
+        import polars as pl
+
+        return pl.from_arrow(self.to_arrow())
+
     def to_list(self) -> list[dict]:
         """Results as a list of dicts, one per row."""
         return self.to_arrow().to_pylist()

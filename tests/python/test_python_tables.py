@@ -388,3 +388,16 @@ def test_source_table_survives_save_and_reopen(tmp_path):
     with knnsql.connect(path) as db:
         db.table("srcs").search(vectors(1)[0]).limit(3).to_list()  # restored from the saved bytes
         assert db.execute("SELECT source FROM knn_indexes() WHERE name = 'srcs__emb'").fetchall() == [("srcs",)]
+
+
+def test_polars_in_and_out(db):
+    pl = pytest.importorskip("polars")
+    X = vectors(30)
+    t = db.create_table("pol", dim=D, metric="l2", columns={"tag": "VARCHAR"})
+    assert t.add(pl.DataFrame({"id": np.arange(30), "emb": X, "tag": [f"t{i}" for i in range(30)]})) == 30
+    t.create_index()
+    out = t.search(X[4]).limit(3).to_polars()
+    assert isinstance(out, pl.DataFrame) and out["id"][0] == 4 and out["tag"][0] == "t4"
+    assert out.columns == ["id", "tag", "distance"]
+    with pytest.raises(knnsql.DataError, match="pandas or Polars DataFrame"):
+        t.add(42)
