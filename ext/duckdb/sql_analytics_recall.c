@@ -170,7 +170,7 @@ static void self_run(duckdb_function_info info, duckdb_data_chunk out) {
     if (e->kind == KNN_KIND_GRAPH) {
         ef = b->ef ? b->ef : knn_graph_get_params(e->graph).ef;
         if (ef < b->k) ef = b->k; /* the search widens ef to k */
-        if (knn_an_graph_self_recall(e->graph, b->k, NULL, b->queries, ef, &recall, &used, &err) != KNN_OK) {
+        if (knn_an_graph_self_recall(e->graph, b->k, b->queries, ef, &recall, &used, &err) != KNN_OK) {
             knn_entry_release(e);
             return knn_fail_run(info, "knn_index_recall", &err);
         }

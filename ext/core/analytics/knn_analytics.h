@@ -63,13 +63,13 @@ knn_status knn_an_check_nbrs(const char *fn, const int64_t *nbr, size_t nq, size
 struct knn_graph;
 knn_status knn_an_graph_recall_e(struct knn_graph *g, const float *Q, size_t nq, size_t k, size_t ef, int windowed,
                                  double lo, double hi, size_t threads, double *out_recall, knn_error *err);
-/* Mean recall@k of a graph index over the held-out queries Q (nq x dim), or with Q NULL over the stored
- * vectors of up to nq live rows, spread evenly, each left out of its own answer (optimistic: see recall.c);
- * ef 0: the index's default. *out_used the queries measured (0 and NaN when none has a neighbour). */
-knn_status knn_an_graph_self_recall(struct knn_graph *g, size_t k, const float *Q, size_t nq, size_t ef,
-                                    double *out_mean, size_t *out_used, knn_error *err);
-/* The smallest ef on the ladder k, x1.08, ... (at most max_ef) whose recall@k over the queries (as above),
- * less one standard error, reaches target, with that recall; max_ef and its recall when none does. */
+/* Mean recall@k of a graph index over the stored vectors of up to nq live rows, spread evenly, each left out
+ * of its own answer (an upper bound: see recall.c); ef 0: the index's default. *out_used the queries
+ * measured (0 and NaN when none has a neighbour). */
+knn_status knn_an_graph_self_recall(struct knn_graph *g, size_t k, size_t nq, size_t ef, double *out_mean,
+                                    size_t *out_used, knn_error *err);
+/* The smallest ef on the ladder k, x1.08, ... (at most max_ef) whose recall@k over the held-out queries Q
+ * (nq x dim), less one standard error, reaches target, with that recall; max_ef and its recall when none does. */
 knn_status knn_an_graph_tune_ef(struct knn_graph *g, size_t k, const float *Q, size_t nq, double target,
                                 size_t max_ef, size_t *out_ef, double *out_recall, size_t *out_used, knn_error *err);
 

@@ -8,9 +8,9 @@
  * function, so both sides see identical distances. Queries are independent: results do not depend on
  * the thread count.
  *
- * Set recall and tuning (knn_an_graph_self_recall, knn_an_graph_tune_ef) run over held-out queries the
- * caller gives, or else over the stored vectors of nq live rows spread evenly, each left out of its own
- * answer (k + 1 searched, its row dropped). Rows of the graph are still far easier queries than unseen
+ * The self-check (knn_an_graph_self_recall) runs over the stored vectors of nq live rows spread evenly, each
+ * left out of its own answer (k + 1 searched, its row dropped); tuning (knn_an_graph_tune_ef) over held-out
+ * queries the caller gives. Rows of the graph are still far easier queries than unseen
  * ones: the beam reaches the row's node, whose links are its neighbours (MiniLM-60k, ef 10: 0.97 from rows
  * against 0.75 on held-out queries), so tuning takes held-out queries only. The exact side is computed
  * once per query; tuning then walks ef up a geometric ladder (x1.08, from k) re-running only the graph
@@ -139,17 +139,17 @@ int knn_an_graph_recall(knn_graph *g, const float *Q, size_t nq, size_t k, size_
 }
 
 
-/* The self-check's queries: nq live rows spread evenly, their vectors, ids and exact (k+1)-th distance
- * (the k-th of the other rows: the query's own row is among the k + 1 nearest at distance 0). */
-typedef struct self_set {
+/* Queries with their exact k-th distance: rows of the graph (each left out: the (k+1)-th, its own row among
+ * the k + 1 nearest at distance 0) or held-out vectors the caller gives (given: the k-th). */
+typedef struct query_set {
     size_t n, k;
     int given;      /* the caller's held-out queries: nothing left out, k searched */
     float *Q;
     int64_t *ids;
     float *kth;
-} self_set;
+} query_set;
 
-static void self_set_free(self_set *s) {
+static void query_set_free(query_set *s) {
     free(s->Q);
     free(s->ids);
     free(s->kth);
@@ -157,7 +157,7 @@ static void self_set_free(self_set *s) {
 
 /* Held-out queries given by the caller (nq x dim): copied, with their exact k-th distance; no row is left
  * out of any answer. */
-static knn_status given_set_build(knn_graph *g, size_t k, const float *Q, size_t nq, self_set *s, knn_error *err) {
+static knn_status given_set_build(knn_graph *g, size_t k, const float *Q, size_t nq, query_set *s, knn_error *err) {
     memset(s, 0, sizeof *s);
     s->k = k;
     s->given = 1;
@@ -167,7 +167,7 @@ static knn_status given_set_build(knn_graph *g, size_t k, const float *Q, size_t
     float *qbuf = malloc(g->dim * sizeof *qbuf);
     if (!s->Q || !s->ids || !s->kth || !qbuf) {
         free(qbuf);
-        self_set_free(s);
+        query_set_free(s);
         return knn_error_set(err, KNN_ENOMEM, "knn_index_recall: out of memory");
     }
     memcpy(s->Q, Q, nq * g->dim * sizeof *s->Q);
@@ -177,7 +177,7 @@ static knn_status given_set_build(knn_graph *g, size_t k, const float *Q, size_t
         s->ids[q] = 0; /* unused: given queries leave nothing out */
         if (exact_scan(g, s->Q + q * g->dim, k, 0, 0, 0, &s->kth[q], &found, qbuf, err) != KNN_OK) {
             free(qbuf);
-            self_set_free(s);
+            query_set_free(s);
             return err->status;
         }
         if (found == 0) s->kth[q] = NAN;
@@ -186,7 +186,7 @@ static knn_status given_set_build(knn_graph *g, size_t k, const float *Q, size_t
     return KNN_OK;
 }
 
-static knn_status self_set_build(knn_graph *g, size_t k, size_t nq, self_set *s, knn_error *err) {
+static knn_status rows_set_build(knn_graph *g, size_t k, size_t nq, query_set *s, knn_error *err) {
     memset(s, 0, sizeof *s);
     s->k = k;
     pthread_rwlock_rdlock(&g->rw);
@@ -200,7 +200,7 @@ static knn_status self_set_build(knn_graph *g, size_t k, size_t nq, self_set *s,
     }
     if (take && (!s->Q || !s->ids || !s->kth)) {
         pthread_rwlock_unlock(&g->rw);
-        self_set_free(s);
+        query_set_free(s);
         return knn_error_set(err, KNN_ENOMEM, "knn_index_recall: out of memory");
     }
     size_t seen = 0;
@@ -214,14 +214,14 @@ static knn_status self_set_build(knn_graph *g, size_t k, size_t nq, self_set *s,
     pthread_rwlock_unlock(&g->rw);
     float *qbuf = malloc(g->dim * sizeof *qbuf);
     if (!qbuf) {
-        self_set_free(s);
+        query_set_free(s);
         return knn_error_set(err, KNN_ENOMEM, "knn_index_recall: out of memory");
     }
     for (size_t q = 0; q < s->n; q++) {
         size_t found = 0;
         if (exact_scan(g, s->Q + q * g->dim, k + 1, 0, 0, 0, &s->kth[q], &found, qbuf, err) != KNN_OK) {
             free(qbuf);
-            self_set_free(s);
+            query_set_free(s);
             return err->status;
         }
         if (found < 2) s->kth[q] = NAN; /* nothing besides itself: recall undefined */
@@ -232,7 +232,7 @@ static knn_status self_set_build(knn_graph *g, size_t k, size_t nq, self_set *s,
 
 /* Mean recall@k of the graph at width ef over the set (rows as queries: each left out of its own answer);
  * *used the queries that count. */
-static knn_status self_set_recall(knn_graph *g, const self_set *s, size_t ef, double *mean, double *se, size_t *used,
+static knn_status query_set_recall(knn_graph *g, const query_set *s, size_t ef, double *mean, double *se, size_t *used,
                                   knn_error *err) {
     const size_t kk = s->given ? s->k : s->k + 1;
     if (ef == 0) ef = knn_graph_default_ef(g);
@@ -272,20 +272,16 @@ static knn_status self_set_recall(knn_graph *g, const self_set *s, size_t ef, do
     return st;
 }
 
-static knn_status set_build(knn_graph *g, size_t k, const float *Q, size_t nq, self_set *s, knn_error *err) {
-    return Q ? given_set_build(g, k, Q, nq, s, err) : self_set_build(g, k, nq, s, err);
-}
-
-knn_status knn_an_graph_self_recall(knn_graph *g, size_t k, const float *Q, size_t nq, size_t ef, double *out_mean,
-                                    size_t *out_used, knn_error *err) {
+knn_status knn_an_graph_self_recall(knn_graph *g, size_t k, size_t nq, size_t ef, double *out_mean, size_t *out_used,
+                                    knn_error *err) {
     *out_mean = NAN;
     *out_used = 0;
-    if (k == 0 || (nq == 0 && !Q)) return knn_error_set(err, KNN_EINVAL, "knn_index_recall: k and queries must be >= 1");
-    self_set s;
-    if (set_build(g, k, Q, nq, &s, err) != KNN_OK) return err->status;
+    if (k == 0 || nq == 0) return knn_error_set(err, KNN_EINVAL, "knn_index_recall: k and queries must be >= 1");
+    query_set s;
+    if (rows_set_build(g, k, nq, &s, err) != KNN_OK) return err->status;
     double se;
-    knn_status st = self_set_recall(g, &s, ef, out_mean, &se, out_used, err);
-    self_set_free(&s);
+    knn_status st = query_set_recall(g, &s, ef, out_mean, &se, out_used, err);
+    query_set_free(&s);
     return st;
 }
 
@@ -294,18 +290,18 @@ knn_status knn_an_graph_tune_ef(knn_graph *g, size_t k, const float *Q, size_t n
     *out_ef = 0;
     *out_recall = NAN;
     *out_used = 0;
-    if (k == 0 || (nq == 0 && !Q)) return knn_error_set(err, KNN_EINVAL, "knn_index_tune: k and queries must be >= 1");
+    if (k == 0 || nq == 0 || !Q) return knn_error_set(err, KNN_EINVAL, "knn_index_tune: k and queries must be >= 1");
     if (!(target > 0 && target <= 1)) {
         return knn_error_set(err, KNN_EINVAL, "knn_index_tune: target_recall must be in (0, 1], got %g", target);
     }
-    self_set s;
-    if (set_build(g, k, Q, nq, &s, err) != KNN_OK) return err->status;
+    query_set s;
+    if (given_set_build(g, k, Q, nq, &s, err) != KNN_OK) return err->status;
     knn_status st = KNN_OK;
     for (double e = (double)k; st == KNN_OK; e = ceil(e * TUNE_STEP)) {
         size_t ef = (size_t)e > max_ef ? max_ef : (size_t)e;
         double r, se;
         size_t used;
-        st = self_set_recall(g, &s, ef, &r, &se, &used, err);
+        st = query_set_recall(g, &s, ef, &r, &se, &used, err);
         if (st != KNN_OK) break;
         *out_ef = ef;
         *out_recall = r;
@@ -313,6 +309,6 @@ knn_status knn_an_graph_tune_ef(knn_graph *g, size_t k, const float *Q, size_t n
         /* met with one standard error to spare (or nothing to measure), or the ladder's top */
         if (!(r - se < target) || ef >= max_ef) break;
     }
-    self_set_free(&s);
+    query_set_free(&s);
     return st;
 }
