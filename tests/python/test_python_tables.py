@@ -401,3 +401,21 @@ def test_polars_in_and_out(db):
     assert out.columns == ["id", "tag", "distance"]
     with pytest.raises(knnsql.DataError, match="pandas or Polars DataFrame"):
         t.add(42)
+
+
+def test_tune_sets_the_default_width_from_held_out_queries(db):
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((3000, 16)).astype(np.float32)
+    t = db.create_table("tun", dim=16, metric="l2")
+    t.add({"id": np.arange(3000), "emb": X})
+    t.create_index(m=6, ef_construction=40)
+    held = rng.standard_normal((200, 16)).astype(np.float32)  # not in the table
+    ef = t.tune(0.97, held)
+    assert db.execute("SELECT ef, recall_ef FROM knn_indexes()").fetchall() == [(ef, ef)]
+    got = db.execute("SELECT avg(knn_recall('tun__emb', emb, 10)) FROM (SELECT unnest($q::FLOAT[16][]) AS emb)",
+                     {"q": held.tolist()}).fetchall()[0][0]
+    assert got >= 0.97  # at the new default width
+    with pytest.raises(ValueError, match=r"queries must be an \(n, 16\) array"):
+        t.tune(0.95, held[:, :8])
+    with pytest.raises(Exception, match="target_recall must be in"):
+        t.tune(1.5, held)
