@@ -39,6 +39,8 @@ class Database:
         self._update_gen = 0  # tracked writes that may change rows in place
         self._checked: dict[str, tuple[int, int, float]] = {}  # index -> (write gen, update gen, time) last checked
         self._registry = None
+        self._text_gen = 0  # writes through the tables API (keyword indexes check their fingerprint after one)
+        self._text_checked: dict[str, tuple[int, int]] = {}  # table -> (write gen, text gen) last checked
         self._open_tables: dict[str, tuple] = {}  # name -> (write gen, VectorTable) for db.sql's checks
         #: what connect found for each saved index: restored / rebuilt / attached, and the repairs
         self.open_report: list[dict] = []

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
-from . import _catalog
+from . import _catalog, text_index
 from ._catalog import Freshness, IndexInfo
 from ._filter import attribute_kind
 from ._ingest import DataError, to_arrow
@@ -104,6 +104,7 @@ class VectorTable:
         finally:
             con.unregister("_knnsql_batch")
         self.db._note_rows(self, self.index)
+        self.db._text_gen += 1
         return len(ids)
 
     def update(self, data: Any) -> int:
@@ -123,6 +124,7 @@ class VectorTable:
             self._index_upsert("_knnsql_batch")
         finally:
             con.unregister("_knnsql_batch")
+        self.db._text_gen += 1
         return len(ids)
 
     def delete(self, ids: Optional[Iterable[int]] = None, *, where: Optional[str] = None) -> int:
@@ -153,6 +155,7 @@ class VectorTable:
             if ids is not None:
                 con.unregister("_knnsql_del")
         self.db._note_rows(self, self.index)
+        self.db._text_gen += 1
         return int(count)
 
     def _index_upsert(self, batch_name: str) -> None:
@@ -375,12 +378,51 @@ class VectorTable:
             raise ValueError(f"{self.name!r} has no index; call create_index() first")
         return info
 
+    # -- keyword index -----------------------------------------------------------------------------
+    def create_text_index(self, column: str, *, engine: str = "auto", stemmer: str = "porter",
+                          stopwords: str = "english", replace: bool = False) -> "text_index.TextIndex":
+        """Builds a BM25 keyword index over a text column, for ``search(text=...)`` (keyword and
+        hybrid search; ``knnsql.text_index``). ``engine='auto'`` uses DuckDB's fts extension when it
+        loads (stemming), else the same BM25 in plain SQL without stemming; ``'fts'`` / ``'sql'`` insist.
+        Rows written later are indexed before the next text search (the index is rebuilt)."""
+        match = [c for c in self.columns if c.lower() == str(column).lower()]
+        if not match:
+            raise ValueError(f"text column {column!r} is not in {self.name!r}; columns are {list(self.columns)}")
+        if not self.columns[match[0]].upper().startswith(("VARCHAR", "TEXT", "STRING")):
+            raise ValueError(f"column {match[0]!r} is {self.columns[match[0]]}, not text (VARCHAR)")
+        if text_index.get(self.db.con, self.name) is not None and not replace:
+            raise ValueError(f"{self.name!r} already has a text index; pass replace=True to rebuild it")
+        info = text_index.create(self.db.con, self.name, self.id_column, match[0], engine=engine,
+                                 stemmer=stemmer, stopwords=stopwords)
+        self.db._text_checked[self.name.lower()] = (self.db._write_gen, self.db._text_gen)
+        return info
+
+    @property
+    def text_index(self) -> "Optional[text_index.TextIndex]":
+        """The table's keyword index (engine, column, options), or None."""
+        return text_index.get(self.db.con, self.name)
+
+    def drop_text_index(self) -> None:
+        text_index.drop(self.db.con, self.name)
+
     # -- reads -------------------------------------------------------------------------------------
-    def search(self, query: Any) -> Search:
+    def search(self, query: Any = None, *, text: Any = None, vector: Any = None):
         """Starts a search: one vector (shape (d,)) or a matrix of queries (shape (nq, d); the result
         gets a ``query`` column, 0-based). Chain ``.where() .window() .limit() .select() .exact()
-        .ef()`` then ``.to_pandas() / .to_arrow() / .to_list() / .to_numpy()``."""
-        return Search(self, query)
+        .ef()`` then ``.to_pandas() / .to_arrow() / .to_list() / .to_numpy()``.
+
+        With ``text=`` (a string, or a list of strings paired with a matrix): a keyword search ranked by
+        BM25 over the table's text index (``create_text_index``), or, with ``vector=`` too, a hybrid
+        search fusing both rankings (``.fusion("rrf" | "weighted")``; ``knnsql.hybrid``)."""
+        if query is not None and vector is not None:
+            raise ValueError("give the query vector once: search(v) or search(vector=v)")
+        vector = query if vector is None else vector
+        if text is not None:
+            from .hybrid import HybridSearch
+            return HybridSearch(self, text, vector)
+        if vector is None:
+            raise ValueError("search() needs a query vector, text=, or both")
+        return Search(self, vector)
 
     def sample(self, n: int, method: str = "kcenter", *, seed: int = 0, where: Optional[str] = None,
                window: Optional[tuple] = None, weight: Optional[str] = None, replace: bool = False,
