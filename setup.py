@@ -7,6 +7,11 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
 
+try:  # setuptools >= 70.1 carries bdist_wheel; older ones use the wheel package's
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # pragma: no cover
+    from wheel.bdist_wheel import bdist_wheel
+
 ROOT = Path(__file__).resolve().parent
 
 
@@ -38,4 +43,17 @@ class BinaryDistribution(Distribution):
         return True
 
 
-setup(cmdclass={"build_py": BuildPyWithExtension}, distclass=BinaryDistribution)
+class PlatformWheel(bdist_wheel):
+    """Tags the wheel py3-none-<platform>: one wheel per platform serves every Python 3.
+
+    The compiled file is not a CPython extension module: DuckDB loads it through DuckDB's C extension API
+    (any DuckDB >= the API version it targets), and Python opens it with cffi in ABI mode (dlopen, no
+    libpython symbols, no Python headers at build time). So it depends on the OS and CPU (platform tag) but
+    on neither the Python version nor its ABI; a cp3X-cp3X tag would force one identical wheel per Python."""
+
+    def get_tag(self):
+        _, _, plat = super().get_tag()
+        return "py3", "none", plat
+
+
+setup(cmdclass={"build_py": BuildPyWithExtension, "bdist_wheel": PlatformWheel}, distclass=BinaryDistribution)
