@@ -13,7 +13,7 @@ import duckdb
 
 from sqlglot import exp
 
-from . import _catalog, rewrite
+from . import _catalog, rewrite, text_index
 from ._extension import load
 from ._ffi import KnnError
 from ._tracked import may_drop, may_update, may_write
@@ -187,6 +187,7 @@ class Database:
         gone = [n for n in self.tables() if n.lower() not in alive]
         for name in gone:
             self.con.execute("DELETE FROM _knnsql_tables WHERE lower(name) = lower(?)", [name]).fetchall()
+            text_index.drop(self.con, name)
         if dropped or gone:
             self._meta_cache.clear()
             self._open_tables.clear()

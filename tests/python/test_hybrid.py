@@ -280,3 +280,28 @@ def test_errors_name_the_problem_and_the_fix(docs):
     # SQL in the text is data, never SQL
     assert t.search(text="'); DROP TABLE docs; --").to_list() == []
     assert len(t) == 600
+
+
+def test_dropping_the_table_drops_its_text_index(docs):
+    db, t, texts, X = docs
+    db.drop_table("docs")
+    assert text_index.get(db.con, "docs") is None
+    assert not db.execute("SELECT * FROM duckdb_schemas() WHERE schema_name = 'knnsql_text_docs'").fetchall()
+
+
+def test_knnsql_text_index_command_builds_what_sql_clients_query(tmp_path, capsys):
+    from knnsql._cli import main
+
+    path = str(tmp_path / "cli.duckdb")
+    texts = corpus(50)
+    with knnsql.connect(path) as db:
+        db.execute("CREATE TABLE notes(id BIGINT, body VARCHAR)")
+        db.con.executemany("INSERT INTO notes VALUES (?, ?)", list(enumerate(texts)))
+    assert main(["text-index", path, "notes", "body", "--engine", "sql"]) == 0
+    assert "knnsql_text_notes.bm25" in capsys.readouterr().out
+    with knnsql.connect(path) as db:
+        got = dict(db.execute("SELECT id, score FROM knnsql_text_notes.bm25('vector search')").fetchall())
+    want = ref_bm25(texts, "vector search", set(text_index.ENGLISH_STOPWORDS))
+    assert got.keys() == want.keys() and all(got[i] == pytest.approx(want[i]) for i in want)
+    assert main(["text-index", path, "nope", "body"]) == 1
+    assert "no keyword index built" in capsys.readouterr().err
