@@ -2,22 +2,37 @@
 
 Comparisons follow Python's on the decoded values, as LlamaIndex's in-memory store applies them
 (``llama_index.core.vector_stores.utils.build_metadata_filter_fn``): a string equals only a string, a number
-only a number (1 == 1.0), ordering compares like with like and is false across types, a missing key or JSON
-null matches only the negative operators. Every condition is TRUE or FALSE, never NULL, so NOT and OR
-compose as in Python.
+only a number (1 == 1.0; a bool is the number 0 or 1, True == 1), ordering compares like with like and is false
+across types, a missing key or JSON null matches only the negative operators. Every condition is TRUE or FALSE,
+never NULL, so NOT and OR compose as in Python. Only functions knnsql's ``where()`` accepts are used (a query's
+filter goes through it).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Optional, Sequence
 
-_NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+_NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')"
 
 
 def literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def _json_forms(value: Any) -> list:
+    """The JSON texts of the values Python finds equal to value (json() normalises each as DuckDB writes list
+    elements): a number as an integer and as a double, and 0 / 1 as false / true too."""
+    if isinstance(value, (bool, int, float)) and not (isinstance(value, float) and not math.isfinite(value)):
+        forms = {json.dumps(float(value))}
+        if float(value).is_integer():
+            forms.add(str(int(value)))
+            if value in (0, 1):
+                forms.add("true" if value else "false")
+        return sorted(forms)
+    return [json.dumps(value, ensure_ascii=False)]
 
 
 class Field:
@@ -28,6 +43,9 @@ class Field:
         self.json = f"json_extract({column}, {path})"
         self.type = f"json_type({self.json})"
         self.text = f"json_extract_string({column}, {path})"
+        # the elements of a list value (JSON[]; empty for anything else); knnsql's where() allows these functions,
+        # not json_contains / json_array_length
+        self.items = f"json_extract({column}, {literal('$.' + json.dumps(str(key)) + '[*]')})"
 
     @staticmethod
     def _sure(cond: str) -> str:
@@ -38,13 +56,10 @@ class Field:
 
     def compare(self, op: str, value: Any) -> str:
         """The key's value <op> value, with Python's typing (op: =, <>, <, <=, >, >=)."""
-        if isinstance(value, bool):
-            if op not in ("=", "<>"):
-                raise ValueError(f"booleans compare with == or != only, not {op}")
-            cond = f"{self.type} = 'BOOLEAN' AND {self.text} {op} {literal(str(value).lower())}"
-            return self._sure(cond) if op == "=" else f"NOT {self._sure(self.compare('=', value))}"
-        if isinstance(value, (int, float)):
-            cond = f"{self.type} IN {_NUMBER_TYPES} AND TRY_CAST({self.text} AS DOUBLE) {op} {float(value)!r}"
+        if isinstance(value, (int, float)):  # bools are the numbers 0 and 1, on either side, as in Python
+            number = f"CASE WHEN {self.type} = 'BOOLEAN' THEN ({self.text} = 'true')::DOUBLE " \
+                     f"ELSE TRY_CAST({self.text} AS DOUBLE) END"
+            cond = f"{self.type} IN {_NUMBER_TYPES} AND {number} {op} {float(value)!r}"
         elif isinstance(value, str):
             cond = f"{self.type} = 'VARCHAR' AND {self.text} {op} {literal(value)}"
         else:
@@ -58,8 +73,9 @@ class Field:
         return "(" + " OR ".join(self.compare("=", v) for v in values) + ")" if values else "false"
 
     def holds(self, value: Any) -> str:
-        """The key's value is a list holding value (JSON containment)."""
-        return self._sure(f"{self.type} = 'ARRAY' AND json_contains({self.json}, {literal(json.dumps(value))})")
+        """The key's value is a list with an element equal to value, as Python's ``in`` (1 == 1.0 == True)."""
+        forms = ", ".join(f"json({literal(f)})" for f in _json_forms(value))
+        return self._sure(f"{self.type} = 'ARRAY' AND list_has_any({self.items}, [{forms}])")
 
     def contains(self, value: Any) -> str:
         """Python's ``value in <the key's value>``: an element of a list, or a substring of a string."""
@@ -74,7 +90,7 @@ class Field:
     def empty(self) -> str:
         """Missing, null, the empty string or the empty list."""
         blank = self._sure(f"{self.type} = 'VARCHAR' AND {self.text} = ''")
-        no_items = self._sure(f"{self.type} = 'ARRAY' AND json_array_length({self.json}) = 0")
+        no_items = self._sure(f"{self.type} = 'ARRAY' AND len({self.items}) = 0")
         return f"({self.missing()} OR {blank} OR {no_items})"
 
 

@@ -9,23 +9,31 @@ as LlamaIndex's stores keep it) and the embedding, under an HNSW index::
     index = VectorStoreIndex.from_vector_store(store, embed_model=...)
 
 Metadata filters (every operator of ``FilterOperator``, AND / OR / NOT, nested) become SQL over the JSON
-column with Python's comparison semantics (``knnsql/integrations/_metadata.py``).
+column with Python's comparison semantics (``knnsql/integrations/_metadata.py``). Query modes: ``default``
+(nearest neighbours) and ``mmr`` (maximal marginal relevance over ``mmr_prefetch_k`` or
+``similarity_top_k * mmr_prefetch_factor`` (default 4) nearest candidates, as LlamaIndex's own stores do); any
+other mode is a ValueError naming these two. None restricts nothing (so ``delete_nodes()`` with neither ids
+nor filters deletes every node, as in LlamaIndex's stores); an empty list matches nothing, except a query's
+``node_ids`` (VectorStoreIndex's retriever passes [] for a store that keeps the text).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
 try:
     from llama_index.core.bridge.pydantic import PrivateAttr
+    from llama_index.core.indices.query.embedding_utils import get_top_k_mmr_embeddings
     from llama_index.core.schema import BaseNode
     from llama_index.core.vector_stores.types import (BasePydanticVectorStore, FilterCondition, FilterOperator,
                                                       MetadataFilter, MetadataFilters, VectorStoreQuery,
                                                       VectorStoreQueryMode, VectorStoreQueryResult)
     from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+    from pydantic_core import to_jsonable_python
 except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError("knnsql.integrations.llamaindex needs llama-index-core: pip install knnsql[llamaindex]") from exc
 
@@ -36,7 +44,13 @@ from ._metadata import Field, TypedColumns, infer_typed, literal, typed_compare,
 
 _COLUMNS = {"node_id": "VARCHAR", "ref_doc_id": "VARCHAR", "text": "VARCHAR", "metadata": "VARCHAR",
             "node": "VARCHAR"}
+_MODES = "'default' (nearest neighbours) and 'mmr' (maximal marginal relevance)"
+_MMR_PREFETCH_FACTOR = 4.0
 
+
+# keys LlamaIndex's stores write into every node's metadata (node_to_metadata_dict), over any of the node's own:
+# a filter on them reads the node's ref_doc_id ("None" when it has none), as in SimpleVectorStore
+_REF_DOC_KEYS = ("ref_doc_id", "doc_id", "document_id")
 
 _TYPED_OPS = {FilterOperator.EQ: "=", FilterOperator.NE: "<>", FilterOperator.GT: ">", FilterOperator.GTE: ">=",
               FilterOperator.LT: "<", FilterOperator.LTE: "<="}
@@ -69,11 +83,13 @@ def filters_sql(filters: Optional[MetadataFilters], typed: Optional[TypedColumns
             sub = filters_sql(f, typed)
             parts.append(f"({sub})" if sub else "true")
             continue
-        fast = _typed_sql(f, typed)
+        ref_doc = f.key in _REF_DOC_KEYS
+        fast = None if ref_doc else _typed_sql(f, typed)
         if fast is not None:
             parts.append(fast)
             continue
-        fld, op, v = Field(f.key), f.operator, f.value
+        column = f"json_object({literal(f.key)}, coalesce(ref_doc_id, 'None'))" if ref_doc else "metadata"
+        fld, op, v = Field(f.key, column), f.operator, f.value
         if op == FilterOperator.EQ:
             parts.append(fld.compare("=", v))
         elif op == FilterOperator.NE:
@@ -149,8 +165,10 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
         if not nodes:
             return []
         vectors = np.asarray([n.get_embedding() for n in nodes], dtype=np.float32)
+        # metadata as LlamaIndex serialises it (dates as ISO strings ...): what filters compare, as in its own stores
+        metadatas = [to_jsonable_python(n.metadata or {}) for n in nodes]
         if self._table is None:  # the first batch's scalar metadata keys get typed columns (filters in the index)
-            self._typed = TypedColumns(infer_typed([n.metadata for n in nodes]))
+            self._typed = TypedColumns(infer_typed(metadatas))
             self._table = self._db.create_table(self.table_name, dim=vectors.shape[1], metric=self.metric,
                                                 columns={**_COLUMNS, **self._typed.columns()})
         elif self._table.dim != vectors.shape[1]:
@@ -164,10 +182,10 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
             "id": np.arange(start, start + len(rows), dtype=np.int64), "emb": vectors[rows],
             "node_id": [nodes[i].node_id for i in rows], "ref_doc_id": [nodes[i].ref_doc_id for i in rows],
             "text": [nodes[i].get_content() for i in rows],
-            "metadata": [json.dumps(nodes[i].metadata or {}) for i in rows],
+            "metadata": [json.dumps(metadatas[i]) for i in rows],
             "node": [json.dumps(node_to_metadata_dict(nodes[i], remove_text=True, flat_metadata=self.flat_metadata))
                      for i in rows],
-            **self._typed.values([nodes[i].metadata for i in rows])})
+            **self._typed.values([metadatas[i] for i in rows])})
         if self._table.index is None:
             # the columns a query returns live in the index too: a query is then one call into it, with no join
             self._table.create_index(**{"attributes": ["node_id", "text", "node", *self._typed.columns()],
@@ -182,9 +200,7 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
 
     def delete_nodes(self, node_ids: Optional[List[str]] = None, filters: Optional[MetadataFilters] = None,
                      **delete_kwargs: Any) -> None:
-        cond = self._where(node_ids, filters)
-        if cond is not None:  # neither ids nor filters: nothing to delete (clear() deletes everything)
-            self._delete_where(cond)
+        self._delete_where(self._where(node_ids, filters) or "true")  # neither: every node, as in LlamaIndex
 
     def clear(self) -> None:
         self._delete_where("true")
@@ -192,44 +208,67 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
     # ---- reading ------------------------------------------------------------------------------------
     def _where(self, node_ids: Optional[Sequence[str]], filters: Optional[MetadataFilters],
                doc_ids: Optional[Sequence[str]] = None) -> Optional[str]:
-        parts = []  # an empty id list restricts nothing, as in LlamaIndex's own stores
-        if node_ids:
-            parts.append(f"node_id IN ({', '.join(literal(i) for i in node_ids)})")
-        if doc_ids:
-            parts.append(f"ref_doc_id IN ({', '.join(literal(i) for i in doc_ids)})")
+        parts = []  # None restricts nothing; an empty list matches nothing, as in LlamaIndex's own stores
+        for col, ids in (("node_id", node_ids), ("ref_doc_id", doc_ids)):
+            if ids is not None:
+                parts.append(f"{col} IN ({', '.join(literal(i) for i in ids)})" if ids else "false")
         f = filters_sql(filters, self._typed)
         if f:
             parts.append(f)
         return " AND ".join(parts) if parts else None
 
-    def _node(self, text: str, node: str) -> BaseNode:
-        return metadata_dict_to_node(json.loads(node), text=text)
+    def _node(self, text: str, node: str, embedding: Any = None) -> BaseNode:
+        out = metadata_dict_to_node(json.loads(node), text=text)
+        if embedding is not None:
+            out.embedding = [float(x) for x in embedding]
+        return out
 
     def get_nodes(self, node_ids: Optional[List[str]] = None, filters: Optional[MetadataFilters] = None
                   ) -> List[BaseNode]:
         if self._table is None:
             return []
         cond = self._where(node_ids, filters) or "true"
-        rows = self._db.con.execute(f"SELECT text, node FROM {q(self.table_name)} WHERE {cond} ORDER BY id").fetchall()
-        return [self._node(t, n) for t, n in rows]
+        rows = self._db.con.execute(f"SELECT text, node, {q(self._table.vector_column)} FROM {q(self.table_name)} "
+                                    f"WHERE {cond} ORDER BY id").fetchall()
+        return [self._node(t, n, e) for t, n, e in rows]  # with their embeddings, as LlamaIndex's stores return them
 
     def _similarity(self, distance: float) -> float:
         return 1.0 - distance if self.metric == "cosine" else -distance
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        if query.mode != VectorStoreQueryMode.DEFAULT:
-            raise ValueError(f"query mode {query.mode.value!r} is not supported; knnsql answers 'default' (dense) "
-                             "queries here")
+        """``query.mode`` 'default' or 'mmr'; for 'mmr' the kwargs ``mmr_threshold`` (else the query's),
+        ``mmr_prefetch_k`` or ``mmr_prefetch_factor`` (candidates: ``similarity_top_k`` times it, default 4)."""
+        mode = VectorStoreQueryMode(query.mode)
+        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
+            raise ValueError(f"query mode {mode.value!r} is not supported by KnnsqlLlamaStore; it answers {_MODES}")
         if query.query_embedding is None:
             raise ValueError("a knnsql store is queried by embedding: give query_embedding")
-        if self._table is None or query.similarity_top_k <= 0:
+        k = query.similarity_top_k
+        fetch = k
+        if mode == VectorStoreQueryMode.MMR:
+            fetch_k, factor = kwargs.get("mmr_prefetch_k"), kwargs.get("mmr_prefetch_factor")
+            if fetch_k is not None and factor is not None:
+                raise ValueError("'mmr_prefetch_k' and 'mmr_prefetch_factor' cannot both be given")
+            fetch = max(k, int(fetch_k) if fetch_k is not None else
+                        math.ceil(k * (_MMR_PREFETCH_FACTOR if factor is None else float(factor))))
+        if self._table is None or k <= 0:
             return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
-        s = self._table.search(np.asarray(query.query_embedding, dtype=np.float32))
-        s = s.select(["node_id", "text", "node"]).limit(query.similarity_top_k)
-        cond = self._where(query.node_ids, query.filters, query.doc_ids)
+        emb = np.asarray(query.query_embedding, dtype=np.float32)
+        cols = ["node_id", "text", "node"] + ([self._table.vector_column] if mode == VectorStoreQueryMode.MMR else [])
+        s = self._table.search(emb).select(cols).limit(fetch)
+        # node_ids=[] restricts nothing here: VectorStoreIndex.as_retriever passes its (for a store that keeps the
+        # text, empty) node list; an empty doc_ids list matches nothing, as in LlamaIndex's SimpleVectorStore
+        cond = self._where(query.node_ids or None, query.filters, query.doc_ids)
         if cond:
             s = s.where(cond)
         rows = s.to_list()
+        if mode == VectorStoreQueryMode.DEFAULT:
+            sims = [self._similarity(float(r["distance"])) for r in rows]
+        else:  # LlamaIndex's own MMR (cosine similarities) over the candidates; scores are the MMR scores
+            threshold = kwargs["mmr_threshold"] if "mmr_threshold" in kwargs else query.mmr_threshold
+            sims, picks = get_top_k_mmr_embeddings(
+                [float(x) for x in query.query_embedding], [r[self._table.vector_column] for r in rows],
+                similarity_top_k=k, embedding_ids=list(range(len(rows))), mmr_threshold=threshold)
+            rows = [rows[i] for i in picks]
         return VectorStoreQueryResult(nodes=[self._node(r["text"], r["node"]) for r in rows],
-                                      similarities=[self._similarity(float(r["distance"])) for r in rows],
-                                      ids=[r["node_id"] for r in rows])
+                                      similarities=[float(x) for x in sims], ids=[r["node_id"] for r in rows])
