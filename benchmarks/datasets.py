@@ -327,6 +327,34 @@ def load_minilm(max_rows: Optional[int] = None) -> Dataset:
     return ds.head(max_rows) if max_rows else ds
 
 
+def debian_sections() -> Dict[str, str]:
+    """{package: Section} from apt's lists (relevance labels for the MiniLM set's hybrid-search figures),
+    cached beside the embeddings."""
+    path = cache_dir() / "debian_sections.tsv"
+    if not path.is_file():
+        try:
+            out = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True, timeout=300,
+                                 errors="replace").stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise DatasetMissing(f"`apt-cache dumpavail` failed ({exc}); {MINILM_HELP}") from exc
+        rows = {}
+        for block in out.split("\n\n"):
+            pkg = section = None
+            for line in block.splitlines():
+                if line.startswith("Package: "):
+                    pkg = line[9:].strip()
+                elif line.startswith("Section: "):
+                    section = line[9:].strip().split("/")[-1]  # contrib/net and non-free/net are net
+            if pkg and section and pkg not in rows:
+                rows[pkg] = section
+        if len(rows) < 10_000:
+            raise DatasetMissing(f"`apt-cache dumpavail` lists only {len(rows)} packages: run `apt-get update`")
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_text("".join(f"{p}\t{s}\n" for p, s in sorted(rows.items())))
+        os.replace(tmp, path)
+    return dict(line.split("\t") for line in path.read_text().splitlines())
+
+
 LOADERS: Dict[str, Callable[..., Dataset]] = {
     "glove": load_glove,
     "fashion": load_fashion,

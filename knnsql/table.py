@@ -14,6 +14,7 @@ from ._catalog import Freshness, IndexInfo
 from ._filter import attribute_kind
 from ._ingest import DataError, to_arrow
 from ._sql import bound_literal, parse_filter, quote_ident as q, render
+from .hybrid import HybridSearch
 from .query import Search
 
 METRICS = {"l2": "l2", "l2sq": "l2", "cosine": "cosine", "ip": "ip"}
@@ -418,7 +419,6 @@ class VectorTable:
             raise ValueError("give the query vector once: search(v) or search(vector=v)")
         vector = query if vector is None else vector
         if text is not None:
-            from .hybrid import HybridSearch
             return HybridSearch(self, text, vector)
         if vector is None:
             raise ValueError("search() needs a query vector, text=, or both")

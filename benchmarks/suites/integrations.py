@@ -29,7 +29,7 @@ from _common import dataset_sections, fmt, load_dataset, log, md_table, median, 
 
 NAME = "integrations"
 SUMMARY = "LangChain / LlamaIndex stores: knnsql vs the DuckDB-based stores (GloVe-100k, band filters)"
-DEFAULT_DATASETS = ["glove"]
+DEFAULT_DATASETS = ["glove", "minilm"]  # minilm: hybrid (keyword + vector) quality, _hybrid_quality.py
 ROWS, QUERIES, K, BAND = 100_000, 100, 10, 3
 
 
@@ -181,6 +181,10 @@ def _dataset(args, name: str) -> dict:
     ds, reason = load_dataset(args, name)
     if ds is None:
         return {"skipped": reason}
+    if name == "minilm":
+        from . import _hybrid_quality
+
+        return {"description": ds.description, "hybrid": _hybrid_quality.run(ds)}
     X = np.ascontiguousarray(ds.X[:ROWS], dtype=np.float32)
     Q = np.ascontiguousarray(ds.Q[:QUERIES], dtype=np.float32)
     words = [f"w{i}" for i in range(len(X))]  # the texts are stand-ins: the embeddings model looks them up
@@ -202,6 +206,10 @@ def run(args) -> dict:
 
 
 def _section(name: str, r: dict) -> list:
+    if "hybrid" in r:
+        from . import _hybrid_quality
+
+        return [f"### {name}: {r['description']}", ""] + _hybrid_quality.section(r["hybrid"])
     rows = []
     for fw in ("langchain", "llamaindex"):
         ours, theirs = r[fw]["knnsql"], r[fw]["duckdb"]
