@@ -9,7 +9,8 @@ the same ``where`` / ``window`` pushed down) and the BM25 search of the table's 
   individual Rank Learning Methods", SIGIR 2009): score = sum over the lists holding the row of
   weight / (k + rank), ranks from 1, k = 60. Needs no score calibration.
 - ``weighted``: alpha * vector similarity + (1 - alpha) * BM25, each min-max normalised over its own
-  candidate list (the vector side as 1 - normalised distance); a row missing from a list gets 0 there.
+  candidate list (the vector side as 1 - normalised distance); a row missing from a list gets 0 there,
+  as its last candidate does.
   LanceDB's linear-combination reranker has this shape.
 
 Only the text (``vector=None``) gives a keyword search ranked by BM25; only a vector is

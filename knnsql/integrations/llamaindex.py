@@ -10,9 +10,12 @@ as LlamaIndex's stores keep it) and the embedding, under an HNSW index::
 
 Metadata filters (every operator of ``FilterOperator``, AND / OR / NOT, nested) become SQL over the JSON
 column with Python's comparison semantics (``knnsql/integrations/_metadata.py``). Query modes: ``default``
-(nearest neighbours) and ``mmr`` (maximal marginal relevance over ``mmr_prefetch_k`` or
-``similarity_top_k * mmr_prefetch_factor`` (default 4) nearest candidates, as LlamaIndex's own stores do); any
-other mode is a ValueError naming these two. None restricts nothing (so ``delete_nodes()`` with neither ids
+(nearest neighbours), ``mmr`` (maximal marginal relevance over ``mmr_prefetch_k`` or
+``similarity_top_k * mmr_prefetch_factor`` (default 4) nearest candidates, as LlamaIndex's own stores do),
+``text_search`` (BM25 over the node texts, ``query_str``) and ``hybrid`` (BM25 and vector rankings fused:
+by ``alpha``, the vector side's weight, when the query gives one, else by reciprocal rank fusion;
+``knnsql.hybrid``); the keyword index is built on the first such query and follows later writes. Any
+other mode is a ValueError naming these. None restricts nothing (so ``delete_nodes()`` with neither ids
 nor filters deletes every node, as in LlamaIndex's stores); an empty list matches nothing, except a query's
 ``node_ids`` (VectorStoreIndex's retriever passes [] for a store that keeps the text).
 """
@@ -44,7 +47,9 @@ from ._metadata import Field, TypedColumns, infer_typed, literal, typed_compare,
 
 _COLUMNS = {"node_id": "VARCHAR", "ref_doc_id": "VARCHAR", "text": "VARCHAR", "metadata": "VARCHAR",
             "node": "VARCHAR"}
-_MODES = "'default' (nearest neighbours) and 'mmr' (maximal marginal relevance)"
+_MODES = ("'default' (nearest neighbours), 'mmr' (maximal marginal relevance), 'text_search' (BM25) and "
+          "'hybrid' (BM25 + vector)")
+_TEXT_MODES = (VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.HYBRID)
 _MMR_PREFETCH_FACTOR = 4.0
 
 
@@ -239,8 +244,10 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
         """``query.mode`` 'default' or 'mmr'; for 'mmr' the kwargs ``mmr_threshold`` (else the query's),
         ``mmr_prefetch_k`` or ``mmr_prefetch_factor`` (candidates: ``similarity_top_k`` times it, default 4)."""
         mode = VectorStoreQueryMode(query.mode)
-        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
+        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR, *_TEXT_MODES):
             raise ValueError(f"query mode {mode.value!r} is not supported by KnnsqlLlamaStore; it answers {_MODES}")
+        if mode in _TEXT_MODES:
+            return self._text_query(query, mode)
         if query.query_embedding is None:
             raise ValueError("a knnsql store is queried by embedding: give query_embedding")
         k = query.similarity_top_k
@@ -272,3 +279,29 @@ class KnnsqlLlamaStore(BasePydanticVectorStore):
             rows = [rows[i] for i in picks]
         return VectorStoreQueryResult(nodes=[self._node(r["text"], r["node"]) for r in rows],
                                       similarities=[float(x) for x in sims], ids=[r["node_id"] for r in rows])
+
+    def _text_query(self, query: VectorStoreQuery, mode: VectorStoreQueryMode) -> VectorStoreQueryResult:
+        """'text_search' (BM25 scores as similarities) or 'hybrid' (fused scores), over the node texts."""
+        if not query.query_str:
+            raise ValueError(f"query mode {mode.value!r} needs query_str (the words to match)")
+        hybrid = mode == VectorStoreQueryMode.HYBRID
+        if hybrid and query.query_embedding is None:
+            raise ValueError("query mode 'hybrid' needs query_embedding as well as query_str")
+        k = (query.hybrid_top_k if hybrid else None) or query.similarity_top_k
+        if self._table is None or k <= 0:
+            return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+        if self._table.text_index is None:
+            self._table.create_text_index("text")
+        vector = np.asarray(query.query_embedding, dtype=np.float32) if hybrid else None
+        s = self._table.search(vector=vector, text=query.query_str).select(["node_id", "text", "node"]).limit(k)
+        if hybrid and query.alpha is not None:
+            s = s.fusion("weighted", alpha=float(query.alpha))
+        if query.sparse_top_k:
+            s = s.candidates(max(int(query.sparse_top_k), k))
+        cond = self._where(query.node_ids or None, query.filters, query.doc_ids)
+        if cond:
+            s = s.where(cond)
+        rows = s.to_list()
+        sims = [float(r["score"] if hybrid else r["bm25"]) for r in rows]
+        return VectorStoreQueryResult(nodes=[self._node(r["text"], r["node"]) for r in rows],
+                                      similarities=sims, ids=[r["node_id"] for r in rows])

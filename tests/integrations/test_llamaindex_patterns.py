@@ -302,14 +302,16 @@ def test_mmr_skips_near_duplicates():
     store.client.close()
 
 
-UNSUPPORTED = [m for m in VectorStoreQueryMode if m not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR)]
+SUPPORTED = (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR, VectorStoreQueryMode.TEXT_SEARCH,
+             VectorStoreQueryMode.HYBRID)
+UNSUPPORTED = [m for m in VectorStoreQueryMode if m not in SUPPORTED]
 
 
 @pytest.mark.parametrize("mode", UNSUPPORTED, ids=lambda m: m.value)
 def test_modes_it_cannot_honour_are_clear_errors(shelf, mode):
     q = VectorStoreQuery(query_embedding=[1.0, 0.0, 0.0], query_str="poetry", similarity_top_k=2, mode=mode,
                          alpha=0.5)
-    pattern = rf"query mode '{mode.value}' is not supported.*'default'.*'mmr'"
+    pattern = rf"query mode '{mode.value}' is not supported.*'default'.*'mmr'.*'text_search'.*'hybrid'"
     with pytest.raises(ValueError, match=pattern):
         shelf.query(q)
     with pytest.raises(ValueError, match=pattern):
@@ -543,8 +545,13 @@ def test_vector_store_index_end_to_end():
     mmr = index.as_retriever(similarity_top_k=3, vector_store_query_mode="mmr",
                              vector_store_kwargs={"mmr_threshold": 0.2}).retrieve("Document number 4.")
     assert len(mmr) == 3 and mmr[0].node.ref_doc_id == "doc4"
-    with pytest.raises(ValueError, match="'hybrid' is not supported"):
-        index.as_retriever(vector_store_query_mode="hybrid").retrieve("Document number 4.")
+    with pytest.raises(ValueError, match="'svm' is not supported"):
+        index.as_retriever(vector_store_query_mode="svm").retrieve("Document number 4.")
+    words = index.as_retriever(similarity_top_k=2, vector_store_query_mode="text_search").retrieve("number 4")
+    # "4" is no word to BM25 (digits split words) and every document has "number": equal scores, k of them
+    assert len(words) == 2 and words[0].score == pytest.approx(words[1].score)
+    both = index.as_retriever(similarity_top_k=2, vector_store_query_mode="hybrid").retrieve("Document number 4.")
+    assert both[0].node.ref_doc_id == "doc4"
 
     index.delete_ref_doc("doc4")
     assert index.as_retriever(similarity_top_k=1).retrieve("Document number 4.")[0].node.ref_doc_id != "doc4"
@@ -574,3 +581,45 @@ def test_vector_store_index_async():
         store.client.close()
 
     asyncio.run(scenario())
+
+
+def _text_store():
+    from llama_index.core.schema import TextNode
+
+    texts = ["the quick brown fox", "a lazy dog sleeps", "foxes and dogs play", "tomato soup recipe",
+             "brown bread and soup"]
+    vecs = [[1, 0, 0], [0, 1, 0], [0.7, 0.7, 0], [0, 0, 1], [0.3, 0, 0.9]]
+    store = KnnsqlLlamaStore(table="texts")
+    store.add([TextNode(id_=f"n{i}", text=t, embedding=v, metadata={"i": i}) for i, (t, v) in
+               enumerate(zip(texts, vecs))])
+    return store
+
+
+def test_text_search_mode_ranks_by_bm25_and_filters():
+    store = _text_store()
+    q = VectorStoreQuery(query_str="soup", similarity_top_k=5, mode=VectorStoreQueryMode.TEXT_SEARCH)
+    res = store.query(q)
+    assert set(res.ids) == {"n3", "n4"} and res.similarities == sorted(res.similarities, reverse=True)
+    q.filters = one("i", 4)
+    assert store.query(q).ids == ["n4"]
+    with pytest.raises(ValueError, match="needs query_str"):
+        store.query(VectorStoreQuery(similarity_top_k=2, mode=VectorStoreQueryMode.TEXT_SEARCH))
+
+
+def test_hybrid_mode_fuses_both_rankings_and_follows_writes():
+    from llama_index.core.schema import TextNode
+
+    store = _text_store()
+    q = VectorStoreQuery(query_str="brown", query_embedding=[0.0, 0.0, 1.0], similarity_top_k=2,
+                         mode=VectorStoreQueryMode.HYBRID, sparse_top_k=2)
+    # two candidates a side: keywords n0, n4 ("brown"), vector n3, n4: n4 is in both, so it leads under RRF
+    assert store.query(q).ids[0] == "n4"
+    q.alpha = 1.0   # all weight on the vector side: its best first
+    assert store.query(q).ids[0] == "n3"
+    q.alpha = 0.0   # all on keywords
+    assert set(store.query(q).ids) == {"n0", "n4"}
+    store.add([TextNode(id_="n5", text="brown brown brown", embedding=[0.0, 0.1, 1.0], metadata={"i": 5})])
+    q.alpha = None
+    assert store.query(q).ids[0] == "n5"        # the new node is in the keyword index: on both sides, first
+    with pytest.raises(ValueError, match="needs query_embedding"):
+        store.query(VectorStoreQuery(query_str="x", similarity_top_k=2, mode=VectorStoreQueryMode.HYBRID))
