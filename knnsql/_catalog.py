@@ -20,12 +20,12 @@ and the live rows reset to the saved rows, which describe exactly those bytes.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import duckdb
 
+from . import _progress
 from ._sql import quote_ident as q
 
 META_DDL = [
@@ -38,8 +38,9 @@ META_DDL = [
     "CREATE TABLE IF NOT EXISTS _knnsql_index_live (index_name VARCHAR, id BIGINT, h UBIGINT)",
 ]
 
-# Bulk builds above this many rows go in chunks, so a terminal can show progress.
-PROGRESS_CHUNK = 10_000  # builds over more rows than this show progress on a terminal, in ~20 steps
+# Builds over more rows than this insert in about 20 steps (_progress.parts), on a terminal or not, so a
+# terminal can show progress and the index is the same either way.
+PROGRESS_CHUNK = 10_000
 
 
 @dataclass
@@ -135,17 +136,6 @@ def _insert_args(info: IndexInfo, id_column: str, alias: str = "t") -> str:
     return ", ".join(args)
 
 
-def _progress(done: int, total: int, label: str) -> None:
-    if not sys.stderr.isatty():
-        return
-    width = 30
-    filled = int(width * done / max(total, 1))
-    sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}")
-    if done >= total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 def create_index(con, info: IndexInfo, id_column: str, dim: int, metric: str, hold_out: Optional[str] = None,
                  measure: Optional[Callable[[], None]] = None) -> Freshness:
     """Creates the index in the registry, fills it from the table, and records it. ``hold_out`` names a table
@@ -155,12 +145,17 @@ def create_index(con, info: IndexInfo, id_column: str, dim: int, metric: str, ho
     con.execute(f"SELECT * FROM knn_index_create(?, dim := {int(dim)}, metric := ?, kind := ?, source := ?"
                 f"{', ' + named if named else ''})", [info.name, metric, info.kind, info.table]).fetchall()
     try:
-        fill(con, info, id_column, hold_out)
-        if hold_out is not None:
-            if measure is not None:
-                measure()
-            con.execute(f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM {q(info.table)} t "
-                        f"SEMI JOIN {q(hold_out)} h ON t.{q(id_column)} = h.id", [info.name]).fetchall()
+        total = con.execute(f"SELECT count(*) FROM ({_live_rows(info, id_column)})").fetchall()[0][0]
+        with _progress.quiet(con), _progress.Bar(f"building {info.name}", total,
+                                                 on=total > PROGRESS_CHUNK) as bar:
+            fill(con, info, id_column, hold_out, bar)
+            if hold_out is not None:
+                if measure is not None:
+                    bar.break_line()   # measure() may warn about recall
+                    measure()
+                bar.advance(_count(con.execute(
+                    f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM {q(info.table)} t "
+                    f"SEMI JOIN {q(hold_out)} h ON t.{q(id_column)} = h.id", [info.name]).fetchall()))
         con.execute("DELETE FROM _knnsql_indexes WHERE name = ?", [info.name]).fetchall()
         con.execute("INSERT INTO _knnsql_indexes VALUES (?, ?, ?, ?, ?, ?, NULL)",
                     [info.name, info.table, info.vector_column, info.label_column, info.kind,
@@ -183,25 +178,29 @@ def _sql_value(value) -> str:
     raise TypeError(f"index parameter value {value!r} must be a number, bool or string")
 
 
-def fill(con, info: IndexInfo, id_column: str, hold_out: Optional[str] = None) -> None:
-    """Inserts every table row into an empty index (chunked with progress on a terminal), but those whose id
-    is in the table ``hold_out`` (the caller adds them later); records every row as live."""
+def _count(rows) -> int:
+    """The rows a ``knn_index_insert`` statement added (NULL over no rows)."""
+    return int(rows[0][0] or 0) if rows else 0
+
+
+def fill(con, info: IndexInfo, id_column: str, hold_out: Optional[str] = None,
+         bar: Optional[_progress.Bar] = None) -> None:
+    """Inserts every table row into an empty index, but those whose id is in the table ``hold_out`` (the
+    caller adds them later); records every row as live. Over ``PROGRESS_CHUNK`` rows the insert runs in
+    about 20 steps, each a pseudo-random part of the rows (by a hash of the id, so rows that arrive
+    grouped, e.g. sorted by a label, still reach the graph mixed), and ``bar`` advances after each."""
     con.execute("DELETE FROM _knnsql_index_live WHERE index_name = ?", [info.name]).fetchall()
-    total = con.execute(f"SELECT count(*) FROM ({_live_rows(info, id_column)})").fetchall()[0][0]
     skip = f" AND {q(id_column)} NOT IN (SELECT id FROM {q(hold_out)})" if hold_out else ""
     src = (f"(SELECT * FROM {q(info.table)} WHERE {q(id_column)} IS NOT NULL "
            f"AND {q(info.vector_column)} IS NOT NULL{skip})")
-    if total <= PROGRESS_CHUNK or not sys.stderr.isatty():
-        con.execute(f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM {src} t", [info.name]).fetchall()
-    else:
-        done = 0
-        step = max(PROGRESS_CHUNK // 4, -(-total // 20))
-        while done < total:
-            con.execute(f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM "
-                        f"(SELECT * FROM {src} ORDER BY {q(id_column)} LIMIT {step} OFFSET {done}) t",
-                        [info.name]).fetchall()
-            done = min(total, done + step)
-            _progress(done, total, f"building {info.name}")
+    total = con.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0]
+    steps = _progress.parts(total, PROGRESS_CHUNK)
+    for step in range(steps):
+        part = f" WHERE hash(t.{q(id_column)}) % {steps} = {step}" if steps > 1 else ""
+        added = _count(con.execute(f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM {src} t{part}",
+                                   [info.name]).fetchall())
+        if bar is not None:
+            bar.advance(added)
     con.execute(f"INSERT INTO _knnsql_index_live SELECT ?, id, h FROM ({_live_rows(info, id_column)})",
                 [info.name]).fetchall()
 
@@ -223,9 +222,10 @@ def refresh(con, info: IndexInfo, id_column: str, action: str = "checked") -> Fr
         if report.removed:
             con.execute("SELECT knn_index_delete(?, id) FROM _knnsql_diff WHERE gone", [info.name]).fetchall()
         if report.added or report.updated:
-            con.execute(f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM {q(info.table)} t "
-                        f"SEMI JOIN (SELECT id FROM _knnsql_diff WHERE NOT gone) d ON t.{q(id_column)} = d.id",
-                        [info.name]).fetchall()
+            with _progress.watch(con, f"updating {info.name}"):
+                con.execute(f"SELECT knn_index_insert(?, {_insert_args(info, id_column)}) FROM {q(info.table)} t "
+                            f"SEMI JOIN (SELECT id FROM _knnsql_diff WHERE NOT gone) d ON t.{q(id_column)} = d.id",
+                            [info.name]).fetchall()
         con.execute("DELETE FROM _knnsql_index_live WHERE index_name = ? AND id IN (SELECT id FROM _knnsql_diff)",
                     [info.name]).fetchall()
         con.execute(f"INSERT INTO _knnsql_index_live SELECT ?, t.id, t.h FROM ({_live_rows(info, id_column)}) t "

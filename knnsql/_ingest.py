@@ -2,14 +2,21 @@
 table whose vector column is FixedSizeList<float32>[d], which DuckDB scans as FLOAT[d].
 
 Vectors never pass through Python objects row by row when they arrive as a 2-d numpy array, an
-Arrow fixed-size list or a pandas column of equal-length arrays (stacked by numpy in C).
+Arrow fixed-size list or a pandas column of equal-length arrays (stacked by numpy in C). ``batches``
+splits a large validated table into the batches an insert writes, with progress on a terminal.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from contextlib import nullcontext
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
+
+from . import _progress
+
+#: add() inputs over this many rows go in about 20 batches (_progress.parts), with progress on a terminal.
+ADD_CHUNK = 10_000
 
 
 class DataError(ValueError):
@@ -147,3 +154,26 @@ def to_arrow(data: Any, *, id_column: str, vector_column: str, dim: int,
                 raise DataError(f"column {name!r} has {len(arr)} values for {n} rows")
             out[name] = arr
     return pa.table(out), ids
+
+
+def batches(table, label: str, con=None, threshold: Optional[int] = None) -> Iterator:
+    """The rows of an Arrow ``table`` in the batches an insert writes them in: the whole table up to
+    ``threshold`` rows (default :data:`ADD_CHUNK`), else about 20 zero-copy slices. A progress line over
+    the rows advances after each batch is written (on a terminal only), and with ``con`` DuckDB's own bar
+    stays quiet meanwhile (``_progress.quiet``). The split depends on the size only, so the rows written
+    are the same whether progress shows or not.
+
+    The caller checks the whole input first (``to_arrow``, then its id clashes), then writes each batch::
+
+        for part in batches(batch, f"adding to {name}", con):
+            ...insert ``part`` into the table and the index...
+    """
+    n = table.num_rows
+    steps = _progress.parts(n, ADD_CHUNK if threshold is None else threshold)
+    step = max(-(-n // steps), 1)
+    with (_progress.quiet(con) if con is not None else nullcontext()), \
+            _progress.Bar(label, n, on=steps > 1) as bar:
+        for start in range(0, n, step):
+            part = table.slice(start, step)
+            yield part
+            bar.advance(part.num_rows)

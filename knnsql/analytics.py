@@ -9,7 +9,9 @@ Two kinds of entry point, one C core (``ext/core/analytics/*.c``):
   arrays or small dataclasses; no database needed.
 * ``sql_*`` functions take a DuckDB connection (or ``knnsql.Database``) and a table name or a SQL
   query, run the matching SQL aggregate (``knn_predict``, ``knn_impute``, ...; see
-  ``sql/reference/knn_analytics.md``) inside DuckDB and return a pandas DataFrame or a dict.
+  ``sql/reference/knn_analytics.md``) inside DuckDB and return a pandas DataFrame or a dict. A call
+  that runs over a second shows a progress line on a terminal (docs/PROGRESS.md; ``KNNSQL_PROGRESS=0``
+  switches it off).
 
 Every randomised function takes ``seed`` and gives the same answer for the same seed at any thread
 count. Distances follow the project's metrics: ``l2`` is squared Euclidean, ``cosine`` is ``1 - cos``,
@@ -23,7 +25,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _ffi
+from . import _ffi, _progress
 from ._sql import parse_filter, render
 
 __all__ = [
@@ -592,11 +594,20 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _run(db, sql: str, label: str, fetch: str = "df"):
+    """Runs one analytics statement with a progress line on a terminal (``_progress.watch``) and returns
+    ``.df()`` or, with ``fetch="one"``, the first row's first value."""
+    con = _con(db)
+    with _progress.watch(con, label):
+        result = con.execute(sql)
+        return result.df() if fetch == "df" else result.fetchall()[0][0]
+
+
 def _run_list(db, agg: str, relation: str, where: Optional[str] = None):
     """Unnests a LIST(STRUCT) aggregate into a DataFrame."""
     cond = f" WHERE {render(parse_filter(where, None))}" if where else ""
-    sql = f"SELECT r.* FROM (SELECT unnest({agg}) AS r FROM {_relation(relation)}{cond})"
-    return _con(db).execute(sql).df()
+    return _run(db, f"SELECT r.* FROM (SELECT unnest({agg}) AS r FROM {_relation(relation)}{cond})",
+                agg.split("(", 1)[0])
 
 
 def sql_predict(db, relation: str, *, k: int = 5, id: str = "id", vec: str = "emb", label: str = "label",
@@ -629,7 +640,7 @@ def sql_predict(db, relation: str, *, k: int = 5, id: str = "id", vec: str = "em
            f"pred AS (SELECT unnest(knn_predict(i, v, code, {k}, {_lit(o)})) AS r FROM coded) "
            "SELECT r.id AS id, c.l AS label, r.prob AS prob, r.k_used AS k_used FROM pred JOIN classes c "
            "ON r.label = c.code")
-    return con.execute(sql).df()
+    return _run(con, sql, "knn_predict")
 
 
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
@@ -666,8 +677,8 @@ def sql_lid(db, relation: str, *, k: int = 20, id: str = "id", vec: str = "emb",
     """``knn_lid`` per row (``id, lid, r_k``) and ``knn_lid_estimate`` for the table: (DataFrame, float)."""
     rows = _run_list(db, f"knn_lid({_quote_ident(id)}, {_quote_ident(vec)}, {_int('k', k, 2)}, "
                          f"{_lit(_opts(metric=metric))})", relation)
-    table = _con(db).execute(f"SELECT knn_lid_estimate({_quote_ident(vec)}, {int(k)}, {_lit(_opts(metric=metric))}) "
-                             f"FROM {_relation(relation)}").fetchone()[0]
+    table = _run(db, f"SELECT knn_lid_estimate({_quote_ident(vec)}, {int(k)}, {_lit(_opts(metric=metric))}) "
+                     f"FROM {_relation(relation)}", "knn_lid_estimate", "one")
     return rows, table
 
 
@@ -676,16 +687,17 @@ def sql_divergence(db, relation: str, side: str, *, k: int = 5, vec: str = "emb"
     """``knn_divergence(vec, side, k)``: D(P || Q) with P the rows where the boolean expression ``side``
     holds and Q the others."""
     o = _opts(method=method, alpha=alpha if method in ("renyi", "ratio_renyi") else None)
-    return _con(db).execute(f"SELECT knn_divergence({_quote_ident(vec)}, ({side})::BOOLEAN, {_int('k', k, 1)}, "
-                            f"{_lit(o)}) FROM {_relation(relation)}").fetchone()[0]
+    return _run(db, f"SELECT knn_divergence({_quote_ident(vec)}, ({side})::BOOLEAN, {_int('k', k, 1)}, "
+                    f"{_lit(o)}) FROM {_relation(relation)}", "knn_divergence", "one")
 
 
 def sql_precision_recall(db, relation: str, generated: str, *, k: int = 5, vec: str = "emb",
                          metric: str = "l2") -> Dict[str, float]:
     """``knn_precision_recall(vec, generated, k)``: generated rows are those where the boolean expression
     ``generated`` holds, the others are real."""
-    row = _con(db).execute(f"SELECT knn_precision_recall({_quote_ident(vec)}, ({generated})::BOOLEAN, "
-                           f"{_int('k', k, 1)}, {_lit(_opts(metric=metric))}) FROM {_relation(relation)}").fetchone()[0]
+    row = _run(db, f"SELECT knn_precision_recall({_quote_ident(vec)}, ({generated})::BOOLEAN, "
+                   f"{_int('k', k, 1)}, {_lit(_opts(metric=metric))}) FROM {_relation(relation)}",
+               "knn_precision_recall", "one")
     return dict(row)
 
 
@@ -694,8 +706,8 @@ def sql_iid_test(db, relation: str, order: str, *, k: int = 10, vec: str = "emb"
     """``knn_iid_test(order, vec, k)``: drift test over the row order given by the BIGINT expression
     ``order`` (e.g. ``"epoch_us(ts)"`` or ``"id"``)."""
     o = _opts(metric=metric, permutations=permutations, seed=seed, significance=significance)
-    row = _con(db).execute(f"SELECT knn_iid_test(({order})::BIGINT, {_quote_ident(vec)}, {_int('k', k, 1)}, {_lit(o)}) "
-                           f"FROM {_relation(relation)}").fetchone()[0]
+    row = _run(db, f"SELECT knn_iid_test(({order})::BIGINT, {_quote_ident(vec)}, {_int('k', k, 1)}, {_lit(o)}) "
+                   f"FROM {_relation(relation)}", "knn_iid_test", "one")
     return dict(row)
 
 
@@ -732,4 +744,4 @@ def sql_recall(db, index: str, relation: str, *, k: int = 10, vec: str = "emb", 
         args.append("NULL" if ef is None else str(_int("ef", ef, 1)))
     if lo is not None or hi is not None:
         args += ["NULL" if lo is None else repr(float(lo)), "NULL" if hi is None else repr(float(hi))]
-    return _con(db).execute(f"SELECT knn_recall({', '.join(args)}) AS recall FROM {_relation(relation)}").df()
+    return _run(db, f"SELECT knn_recall({', '.join(args)}) AS recall FROM {_relation(relation)}", "knn_recall")

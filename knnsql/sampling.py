@@ -25,7 +25,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import _ffi
+from . import _ffi, _progress
 from ._sql import parse_filter, render
 
 METHODS = ("kcenter", "kmeans++", "kmeans", "weighted", "sensitivity", "balanced", "kernel_thinning", "dpp")
@@ -317,6 +317,11 @@ def sample(db, source: Any, n: int, method: str = "kcenter", *, seed: int = 0, w
     -------
     pandas.DataFrame
         Columns ``id, weight, pick_order, score, cluster``, one row per pick, in pick order.
+
+    Notes
+    -----
+    A call that runs over a second shows a progress line on a terminal (docs/PROGRESS.md): the share of
+    rows read, then the time spent computing the picks. ``KNNSQL_PROGRESS=0`` switches it off.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an integer, got {type(n).__name__}")
@@ -324,4 +329,5 @@ def sample(db, source: Any, n: int, method: str = "kcenter", *, seed: int = 0, w
     sql = sample_sql(source, n, method, seed=seed, where=where, id=id, vec=vec, weight=weight, replace=replace,
                      **options)
     con = getattr(db, "con", db)
-    return con.execute(sql, {"n": int(n), "seed": int(seed)}).df()
+    with _progress.watch(con, f"sampling {method}"):
+        return con.execute(sql, {"n": int(n), "seed": int(seed)}).df()
