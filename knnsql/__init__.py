@@ -10,6 +10,7 @@ from ._catalog import Freshness
 from ._extension import extension_path, install, load
 from ._ffi import KnnError
 from ._ingest import DataError
+from ._progress import enable as set_progress
 from ._sql import FilterError
 from ._version import __version__
 from .db import Database, connect
@@ -32,4 +33,4 @@ def debug() -> dict:
 
 
 __all__ = ["DataError", "Database", "FilterError", "Freshness", "Index", "KnnError", "Rewrite", "Search", "analytics", "sampling",
-           "VectorTable", "connect", "debug", "extension_path", "install", "load", "vectors_table", "__version__"]
+           "VectorTable", "connect", "debug", "extension_path", "install", "load", "set_progress", "vectors_table", "__version__"]

@@ -9,10 +9,10 @@ from typing import Any, Iterable, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
-from . import _catalog, text_index
+from . import _catalog, _progress, text_index
 from ._catalog import Freshness, IndexInfo
 from ._filter import attribute_kind
-from ._ingest import DataError, to_arrow
+from ._ingest import DataError, batches, to_arrow
 from ._sql import bound_literal, parse_filter, quote_ident as q, render
 from .hybrid import HybridSearch
 from .query import Search
@@ -97,13 +97,21 @@ class VectorTable:
         con.register("_knnsql_batch", batch)
         try:
             clash = self._existing("_knnsql_batch")
-            if clash:
-                raise DataError(f"ids {clash} already exist in {self.name!r}; use update() to change rows")
-            names = ", ".join(q(c) for c in batch.column_names)
-            con.execute(f"INSERT INTO {q(self.name)} ({names}) SELECT {names} FROM _knnsql_batch").fetchall()
-            self._index_upsert("_knnsql_batch")
         finally:
             con.unregister("_knnsql_batch")
+        if clash:
+            raise DataError(f"ids {clash} already exist in {self.name!r}; use update() to change rows")
+        names = ", ".join(q(c) for c in batch.column_names)
+        # a large input goes in ~20 slices (zero-copy), each into the table and the index, with a
+        # progress line on a terminal; checked whole first, so a bad row writes nothing
+        for part in batches(batch, f"adding to {self.name}", con):
+            con.register("_knnsql_batch", part)
+            try:
+                con.execute(f"INSERT INTO {q(self.name)} ({names}) SELECT {names} FROM _knnsql_batch").fetchall()
+                part_ids = np.asarray(part.column(self.id_column))
+                self._index_upsert("_knnsql_batch", (part_ids.min(), part_ids.max()) if len(part_ids) else None)
+            finally:
+                con.unregister("_knnsql_batch")
         self.db._note_rows(self, self.index)
         self.db._text_gen += 1
         return len(ids)
@@ -159,12 +167,14 @@ class VectorTable:
         self.db._text_gen += 1
         return int(count)
 
-    def _index_upsert(self, batch_name: str) -> None:
+    def _index_upsert(self, batch_name: str, id_range: Optional[tuple] = None) -> None:
         info = self.index
         if info is None:
             return
         con = self.db.con
-        t = f"(SELECT * FROM {q(self.name)} SEMI JOIN {batch_name} b USING ({q(self.id_column)}))"
+        # the batch's id range lets DuckDB skip row groups (zone maps) instead of reading the whole table
+        near = f" WHERE {q(self.id_column)} BETWEEN {int(id_range[0])} AND {int(id_range[1])}" if id_range else ""
+        t = f"(SELECT * FROM {q(self.name)} SEMI JOIN {batch_name} b USING ({q(self.id_column)}){near})"
         con.execute(f"SELECT knn_index_insert(?, {_catalog._insert_args(info, self.id_column)}) FROM {t} t",
                     [info.name]).fetchall()
         con.execute(f"DELETE FROM _knnsql_index_live WHERE index_name = ? AND id IN "
@@ -457,7 +467,8 @@ class VectorTable:
                f"JOIN {q(self.name)} t ON t.{q(self.id_column)} = p.id ORDER BY p.pick_order")
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise TypeError(f"n must be an integer, got {type(n).__name__}")
-        return self.db.con.execute(sql, {"n": int(n), "seed": int(seed)}).df()
+        with _progress.watch(self.db.con, f"sampling {method}"):
+            return self.db.con.execute(sql, {"n": int(n), "seed": int(seed)}).df()
 
     def to_pandas(self):
         """The whole table as a pandas DataFrame."""

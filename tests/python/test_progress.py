@@ -278,3 +278,26 @@ def test_the_line_shows_duckdbs_query_progress(monkeypatch, value, shown):
     w.stop, w.start = Once(), _progress.time.monotonic()
     w._poll()
     assert term.getvalue() == f"\rknn_lid {shown}\x1b[K"
+
+
+def test_table_add_writes_large_inputs_in_batches_with_progress(tty, monkeypatch):
+    """VectorTable.add over more rows than ADD_CHUNK: a progress line per batch, every row in the table and
+    the index; an id clash anywhere in the input writes nothing."""
+    import knnsql
+    from knnsql import _ingest
+    from knnsql._ingest import DataError
+
+    monkeypatch.setattr(_ingest, "ADD_CHUNK", 300)
+    X = vectors(1000, seed=4)
+    with knnsql.connect() as kdb:
+        t = kdb.create_table("big", dim=D, metric="l2")
+        t.create_index(kind="flat")
+        assert t.add({"id": np.arange(1000), "emb": X}) == 1000
+        text = tty.getvalue()
+        assert "adding to big [" in text and "1,000/1,000 rows" in text
+        assert len(t) == 1000
+        ids, _ = t.search(X[777]).limit(1).to_numpy()
+        assert ids[0] == 777
+        with pytest.raises(DataError, match="already exist"):
+            t.add({"id": np.r_[np.arange(1000, 1999), 5], "emb": vectors(1000, seed=5)})   # only the last clashes
+        assert len(t) == 1000
