@@ -333,9 +333,9 @@ class Search:
         without a window, one call into the core through cffi for the whole batch (``_direct.py``, no
         statement at all); with a window, one ``knn_search(..., attributes := true)`` statement."""
         t = self.table
-        if info.kind != "graph" or not info.attributes:
+        if info.kind != "graph":
             return None
-        held = {c.lower() for c in info.attributes}
+        held = {c.lower() for c in info.attributes or ()}  # none needed when only the id is selected
         cols = self._columns()
         types = {c: arrow_type(t.columns[c]) if c in t.columns else None for c in cols if c != t.id_column}
         if any(c.lower() not in held or types[c] is None for c in types):

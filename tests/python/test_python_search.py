@@ -298,3 +298,18 @@ def test_window_bounds_of_the_wrong_type_are_clear_errors(world):
     for good in ["2024-01-02", "2024-01-02 10:00", "2024-01-02 10:00:00+00", dt.date(2024, 1, 2),
                  np.datetime64("2024-01-02T00:00")]:
         assert len(ts.search(Q[0]).window(good, None).limit(3).to_list()) == 3
+
+
+def test_a_table_of_ids_and_vectors_only_is_searched_without_a_statement():
+    """No attribute columns to hold, nothing to look up: the direct path answers (one call into the core)."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((3000, 8)).astype(np.float32)
+    with knnsql.connect() as db:
+        t = db.create_table("bare", dim=8, metric="l2")
+        t.add({"id": np.arange(3000), "emb": X})
+        t.create_index()
+        s = t.search(X[5]).limit(3)
+        ids, dist = s.to_numpy()
+        assert s.plan == "index+attributes" and ids[0] == 5 and dist[0] == 0
+        batch = t.search(X[:4]).limit(1).to_numpy()[0]
+        assert batch[:, 0].tolist() == [0, 1, 2, 3]
