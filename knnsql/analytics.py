@@ -745,3 +745,179 @@ def sql_recall(db, index: str, relation: str, *, k: int = 10, vec: str = "emb", 
     if lo is not None or hi is not None:
         args += ["NULL" if lo is None else repr(float(lo)), "NULL" if hi is None else repr(float(hi))]
     return _run(db, f"SELECT knn_recall({', '.join(args)}) AS recall FROM {_relation(relation)}", "knn_recall")
+
+
+# ---- statistical depth and kNN estimators (wave 2): SQL aggregates, numpy through SQL ----------------------
+#
+# These run the SQL aggregates of sql/reference/knn_depth.md and knn_estimators.md. The numpy forms register
+# the arrays as Arrow tables (zero-copy FLOAT[d] columns) on a DuckDB connection with knnsql loaded (``db``,
+# or a private in-memory one opened for the call) and run one statement.
+
+def _connection(db):
+    """``db``'s DuckDB connection, or a new in-memory one with knnsql loaded (the caller closes it)."""
+    if db is not None:
+        return _con(db)
+    import duckdb
+
+    from . import _extension
+
+    return _extension.load(duckdb.connect(config={"allow_unsigned_extensions": "true"}))
+
+
+def _on_tables(db, tables: Dict[str, object], sql_of, fetch):
+    """Registers ``tables`` under private names, runs ``sql_of(names)`` and returns ``fetch(result)``."""
+    import uuid
+
+    con = _connection(db)
+    names = {}
+    try:
+        for key, tbl in tables.items():
+            names[key] = f"_knnsql_{key}_{uuid.uuid4().hex[:12]}"
+            con.register(names[key], tbl)
+        sql = sql_of(names)
+        with _progress.watch(con, sql.split("(", 1)[0].split()[-1]):
+            return fetch(con.execute(sql))
+    finally:
+        for name in names.values():
+            con.unregister(name)
+        if db is None:
+            con.close()
+
+
+def _table(X, **columns):
+    from ._arrow import vectors_table
+
+    return vectors_table(X, columns=columns or None)
+
+
+def _unnest(agg: str, table: str, fields: str) -> str:
+    return f"SELECT {fields} FROM (SELECT unnest({agg}) AS r FROM {table}) ORDER BY r.id"
+
+
+_DEPTH_METRICS = ("cosine", "chord", "l2")
+
+
+def _depth_opts(metric: str, sample: Optional[int], seed: int, **more) -> str:
+    if metric not in _DEPTH_METRICS:
+        raise ValueError(f"unknown depth metric {metric!r}; use 'cosine', 'chord' or 'l2'")
+    if sample is not None:
+        sample = _int("sample", sample, 2)
+        if metric == "cosine":
+            raise ValueError("sample applies to metric 'chord' or 'l2'; cosine depth is exact in O(n d) without it")
+    return _opts(metric=metric, sample=sample, seed=_int("seed", seed, 0) if sample else None, **more)
+
+
+def depth(X, ref=None, *, metric: str = "cosine", sample: Optional[int] = None, seed: int = 0, db=None) -> np.ndarray:
+    """Statistical (TTE) depth of every row of ``X``: how central it is to a set of embeddings.
+
+    TTE depth (Seegmiller & Preum, EMNLP 2023) is ``D(x, F) = 2 - mean distance from x to the rows of F``
+    for a distance bounded by 2; high depth = representative, low = outlier. With ``ref=None`` the set F
+    is ``X`` itself and each row leaves itself out of its mean; with ``ref`` the depth of each row of ``X``
+    is relative to the rows of ``ref``.
+
+    Parameters
+    ----------
+    X, ref : arrays (n x d), (m x d)
+    metric : ``'cosine'`` (``1 - cos``, the paper's default; exact in O(n d) by a closed form),
+        ``'chord'`` (``sqrt(2 (1 - cos))``) or ``'l2'`` (Zuo & Serfling's L2 depth
+        ``1 / (1 + mean Euclidean distance)``); the last two are exact in O(n m d).
+    sample : chord and l2: average over this many reference rows drawn uniformly (``seed``) instead of
+        all; each depth's error is then at most ``1 / sqrt(sample)`` in standard error (chord), by
+        Hoeffding's inequality below ``0.05`` with probability 0.99 at ``sample=4300``.
+    db : a DuckDB connection or ``knnsql.Database`` to run on (default: a private in-memory one).
+
+    Returns
+    -------
+    numpy.ndarray of float64, one depth per row of ``X``.
+
+    Notes
+    -----
+    Equal to ``tte_depth.StatDepth(...).depths(X)`` (``ref=None``) and to the second output of
+    ``depths_paired(ref, X)``. Runs ``knn_depth`` (sql/reference/knn_depth.md).
+    """
+    X = _matrix(X, "X")
+    o = _lit(_depth_opts(metric, sample, seed))
+    if ref is None:
+        tables = {"x": _table(X)}
+        agg = f"knn_depth(id, emb, {o})"
+        keep = slice(None)
+    else:
+        R = _matrix(ref, "ref", X.shape[1])
+        flag = np.arange(len(R) + len(X)) < len(R)
+        tables = {"x": _table(np.concatenate([R, X]), is_ref=flag)}
+        agg = f"knn_depth(id, emb, is_ref, {o})"
+        keep = slice(len(R), None)
+    out = _on_tables(db, tables, lambda t: _unnest(agg, t["x"], "r.depth"), lambda r: r.fetchnumpy()["depth"])
+    return np.asarray(out, dtype=np.float64)[keep]
+
+
+@dataclass(frozen=True)
+class DepthTest:
+    """The depth rank-sum test of a candidate set G against a reference set F (``knn_depth_test``).
+
+    ``q``: Liu & Singh's quality index, the share of (F row, G row) pairs where the F row is no deeper,
+    ties half; 0.5 when F and G come from one distribution, below 0.5 when G is more outlying. ``w``:
+    the Wilcoxon rank-sum z statistic of F's depths against G's (``scipy.stats.ranksums``). ``p_value``:
+    its normal-approximation p-value for ``alternative``. ``u``: the Mann-Whitney U of F
+    (``scipy.stats.mannwhitneyu(...).statistic``). Depths are relative to F.
+    """
+    q: float
+    w: float
+    p_value: float
+    u: float
+    n_ref: int
+    n_cand: int
+
+
+def depth_test(F, G, *, metric: str = "cosine", alternative: str = "greater", sample: Optional[int] = None,
+               seed: int = 0, db=None) -> DepthTest:
+    """Do two corpora differ in embedding space? The TTE depth rank-sum test (Seegmiller & Preum 2023).
+
+    Depths of the rows of ``F`` (leave-one-out) and of ``G``, both relative to ``F``, are ranked together;
+    ``alternative='greater'`` (the paper's) tests whether F's rows rank deeper, i.e. G is more outlying
+    (``'less'``, ``'two-sided'`` too). See :class:`DepthTest` for the fields; ``metric``, ``sample`` as in
+    :func:`depth`.
+    """
+    Fm = _matrix(F, "F")
+    Gm = _matrix(G, "G", Fm.shape[1])
+    if alternative not in ("greater", "less", "two-sided"):
+        raise ValueError(f"unknown alternative {alternative!r}; use 'greater', 'less' or 'two-sided'")
+    o = _lit(_depth_opts(metric, sample, seed, alternative=alternative))
+    flag = np.arange(len(Fm) + len(Gm)) >= len(Fm)
+    row = _on_tables(db, {"x": _table(np.concatenate([Fm, Gm]), in_g=flag)},
+                     lambda t: f"SELECT knn_depth_test(emb, in_g, {o}) FROM {t['x']}",
+                     lambda r: r.fetchall()[0][0])
+    return DepthTest(float(row["q"]), float(row["w"]), float(row["p_value"]), float(row["u"]), int(row["n_ref"]),
+                     int(row["n_cand"]))
+
+
+def sql_depth(db, relation: str, *, id: str = "id", vec: str = "emb", ref: Optional[str] = None,
+              by: Optional[str] = None, metric: str = "cosine", sample: Optional[int] = None, seed: int = 0):
+    """``knn_depth`` over a table or query: a DataFrame ``id, depth`` (and the ``by`` column).
+
+    ``ref``: a boolean SQL expression marking the reference rows (depth relative to them; rows where it
+    is NULL are left out); ``None``: relative to all rows. ``by``: a column to group by, one depth per
+    row relative to its own group (per-class depth).
+    """
+    o = _lit(_depth_opts(metric, sample, seed))
+    args = f"{_quote_ident(id)}, {_quote_ident(vec)}" + (f", ({ref})::BOOLEAN" if ref else "") + f", {o}"
+    if by is None:
+        return _run_list(db, f"knn_depth({args})", relation)
+    g = _quote_ident(by)
+    return _run(db, f"SELECT g AS {g}, r.id, r.depth FROM (SELECT {g} AS g, unnest(knn_depth({args})) AS r "
+                    f"FROM {_relation(relation)} GROUP BY {g}) ORDER BY 1, 2", "knn_depth")
+
+
+def sql_depth_test(db, relation: str, candidate: str, *, vec: str = "emb", metric: str = "cosine",
+                   alternative: str = "greater", sample: Optional[int] = None, seed: int = 0) -> DepthTest:
+    """``knn_depth_test(vec, candidate)``: the rows where the boolean SQL expression ``candidate`` holds are
+    G, the others F (rows where it is NULL are left out)."""
+    if alternative not in ("greater", "less", "two-sided"):
+        raise ValueError(f"unknown alternative {alternative!r}; use 'greater', 'less' or 'two-sided'")
+    o = _lit(_depth_opts(metric, sample, seed, alternative=alternative))
+    row = _run(db, f"SELECT knn_depth_test({_quote_ident(vec)}, ({candidate})::BOOLEAN, {o}) "
+                   f"FROM {_relation(relation)}", "knn_depth_test", "one")
+    if row is None:
+        raise ValueError("the relation has no rows")
+    return DepthTest(float(row["q"]), float(row["w"]), float(row["p_value"]), float(row["u"]), int(row["n_ref"]),
+                     int(row["n_cand"]))

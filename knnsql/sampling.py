@@ -28,9 +28,9 @@ import numpy as np
 from . import _ffi, _progress
 from ._sql import parse_filter, render
 
-METHODS = ("kcenter", "kmeans++", "kmeans", "weighted", "sensitivity", "balanced", "kernel_thinning", "dpp")
+METHODS = ("kcenter", "kmeans++", "kmeans", "weighted", "sensitivity", "balanced", "kernel_thinning", "dpp", "depth")
 
-__all__ = ["METHODS", "SampleResult", "assign", "balanced", "dpp", "kcenter", "kernel_thinning", "kmeans",
+__all__ = ["METHODS", "SampleResult", "assign", "balanced", "depth", "dpp", "kcenter", "kernel_thinning", "kmeans",
            "kmeanspp", "options_text", "run", "sample", "sensitivity", "weighted"]
 
 
@@ -218,6 +218,18 @@ def dpp(X, n: int, *, kernel: str = "linear", bandwidth: Optional[float] = None,
         seed: int = 0, metric: str = "l2") -> SampleResult:
     """k-DPP sample over a linear kernel or random Fourier features of a Gaussian (``kernel='rbf'``)."""
     return run(X, n, "dpp", seed=seed, kernel=kernel, bandwidth=bandwidth, rank=rank, metric=metric)
+
+
+def depth(X, n: int, *, order: str = "deepest", metric: str = "cosine", sample: Optional[int] = None, seed: int = 0,
+          threads: int = 0) -> SampleResult:
+    """Depth-ranked selection: the ``n`` deepest rows (``order='deepest'``, a set's representatives) or the
+    ``n`` shallowest (``order='shallowest'``, its outliers) by TTE depth (Seegmiller & Preum, EMNLP 2023).
+
+    ``score`` is each pick's depth relative to all rows of ``X`` (``knnsql.analytics.depth``), ``weight``
+    is ``len(X) / n``. ``metric``: ``'cosine'`` (exact in O(n d)), ``'chord'`` or ``'l2'`` (exact in
+    O(n^2 d), or over ``sample`` reference rows drawn with ``seed``). Ties go to the lower row.
+    """
+    return run(X, n, "depth", seed=seed, threads=threads, order=order, metric=metric, sample=sample)
 
 
 def assign(X, centroids, *, threads: int = 0):

@@ -87,6 +87,8 @@ knn_status an_opts_parse(const an_spec *spec, const char *fn, const char *text, 
     o->q_lo = 0.05;
     o->q_hi = 0.95;
     o->significance = 0.05;
+    o->bw_rule = KNN_KDE_SCOTT;
+    o->power = 2.0;
     if (text == NULL) return KNN_OK;
     /* the shared reentrant tokenizer (base/knn_options.h): spans over text, nothing truncated */
     const size_t len = strlen(text);
@@ -108,12 +110,37 @@ knn_status an_opts_parse(const an_spec *spec, const char *fn, const char *text, 
         }
         size_t vl = vs.n;
         double x = 0;
-        if (!strcasecmp(tok, "metric")) {
+        if (!strcasecmp(tok, "metric") && (spec->flags & AN_CHORD) && !strcasecmp(val, "chord")) {
+            o->metric_set = o->chord = true;
+            strcpy(o->metric, "cosine");
+        } else if (!strcasecmp(tok, "metric")) {
             knn_metric m;
             if (knn_metric_parse(val, vl, &m, err) != KNN_OK) {
                 return knn_error_set(err, KNN_EINVAL, "%s: unknown metric '%s'; use %s", fn, val, KNN_METRIC_NAMES);
             }
             snprintf(o->metric, sizeof o->metric, "%s", knn_metric_name(m));
+            o->metric_set = true;
+            o->chord = false;
+        } else if (!strcasecmp(tok, "alternative")) {
+            if (!strcasecmp(val, "greater")) o->alternative = 0;
+            else if (!strcasecmp(val, "less")) o->alternative = 1;
+            else if (!strcasecmp(val, "two-sided") || !strcasecmp(val, "two_sided")) o->alternative = 2;
+            else return knn_error_set(err, KNN_EINVAL, "%s: alternative must be greater, less or two-sided, got '%s'",
+                                      fn, val);
+        } else if (!strcasecmp(tok, "bandwidth")) {
+            if (!strcasecmp(val, "scott")) o->bw_rule = KNN_KDE_SCOTT;
+            else if (!strcasecmp(val, "silverman")) o->bw_rule = KNN_KDE_SILVERMAN;
+            else {
+                char *end;
+                double h = strtod(val, &end);
+                while (*end == ' ') end++;
+                if (end == val || *end || !(h > 0) || !isfinite(h)) {
+                    return knn_error_set(err, KNN_EINVAL, "%s: bandwidth must be a positive number, 'scott' or "
+                                         "'silverman', got '%s'", fn, val);
+                }
+                o->bw_rule = KNN_KDE_GIVEN;
+                o->bandwidth = h;
+            }
         } else if (!strcasecmp(tok, "weighting")) {
             if (!strcasecmp(val, "uniform")) o->weighting = 0;
             else if (!strcasecmp(val, "distance") || !strcasecmp(val, "inverse_distance")) o->weighting = 1;
@@ -164,6 +191,11 @@ knn_status an_opts_parse(const an_spec *spec, const char *fn, const char *text, 
             } else if (!strcasecmp(tok, "refine_ef")) {
                 if (num_opt(fn, tok, val, 1, 1e6, &x, err)) return err->status;
                 o->refine_ef = (int64_t)x;
+            } else if (!strcasecmp(tok, "sample")) {
+                if (num_opt(fn, tok, val, 2, 2147483647.0, &x, err)) return err->status;
+                o->sample = (int64_t)x;
+            } else if (!strcasecmp(tok, "power")) {
+                if (num_opt(fn, tok, val, 0, 1e3, &o->power, err)) return err->status;
             }
         }
     }
@@ -198,7 +230,7 @@ knn_status an_update(const knn_agg_ctx *cx, duckdb_data_chunk input, duckdb_aggr
     if (knn_vreader_init(&vr, duckdb_data_chunk_get_vector(input, sp->vec_col), cx->def->name, "vec", err)) goto done;
     duckdb_vector idv = sp->id_col >= 0 ? duckdb_data_chunk_get_vector(input, sp->id_col) : NULL;
     duckdb_vector auxv = sp->aux_col >= 0 ? duckdb_data_chunk_get_vector(input, sp->aux_col) : NULL;
-    duckdb_vector kv = duckdb_data_chunk_get_vector(input, sp->k_col);
+    duckdb_vector kv = sp->k_col >= 0 ? duckdb_data_chunk_get_vector(input, sp->k_col) : NULL;
     duckdb_vector cv = sp->count_col >= 0 ? duckdb_data_chunk_get_vector(input, sp->count_col) : NULL;
     duckdb_vector ov = opt_col >= 0 ? duckdb_data_chunk_get_vector(input, opt_col) : NULL;
     const uint64_t *aux_valid = auxv ? duckdb_vector_get_validity(auxv) : NULL;
@@ -211,12 +243,12 @@ knn_status an_update(const knn_agg_ctx *cx, duckdb_data_chunk input, duckdb_aggr
         if ((sp->aux == AN_AUX_BOOL || sp->aux == AN_AUX_ORDER) && !has_aux) continue;
         size_t len = knn_vreader_len(&vr, i);
         if (!knn_valid(vr.validity, i)) continue; /* NULL vector: row skipped */
-        int64_t k, cnt = 0;
-        if (!knn_get_bigint(kv, i, &k)) {
+        int64_t k = 0, cnt = 0;
+        if (kv && !knn_get_bigint(kv, i, &k)) {
             knn_error_set(err, KNN_EINVAL, "k must not be NULL; pass a positive integer such as 10");
             goto done;
         }
-        if (k <= 0) {
+        if (kv && k <= 0) {
             knn_error_set(err, KNN_EINVAL, "k must be >= 1, got %lld", (long long)k);
             goto done;
         }

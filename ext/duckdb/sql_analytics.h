@@ -45,6 +45,13 @@ typedef struct an_opts {
     int64_t ef;
     double significance;
     int64_t refine_ef; /* knn_predict over a graph index: second beam for unsettled votes (0: none) */
+    bool metric_set;   /* metric given (functions whose default is not l2 read this) */
+    bool chord;        /* metric=chord (functions with AN_CHORD only; metric then reads "cosine") */
+    int64_t sample;    /* knn_depth: reference rows sampled per mean distance (0: all) */
+    int alternative;   /* knn_depth_test: 0 greater, 1 less, 2 two-sided */
+    double bandwidth;  /* knn_kde: the bandwidth when bw_rule is KNN_KDE_GIVEN */
+    int bw_rule;       /* knn_kde: KNN_KDE_GIVEN, KNN_KDE_SCOTT (default), KNN_KDE_SILVERMAN */
+    double power;      /* knn_interpolate: inverse-distance power (default 2) */
 } an_opts;
 
 typedef struct an_spec an_spec;
@@ -74,12 +81,17 @@ typedef struct an_rows {
 
 typedef knn_status (*an_finalize_fn)(const an_rows *rows, duckdb_vector result, idx_t out_row, knn_error *err);
 
+/* an_spec flags */
+#define AN_CHORD 1u /* metric=chord is accepted */
+
 /* One overload's argument layout; it is the kit entry's data. */
 struct an_spec {
-    int id_col, vec_col, aux_col, k_col, count_col; /* -1 when absent; the options column follows the last */
+    int id_col, vec_col, aux_col, k_col, count_col; /* -1 when absent (k then reads 0); the options column
+                                                       follows the last */
     an_aux aux;
     const char *keys;            /* option keys accepted, comma-separated */
     an_finalize_fn finalize;
+    unsigned flags;              /* AN_* */
 };
 
 /* Parses opts text for spec (defaults first); errors name the bad key and the accepted ones. */

@@ -182,12 +182,12 @@ done:
 /* ---- registration ---------------------------------------------------------------------------------------- */
 
 /* id, vec, aux, k, count columns; aux kind; option keys; finaliser */
-static const an_spec lid = {0, 1, -1, 2, -1, AN_AUX_NONE, "metric", lid_fin};
-static const an_spec lid_estimate = {-1, 0, -1, 1, -1, AN_AUX_NONE, "metric", lid_estimate_fin};
-static const an_spec divergence = {-1, 0, 1, 2, -1, AN_AUX_BOOL, "method,alpha", divergence_fin};
-static const an_spec genpr = {-1, 0, 1, 2, -1, AN_AUX_BOOL, "metric", genpr_fin};
-static const an_spec iid = {-1, 1, 0, 2, -1, AN_AUX_ORDER, "metric,permutations,seed,significance", iid_fin};
-static const an_spec iid_scores = {-1, 1, 0, 2, -1, AN_AUX_ORDER, "metric", iid_scores_fin};
+static const an_spec lid = {0, 1, -1, 2, -1, AN_AUX_NONE, "metric", lid_fin, 0};
+static const an_spec lid_estimate = {-1, 0, -1, 1, -1, AN_AUX_NONE, "metric", lid_estimate_fin, 0};
+static const an_spec divergence = {-1, 0, 1, 2, -1, AN_AUX_BOOL, "method,alpha", divergence_fin, 0};
+static const an_spec genpr = {-1, 0, 1, 2, -1, AN_AUX_BOOL, "metric", genpr_fin, 0};
+static const an_spec iid = {-1, 1, 0, 2, -1, AN_AUX_ORDER, "metric,permutations,seed,significance", iid_fin, 0};
+static const an_spec iid_scores = {-1, 1, 0, 2, -1, AN_AUX_ORDER, "metric", iid_scores_fin, 0};
 
 static const knn_fields lid_fields = {3, {"id", "lid", "r_k"}, {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_DOUBLE, DUCKDB_TYPE_DOUBLE}};
 static const knn_fields genpr_fields = {8, {"precision", "recall", "density", "coverage", "p_precision", "p_recall",

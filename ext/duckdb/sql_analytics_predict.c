@@ -403,10 +403,10 @@ done:
 
 /* id, vec, aux, k, count columns; aux kind; option keys; finaliser */
 static const an_spec predict_class = {0, 1, 2, 3, -1, AN_AUX_BIGINT,
-                                      "metric,weighting,temperature,adaptive,support,index,ef,refine_ef", predict_fin};
+                                      "metric,weighting,temperature,adaptive,support,index,ef,refine_ef", predict_fin, 0};
 static const an_spec predict_value = {0, 1, 2, 3, -1, AN_AUX_DOUBLE, "metric,weighting,temperature,index,ef,refine_ef",
-                                      predict_fin};
-static const an_spec impute = {0, 1, 2, 3, -1, AN_AUX_DOUBLE, "metric,weighting,draws,seed,lo,hi", impute_fin};
+                                      predict_fin, 0};
+static const an_spec impute = {0, 1, 2, 3, -1, AN_AUX_DOUBLE, "metric,weighting,draws,seed,lo,hi", impute_fin, 0};
 
 static const knn_fields class_fields = {4, {"id", "label", "prob", "k_used"},
                                         {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_DOUBLE, DUCKDB_TYPE_INTEGER}};

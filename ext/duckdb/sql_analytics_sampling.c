@@ -157,9 +157,9 @@ done:
 /* ---- registration ---------------------------------------------------------------------------------------- */
 
 /* id, vec, aux, k, count columns; aux kind; option keys; finaliser */
-static const an_spec smote = {0, 1, -1, 3, 2, AN_AUX_NONE, "metric,seed", smote_fin};
-static const an_spec importance = {0, 1, 2, 4, 3, AN_AUX_BOOL, "metric,seed", importance_fin};
-static const an_spec density = {0, 1, -1, 3, 2, AN_AUX_NONE, "metric,alpha,seed", density_fin};
+static const an_spec smote = {0, 1, -1, 3, 2, AN_AUX_NONE, "metric,seed", smote_fin, 0};
+static const an_spec importance = {0, 1, 2, 4, 3, AN_AUX_BOOL, "metric,seed", importance_fin, 0};
+static const an_spec density = {0, 1, -1, 3, 2, AN_AUX_NONE, "metric,alpha,seed", density_fin, 0};
 
 static const knn_fields smote_fields = {4, {"parent_id", "neighbor_id", "gap", "vec"},
                                         {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_DOUBLE,

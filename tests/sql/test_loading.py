@@ -50,7 +50,8 @@ def test_extension_path_is_loadable_file():
 
 # kNN analytics (sql/reference/knn_analytics.md)
 ANALYTICS = {"knn_predict", "knn_impute", "knn_smote", "knn_lid", "knn_lid_estimate", "knn_divergence",
-             "knn_precision_recall", "knn_iid_test", "knn_iid_scores", "knn_importance_sample", "knn_density_sample", "knn_recall"}
+             "knn_precision_recall", "knn_iid_test", "knn_iid_scores", "knn_importance_sample", "knn_density_sample", "knn_recall",
+             "knn_depth", "knn_depth_test"}
 
 
 def test_api_surface():

@@ -73,6 +73,40 @@ knn_status knn_an_graph_self_recall(struct knn_graph *g, size_t k, size_t nq, si
 knn_status knn_an_graph_tune_ef(struct knn_graph *g, size_t k, const float *Q, size_t nq, double target,
                                 size_t max_ef, size_t *out_ef, double *out_recall, size_t *out_used, knn_error *err);
 
+/* ---- wave-2 estimators (internal: SQL calls them; Python reaches them through SQL) ----------------- */
+
+/* Rank-sum test of reference scores x (n) against candidate scores y (m) (analytics/rank_test.c):
+ * out = {Q (Liu-Singh), z (scipy ranksums), p (alternative 0 greater, 1 less, 2 two-sided), U (Mann-Whitney U of x)}. */
+knn_status knn_an_rank_sum(const double *x, size_t n, const double *y, size_t m, int alternative, double out[4],
+                           knn_error *err);
+
+/* Digamma function psi(x), x > 0. */
+double knn_an_digamma(double x);
+/* Kozachenko-Leonenko entropy (nats, Kraskov's digamma form) and the MEE diversity score log(mean r_k^2 / d)
+ * of the n rows X (analytics/entropy.c): out = {entropy, mee}. */
+knn_status knn_an_entropy(const float *X, size_t n, size_t d, size_t k, size_t threads, double out[2],
+                          knn_error *err);
+
+/* Bandwidth rules of knn_an_kde (analytics/kde.c). */
+enum { KNN_KDE_GIVEN = 0, KNN_KDE_SCOTT = 1, KNN_KDE_SILVERMAN = 2 };
+/* *h: checked when given, else computed by the rule from the n reference rows R. */
+knn_status knn_an_kde_bandwidth(const float *R, size_t n, size_t d, int rule, double *h, knn_error *err);
+/* Gaussian KDE log density at nq queries Q from nr reference rows R, over each query's k nearest reference rows
+ * (k >= nr: every row, exactly); out_ess (effective rows) and out_err (bound on the truncation's log error) may be NULL. */
+knn_status knn_an_kde(const float *R, size_t nr, const float *Q, size_t nq, size_t d, size_t k, double h,
+                      size_t threads, double *out_log, double *out_ess, double *out_err, knn_error *err);
+
+/* Nearest class mean (analytics/prototype.c): codes[n] in 0..n_classes-1 (every class present); per query the
+ * class code, its distance and softmax(-dist / temperature) probability (out_dist, out_prob may be NULL). */
+knn_status knn_an_prototype(const float *X, size_t n, const int32_t *codes, size_t n_classes, const float *Q,
+                            size_t nq, size_t d, knn_metric metric, double temperature, int32_t *out_label,
+                            double *out_dist, double *out_prob, knn_error *err);
+
+/* Inverse-distance-weighted kNN interpolation (analytics/interpolate.c) over neighbour lists (row stride k) into
+ * n_src source values; out_reach (farthest neighbour's distance) may be NULL. */
+knn_status knn_an_interpolate(const int64_t *nbr, const float *dist, size_t nq, size_t k, const double *y, size_t n_src,
+                              knn_metric metric, double power, double *out_value, double *out_reach, knn_error *err);
+
 /* The analytics entry points (their public, cffi face; knn_api.h gathers it). */
 /* cffi-begin */
 /* ---- kNN analytics (knn_analytics_*.c; sql/reference/knn_analytics.md) ----

@@ -32,11 +32,12 @@ static const method_def methods[] = {
     {"balanced", knn_sample_balanced, 1, 0, "metric levels iters pick"},
     {"kernel_thinning", knn_sample_kernel_thin, 1, 0, "metric bandwidth g swap"},
     {"dpp", knn_sample_dpp, 1, 0, "metric kernel bandwidth rank"},
+    {"depth", knn_sample_depth, 1, 0, "metric order sample"},
 };
 #define N_METHODS (sizeof methods / sizeof methods[0])
 
 const char *knn_sample_methods(void) {
-    return "kcenter, kmeans++, kmeans, weighted, sensitivity, balanced, kernel_thinning, dpp";
+    return "kcenter, kmeans++, kmeans, weighted, sensitivity, balanced, kernel_thinning, dpp, depth";
 }
 
 void knn_sample_opts_default(knn_sample_opts *o) {
@@ -88,6 +89,22 @@ static knn_status parse_option(const method_def *m, const char *key, const char 
                              m->keys);
     }
     size_t x = 0;
+    if (m->fn == knn_sample_depth) { /* depth has its own metrics (cosine by default) and keys */
+        if (strcmp(key, "metric") == 0) {
+            knn_depth_metric dm;
+            knn_status s = knn_depth_parse(v, &dm, err);
+            o->depth_metric = (int)dm;
+            return s;
+        }
+        if (strcmp(key, "order") == 0) {
+            if (strcmp(v, "deepest") == 0) o->shallowest = 0;
+            else if (strcmp(v, "shallowest") == 0) o->shallowest = 1;
+            else return knn_error_set(err, KNN_EINVAL, "option 'order' must be 'deepest' (representatives) or "
+                                      "'shallowest' (outliers), got '%s'", v);
+            return KNN_OK;
+        }
+        return parse_size(key, v, 2, (size_t)INT32_MAX, &o->ref_sample, err); /* sample */
+    }
     if (strcmp(key, "metric") == 0) {
         if (strcmp(v, "l2") == 0 || strcmp(v, "l2sq") == 0) o->cosine = 0;
         else if (strcmp(v, "cosine") == 0) o->cosine = 1;

@@ -11,6 +11,8 @@
  *   sample/coreset.c          sensitivity-sampling coreset, hierarchical k-means balanced curation
  *   sample/kernel_thinning.c  kernel thinning (KT-SPLIT halving + KT-SWAP) and Compress++
  *   sample/dpp.c              k-DPP over a linear kernel or random Fourier features
+ *   sample/depth.c            statistical (TTE) depth and depth-ranked selection
+ *   sample/pair_sums.c        sums over all row pairs of a function of their distance (exact depth, KDE)
  *
  * Determinism: every random draw comes from a knn_rng derived from (seed, stream); threaded passes
  * split rows at fixed 64-row boundaries and reduce in a fixed order, so outputs do not depend on the
@@ -70,6 +72,9 @@ typedef struct knn_sample_opts {
     size_t n_levels;
     int assign;         /* k-means++: assign every row to report weights and cost (default 1) */
     int closest;        /* balanced: pick the rows closest to leaf centroids instead of random ones */
+    int depth_metric;   /* depth: knn_depth_metric (default cosine) */
+    int shallowest;     /* depth: pick the shallowest rows (outliers) instead of the deepest */
+    size_t ref_sample;  /* depth: reference rows sampled per row's mean distance (0: all) */
 } knn_sample_opts;
 
 void knn_sample_opts_default(knn_sample_opts *o);
@@ -206,6 +211,49 @@ knn_status knn_sample_sensitivity(const knn_sample_in *in, knn_sample_result *r,
 knn_status knn_sample_balanced(const knn_sample_in *in, knn_sample_result *r, knn_error *err);
 knn_status knn_sample_kernel_thin(const knn_sample_in *in, knn_sample_result *r, knn_error *err);
 knn_status knn_sample_dpp(const knn_sample_in *in, knn_sample_result *r, knn_error *err);
+knn_status knn_sample_depth(const knn_sample_in *in, knn_sample_result *r, knn_error *err);
+
+/* ---- sums over all pairs (sample/pair_sums.c) ---------------------------------------------------- */
+
+typedef enum knn_pair_fn {
+    KNN_PAIR_DIST = 0,  /* sum of Euclidean distances (second sum: of squared distances) */
+    KNN_PAIR_GAUSS = 1  /* sum of exp(-(d2 - shift[q]) * scale), terms capped at 1 (second sum: of squares) */
+} knn_pair_fn;
+
+typedef struct knn_pair_in {
+    const float *R;      /* nr reference rows (row-major, d) */
+    size_t nr;
+    const int64_t *rid;  /* ids of the reference rows, or NULL */
+    const float *Q;      /* nq query rows */
+    size_t nq;
+    const int64_t *qid;  /* ids of the queries, or NULL; a pair with qid == rid is left out */
+    size_t d;
+    knn_pair_fn fn;
+    double scale;        /* KNN_PAIR_GAUSS: 1 / (2 h^2) */
+    const double *shift; /* KNN_PAIR_GAUSS: per-query squared distance subtracted (its nearest), or NULL */
+    size_t threads;      /* 0: every core */
+    const knn_kernels *kern;
+} knn_pair_in;
+
+/* sum[q] (and sum2[q], when not NULL) over the reference rows, for every query. Results do not depend on
+ * the thread count. */
+knn_status knn_pair_sums(const knn_pair_in *in, double *sum, double *sum2, knn_error *err);
+
+/* ---- statistical depth (sample/depth.c) -------------------------------------------------------- */
+
+typedef enum knn_depth_metric { KNN_DEPTH_COSINE = 0, KNN_DEPTH_CHORD = 1, KNN_DEPTH_L2 = 2 } knn_depth_metric;
+
+/* 'cosine' (NULL too), 'chord' or 'l2'. */
+knn_status knn_depth_parse(const char *name, knn_depth_metric *out, knn_error *err);
+const char *knn_depth_metric_name(knn_depth_metric m);
+
+/* Depth of each of the n rows X (n x d) relative to the reference rows, those with is_ref[i] != 0 (all
+ * rows when is_ref is NULL); a reference row's own distance is left out of its mean. sample (chord, l2):
+ * the mean runs over that many reference rows drawn with seed (0: all of them). Needs 2 reference rows;
+ * cosine and chord refuse zero vectors. */
+knn_status knn_depth_compute(const float *X, size_t n, size_t d, const uint8_t *is_ref, knn_depth_metric metric,
+                             size_t sample, uint64_t seed, size_t threads, const knn_kernels *kern, double *out,
+                             knn_error *err);
 
 /* ---- k-means building blocks (sample/kmeans.c) ---------------------------------------------- */
 
