@@ -59,10 +59,13 @@ class Index:
         Graph only: default beam width while searching (raised to k when smaller). Default 64.
     seed : int
         Graph only: seed of the layer draws (with ``threads=1`` the build is deterministic).
-    quantization : {None, "none", "sq8"}
-        Flat only: ``"sq8"`` keeps 8-bit codes in memory (about a quarter of the float bytes) and the float
-        rows in an unlinked file in ``vectors_dir`` (default: the system temp directory). Searches stay
-        exact: the codes' distance bound decides which float rows are read. Metric ``l2`` or ``cosine``.
+    quantization : {None, "none", "sq8", "sq4"}
+        ``"sq8"`` / ``"sq4"`` keep 8- or 4-bit codes per dimension in memory and the float rows in an
+        unlinked file in ``vectors_dir`` (default: the system temp directory), which the kernel pages like a
+        cache. Flat (``"sq8"`` only, metric ``l2`` or ``cosine``): searches stay exact, the codes' distance
+        bound decides which float rows are read. Graph: searches walk the graph by code distances and
+        re-rank the best ``rerank`` rows of the beam (:meth:`search`) with float distances from the file,
+        so returned distances are exact; any metric.
 
     Notes
     -----
@@ -80,8 +83,8 @@ class Index:
             raise TypeError(f"dim must be an int, got {type(dim).__name__}")
         if kind == "flat" and any(v is not None for v in (m, ef_construction, ef)):
             raise ValueError("m, ef_construction and ef apply to kind='graph' only")
-        if kind != "flat" and quantization not in (None, "none"):
-            raise ValueError("quantization applies to kind='flat' so far; graph indexes keep float rows")
+        if kind == "graph" and quantization not in (None, "none", "sq8", "sq4"):
+            raise ValueError(f"unknown quantization {quantization!r}; use 'sq8', 'sq4' or 'none'")
         self.kind = kind
         lib, ffi = _ffi.lib(), _ffi.ffi
         buf = _ffi.errbuf()
@@ -100,6 +103,10 @@ class Index:
             _ffi.check(lib.knn_graph_new(max(int(dim), 0), str(metric).encode(), *params, int(seed) & (2**64 - 1),
                                          out, buf, _ffi.ERRMSG_LEN), buf)
             self._handle = ffi.gc(out[0], lib.knn_graph_destroy)
+            if quantization is not None or vectors_dir is not None:
+                _ffi.check(lib.knn_graph_storage(self._handle, str(quantization or "none").encode(),
+                                                 str(vectors_dir or tempfile.gettempdir()).encode(), buf,
+                                                 _ffi.ERRMSG_LEN), buf)
 
     @classmethod
     def _from_graph_handle(cls, handle) -> "Index":
@@ -153,8 +160,17 @@ class Index:
 
     @property
     def disk_bytes(self) -> int:
-        """Bytes of the file a ``quantization='sq8'`` flat index maps its float rows from (0 otherwise)."""
-        return int(_ffi.lib().knn_flat_disk_bytes(self._handle)) if self.kind == "flat" else 0
+        """Bytes of the files a quantized index maps its float rows from (0 otherwise)."""
+        lib = _ffi.lib()
+        return int(lib.knn_flat_disk_bytes(self._handle) if self.kind == "flat" else lib.knn_graph_disk_bytes(self._handle))
+
+    @property
+    def quantization(self) -> str:
+        """``"sq8"``, ``"sq4"`` or ``"none"``."""
+        lib = _ffi.lib()
+        if self.kind == "flat":
+            return "sq8" if _ffi.ffi.string(lib.knn_flat_storage(self._handle)) == b"sq8" else "none"
+        return _ffi.ffi.string(lib.knn_graph_quantization(self._handle)).decode()
 
     def __len__(self) -> int:
         lib = _ffi.lib()
@@ -261,7 +277,8 @@ class Index:
 
     # ---- search -----------------------------------------------------------------------------------
     def search(self, Q, k: int = 10, ef: Optional[int] = None, threads: Optional[int] = None,
-               lo: Optional[float] = None, hi: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
+               lo: Optional[float] = None, hi: Optional[float] = None,
+               rerank: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Finds the k nearest rows of each query.
 
         Parameters
@@ -280,6 +297,11 @@ class Index:
             when it is small, beams in per-bucket graphs over label ranges for mid-size windows (on
             indexes where they pay), a filtered beam search when it is wide; k rows come back whenever
             the window holds k rows.
+        rerank : int, optional
+            Quantized graph only: how many of the beam's best rows by code distance are re-scored with float
+            distances from the vectors file before the k nearest are returned (sorted by distance, then
+            id). Default: the whole beam (``ef`` rows); a depth above ``ef`` widens the beam to it. Fewer
+            reads fewer float rows, at some recall.
 
         Returns
         -------
@@ -287,7 +309,7 @@ class Index:
         distances : ndarray of float32, same shape, ascending per row. With a window holding fewer than
             k rows, the missing entries are id -1 and distance +inf.
         """
-        if (type(Q) is np.ndarray and Q.ndim == 1 and Q.dtype is _F32 and self.kind == "graph"
+        if (type(Q) is np.ndarray and Q.ndim == 1 and Q.dtype is _F32 and self.kind == "graph" and rerank is None
                 and (threads is None or (type(threads) is int and threads == 1))
                 and type(k) is int and k >= 1 and (ef is None or (type(ef) is int and ef >= 1))):
             one = self._search_one(Q, k, ef, lo, hi)
@@ -299,6 +321,10 @@ class Index:
             if self.kind == "flat":
                 raise ValueError("ef applies to kind='graph' only; a flat index is always exact")
             ef = _int_arg("ef", ef, 1)
+        if rerank is not None:
+            if self.kind == "flat":
+                raise ValueError("rerank applies to kind='graph' only; a flat index is always exact")
+            rerank = _int_arg("rerank", rerank, 1)
         windowed = lo is not None or hi is not None
         lo_v = _bound("lo", lo, -np.inf)
         hi_v = _bound("hi", hi, np.inf)
@@ -320,7 +346,10 @@ class Index:
         dists = np.empty((nq, max(kk, 1)), dtype=np.float32)
         found = np.empty(nq, dtype=np.uintp)
         out = (ffi.from_buffer(t.i64, ids), ffi.from_buffer(t.f32, dists), ffi.from_buffer(t.size, found))
-        if windowed:
+        if rerank is not None:
+            status = lib.knn_graph_query_rerank(self._handle, qs, nq, max(kk, 1), ef or 0, rerank, int(windowed), lo_v,
+                                                hi_v, threads, *out, buf, _ffi.ERRMSG_LEN)
+        elif windowed:
             status = lib.knn_graph_query_window(self._handle, qs, nq, max(kk, 1), ef or 0, lo_v, hi_v, threads, *out,
                                                 ffi.NULL, buf, _ffi.ERRMSG_LEN)
         else:

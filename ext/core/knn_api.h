@@ -65,6 +65,26 @@ int knn_graph_query_among(knn_graph *index, const float *queries, size_t nq, siz
  * width min(k, live rows), or -1 with errmsg set. The per-call path of Index.search for one vector. */
 long knn_graph_query_one(knn_graph *index, const float *query, size_t k, size_t ef, int windowed, double lo, double hi,
                          int64_t *out_ids, float *out_dists, char *errmsg, size_t errmsg_len);
+/* As knn_graph_query (windowed: knn_graph_query_window, without plans) with a re-rank depth for a coded
+ * graph: the best `rerank` beam rows by code distance are re-scored with float distances (0: the whole
+ * beam; a depth above ef widens the beam). */
+int knn_graph_query_rerank(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, size_t rerank,
+                           int windowed, double lo, double hi, size_t threads, int64_t *out_ids, float *out_dists,
+                           size_t *found, char *errmsg, size_t errmsg_len);
+/* Storage of an empty graph: quantization "none" (float rows in memory), "sq8" or "sq4" (8- or 4-bit codes
+ * per dimension in memory, float rows in an unlinked file created in vectors_dir); see knn_graph.h. */
+int knn_graph_storage(knn_graph *index, const char *quantization, const char *vectors_dir, char *errmsg,
+                      size_t errmsg_len);
+/* "sq8", "sq4" or "none". */
+const char *knn_graph_quantization(const knn_graph *g);
+/* Bytes of the files a coded graph maps its float rows from (0 for a float graph). */
+size_t knn_graph_disk_bytes(const knn_graph *g);
+/* Gives a coded graph restored from bytes the float rows of its live ids (rows as added); each row must
+ * code to what the index holds for its id. *filled counts the rows taken; searches run once none is
+ * missing (knn_graph_missing_vectors). */
+int knn_graph_fill_vectors(knn_graph *index, const float *vecs, const int64_t *ids, size_t n, size_t *filled,
+                           char *errmsg, size_t errmsg_len);
+size_t knn_graph_missing_vectors(const knn_graph *g);
 size_t knn_graph_count(const knn_graph *index);
 size_t knn_graph_tombstones(const knn_graph *index);
 size_t knn_graph_bytes(const knn_graph *index);

@@ -24,7 +24,7 @@ typedef struct admin_bind {
     int has_memory_limit;
     size_t memory_limit;
     char source[KNN_SOURCE_MAX + 1]; /* source := (empty: none) */
-    int sq8;                         /* quantization := 'sq8' */
+    char quant[8];                   /* quantization := 'sq8' / 'sq4' ("": none) */
     char vectors_dir[KNN_DIR_MAX + 1]; /* vectors_dir := (empty: the registry's default) */
 } admin_bind;
 
@@ -132,35 +132,33 @@ static void create_bind(duckdb_bind_info info) {
     }
     char *quant = knn_bind_named_varchar(info, "quantization");
     if (quant) {
-        int ok = strcmp(quant, "none") == 0 || strcmp(quant, "sq8") == 0;
-        b->sq8 = strcmp(quant, "sq8") == 0;
-        if (!ok) {
-            knn_error_set(&err, KNN_EINVAL, "%s: quantization '%.32s' is not known; use 'sq8' (8-bit codes in memory, "
-                          "float rows in a file, exact results; kind := 'flat') or 'none'", fn, quant);
+        int none = strcmp(quant, "none") == 0, sq8 = strcmp(quant, "sq8") == 0, sq4 = strcmp(quant, "sq4") == 0;
+        if (sq8 || sq4) memcpy(b->quant, quant, 4);
+        knn_error_clear(&err);
+        if (!none && !sq8 && !sq4) {
+            knn_error_set(&err, KNN_EINVAL, "%s: quantization '%.32s' is not known; use 'sq8' or 'sq4' (8- or 4-bit "
+                          "codes in memory, float rows in a file; 'sq4' needs kind := 'graph') or 'none'", fn, quant);
+        } else if (sq4 && b->kind == KNN_KIND_FLAT) {
+            knn_error_set(&err, KNN_EINVAL, "%s: quantization 'sq4' is built for kind := 'graph' (a flat index's exact "
+                          "scan screens with 8-bit codes); use 'sq8' for a flat index, or kind := 'graph'", fn);
+        } else if (sq8 && b->kind == KNN_KIND_FLAT && b->metric == KNN_METRIC_IP) {
+            knn_error_set(&err, KNN_EINVAL, "%s: quantization 'sq8' of a flat index bounds Euclidean distances: use "
+                          "metric 'l2' or 'cosine' (on normalised rows cosine ranks as 'ip' does), or kind := 'graph'",
+                          fn);
         }
         duckdb_free(quant);
-        if (!ok) return fail_bind(info, b, &err);
-        if (b->sq8 && b->kind != KNN_KIND_FLAT) {
-            knn_error_set(&err, KNN_EINVAL, "%s: quantization 'sq8' is built for kind := 'flat' so far (graph indexes "
-                          "keep float rows); add kind := 'flat'", fn);
-            return fail_bind(info, b, &err);
-        }
-        if (b->sq8 && b->metric == KNN_METRIC_IP) {
-            knn_error_set(&err, KNN_EINVAL, "%s: quantization 'sq8' bounds Euclidean distances: use metric 'l2' or "
-                          "'cosine' (on normalised rows cosine ranks as 'ip' does)", fn);
-            return fail_bind(info, b, &err);
-        }
+        if (err.status != KNN_OK) return fail_bind(info, b, &err);
     }
     char *dir = knn_bind_named_varchar(info, "vectors_dir");
     if (dir) {
         size_t len = strlen(dir);
-        int ok = len > 0 && len <= KNN_DIR_MAX && b->sq8;
+        int ok = len > 0 && len <= KNN_DIR_MAX && b->quant[0];
         if (ok) memcpy(b->vectors_dir, dir, len + 1);
         duckdb_free(dir);
         if (!ok) {
-            knn_error_set(&err, KNN_EINVAL, b->sq8 ? "%s: vectors_dir must name a directory (1 to %d bytes)"
-                                                   : "%s: vectors_dir applies to quantization := 'sq8' only", fn,
-                          KNN_DIR_MAX);
+            knn_error_set(&err, KNN_EINVAL, b->quant[0] ? "%s: vectors_dir must name a directory (1 to %d bytes)"
+                                                        : "%s: vectors_dir applies to quantization := 'sq8' or 'sq4' "
+                                                          "only", fn, KNN_DIR_MAX);
             return fail_bind(info, b, &err);
         }
     }
@@ -187,10 +185,13 @@ static void create_run(duckdb_function_info info, duckdb_data_chunk out) {
         KNN_OK) {
         return knn_fail_run(info, "knn_index_create", &err);
     }
-    if (b->sq8) {
+    if (b->quant[0]) {
         knn_entry *e = knn_registry_get(knn_table_registry(info), b->ref.name, b->ref.len, &err);
         const char *dir = b->vectors_dir[0] ? b->vectors_dir : knn_registry_vectors_dir(knn_table_registry(info));
-        knn_status s = e ? (knn_status)knn_flat_set_storage(e->flat, "sq8", dir, err.msg, sizeof err.msg) : err.status;
+        knn_status s = e == NULL ? err.status
+                       : e->kind == KNN_KIND_GRAPH ? knn_graph_set_storage(e->graph, b->quant, dir, &err)
+                                                   : (knn_status)knn_flat_set_storage(e->flat, b->quant, dir, err.msg,
+                                                                                      sizeof err.msg);
         knn_entry_release(e);
         if (s != KNN_OK) {
             err.status = s;
@@ -265,7 +266,7 @@ static void indexes_bind(duckdb_bind_info info) {
         /* the last knn_index_recall: recall@recall_k at recall_ef, measured with recall_rows rows */
         {"recall", DUCKDB_TYPE_DOUBLE}, {"recall_k", DUCKDB_TYPE_INTEGER}, {"recall_ef", DUCKDB_TYPE_INTEGER},
         {"recall_rows", DUCKDB_TYPE_BIGINT},
-        /* storage: memory_bytes is the heap; an 'sq8' index maps its float rows from a file of disk_bytes */
+        /* storage: memory_bytes is the heap; a quantized index maps its float rows from files of disk_bytes */
         {"quantization", DUCKDB_TYPE_VARCHAR}, {"disk_bytes", DUCKDB_TYPE_BIGINT},
     };
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) knn_bind_column(info, cols[i].name, cols[i].type);

@@ -311,7 +311,7 @@ static knn_status group_search(const knn_agg_ctx *cx, const among_acc *a, int64_
         s = knn_error_set(err, KNN_EDATA, "dimension mismatch: the query has %zu elements but index '%s' has dim %zu",
                           a->dim, a->index, e->dim);
     } else {
-        s = knn_graph_search_among(e->graph, a->query, a->nq, a->k, a->ef, a->ids, a->n, 0, ids, dists, found, NULL,
+        s = knn_graph_search_among(e->graph, a->query, a->nq, a->k, a->ef, 0, a->ids, a->n, 0, ids, dists, found, NULL,
                                    NULL, err);
     }
     knn_entry_release(e);

@@ -1,6 +1,7 @@
 /* Searching a named index: knn_search (table function, one query) and knn (scalar, a query per row).
  *
- *   knn_search(name, query, k := 10, ef := NULL, lo := NULL, hi := NULL, filter := NULL, attributes := false)
+ *   knn_search(name, query, k := 10, ef := NULL, lo := NULL, hi := NULL, filter := NULL, attributes := false,
+ *              rerank := NULL)
  *                                  -> rows (id BIGINT, distance FLOAT, rank INTEGER [, attribute columns])
  *   knn(name, query, k [, lo, hi [, ef]])  -> LIST(STRUCT(id BIGINT, distance FLOAT))
  *   knn(name, query, k, filter)             -> the same, among the rows the filter accepts
@@ -42,7 +43,7 @@ typedef struct search_bind {
     knn_index_ref ref;
     float *query;
     size_t dim;
-    size_t k, ef;
+    size_t k, ef, rerank;
     bool windowed;
     double lo, hi;
     knn_predicate *filter; /* NULL: none */
@@ -167,6 +168,12 @@ static void search_bind_fn(duckdb_bind_info info) {
         goto fail;
     }
     b->ef = (size_t)v;
+    v = 0;
+    if (knn_bind_named_int(info, "rerank", &v) == 1 && v < 1) {
+        knn_error_set(&err, KNN_EINVAL, "%s: rerank must be >= 1, got %lld", fn, (long long)v);
+        goto fail;
+    }
+    b->rerank = (size_t)v;
     char *filter = knn_bind_named_varchar(info, "filter");
     if (filter) {
         knn_status ps = knn_predicate_parse(filter, strlen(filter), &b->filter, &err);
@@ -208,11 +215,11 @@ static void search_run(duckdb_function_info info, duckdb_data_chunk out) {
         }
         if (e == NULL || check_dim(e, b->dim, "knn_search", &err) != KNN_OK ||
             (!st->ids || !st->dists ? knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu results", cap)
-             : b->filter ? knn_entry_search_filter(e, b->query, 1, cap, b->ef, b->filter, b->windowed, b->lo, b->hi, 1,
+             : b->filter ? knn_entry_search_filter(e, b->query, 1, cap, b->ef, b->rerank, b->filter, b->windowed, b->lo, b->hi, 1,
                                                    st->ids, st->dists, &st->n, NULL, &err)
-             : b->windowed ? knn_entry_search_window(e, b->query, cap, b->ef, b->lo, b->hi, st->ids, st->dists, &st->n,
+             : b->windowed ? knn_entry_search_window(e, b->query, cap, b->ef, b->rerank, b->lo, b->hi, st->ids, st->dists, &st->n,
                                                      &err)
-                           : knn_entry_search(e, b->query, cap, b->ef, st->ids, st->dists, &st->n, &err)) != KNN_OK) {
+                           : knn_entry_search(e, b->query, cap, b->ef, b->rerank, st->ids, st->dists, &st->n, &err)) != KNN_OK) {
             knn_entry_release(e);
             return knn_fail_run(info, "knn_search", &err);
         }
@@ -261,10 +268,10 @@ static void batch_task(void *arg, size_t t) {
         job->found[i] = 0;
         if (job->skip[i]) continue;
         const float *q = job->queries + i * job->dim;
-        knn_status s = job->lo && job->win[i] ? knn_entry_search_window(job->e, q, job->k[i], job->ef[i], job->lo[i], job->hi[i],
+        knn_status s = job->lo && job->win[i] ? knn_entry_search_window(job->e, q, job->k[i], job->ef[i], 0, job->lo[i], job->hi[i],
                                                          job->ids + job->offset[i], job->dists + job->offset[i],
                                                          &job->found[i], &job->errs[t])
-                               : knn_entry_search(job->e, q, job->k[i], job->ef[i], job->ids + job->offset[i],
+                               : knn_entry_search(job->e, q, job->k[i], job->ef[i], 0, job->ids + job->offset[i],
                                                   job->dists + job->offset[i], &job->found[i], &job->errs[t]);
         if (s != KNN_OK) return;
     }
@@ -434,7 +441,7 @@ static void knn_scalar(duckdb_function_info info, duckdb_data_chunk input, duckd
         size_t *bfound = malloc((m ? m : 1) * sizeof *bfound);
         knn_status bs = !bids || !bdists || !bfound
                             ? knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu results", m * kmax)
-                            : knn_entry_search_filter(e, queries, m, kmax, 0, filter, 0, 0, 0, 0, bids, bdists, bfound,
+                            : knn_entry_search_filter(e, queries, m, kmax, 0, 0, filter, 0, 0, 0, 0, bids, bdists, bfound,
                                                       NULL, &err);
         for (idx_t i = 0, r = 0; bs == KNN_OK && i < n; i++) {
             if (skip[i]) continue;
@@ -525,9 +532,9 @@ static const knn_fields hit_fields = {2, {"id", "distance"}, {DUCKDB_TYPE_BIGINT
 
 static const knn_table_def search_table[] = {
     {.name = "knn_search", .bind = search_bind_fn, .run = search_run,
-     .positional = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_LIST}, .n_positional = 2, .named = {"k", "ef", "lo", "hi", "filter", "attributes"},
+     .positional = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_LIST}, .n_positional = 2, .named = {"k", "ef", "lo", "hi", "filter", "attributes", "rerank"},
      .named_types = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY, DUCKDB_TYPE_ANY, DUCKDB_TYPE_VARCHAR,
-                     DUCKDB_TYPE_BOOLEAN},
+                     DUCKDB_TYPE_BOOLEAN, DUCKDB_TYPE_BIGINT},
      .state_size = sizeof(search_state), .state_free = search_state_free},
 };
 

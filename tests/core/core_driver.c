@@ -408,6 +408,135 @@ static void test_buckets(void) {
 }
 
 /* The code-distance kernel: exact integer sums, and bit r set exactly when S_r < cut, at every level. */
+/* The code dot-product kernels of the quantized graph (quant/knn_sq.h): every ISA gives the scalar
+ * integers, on 1..9 rows (the four-row groups and their tails) and the extreme weights. */
+static void test_sq_kernels(void) {
+    enum { DPAD = 192, ROWS = 9 };
+    static uint8_t rows8[ROWS][DPAD], rows4[ROWS][DPAD / 2];
+    int16_t w8[DPAD];
+    int8_t w4[DPAD];
+    const int16_t top8 = (int16_t)(2147483647.0 / (255.0 * DPAD));
+    for (size_t j = 0; j < DPAD; j++) {
+        w8[j] = j % 11 == 0 ? top8 : j % 13 == 0 ? (int16_t)-top8 : (int16_t)(frand() * top8);
+        w4[j] = j % 11 == 0 ? 127 : j % 13 == 0 ? -127 : (int8_t)(frand() * 127);
+    }
+    for (size_t r = 0; r < ROWS; r++) {
+        for (size_t j = 0; j < DPAD; j++) rows8[r][j] = r == 0 ? 255 : (uint8_t)((frand() + 1.0f) * 127.5f);
+        for (size_t j = 0; j < DPAD / 2; j++) rows4[r][j] = r == 0 ? 0xff : (uint8_t)((frand() + 1.0f) * 127.5f);
+    }
+    const uint8_t *p8[ROWS], *p4[ROWS];
+    int32_t want8[ROWS], want4[ROWS];
+    for (size_t r = 0; r < ROWS; r++) {
+        p8[r] = rows8[r];
+        p4[r] = rows4[r];
+        int64_t a = 0, b = 0;
+        for (size_t j = 0; j < DPAD; j++) {
+            a += (int64_t)w8[j] * rows8[r][j];
+            size_t byte = (j / 64) * 32 + j % 32;
+            b += (int64_t)w4[j] * ((rows4[r][byte] >> ((j % 64) >= 32 ? 4 : 0)) & 15);
+        }
+        want8[r] = (int32_t)a;
+        want4[r] = (int32_t)b;
+    }
+    knn_isa levels[] = {KNN_ISA_SCALAR, KNN_ISA_AVX2, KNN_ISA_AVX512};
+    for (size_t lv = 0; lv < 3; lv++) {
+        const knn_kernels *kern = knn_kernels_for(levels[lv]);
+        if (kern == NULL) continue;
+        for (size_t n = 1; n <= ROWS; n++) {
+            int32_t got[ROWS];
+            kern->sq8_dot_ptrs(w8, p8, n, DPAD, got);
+            CHECK(memcmp(got, want8, n * sizeof *got) == 0, "%s sq8 dot of %zu rows", kern->name, n);
+            kern->sq4_dot_ptrs(w4, p4, n, DPAD, got);
+            CHECK(memcmp(got, want4, n * sizeof *got) == 0, "%s sq4 dot of %zu rows", kern->name, n);
+        }
+    }
+}
+
+/* A coded graph (quantization 'sq8' / 'sq4'): answers against brute force (exact distances through the
+ * re-rank), deletes, windows under every plan, allow-lists, optimize, the re-rank knob. */
+static void test_graph_quant(void) {
+    const size_t n = 1200, d = 20, k = 8, nq = 4;
+    float *X = malloc(n * d * sizeof *X), *Q = malloc(nq * d * sizeof *Q);
+    int64_t *ids = malloc(n * sizeof *ids);
+    double *labels = malloc(n * sizeof *labels);
+    unsigned char *live = malloc(n);
+    for (size_t i = 0; i < n * d; i++) X[i] = frand();
+    for (size_t i = 0; i < nq * d; i++) Q[i] = frand();
+    for (size_t i = 0; i < n; i++) { ids[i] = (int64_t)i; labels[i] = (double)(i % 100); live[i] = 1; }
+    const char *kinds[] = {"sq8", "sq4"};
+    for (size_t kind = 0; kind < 2; kind++) {
+        knn_graph *g = NULL;
+        OK(knn_graph_new(d, "l2", 8, 64, 64, 7, &g, EB));
+        OK(knn_graph_storage(g, kinds[kind], NULL, EB));
+        CHECK(strcmp(knn_graph_quantization(g), kinds[kind]) == 0, "quantization %s", knn_graph_quantization(g));
+        OK(knn_graph_add_rows(g, X, ids, labels, n / 2, 2, EB));
+        OK(knn_graph_add_rows(g, X + (n / 2) * d, ids + n / 2, labels + n / 2, n - n / 2, 1, EB)); /* clamps */
+        char eb[ERR];
+        CHECK(knn_graph_storage(g, "sq4", NULL, eb, ERR) != 0, "storage changed after rows");
+        CHECK(knn_graph_disk_bytes(g) >= n * d * sizeof(float), "disk bytes %zu", knn_graph_disk_bytes(g));
+        int64_t oid[8 * 4];
+        float od[8 * 4];
+        size_t found[4];
+        OK(knn_graph_query_rerank(g, Q, nq, k, n, 0, 0, 0, 0, 1, oid, od, found, EB)); /* ef = n: exact */
+        for (size_t q = 0; q < nq; q++) {
+            float kth = kth_ref(X, live, n, d, Q + q * d, k);
+            CHECK(found[q] == k && fabsf(od[q * k + k - 1] - kth) <= 1e-4f * (1 + kth), "%s k-th %g vs %g", kinds[kind],
+                  od[q * k + k - 1], kth);
+            for (size_t j = 0; j < k; j++) {
+                float want = l2(X + oid[q * k + j] * d, Q + q * d, d);
+                CHECK(fabsf(od[q * k + j] - want) <= 1e-4f * (1 + want), "%s re-ranked distance", kinds[kind]);
+            }
+        }
+        OK(knn_graph_query_rerank(g, Q, nq, k, 16, 3, 0, 0, 0, 1, oid, od, found, EB)); /* rerank < k: raised */
+        for (size_t q = 0; q < nq; q++) CHECK(found[q] == k, "%s shallow re-rank found %zu", kinds[kind], found[q]);
+        int64_t del[300];
+        size_t nd = 0, removed;
+        for (size_t i = 0; i < n; i += 4) { del[nd++] = (int64_t)i; live[i] = 0; }
+        OK(knn_graph_remove(g, del, nd, &removed, EB));
+        for (int plan = -1; plan <= 4; plan++) {
+            if (plan == 2) continue;
+            knn_graph_force_window_plan(g, plan);
+            OK(knn_graph_query_rerank(g, Q, nq, k, 32, 0, 1, 10, 19, 1, oid, od, found, EB));
+            for (size_t q = 0; q < nq; q++) {
+                CHECK(found[q] == k, "%s plan %d found %zu", kinds[kind], plan, found[q]);
+                for (size_t j = 0; j < found[q]; j++) {
+                    int64_t id = oid[q * k + j];
+                    CHECK(id >= 0 && live[id] && labels[id] >= 10 && labels[id] <= 19, "%s plan %d id %lld", kinds[kind],
+                          plan, (long long)id);
+                    if (id >= 0) {
+                        float want = l2(X + id * d, Q + q * d, d);
+                        CHECK(fabsf(od[q * k + j] - want) <= 1e-4f * (1 + want), "%s plan %d distance", kinds[kind], plan);
+                    }
+                }
+            }
+        }
+        knn_graph_force_window_plan(g, -1);
+        int64_t allow[100];
+        for (size_t i = 0; i < 100; i++) allow[i] = (int64_t)(i * 7 + 1);
+        int plans[4];
+        OK(knn_graph_query_among(g, Q, nq, k, 32, allow, 100, 1, oid, od, found, plans, NULL, EB));
+        for (size_t q = 0; q < nq; q++) {
+            CHECK(found[q] == k, "%s among found %zu", kinds[kind], found[q]);
+            for (size_t j = 0; j < found[q]; j++) CHECK(oid[q * k + j] % 7 == 1 && live[oid[q * k + j]], "%s among id", kinds[kind]);
+        }
+        OK(knn_graph_rebuild(g, 1, EB));
+        CHECK(knn_graph_tombstones(g) == 0 && knn_graph_count(g) == n - nd, "%s optimize", kinds[kind]);
+        OK(knn_graph_query_rerank(g, Q, nq, k, n, 0, 0, 0, 0, 1, oid, od, found, EB));
+        for (size_t q = 0; q < nq; q++) {
+            float kth = kth_ref(X, live, n, d, Q + q * d, k);
+            CHECK(fabsf(od[q * k + k - 1] - kth) <= 1e-4f * (1 + kth), "%s optimized k-th %g vs %g", kinds[kind],
+                  od[q * k + k - 1], kth);
+        }
+        for (size_t i = 0; i < n; i++) live[i] = 1;
+        knn_graph_destroy(g);
+    }
+    free(X);
+    free(Q);
+    free(ids);
+    free(labels);
+    free(live);
+}
+
 static void test_code_dist_kernel(void) {
     enum { NPAIRS = 21, B = KNN_CODE_BLOCK };
     static uint8_t block[NPAIRS * 2 * B];
@@ -1313,6 +1442,8 @@ int main(void) {
     test_graph();
     test_cover_screen();
     test_code_dist_kernel();
+    test_sq_kernels();
+    test_graph_quant();
     test_buckets();
     if (failures) {
         fprintf(stderr, "core_driver: %d check(s) failed\n", failures);

@@ -107,7 +107,7 @@ def test_sq8_holds_a_fraction_of_the_heap_and_reports_its_file(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(metric="ip", quantization="sq8"), "serves metric 'l2' or 'cosine', not 'ip'"),
     (dict(quantization="pq"), "quantization 'pq' is not known for a flat index"),
-    (dict(kind="graph", quantization="sq8"), "quantization applies to kind='flat'"),
+    (dict(kind="graph", quantization="pq"), "unknown quantization 'pq'"),
     (dict(quantization="sq8", vectors_dir="/proc/no/such/dir"), "cannot create the vectors directory"),
 ])
 def test_sq8_errors_name_the_fix(kwargs, message):

@@ -281,9 +281,11 @@ def test_sq8_flat_index_answers_as_the_float_one(db, vecs, metric, tmp_path):
 
 def test_sq8_options_are_checked(db):
     for opts, message in {"quantization := 'pq'": "quantization 'pq' is not known",
-                          "quantization := 'sq8'": "built for kind := 'flat' so far",
+                          "kind := 'flat', quantization := 'sq4'": "'sq4' is built for kind := 'graph'",
                           "kind := 'flat', quantization := 'sq8', metric := 'ip'": "bounds Euclidean distances",
-                          "kind := 'flat', vectors_dir := '/tmp'": "vectors_dir applies to quantization := 'sq8' only",
+                          "kind := 'flat', vectors_dir := '/tmp'": "vectors_dir applies to quantization := 'sq8' or "
+                                                                   "'sq4' only",
+                          "vectors_dir := '/tmp'": "vectors_dir applies to quantization",
                           }.items():
         with pytest.raises(duckdb.Error, match=message):
             db.execute(f"SELECT * FROM knn_index_create('x', dim := 4, {opts})").fetchall()

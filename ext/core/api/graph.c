@@ -54,7 +54,7 @@ int knn_graph_rebuild(knn_graph *index, size_t threads, char *errmsg, size_t err
 typedef struct query_job {
     knn_graph *g;
     const float *queries;
-    size_t nq, k, ef, nthreads, dim;
+    size_t nq, k, ef, rerank, nthreads, dim;
     int64_t *ids;
     float *dists;
     size_t *found;
@@ -71,11 +71,12 @@ static void query_task(void *arg, size_t t) {
         float *dists = job->dists + q * job->k;
         knn_status s;
         if (job->windowed) {
-            s = knn_graph_search_window(job->g, job->queries + q * job->dim, job->k, job->ef, job->lo, job->hi, ids,
-                                        dists, &job->found[q], job->plans ? &job->plans[q] : NULL, &job->errs[t]);
+            s = knn_graph_search_window_rerank(job->g, job->queries + q * job->dim, job->k, job->ef, job->rerank,
+                                               job->lo, job->hi, ids, dists, &job->found[q],
+                                               job->plans ? &job->plans[q] : NULL, &job->errs[t]);
         } else {
-            s = knn_graph_search(job->g, job->queries + q * job->dim, job->k, job->ef, ids, dists, &job->found[q],
-                                 &job->errs[t]);
+            s = knn_graph_search_rerank(job->g, job->queries + q * job->dim, job->k, job->ef, job->rerank, ids, dists,
+                                        &job->found[q], &job->errs[t]);
         }
         if (s != KNN_OK) return;
         for (size_t j = job->found[q]; j < job->k; j++) {
@@ -85,8 +86,8 @@ static void query_task(void *arg, size_t t) {
     }
 }
 
-static int run_queries(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, int windowed,
-                       double lo, double hi, size_t threads, int64_t *out_ids, float *out_dists, size_t *found,
+static int run_queries(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, size_t rerank,
+                       int windowed, double lo, double hi, size_t threads, int64_t *out_ids, float *out_dists, size_t *found,
                        int *plans, char *errmsg, size_t errmsg_len) {
     knn_error err;
     knn_error_clear(&err);
@@ -102,7 +103,7 @@ static int run_queries(knn_graph *index, const float *queries, size_t nq, size_t
         knn_error_set(&err, KNN_ENOMEM, "out of memory for %zu search threads", nthreads);
         return knn_error_export(&err, errmsg, errmsg_len);
     }
-    query_job job = {index, queries, nq, k, ef, nthreads, knn_graph_dim(index), out_ids, out_dists, found, errs,
+    query_job job = {index, queries, nq, k, ef, rerank, nthreads, knn_graph_dim(index), out_ids, out_dists, found, errs,
                      windowed, lo, hi, plans};
     knn_parallel_run(nthreads, query_task, &job);
     knn_error_first(errs, nthreads, &err);
@@ -112,13 +113,37 @@ static int run_queries(knn_graph *index, const float *queries, size_t nq, size_t
 
 int knn_graph_query(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, size_t threads,
                     int64_t *out_ids, float *out_dists, size_t *found, char *errmsg, size_t errmsg_len) {
-    return run_queries(index, queries, nq, k, ef, 0, 0, 0, threads, out_ids, out_dists, found, NULL, errmsg, errmsg_len);
+    return run_queries(index, queries, nq, k, ef, 0, 0, 0, 0, threads, out_ids, out_dists, found, NULL, errmsg,
+                       errmsg_len);
+}
+
+int knn_graph_query_rerank(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, size_t rerank,
+                           int windowed, double lo, double hi, size_t threads, int64_t *out_ids, float *out_dists,
+                           size_t *found, char *errmsg, size_t errmsg_len) {
+    return run_queries(index, queries, nq, k, ef, rerank, windowed, lo, hi, threads, out_ids, out_dists, found, NULL,
+                       errmsg, errmsg_len);
+}
+
+int knn_graph_storage(knn_graph *index, const char *quantization, const char *vectors_dir, char *errmsg,
+                      size_t errmsg_len) {
+    knn_error err;
+    knn_error_clear(&err);
+    knn_graph_set_storage(index, quantization, vectors_dir, &err);
+    return knn_error_export(&err, errmsg, errmsg_len);
+}
+
+int knn_graph_fill_vectors(knn_graph *index, const float *vecs, const int64_t *ids, size_t n, size_t *filled,
+                           char *errmsg, size_t errmsg_len) {
+    knn_error err;
+    knn_error_clear(&err);
+    knn_graph_restore_vectors(index, vecs, ids, n, filled, &err);
+    return knn_error_export(&err, errmsg, errmsg_len);
 }
 
 int knn_graph_query_window(knn_graph *index, const float *queries, size_t nq, size_t k, size_t ef, double lo,
                            double hi, size_t threads, int64_t *out_ids, float *out_dists, size_t *found, int *plans,
                            char *errmsg, size_t errmsg_len) {
-    return run_queries(index, queries, nq, k, ef, 1, lo, hi, threads, out_ids, out_dists, found, plans, errmsg,
+    return run_queries(index, queries, nq, k, ef, 0, 1, lo, hi, threads, out_ids, out_dists, found, plans, errmsg,
                        errmsg_len);
 }
 
@@ -185,7 +210,7 @@ int knn_graph_query_among(knn_graph *index, const float *queries, size_t nq, siz
                           size_t *matched, char *errmsg, size_t errmsg_len) {
     knn_error err;
     knn_error_clear(&err);
-    knn_graph_search_among(index, queries, nq, k, ef, ids, n_ids, threads, out_ids, out_dists, found, plans, matched,
+    knn_graph_search_among(index, queries, nq, k, ef, 0, ids, n_ids, threads, out_ids, out_dists, found, plans, matched,
                            &err);
     return knn_error_export(&err, errmsg, errmsg_len);
 }

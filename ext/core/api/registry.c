@@ -38,12 +38,12 @@ int knn_registry_query(knn_registry *r, const char *name, const float *queries, 
         knn_error_set(&err, KNN_EINVAL, "k must be >= 1, got 0");
     } else if (filter != NULL) {
         if (knn_predicate_parse(filter, strlen(filter), &pred, &err) == KNN_OK) {
-            knn_entry_search_filter(e, queries, nq, k, ef, pred, 0, 0, 0, threads, out_ids, out_dists, found, NULL,
+            knn_entry_search_filter(e, queries, nq, k, ef, 0, pred, 0, 0, 0, threads, out_ids, out_dists, found, NULL,
                                     &err);
         }
     } else if (e->kind == KNN_KIND_GRAPH) {
         if (nq == 1) {
-            knn_entry_search(e, queries, k, ef, out_ids, out_dists, found, &err);
+            knn_entry_search(e, queries, k, ef, 0, out_ids, out_dists, found, &err);
         } else {
             char msg[KNN_ERROR_MSG_LEN];
             err.status = (knn_status)knn_graph_query(e->graph, queries, nq, k, ef, threads, out_ids, out_dists, found,

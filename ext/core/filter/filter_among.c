@@ -35,7 +35,7 @@ static knn_status rows_build(knn_graph *g, const int64_t *ids, size_t n_ids, knn
     return KNN_OK;
 }
 
-knn_status knn_graph_search_among(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef,
+knn_status knn_graph_search_among(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef, size_t rerank,
                                   const int64_t *ids, size_t n_ids, size_t threads, int64_t *out_ids, float *out_dists,
                                   size_t *found, int *plans, size_t *matched, knn_error *err) {
     if (k == 0) return knn_error_set(err, KNN_EINVAL, "k must be >= 1, got 0");
@@ -44,7 +44,7 @@ knn_status knn_graph_search_among(knn_graph *g, const float *queries, size_t nq,
     knn_filter_rows a = {0};
     pthread_rwlock_rdlock(&g->rw);
     knn_status s = rows_build(g, ids, n_ids, &a, err);
-    if (s == KNN_OK) s = knn_filter_run(g, &a, queries, nq, k, ef, threads, out_ids, out_dists, found, plans, err);
+    if (s == KNN_OK) s = knn_filter_run(g, &a, queries, nq, k, ef, rerank, threads, out_ids, out_dists, found, plans, err);
     if (matched) *matched = a.m;
     pthread_rwlock_unlock(&g->rw);
     free(a.bits);

@@ -26,8 +26,8 @@ void knn_filter_rows_finish(const knn_graph *g, knn_filter_rows *a);
 /* Answers nq queries against the rows (read lock held by the caller) on `threads` threads, each with
  * the per-query plan of knn_filter.h; outputs as knn_graph_search_among. */
 knn_status knn_filter_run(knn_graph *g, const knn_filter_rows *a, const float *queries, size_t nq, size_t k,
-                          size_t ef, size_t threads, int64_t *out_ids, float *out_dists, size_t *found, int *plans,
-                          knn_error *err);
+                          size_t ef, size_t rerank, size_t threads, int64_t *out_ids, float *out_dists, size_t *found,
+                          int *plans, knn_error *err);
 
 /* Fills the outputs with "nothing found" (id -1, +inf, found 0, plan exact). */
 void knn_filter_clear_out(size_t nq, size_t k, int64_t *out_ids, float *out_dists, size_t *found, int *plans);

@@ -99,7 +99,7 @@ static int among_post(const knn_graph *g, knn_search_ctx *c, const knn_filter_ro
     uint32_t ep;
     float epd;
     size_t ntop;
-    knn_graph_descend(g, q, &ep, &epd);
+    knn_graph_descend(g, c, q, &ep, &epd);
     if (min_local > 0 && knn_graph_local_fraction(g, &a->sel, ep) < min_local) return 0;
     c->budget = budget;
     c->over = 0;
@@ -108,7 +108,7 @@ static int among_post(const knn_graph *g, knn_search_ctx *c, const knn_filter_ro
     if (!ok) return -1;
     size_t want = k < a->m ? k : a->m;
     if (c->over || ntop < want) return 0;
-    qsort(c->top, ntop, sizeof *c->top, knn_hitem_cmp);
+    if (knn_graph_top_finish(g, c, q, ntop, want) == SIZE_MAX) return -1;
     for (size_t j = 0; j < want; j++) {
         out_ids[j] = g->ids[c->top[j].id];
         out_dists[j] = c->top[j].key;
@@ -145,12 +145,12 @@ static int among_two_hop(const knn_graph *g, knn_search_ctx *c, const knn_filter
     uint32_t ep, seeds[16];
     float epd;
     size_t ntop = 0, visits = 0;
-    knn_graph_descend(g, q, &ep, &epd);
+    knn_graph_descend(g, c, q, &ep, &epd);
     size_t ns = spread_seeds(a, seeds, sizeof seeds / sizeof seeds[0]);
     if (!knn_graph_two_hop_layer(g, c, q, ep, seeds, ns, ef, (uint32_t)g->m0, &a->sel, &ntop, &visits)) return -1;
     size_t want = k < a->m ? k : a->m;
     if ((budget && visits > budget) || ntop < want) return 0;
-    qsort(c->top, ntop, sizeof *c->top, knn_hitem_cmp);
+    if (knn_graph_top_finish(g, c, q, ntop, want) == SIZE_MAX) return -1;
     for (size_t j = 0; j < want; j++) {
         out_ids[j] = g->ids[c->top[j].id];
         out_dists[j] = c->top[j].key;
@@ -214,7 +214,7 @@ typedef struct among_job {
     const knn_filter_rows *a;
     double d0;
     const float *queries;
-    size_t nq, k, ef, nthreads;
+    size_t nq, k, ef, rerank, nthreads;
     int64_t *out_ids;
     float *out_dists;
     size_t *found;
@@ -229,6 +229,7 @@ static void among_task(void *arg, size_t t) {
         knn_error_set(&j->errs[t], KNN_ENOMEM, "out of memory for a search context");
         return;
     }
+    c->rerank = j->rerank;
     for (size_t i = t; i < j->nq && j->errs[t].status == KNN_OK; i += j->nthreads) {
         int plan = KNN_AMONG_EXACT;
         among_one(j->g, c, j->a, j->d0, j->queries + i * j->g->dim, j->k, j->ef, j->out_ids + i * j->k,
@@ -239,8 +240,8 @@ static void among_task(void *arg, size_t t) {
 }
 
 knn_status knn_filter_run(knn_graph *g, const knn_filter_rows *a, const float *queries, size_t nq, size_t k,
-                          size_t ef, size_t threads, int64_t *out_ids, float *out_dists, size_t *found, int *plans,
-                          knn_error *err) {
+                          size_t ef, size_t rerank, size_t threads, int64_t *out_ids, float *out_dists, size_t *found,
+                          int *plans, knn_error *err) {
     if (nq == 0) return KNN_OK;
     /* one thread per ~8 queries at most: a single query never pays for a thread start */
     size_t nt = threads ? threads : (nq > 1 ? knn_cpu_count() : 1);
@@ -250,7 +251,9 @@ knn_status knn_filter_run(knn_graph *g, const knn_filter_rows *a, const float *q
     if (errs == NULL) return knn_error_set(err, KNN_ENOMEM, "out of memory for %zu search threads", nt);
     if (ef == 0) ef = knn_graph_default_ef(g);
     if (ef < k) ef = k;
-    among_job job = {g, a, plain_distances(g, ef), queries, nq, k, ef, nt, out_ids, out_dists, found, plans, errs};
+    if (g->qbits && rerank > ef) ef = rerank; /* the beam holds every row to re-rank */
+    among_job job = {g, a, plain_distances(g, ef), queries, nq, k, ef, rerank, nt, out_ids, out_dists, found, plans,
+                     errs};
     knn_parallel_run(nt, among_task, &job);
     knn_status s = knn_error_first(errs, nt, err);
     free(errs);

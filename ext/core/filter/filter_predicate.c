@@ -32,7 +32,7 @@ static knn_status rows_from_predicate(knn_graph *g, const knn_predicate *pred, i
     return KNN_OK;
 }
 
-knn_status knn_graph_search_filter(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef,
+knn_status knn_graph_search_filter(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef, size_t rerank,
                                    const knn_predicate *pred, int windowed, double lo, double hi, size_t threads,
                                    int64_t *out_ids, float *out_dists, size_t *found, int *plans, size_t *matched,
                                    knn_error *err) {
@@ -43,7 +43,7 @@ knn_status knn_graph_search_filter(knn_graph *g, const float *queries, size_t nq
     knn_filter_rows a = {0};
     pthread_rwlock_rdlock(&g->rw);
     knn_status s = rows_from_predicate(g, pred, windowed, lo, hi, &a, err);
-    if (s == KNN_OK) s = knn_filter_run(g, &a, queries, nq, k, ef, threads, out_ids, out_dists, found, plans, err);
+    if (s == KNN_OK) s = knn_filter_run(g, &a, queries, nq, k, ef, rerank, threads, out_ids, out_dists, found, plans, err);
     if (matched) *matched = a.m;
     pthread_rwlock_unlock(&g->rw);
     free(a.bits);

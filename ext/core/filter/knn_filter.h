@@ -34,8 +34,9 @@ enum {
  * ids[0..n_ids) (ids not in the index, and repeats, are ignored), on `threads` threads (0: every core for
  * a batch, the caller's thread for one query). ef = 0: the index default. Writes row q
  * of out_ids / out_dists (stride k) and found[q] (missing entries: id -1, distance +inf); plans[q] (plans
- * may be NULL) is a KNN_AMONG_* code. *matched (may be NULL) is the number of live rows the ids name. */
-knn_status knn_graph_search_among(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef,
+ * may be NULL) is a KNN_AMONG_* code. rerank: a coded graph's re-rank depth
+ * (knn_graph_search_rerank; 0: the whole beam). *matched (may be NULL) is the number of live rows the ids name. */
+knn_status knn_graph_search_among(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef, size_t rerank,
                                   const int64_t *ids, size_t n_ids, size_t threads, int64_t *out_ids, float *out_dists,
                                   size_t *found, int *plans, size_t *matched, knn_error *err);
 
@@ -43,7 +44,7 @@ knn_status knn_graph_search_among(knn_graph *g, const float *queries, size_t nq,
  * (attrs/knn_predicate.h; evaluated once per call, under the read lock, into the same bitmap), and, when
  * `windowed`, whose label lies in [lo, hi]. Errors from the predicate (unknown column, type mismatch)
  * come back before any search; an index without attribute columns says how to add them. */
-knn_status knn_graph_search_filter(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef,
+knn_status knn_graph_search_filter(knn_graph *g, const float *queries, size_t nq, size_t k, size_t ef, size_t rerank,
                                    const knn_predicate *pred, int windowed, double lo, double hi, size_t threads,
                                    int64_t *out_ids, float *out_dists, size_t *found, int *plans, size_t *matched,
                                    knn_error *err);

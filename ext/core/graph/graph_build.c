@@ -83,7 +83,7 @@ static int insert_node(knn_graph *g, knn_search_ctx *c, uint32_t node) {
     if (!holds) pthread_mutex_unlock(&g->entry_lock);
 
     float epd = knn_vdist(g, v, knn_graph_vec(g, ep));
-    for (int lev = max_level; lev > level; lev--) ep = knn_graph_greedy(g, v, ep, &epd, lev, node);
+    for (int lev = max_level; lev > level; lev--) ep = knn_graph_greedy(g, c, v, ep, &epd, lev, node);
     for (int lev = level < max_level ? level : max_level; lev >= 0; lev--) {
         size_t ntop;
         if (!knn_graph_search_layer(g, c, v, ep, epd, g->p.ef_construction, lev, node, NULL, &ntop, NULL)) {
@@ -188,6 +188,7 @@ static void build_worker(void *arg, size_t t) {
         atomic_store(&job->failed, 1);
         return;
     }
+    c->coded = 0; /* links are chosen by float distances, on a coded graph too (read from its file) */
     for (;;) {
         uint32_t i = atomic_fetch_add(&job->next, 1);
         if (i >= job->last - job->first || atomic_load(&job->failed)) break;
@@ -197,9 +198,8 @@ static void build_worker(void *arg, size_t t) {
     knn_graph_ctx_release(job->g, c);
 }
 
-/* Validates one vector; normalises into out for cosine. */
-static knn_status prepare_vec(const knn_graph *g, const float *v, float *out, int64_t id, size_t row,
-                              knn_error *err) {
+knn_status knn_graph_prepare_vec(const knn_graph *g, const float *v, float *out, int64_t id, size_t row,
+                                knn_error *err) {
     double nn = 0;
     for (size_t j = 0; j < g->dim; j++) {
         if (!isfinite(v[j])) {
@@ -274,7 +274,7 @@ knn_status knn_graph_add_locked(knn_graph *g, const float *vecs, const int64_t *
         knn_idmap_get(&last, ids[i], &at);
         if (at != i) continue;
         uint32_t node = (uint32_t)g->count;
-        s = prepare_vec(g, vecs + i * g->dim, knn_graph_vec(g, node), ids[i], i, err);
+        s = knn_graph_prepare_vec(g, vecs + i * g->dim, knn_graph_vec(g, node), ids[i], i, err);
         if (s != KNN_OK) goto rollback;
         s = init_node(g, node, g->inserted + (node - first), ids[i], labels ? labels[i] : NAN, err);
         if (s != KNN_OK) goto rollback;
@@ -287,15 +287,12 @@ knn_status knn_graph_add_locked(knn_graph *g, const float *vecs, const int64_t *
     }
     /* Once an index has attribute columns they span every node (rows of nodes added without any: NULL). */
     if (g->attrs.ncols && (s = knn_attrs_grow(&g->attrs, g->count, err)) != KNN_OK) goto rollback;
+    /* a coded graph codes its new rows (the first batch trains the ranges) */
+    if (g->qbits && (s = knn_graph_encode_nodes(g, first, err)) != KNN_OK) goto rollback;
     /* All rows are valid: retire replaced ids, then link the new nodes. */
     for (uint32_t node = (uint32_t)first; node < g->count; node++) {
         uint32_t old;
-        if (knn_idmap_get(&g->map, g->ids[node], &old) && !g->deleted[old]) {
-            g->deleted[old] = 1;
-            g->n_deleted++;
-            knn_graph_labels_forget(g, old);
-            knn_graph_buckets_forget(g, old);
-        }
+        if (knn_idmap_get(&g->map, g->ids[node], &old) && !g->deleted[old]) knn_graph_tombstone(g, old);
         if ((s = knn_idmap_put(&g->map, g->ids[node], node, err)) != KNN_OK) goto done;
     }
     s = link_nodes(g, first, threads, err);

@@ -66,7 +66,7 @@ int knn_graph_two_hop_layer(const knn_graph *g, knn_search_ctx *c, const float *
     }
     float bound = INFINITY;
     for (;;) {
-        knn_vdists(g, q, buf, fresh, dist);
+        knn_graph_dists(g, c, q, buf, fresh, dist);
         if (visits) *visits += fresh;
         for (uint32_t j = 0; j < fresh; j++) {
             if (*ntop < ef || dist[j] < bound) {
@@ -100,7 +100,7 @@ int knn_graph_post_beam(const knn_graph *g, knn_search_ctx *c, const float *q, c
     if (g->entry == KNN_NO_NODE) return 1;
     uint32_t ep;
     float epd;
-    knn_graph_descend(g, q, &ep, &epd);
+    knn_graph_descend(g, c, q, &ep, &epd);
     if (min_local > 0 && knn_graph_local_fraction(g, sel, ep) < min_local) return 2;
     c->budget = 0;
     c->over = 0;

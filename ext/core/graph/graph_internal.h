@@ -14,10 +14,12 @@
 #include "attrs/knn_attrs.h"
 #include "kernels/knn_kernels.h"
 #include "quant/knn_codes.h"
+#include "quant/knn_sq.h"
 #include "graph/knn_graph.h"
 #include "select/knn_selector.h"
 #include "base/knn_clock.h"
 #include "base/knn_idmap.h"
+#include "base/knn_mapped.h"
 
 #define KNN_NO_NODE UINT32_MAX
 #define KNN_MAX_LEVEL 31
@@ -34,7 +36,8 @@ typedef struct knn_window {
     double *filter;    /* n, labels again, NaN once the node is deleted (scan filter) */
     uint32_t *nodes;   /* n */
     int64_t *ids;      /* n */
-    float *vecs;       /* n x dim, 64-byte aligned */
+    float *vecs;       /* n x dim, 64-byte aligned (a coded graph's in vmap, off the heap) */
+    knn_mapped vmap;   /* coded graphs: the file mapping vecs lives in (vmap.p NULL otherwise) */
     uint32_t *pos;     /* pos_n: node -> position in the sorted arrays, UINT32_MAX when absent */
     size_t pos_n;
     uint32_t *delta;
@@ -59,6 +62,16 @@ typedef struct knn_search_ctx {
     float *qbuf;
     size_t budget; /* most distances a layer search may compute (0: no limit); window plans only */
     int over;      /* set when a search stopped at the budget */
+    /* Coded graphs (graph_quant.c): searches score by the codes (coded = 1, the default a context is
+     * handed out with on such a graph; builds clear it and link by float distances), with the query
+     * prepared once for the codes (cq, for the query at coded_q; NULL: none yet), and re-rank the best
+     * `rerank` rows of a beam (0: all of them) with float distances. */
+    int coded;
+    const float *coded_q;
+    knn_sq_query cq;
+    size_t rerank;
+    struct knn_ritem *ritems; /* re-rank scratch */
+    size_t ritems_cap;
 } knn_search_ctx;
 
 /* A structure the window layer builds over a graph's nodes (its bucket graphs, window/window_buckets.h)
@@ -117,6 +130,20 @@ struct knn_graph {
     _Atomic(struct knn_buckets *) buckets; /* built with the calibration (under cal_lock); dropped under rw */
     const knn_graph_overlay_ops *buckets_ops; /* set by the window layer with the first buckets it builds */
     _Atomic int buckets_tried; /* a build ran since the buckets were last dropped (set under cal_lock) */
+    /* Coded storage (quantization 'sq8' / 'sq4', graph_quant.c): the level-0 slots hold links only, each
+     * row's codes sit in `codes` (then, under l2, the decoded row's squared norm as a float), and the float
+     * rows live in an unlinked file mapping (fvecs, node order, unit-length under cosine), read to build,
+     * to re-rank and by exact scans. A restore brings codes and links; the float rows come afterwards
+     * (knn_graph_restore_vectors): until then `missing` marks the nodes without theirs (decoded codes
+     * stand in) and searches are refused while a live one lacks it. */
+    unsigned qbits;       /* 0: float rows in the slots; 8 or 4 */
+    knn_sq sq;            /* ranges: sq.lo NULL until the first batch trains them */
+    uint8_t *codes;       /* capacity x code_stride */
+    size_t code_stride;
+    knn_mapped fvecs;
+    char *vectors_dir;
+    uint8_t *missing;     /* capacity flags, NULL when no row is missing */
+    size_t n_missing;     /* live nodes without their float row */
     /* A bucket graph keeps no vectors: node i's vector is vec_src's node vec_nodes[i]. */
     const struct knn_graph *vec_src;
     uint32_t *vec_nodes;
@@ -128,8 +155,24 @@ struct knn_graph {
 };
 
 static inline float *knn_graph_vec(const knn_graph *g, uint32_t i) {
-    if (g->vec_src) return (float *)(g->vec_src->data0 + (size_t)g->vec_nodes[i] * g->vec_src->slot_bytes);
+    if (g->vec_src) {
+        i = g->vec_nodes[i];
+        g = g->vec_src;
+    }
+    if (g->qbits) return (float *)g->fvecs.p + (size_t)i * g->dim;
     return (float *)(g->data0 + (size_t)i * g->slot_bytes);
+}
+
+/* The graph whose rows a graph reads (a bucket graph's parent, else the graph itself). */
+static inline const knn_graph *knn_graph_store(const knn_graph *g) { return g->vec_src ? g->vec_src : g; }
+
+/* Node i's codes (coded graphs). */
+static inline const uint8_t *knn_graph_codes(const knn_graph *g, uint32_t i) {
+    if (g->vec_src) {
+        i = g->vec_nodes[i];
+        g = g->vec_src;
+    }
+    return g->codes + (size_t)i * g->code_stride;
 }
 
 static inline uint32_t *knn_graph_links(const knn_graph *g, uint32_t i, int level) {
@@ -172,6 +215,21 @@ static inline void knn_vdists(const knn_graph *g, const float *q, const uint32_t
     g->kern->dot_ptrs(q, rows, n, g->dim, out);
     const float base = g->metric == KNN_METRIC_COSINE ? 1.0f : 0.0f;
     for (size_t j = 0; j < n; j++) out[j] = base - out[j];
+}
+
+/* Code distances from the query q (prepared: unit-length under cosine) to n nodes, through the context's
+ * prepared query (graph_quant.c). */
+void knn_graph_code_dists(const knn_graph *g, knn_search_ctx *c, const float *q, const uint32_t *nodes, size_t n,
+                          float *out);
+
+/* Distances a search ranks by: code distances on a coded search, else float ones. */
+static inline void knn_graph_dists(const knn_graph *g, knn_search_ctx *c, const float *q, const uint32_t *nodes,
+                                   size_t n, float *out) {
+    if (c && c->coded) {
+        knn_graph_code_dists(g, c, q, nodes, n, out);
+    } else {
+        knn_vdists(g, q, nodes, n, out);
+    }
 }
 
 /* Both search heaps are max-heaps of knn_hitem (candidates store -distance). Returns 0 when out of memory. */
@@ -223,9 +281,15 @@ int knn_hitem_cmp(const void *a, const void *b);
 
 /* ---- store (graph_store.c) ---------------------------------------------------------------------- */
 
+/* Tombstones a live node (write lock held): counts, the sorted copy, the buckets, a missing float row. */
+void knn_graph_tombstone(knn_graph *g, uint32_t node);
+
 /* Allocates an empty graph shell with these settings (shared by create, load and optimize). */
 knn_status knn_graph_alloc(size_t dim, knn_metric metric, const knn_graph_params *p, knn_graph **out,
                            knn_error *err);
+/* Memory for arrays read at random by searches (level-0 slots, code rows): 64-byte aligned, and from
+ * 4 MiB on 2 MiB-aligned with transparent huge pages asked for. Free with free(). */
+void *knn_graph_big_alloc(size_t bytes);
 /* Ensures room for `need` nodes. */
 knn_status knn_graph_reserve(knn_graph *g, size_t need, knn_error *err);
 /* Frees every per-node array, the label-sorted copy and the buckets (the shell stays). */
@@ -243,16 +307,18 @@ void knn_graph_drop_stale_buckets(knn_graph *g);
 /* lock_except: KNN_LOCK_NONE reads links without locking (queries: writers are excluded by the rwlock);
  * during a parallel build, the node being inserted, whose lock its inserter already holds. */
 #define KNN_LOCK_NONE (-1)
-/* Greedy walk on one upper layer: moves to the nearest neighbour until none is nearer. */
-uint32_t knn_graph_greedy(const knn_graph *g, const float *q, uint32_t cur, float *curd, int level,
+/* Greedy walk on one upper layer: moves to the nearest neighbour until none is nearer (distances as c ranks
+ * them; c may be NULL: float distances). */
+uint32_t knn_graph_greedy(const knn_graph *g, knn_search_ctx *c, const float *q, uint32_t cur, float *curd, int level,
                           int64_t lock_except);
 /* Beam search of width ef on one layer; leaves the best ef nodes `sel` admits (NULL: all) in c->top
  * (a max-heap by distance). Adds the distances computed to *visits when not NULL. Stops once c->budget
  * distances are spent (0: no limit), setting c->over. Returns 0 when out of memory. */
 int knn_graph_search_layer(const knn_graph *g, knn_search_ctx *c, const float *q, uint32_t ep, float epd, size_t ef,
                            int level, int64_t lock_except, const knn_selector *sel, size_t *ntop, size_t *visits);
-/* Greedy descent through the upper layers: the layer-0 entry point nearest the query and its distance. */
-void knn_graph_descend(const knn_graph *g, const float *q, uint32_t *ep, float *epd);
+/* Greedy descent through the upper layers: the layer-0 entry point nearest the query and its distance (as c
+ * ranks distances). */
+void knn_graph_descend(const knn_graph *g, knn_search_ctx *c, const float *q, uint32_t *ep, float *epd);
 /* Checks a query (finite; non-zero under cosine) and sets *q to the vector to search with: the query, or
  * its unit-length copy in c->qbuf under cosine (stored rows are unit-length). */
 knn_status knn_graph_prepare_query(const knn_graph *g, knn_search_ctx *c, const float *query, const float **q,
@@ -267,6 +333,25 @@ knn_status knn_graph_plain_search(const knn_graph *g, knn_search_ctx *c, const f
                                   int64_t *out_ids, float *out_dists, size_t *found, knn_error *err);
 /* Distance from q (prepared: unit-length under cosine) to node i, in the graph's metric. */
 float knn_graph_node_dist(const knn_graph *g, const float *q, uint32_t i);
+
+/* ---- coded storage (graph_quant.c) -------------------------------------------------------------- */
+
+/* Orders the ntop rows a beam left in c->top (a heap by distance) for output, nearest first, and returns
+ * how many lead it in that order. A coded search re-ranks: the best max(c->rerank, want) by code distance
+ * (all ntop when c->rerank is 0) get float distances from the float rows, sorted by (distance, id); the
+ * rest are dropped. Otherwise all ntop, sorted by (distance, node). Returns SIZE_MAX when out of memory. */
+size_t knn_graph_top_finish(const knn_graph *g, knn_search_ctx *c, const float *q, size_t ntop, size_t want);
+/* Slot layout and code room of a coded graph with no rows yet (qbits 8 or 4). */
+knn_status knn_graph_code_layout(knn_graph *g, unsigned qbits, const char *vectors_dir, knn_error *err);
+/* Room for `cap` rows of codes and float rows (knn_graph_reserve calls it). */
+knn_status knn_graph_code_reserve(knn_graph *g, size_t cap, knn_error *err);
+/* Codes nodes [first, count), training the ranges on them first when none are set. */
+knn_status knn_graph_encode_nodes(knn_graph *g, size_t first, knn_error *err);
+/* Heap bytes of the codes and ranges; bytes of the float rows' file mappings. */
+size_t knn_graph_code_bytes(const knn_graph *g);
+size_t knn_graph_file_bytes(const knn_graph *g);
+/* Frees the codes, ranges and float rows (knn_graph_free_nodes keeps the settings). */
+void knn_graph_code_free(knn_graph *g);
 
 /* ---- filtered beams (graph_filter.c) ------------------------------------------------------------ */
 
@@ -288,6 +373,11 @@ int knn_graph_post_beam(const knn_graph *g, knn_search_ctx *c, const float *q, c
 knn_selector knn_graph_window_selector(const knn_graph *g, double lo, double hi, double share);
 
 /* ---- insertion (graph_build.c) ------------------------------------------------------------------ */
+
+/* Validates one vector (finite; non-zero under cosine) and writes its stored form to out (unit-length under
+ * cosine); errors name the id and its row in the batch. */
+knn_status knn_graph_prepare_vec(const knn_graph *g, const float *v, float *out, int64_t id, size_t row,
+                                knn_error *err);
 
 /* Adds rows with the write lock held (knn_graph_add without the lock). */
 knn_status knn_graph_add_locked(knn_graph *g, const float *vecs, const int64_t *ids, const double *labels,

@@ -26,11 +26,16 @@ static int rows_alloc(knn_window *w, size_t n) {
 
 void knn_graph_labels_free(knn_window *w) {
     free(w->labels); /* and filter, ids, nodes (rows_alloc) */
-    free(w->vecs);
+    if (w->vmap.p) {
+        knn_mapped_free(&w->vmap); /* a coded graph's copy: in a file */
+    } else {
+        free(w->vecs);
+    }
     free(w->pos);
     free(w->delta);
     knn_codes_free(&w->codes);
     memset(w, 0, sizeof *w);
+    w->vmap = knn_mapped_none();
 }
 
 typedef struct label_node {
@@ -52,9 +57,20 @@ void knn_graph_window_rebuild(knn_graph *g) {
     size_t n = 0;
     for (uint32_t i = 0; i < g->count; i++) n += !g->deleted[i] && !isnan(g->labels[i]);
     knn_window w = {0};
+    w.vmap = knn_mapped_none();
     label_node *pairs = malloc((n ? n : 1) * sizeof *pairs);
     int rows_ok = rows_alloc(&w, n ? n : 1);
-    w.vecs = aligned_alloc(64, ((n ? n : 1) * g->dim * sizeof(float) + 63) / 64 * 64);
+    const size_t vbytes = ((n ? n : 1) * g->dim * sizeof(float) + 63) / 64 * 64;
+    if (g->qbits && n) { /* a coded graph keeps float rows off the heap: the sorted copy too */
+        knn_error err;
+        if (knn_mapped_grow(&w.vmap, g->vectors_dir, vbytes, &err) == KNN_OK) {
+            w.vecs = w.vmap.p;
+        } else {
+            knn_mapped_free(&w.vmap);
+        }
+    } else {
+        w.vecs = aligned_alloc(64, vbytes);
+    }
     w.pos = malloc((g->count ? g->count : 1) * sizeof *w.pos);
     if (!pairs || !rows_ok || !w.vecs || !w.pos) {
         free(pairs);

@@ -16,10 +16,7 @@ knn_status knn_graph_delete(knn_graph *g, const int64_t *ids, size_t n, size_t *
     for (size_t i = 0; i < n; i++) {
         uint32_t node;
         if (knn_idmap_get(&g->map, ids[i], &node) && !g->deleted[node]) {
-            g->deleted[node] = 1;
-            g->n_deleted++;
-            knn_graph_labels_forget(g, node);
-            knn_graph_buckets_forget(g, node);
+            knn_graph_tombstone(g, node);
             r++;
         }
     }
@@ -32,10 +29,25 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     pthread_rwlock_wrlock(&g->rw);
     knn_status s = KNN_OK;
     size_t live = g->count - g->n_deleted;
-    float *vecs = malloc((live ? live : 1) * g->dim * sizeof(float));
+    /* a coded graph copies its live float rows to a file too, not to the heap */
+    knn_mapped tmp = knn_mapped_none();
+    float *vecs = NULL;
     int64_t *ids = malloc((live ? live : 1) * sizeof(int64_t));
     double *labels = malloc((live ? live : 1) * sizeof(double));
     knn_graph *fresh = NULL;
+    if (g->n_missing) {
+        s = knn_error_set(err, KNN_ESTATE, "%zu live rows of this restored index still lack their float rows; give "
+                          "them first (knn_index_restore_vectors), then optimize", g->n_missing);
+        goto done;
+    }
+    if (g->qbits) {
+        if ((s = knn_mapped_grow(&tmp, g->vectors_dir, (live ? live : 1) * g->dim * sizeof(float), err)) != KNN_OK) {
+            goto done;
+        }
+        vecs = tmp.p;
+    } else {
+        vecs = malloc((live ? live : 1) * g->dim * sizeof(float));
+    }
     if (vecs == NULL || ids == NULL || labels == NULL) {
         s = knn_error_set(err, KNN_ENOMEM, "out of memory optimizing a graph of %zu rows", live);
         goto done;
@@ -48,6 +60,8 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
         ids[m++] = g->ids[i];
     }
     if ((s = knn_graph_alloc(g->dim, g->metric, &g->p, &fresh, err)) != KNN_OK) goto done;
+    /* a coded graph's fresh copy trains its ranges again, on the live rows */
+    if (g->qbits && (s = knn_graph_code_layout(fresh, g->qbits, g->vectors_dir, err)) != KNN_OK) goto done;
     fresh->inserted = 0;
     if ((s = knn_graph_add_locked(fresh, vecs, ids, labels, NULL, m, threads, err)) != KNN_OK) goto done;
     /* The fresh graph numbers the live nodes in their old order: the attribute rows follow by dropping
@@ -71,6 +85,13 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     g->entry = fresh->entry;
     g->max_level = fresh->max_level;
     g->link_ns = fresh->link_ns;
+    g->codes = fresh->codes;
+    g->fvecs = fresh->fvecs;
+    knn_sq_free(&g->sq);
+    g->sq = fresh->sq;
+    fresh->codes = NULL;
+    fresh->fvecs = knn_mapped_none();
+    memset(&fresh->sq, 0, sizeof fresh->sq);
     memset(&fresh->map, 0, sizeof fresh->map);
     fresh->data0 = NULL;
     fresh->upper = NULL;
@@ -80,10 +101,15 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     fresh->locks = NULL;
     fresh->labels = NULL;
     memset(&fresh->win, 0, sizeof fresh->win);
+    fresh->win.vmap = knn_mapped_none();
     fresh->count = 0;
 done:
     knn_graph_free(fresh);
-    free(vecs);
+    if (g->qbits) {
+        knn_mapped_free(&tmp);
+    } else {
+        free(vecs);
+    }
     free(ids);
     free(labels);
     pthread_rwlock_unlock(&g->rw);

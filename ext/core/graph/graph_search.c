@@ -13,17 +13,18 @@
 
 /* ---- layer search ------------------------------------------------------------------------------- */
 
-void knn_graph_descend(const knn_graph *g, const float *q, uint32_t *ep, float *epd) {
+void knn_graph_descend(const knn_graph *g, knn_search_ctx *c, const float *q, uint32_t *ep, float *epd) {
     uint32_t e = g->entry;
-    float d = knn_vdist(g, q, knn_graph_vec(g, e));
-    for (int lev = g->max_level; lev > 0; lev--) e = knn_graph_greedy(g, q, e, &d, lev, KNN_LOCK_NONE);
+    float d;
+    knn_graph_dists(g, c, q, &e, 1, &d);
+    for (int lev = g->max_level; lev > 0; lev--) e = knn_graph_greedy(g, c, q, e, &d, lev, KNN_LOCK_NONE);
     *ep = e;
     *epd = d;
 }
 
 static inline int must_lock(int64_t lock_except, uint32_t id) { return lock_except != KNN_LOCK_NONE && id != lock_except; }
 
-uint32_t knn_graph_greedy(const knn_graph *g, const float *q, uint32_t cur, float *curd, int level,
+uint32_t knn_graph_greedy(const knn_graph *g, knn_search_ctx *c, const float *q, uint32_t cur, float *curd, int level,
                           int64_t lock_except) {
     uint32_t buf[257];
     float dist[257];
@@ -35,7 +36,7 @@ uint32_t knn_graph_greedy(const knn_graph *g, const float *q, uint32_t cur, floa
         uint32_t n = l[0];
         memcpy(buf, l + 1, n * sizeof *buf);
         if (lk) knn_node_unlock(g, cur);
-        knn_vdists(g, q, buf, n, dist);
+        knn_graph_dists(g, c, q, buf, n, dist);
         for (uint32_t j = 0; j < n; j++) {
             if (dist[j] < *curd) {
                 *curd = dist[j];
@@ -76,7 +77,7 @@ int knn_graph_search_layer(const knn_graph *g, knn_search_ctx *c, const float *q
             buf[fresh++] = e;
         }
         if (lk) knn_node_unlock(g, best.id);
-        knn_vdists(g, q, buf, fresh, dist);
+        knn_graph_dists(g, c, q, buf, fresh, dist);
         if (visits) *visits += fresh;
         spent += fresh;
         if (c->budget && spent > c->budget) {
@@ -130,8 +131,15 @@ static knn_status check_query(const knn_graph *g, const float *query, size_t ind
 
 knn_status knn_graph_prepare_query(const knn_graph *g, knn_search_ctx *c, const float *query, const float **q,
                                    knn_error *err) {
+    if (g->n_missing) {
+        return knn_error_set(err, KNN_ESTATE, "the index was restored without its float rows and %zu live rows still "
+                             "lack theirs; give them from the table it was built from (SQL: SELECT "
+                             "knn_index_restore_vectors(name, id, vector) FROM that table; Python: "
+                             "Index.restore_vectors(X, ids))", g->n_missing);
+    }
     knn_status s = check_query(g, query, SIZE_MAX, c->qbuf, err);
     *q = g->metric == KNN_METRIC_COSINE ? c->qbuf : query;
+    c->coded_q = NULL; /* the buffer may hold a new query at an old address */
     return s;
 }
 
@@ -161,17 +169,20 @@ knn_status knn_graph_plain_search(const knn_graph *g, knn_search_ctx *c, const f
     size_t live = g->count - g->n_deleted;
     if (ef == 0) ef = knn_graph_default_ef(g);
     if (ef < k) ef = k;
+    if (c->coded && c->rerank > ef) ef = c->rerank; /* the beam holds every row to re-rank */
     uint32_t ep;
     float epd;
-    knn_graph_descend(g, q, &ep, &epd);
+    knn_graph_descend(g, c, q, &ep, &epd);
     size_t ntop;
     knn_selector live_only = knn_selector_all();
     knn_selector_live(&live_only, g->deleted, 1.0);
     if (!knn_graph_search_layer(g, c, q, ep, epd, ef, 0, KNN_LOCK_NONE, g->n_deleted ? &live_only : NULL, &ntop, NULL)) {
         return knn_error_set(err, KNN_ENOMEM, "out of memory during search");
     }
-    qsort(c->top, ntop, sizeof *c->top, knn_hitem_cmp);
     size_t want = k < live ? k : live;
+    if ((ntop = knn_graph_top_finish(g, c, q, ntop, want)) == SIZE_MAX) {
+        return knn_error_set(err, KNN_ENOMEM, "out of memory during search");
+    }
     if (ntop < want) return exact_live(g, q, k, out_ids, out_dists, found, err);
     for (size_t j = 0; j < want; j++) {
         out_ids[j] = g->ids[c->top[j].id];
@@ -183,6 +194,11 @@ knn_status knn_graph_plain_search(const knn_graph *g, knn_search_ctx *c, const f
 
 knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t ef, int64_t *out_ids,
                             float *out_dists, size_t *found, knn_error *err) {
+    return knn_graph_search_rerank(g, query, k, ef, 0, out_ids, out_dists, found, err);
+}
+
+knn_status knn_graph_search_rerank(knn_graph *g, const float *query, size_t k, size_t ef, size_t rerank,
+                                   int64_t *out_ids, float *out_dists, size_t *found, knn_error *err) {
     *found = 0;
     if (k == 0) return knn_error_set(err, KNN_EINVAL, "k must be >= 1, got 0");
     knn_status s = KNN_OK;
@@ -192,6 +208,7 @@ knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t e
     if (live == 0) goto done;
     const float *q;
     if ((s = knn_graph_query_begin(g, query, &c, &q, err)) != KNN_OK) goto done;
+    c->rerank = rerank;
     s = knn_graph_plain_search(g, c, q, k, ef, out_ids, out_dists, found, err);
 done:
     if (c) knn_graph_ctx_release(g, c);
@@ -241,6 +258,12 @@ knn_status knn_graph_exact(knn_graph *g, const float *queries, size_t nq, size_t
     knn_status s = KNN_OK;
     pthread_rwlock_rdlock(&g->rw);
     const size_t d = g->dim;
+    if (g->n_missing) {
+        s = knn_error_set(err, KNN_ESTATE, "the index was restored without its float rows (%zu live rows lack them); "
+                          "give them first (knn_index_restore_vectors)", g->n_missing);
+        pthread_rwlock_unlock(&g->rw);
+        return s;
+    }
     size_t nblocks = (g->count + EXACT_BLOCK - 1) / EXACT_BLOCK;
     size_t nt = threads ? threads : knn_cpu_count();
     if (nt > nblocks) nt = nblocks ? nblocks : 1;

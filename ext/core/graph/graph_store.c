@@ -22,6 +22,8 @@ static void ctx_free(knn_search_ctx *c) {
     free(c->cand);
     free(c->top);
     free(c->qbuf);
+    knn_sq_query_free(&c->cq);
+    free(c->ritems);
     free(c);
 }
 
@@ -49,6 +51,10 @@ knn_search_ctx *knn_graph_ctx_acquire(knn_graph *g) {
             return NULL;
         }
     }
+    /* a coded graph's searches score by codes; a build clears this to link by float distances */
+    c->coded = knn_graph_store(g)->qbits != 0;
+    c->coded_q = NULL;
+    c->rerank = 0;
     return c;
 }
 
@@ -87,6 +93,8 @@ knn_status knn_graph_alloc(size_t dim, knn_metric metric, const knn_graph_params
     g->slot_bytes = (g->links_offset + (1 + g->m0) * sizeof(uint32_t) + 63) / 64 * 64;
     g->entry = KNN_NO_NODE;
     g->max_level = -1;
+    g->fvecs = knn_mapped_none();
+    g->win.vmap = knn_mapped_none();
     knn_attrs_init(&g->attrs);
     atomic_init(&g->calibrated, 0);
     atomic_init(&g->cal_rows, 0);
@@ -122,6 +130,7 @@ void knn_graph_free_nodes(knn_graph *g) {
     knn_idmap_free(&g->map);
     free(g->vec_nodes);
     g->vec_nodes = NULL;
+    knn_graph_code_free(g);
     knn_graph_drop_buckets(g);
 }
 
@@ -129,6 +138,8 @@ void knn_graph_free(knn_graph *g) {
     if (g == NULL) return;
     knn_graph_free_nodes(g);
     knn_attrs_free(&g->attrs); /* not a node array: optimize compacts it in place */
+    knn_sq_free(&g->sq);
+    free(g->vectors_dir);
     for (size_t i = 0; i < g->pool_n; i++) ctx_free(g->pool[i]);
     pthread_rwlock_destroy(&g->rw);
     pthread_mutex_destroy(&g->entry_lock);
@@ -148,7 +159,7 @@ void knn_graph_free(knn_graph *g) {
  * Fashion-MNIST, d = 784, ef = 64), so arrays of 4 MiB and more ask Linux for transparent huge pages:
  * one TLB entry then maps 2 MiB of slots instead of 4 KiB (measured: about 15% faster searches at
  * d = 784). The advice is best effort; without it, or elsewhere, the pages are ordinary ones. */
-static void *slots_alloc(size_t bytes) {
+void *knn_graph_big_alloc(size_t bytes) {
     const size_t huge = (size_t)1 << 21;
     if (bytes < 2 * huge) return aligned_alloc(64, (bytes + 63) / 64 * 64);
     size_t len = (bytes + huge - 1) / huge * huge;
@@ -167,7 +178,8 @@ knn_status knn_graph_reserve(knn_graph *g, size_t need, knn_error *err) {
     size_t cap = g->capacity + g->capacity / 2;
     if (cap < need) cap = need;
     if (cap < 64) cap = 64;
-    uint8_t *data0 = slots_alloc(cap * g->slot_bytes);
+    if (g->qbits && knn_graph_code_reserve(g, cap, err) != KNN_OK) return err->status;
+    uint8_t *data0 = knn_graph_big_alloc(cap * g->slot_bytes);
     if (data0 == NULL) goto oom;
     if (g->count) memcpy(data0, g->data0, g->count * g->slot_bytes);
     free(g->data0);
@@ -211,7 +223,9 @@ size_t knn_graph_memory(const knn_graph *g) {
     for (size_t i = 0; i < g->count; i++) bytes += (size_t)g->levels[i] * (g->p.m + 1) * sizeof(uint32_t);
     bytes += g->map.cap * (sizeof(int64_t) + sizeof(uint32_t));
     bytes += g->capacity * sizeof(double); /* labels */
-    bytes += g->win.n * (2 * sizeof(double) + sizeof(uint32_t) + sizeof(int64_t) + g->dim * sizeof(float)) +
+    bytes += knn_graph_code_bytes(g);       /* a coded graph's codes (its float rows are in files) */
+    bytes += g->win.n * (2 * sizeof(double) + sizeof(uint32_t) + sizeof(int64_t) +
+                         (g->win.vmap.p ? 0 : g->dim * sizeof(float))) +
              g->win.pos_n * sizeof(uint32_t) + g->win.cap_delta * sizeof(uint32_t);
     if (g->win.codes.codes) {
         bytes += g->win.codes.nblocks * g->win.codes.npairs * 2 * KNN_CODE_BLOCK + g->win.n * sizeof(float) +
@@ -238,6 +252,14 @@ uint32_t knn_graph_label_tag(const knn_graph *g) { return g->label_tag; }
 
 void knn_graph_set_label_tag(knn_graph *g, uint32_t tag) { g->label_tag = tag; }
 
+
+void knn_graph_tombstone(knn_graph *g, uint32_t node) {
+    g->deleted[node] = 1;
+    g->n_deleted++;
+    if (g->missing && g->missing[node]) g->n_missing--; /* a deleted row never needs its float row */
+    knn_graph_labels_forget(g, node);
+    knn_graph_buckets_forget(g, node);
+}
 
 /* ---- the buckets overlay (built by the window layer; see knn_graph_overlay_ops) ------------------ */
 

@@ -74,6 +74,12 @@ knn_status knn_graph_exact(knn_graph *g, const float *queries, size_t nq, size_t
                            int64_t *out_ids, float *out_dists, size_t *found, knn_error *err);
 knn_status knn_graph_search(knn_graph *g, const float *query, size_t k, size_t ef, int64_t *out_ids,
                             float *out_dists, size_t *found, knn_error *err);
+/* knn_graph_search with a re-rank depth for a coded graph (knn_graph_set_storage): the best `rerank` rows
+ * of the beam by code distance are re-scored with float distances and the k nearest of them returned,
+ * sorted by (distance, id); 0 re-ranks the whole beam, a depth above ef widens the beam to it. Float
+ * graphs ignore it. */
+knn_status knn_graph_search_rerank(knn_graph *g, const float *query, size_t k, size_t ef, size_t rerank,
+                                   int64_t *out_ids, float *out_dists, size_t *found, knn_error *err);
 
 /* An opaque tag saying what labels mean (kept in the byte format); 0 until set. */
 uint32_t knn_graph_label_tag(const knn_graph *g);
@@ -96,6 +102,24 @@ size_t knn_graph_memory(const knn_graph *g);  /* bytes held */
 
 /* Copies up to cap live ids in internal order; returns how many were copied. */
 size_t knn_graph_ids(knn_graph *g, int64_t *out, size_t cap);
+
+/* Storage of an empty graph: quantization "none" (float rows in the graph, the default), "sq8" or "sq4"
+ * (8- or 4-bit codes per dimension in memory, ranges trained on the first batch; float rows in an unlinked
+ * file created in vectors_dir, "." when NULL or empty). Searches walk the graph by code distances and
+ * re-rank the beam with float distances; builds link by float distances. Refused once rows exist. */
+knn_status knn_graph_set_storage(knn_graph *g, const char *quantization, const char *vectors_dir, knn_error *err);
+/* "sq8", "sq4" or "none". */
+const char *knn_graph_quantization(const knn_graph *g);
+/* Bytes of the files a coded graph maps its float rows from (0 for a float graph). */
+size_t knn_graph_disk_bytes(const knn_graph *g);
+/* Gives a restored coded graph the float rows of live ids (rows of vecs, as added: normalised here under
+ * cosine). Each row must code to the codes the index holds for its id, or the call fails and changes
+ * nothing; ids the index does not hold, or whose row it already has, are skipped. *filled counts the rows
+ * taken. Searches run once no live row lacks its float row. */
+knn_status knn_graph_restore_vectors(knn_graph *g, const float *vecs, const int64_t *ids, size_t n, size_t *filled,
+                                     knn_error *err);
+/* Live rows still without their float row (0 unless restored without them). */
+size_t knn_graph_missing_vectors(const knn_graph *g);
 
 /* Serialises to a malloc'd buffer (free with free()). Format: magic, version, endianness, header,
  * nodes, FNV-1a checksum; see graph/graph_io.c. */

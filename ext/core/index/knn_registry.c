@@ -248,9 +248,9 @@ knn_status knn_entry_optimize(knn_entry *e, knn_error *err) {
     return s;
 }
 
-knn_status knn_entry_search(knn_entry *e, const float *q, size_t k, size_t ef, int64_t *ids, float *dists,
-                            size_t *found, knn_error *err) {
-    if (e->kind == KNN_KIND_GRAPH) return knn_graph_search(e->graph, q, k, ef, ids, dists, found, err);
+knn_status knn_entry_search(knn_entry *e, const float *q, size_t k, size_t ef, size_t rerank, int64_t *ids,
+                            float *dists, size_t *found, knn_error *err) {
+    if (e->kind == KNN_KIND_GRAPH) return knn_graph_search_rerank(e->graph, q, k, ef, rerank, ids, dists, found, err);
     return from_public(knn_flat_search(e->flat, q, 1, k, 1, ids, dists, found, err->msg, sizeof err->msg), err);
 }
 
@@ -260,24 +260,26 @@ knn_status knn_entry_search_flat_batch(knn_entry *e, const float *Q, size_t nq, 
     return from_public(knn_flat_search(e->flat, Q, nq, k, 0, ids, dists, found, err->msg, sizeof err->msg), err);
 }
 
-knn_status knn_entry_search_window(knn_entry *e, const float *q, size_t k, size_t ef, double lo, double hi,
-                                   int64_t *ids, float *dists, size_t *found, knn_error *err) {
-    if (e->kind == KNN_KIND_GRAPH) return knn_graph_search_window(e->graph, q, k, ef, lo, hi, ids, dists, found, NULL, err);
+knn_status knn_entry_search_window(knn_entry *e, const float *q, size_t k, size_t ef, size_t rerank, double lo,
+                                   double hi, int64_t *ids, float *dists, size_t *found, knn_error *err) {
+    if (e->kind == KNN_KIND_GRAPH) {
+        return knn_graph_search_window_rerank(e->graph, q, k, ef, rerank, lo, hi, ids, dists, found, NULL, err);
+    }
     size_t kk = 0;
     knn_status s = from_public(knn_flat_search_window(e->flat, q, 1, k, 1, 1, lo, hi, ids, dists, &kk, found,
                                                       err->msg, sizeof err->msg), err);
     return s;
 }
 
-knn_status knn_entry_search_filter(knn_entry *e, const float *queries, size_t nq, size_t k, size_t ef,
+knn_status knn_entry_search_filter(knn_entry *e, const float *queries, size_t nq, size_t k, size_t ef, size_t rerank,
                                    const knn_predicate *pred, int windowed, double lo, double hi, size_t threads,
                                    int64_t *ids, float *dists, size_t *found, int *plans, knn_error *err) {
     if (e->kind != KNN_KIND_GRAPH) {
         return knn_error_set(err, KNN_EINVAL, "index '%s' is flat; filter := needs a graph index with attribute "
                              "columns (kind := 'graph'), or filter in SQL with knn_exact(...) over a WHERE", e->name);
     }
-    return knn_graph_search_filter(e->graph, queries, nq, k, ef, pred, windowed, lo, hi, threads, ids, dists, found,
-                                   plans, NULL, err);
+    return knn_graph_search_filter(e->graph, queries, nq, k, ef, rerank, pred, windowed, lo, hi, threads, ids, dists,
+                                   found, plans, NULL, err);
 }
 
 size_t knn_entry_count(const knn_entry *e) {
@@ -304,10 +306,13 @@ size_t knn_entry_memory(const knn_entry *e) {
     return e->kind == KNN_KIND_GRAPH ? knn_graph_memory(e->graph) : knn_flat_bytes(e->flat);
 }
 
-size_t knn_entry_disk_bytes(const knn_entry *e) { return e->kind == KNN_KIND_GRAPH ? 0 : knn_flat_disk_bytes(e->flat); }
+size_t knn_entry_disk_bytes(const knn_entry *e) {
+    return e->kind == KNN_KIND_GRAPH ? knn_graph_disk_bytes(e->graph) : knn_flat_disk_bytes(e->flat);
+}
 
 const char *knn_entry_quantization(const knn_entry *e) {
-    return e->kind == KNN_KIND_FLAT && strcmp(knn_flat_storage(e->flat), "sq8") == 0 ? "sq8" : "none";
+    if (e->kind == KNN_KIND_GRAPH) return knn_graph_quantization(e->graph);
+    return strcmp(knn_flat_storage(e->flat), "sq8") == 0 ? "sq8" : "none";
 }
 
 double knn_entry_bytes_after(knn_entry *e, size_t rows, int labelled) {
@@ -319,6 +324,7 @@ double knn_entry_bytes_after(knn_entry *e, size_t rows, int labelled) {
         knn_graph *g = e->graph;
         pthread_rwlock_rdlock(&g->rw);
         size_t count = g->count, cap = g->capacity, m = g->p.m, slot = g->slot_bytes;
+        size_t coded = g->qbits ? g->code_stride : 0; /* a coded graph's codes; its float rows are in files */
         pthread_rwlock_unlock(&g->rw);
         size_t need = count + rows, grown = cap;
         if (need > cap) { /* as knn_graph_reserve */
@@ -326,14 +332,15 @@ double knn_entry_bytes_after(knn_entry *e, size_t rows, int labelled) {
             if (grown < need) grown = need;
             if (grown < 64) grown = 64;
         }
-        double per_slot = (double)slot + sizeof(uint32_t *) + 1 + sizeof(int64_t) + 1 + 1 + sizeof(double);
+        double per_slot = (double)slot + (double)coded + sizeof(uint32_t *) + 1 + sizeof(int64_t) + 1 + 1 +
+                          sizeof(double);
         /* a node has upper levels with probability 1/(m-1) on average, each of m+1 words */
         double upper = m > 1 ? (double)(m + 1) * sizeof(uint32_t) / (double)(m - 1) : 0;
         /* the label-sorted copy with its 8-bit codes and their errors; bucket graphs, at most as many levels
          * as fit their links in the graph's own slot bytes */
         size_t levels = slot / ((2 * KNN_BUCKET_M + 1) * sizeof(uint32_t));
         if (levels > KNN_BUCKET_LEVELS) levels = KNN_BUCKET_LEVELS;
-        double window = labelled ? vec + 2 * sizeof(double) + 2 * sizeof(uint32_t) + sizeof(int64_t) +
+        double window = labelled ? (coded ? 0 : vec) + 2 * sizeof(double) + 2 * sizeof(uint32_t) + sizeof(int64_t) +
                                        (double)e->dim + sizeof(float) + sizeof(uint32_t) +
                                        (double)levels * KNN_BUCKET_ROW_BYTES
                                  : 0;

@@ -83,19 +83,20 @@ knn_status knn_entry_add_attrs(knn_entry *e, const float *vecs, const int64_t *i
                                const knn_attr_batch *attrs, size_t n, knn_error *err);
 knn_status knn_entry_delete(knn_entry *e, const int64_t *ids, size_t n, size_t *removed, knn_error *err);
 knn_status knn_entry_optimize(knn_entry *e, knn_error *err);
-/* One query: up to k results into ids/dists; *found how many. ef = 0: index default (graph only). */
-knn_status knn_entry_search(knn_entry *e, const float *q, size_t k, size_t ef, int64_t *ids, float *dists,
-                            size_t *found, knn_error *err);
+/* One query: up to k results into ids/dists; *found how many. ef = 0: index default (graph only); rerank:
+ * a coded graph's re-rank depth (0: the whole beam; knn_graph_search_rerank). */
+knn_status knn_entry_search(knn_entry *e, const float *q, size_t k, size_t ef, size_t rerank, int64_t *ids,
+                            float *dists, size_t *found, knn_error *err);
 /* Many queries against a flat index in one blocked pass (row stride k); *found results per query.
  * Fails with KNN_EINVAL for other kinds. */
 knn_status knn_entry_search_flat_batch(knn_entry *e, const float *Q, size_t nq, size_t k, int64_t *ids, float *dists,
                                        size_t *found, knn_error *err);
 /* Window search: only rows whose label is in [lo, hi]. */
-knn_status knn_entry_search_window(knn_entry *e, const float *q, size_t k, size_t ef, double lo, double hi,
-                                   int64_t *ids, float *dists, size_t *found, knn_error *err);
+knn_status knn_entry_search_window(knn_entry *e, const float *q, size_t k, size_t ef, size_t rerank, double lo,
+                                   double hi, int64_t *ids, float *dists, size_t *found, knn_error *err);
 /* nq queries answered among the rows a predicate over the attribute columns accepts (and, windowed, whose
  * label is in [lo, hi]); rows of ids/dists have stride k; plans may be NULL (filter/knn_filter.h). */
-knn_status knn_entry_search_filter(knn_entry *e, const float *queries, size_t nq, size_t k, size_t ef,
+knn_status knn_entry_search_filter(knn_entry *e, const float *queries, size_t nq, size_t k, size_t ef, size_t rerank,
                                    const knn_predicate *pred, int windowed, double lo, double hi, size_t threads,
                                    int64_t *ids, float *dists, size_t *found, int *plans, knn_error *err);
 size_t knn_entry_count(const knn_entry *e);
@@ -105,9 +106,9 @@ unsigned knn_entry_claim_label_kind(knn_entry *e, unsigned kind);
 int knn_entry_label_range(knn_entry *e, double *lo, double *hi);
 size_t knn_entry_deleted(const knn_entry *e);
 size_t knn_entry_memory(const knn_entry *e);
-/* Bytes of the file an index maps its float rows from (an 'sq8' flat index; 0 otherwise). */
+/* Bytes of the files an index maps its float rows from (a quantized index; 0 otherwise). */
 size_t knn_entry_disk_bytes(const knn_entry *e);
-/* "sq8" or "none". */
+/* "sq8", "sq4" or "none". */
 const char *knn_entry_quantization(const knn_entry *e);
 /* Estimated knn_entry_memory after adding `rows` new rows (labelled or not): the storage growth the
  * index would make (flat doubles, graph grows by half), upper links, id map and window copy, plus the

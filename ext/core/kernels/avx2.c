@@ -282,13 +282,88 @@ TARGET uint64_t knn_u8_screen_block_avx2(const uint8_t *cq, const uint8_t *block
     return mask;
 }
 
+/* Sums of four 8 x int32 accumulators at once: [sum(a), sum(b), sum(c), sum(d)]. */
+TARGET static inline __m128i reduce4_epi32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+}
+
+TARGET static inline __m256i sq8_step(const uint8_t *r, __m256i wv) {
+    return _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)r)), wv);
+}
+
+/* 8-bit codes: 16 codes widened to int16 and multiplied pairwise into int32 (pmaddwd); four rows share
+ * each load of the weights. */
+TARGET void knn_sq8_dot_ptrs_avx2(const int16_t *w, const uint8_t *const *rows, size_t n, size_t dpad, int32_t *out) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint8_t *r0 = rows[i], *r1 = rows[i + 1], *r2 = rows[i + 2], *r3 = rows[i + 3];
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (size_t j = 0; j < dpad; j += 16) {
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(w + j));
+            a0 = _mm256_add_epi32(a0, sq8_step(r0 + j, wv));
+            a1 = _mm256_add_epi32(a1, sq8_step(r1 + j, wv));
+            a2 = _mm256_add_epi32(a2, sq8_step(r2 + j, wv));
+            a3 = _mm256_add_epi32(a3, sq8_step(r3 + j, wv));
+        }
+        _mm_storeu_si128((__m128i *)(out + i), reduce4_epi32(a0, a1, a2, a3));
+    }
+    for (; i < n; i++) {
+        __m256i a = _mm256_setzero_si256();
+        for (size_t j = 0; j < dpad; j += 16) a = _mm256_add_epi32(a, sq8_step(rows[i] + j, _mm256_loadu_si256((const __m256i *)(w + j))));
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+        out[i] = _mm_cvtsi128_si32(s);
+    }
+}
+
+/* One 64-dimension group of a 4-bit row: low and high nibbles of 32 bytes against their 32 weights each
+ * (pmaddubsw: at most 2 * 15 * 127 a pair, no saturation), widened to int32. */
+TARGET static inline __m256i sq4_step(const uint8_t *r, __m256i wl, __m256i wh, __m256i nib, __m256i ones) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)r);
+    __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, wl), _mm256_maddubs_epi16(hi, wh));
+    return _mm256_madd_epi16(p, ones);
+}
+
+TARGET void knn_sq4_dot_ptrs_avx2(const int8_t *w, const uint8_t *const *rows, size_t n, size_t dpad, int32_t *out) {
+    const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint8_t *r0 = rows[i], *r1 = rows[i + 1], *r2 = rows[i + 2], *r3 = rows[i + 3];
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (size_t g = 0; g < dpad / 64; g++) {
+            __m256i wl = _mm256_loadu_si256((const __m256i *)(w + 64 * g));
+            __m256i wh = _mm256_loadu_si256((const __m256i *)(w + 64 * g + 32));
+            a0 = _mm256_add_epi32(a0, sq4_step(r0 + 32 * g, wl, wh, nib, ones));
+            a1 = _mm256_add_epi32(a1, sq4_step(r1 + 32 * g, wl, wh, nib, ones));
+            a2 = _mm256_add_epi32(a2, sq4_step(r2 + 32 * g, wl, wh, nib, ones));
+            a3 = _mm256_add_epi32(a3, sq4_step(r3 + 32 * g, wl, wh, nib, ones));
+        }
+        _mm_storeu_si128((__m128i *)(out + i), reduce4_epi32(a0, a1, a2, a3));
+    }
+    for (; i < n; i++) {
+        __m256i a = _mm256_setzero_si256();
+        for (size_t g = 0; g < dpad / 64; g++) {
+            a = _mm256_add_epi32(a, sq4_step(rows[i] + 32 * g, _mm256_loadu_si256((const __m256i *)(w + 64 * g)),
+                                             _mm256_loadu_si256((const __m256i *)(w + 64 * g + 32)), nib, ones));
+        }
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+        out[i] = _mm_cvtsi128_si32(s);
+    }
+}
+
 const knn_kernels knn_kernels_avx2 = {
     KNN_ISA_AVX2, "avx2", l2sq_rows_avx2, dot_rows_avx2, dot_norm_rows_avx2, dot_panel_avx2,
-    l2sq_ptrs_avx2, dot_ptrs_avx2, knn_u8_screen_block_avx2, knn_u8_dist_block_avx2,
+    l2sq_ptrs_avx2, dot_ptrs_avx2, knn_u8_screen_block_avx2, knn_u8_dist_block_avx2, knn_sq8_dot_ptrs_avx2,
+    knn_sq4_dot_ptrs_avx2,
 };
 
 #else
 const knn_kernels knn_kernels_avx2 = {
-    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0, 0, 0, 0, 0,
+    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 #endif

@@ -223,12 +223,13 @@ TARGET static void dot_panel_avx512(const float *Q, size_t nq, const float *pane
 
 const knn_kernels knn_kernels_avx512 = {
     KNN_ISA_AVX512, "avx512", l2sq_rows_avx512, dot_rows_avx512, dot_norm_rows_avx512, dot_panel_avx512,
-    l2sq_ptrs_avx512, dot_ptrs_avx512, knn_u8_screen_block_avx2, knn_u8_dist_block_avx2,
+    l2sq_ptrs_avx512, dot_ptrs_avx512, knn_u8_screen_block_avx2, knn_u8_dist_block_avx2, knn_sq8_dot_ptrs_avx2,
+    knn_sq4_dot_ptrs_avx2,
 };
 
 #else
 /* Not an x86-64 GCC/Clang build: the dispatcher never selects this table; it aliases scalar. */
 const knn_kernels knn_kernels_avx512 = {
-    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0, 0, 0, 0, 0,
+    KNN_ISA_SCALAR, "scalar", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 #endif

@@ -44,6 +44,13 @@ typedef struct knn_kernels {
     /* The integer sums S_r of u8_screen_block for the block's KNN_CODE_BLOCK rows, into out; bit r of
      * the result is set when S_r < cut (cut <= INT32_MAX). */
     uint64_t (*u8_dist_block)(const uint8_t *cq, const uint8_t *block, size_t npairs, uint32_t cut, uint32_t *out);
+    /* Integer dot products of n rows of 8-bit codes given by pointer (dpad bytes each, dpad a multiple of
+     * 16) with int16 weights: out[i] = sum_j w[j] * rows[i][j]. The caller keeps every sum within 32 bits
+     * (quant/knn_sq.h). */
+    void (*sq8_dot_ptrs)(const int16_t *w, const uint8_t *const *rows, size_t n, size_t dpad, int32_t *out);
+    /* The same over rows of 4-bit codes (dpad / 2 bytes, dpad a multiple of 64; byte 32g + b holds dimension
+     * 64g + b in its low nibble and 64g + 32 + b in its high one) with int8 weights, |w| <= 127. */
+    void (*sq4_dot_ptrs)(const int8_t *w, const uint8_t *const *rows, size_t n, size_t dpad, int32_t *out);
 } knn_kernels;
 
 extern const knn_kernels knn_kernels_scalar;
@@ -64,5 +71,8 @@ const knn_kernels *knn_kernels_for(knn_isa isa);
 uint64_t knn_u8_screen_block_avx2(const uint8_t *cq, const uint8_t *block, size_t npairs, const float *reach,
                                   float cerr, float scale2);
 uint64_t knn_u8_dist_block_avx2(const uint8_t *cq, const uint8_t *block, size_t npairs, uint32_t cut, uint32_t *out);
+/* The AVX2 code dot products, shared by the AVX-512 table the same way. */
+void knn_sq8_dot_ptrs_avx2(const int16_t *w, const uint8_t *const *rows, size_t n, size_t dpad, int32_t *out);
+void knn_sq4_dot_ptrs_avx2(const int8_t *w, const uint8_t *const *rows, size_t n, size_t dpad, int32_t *out);
 
 #endif

@@ -87,7 +87,28 @@ static uint64_t u8_screen_block_scalar(const uint8_t *cq, const uint8_t *block, 
     return mask;
 }
 
+static void sq8_dot_ptrs_scalar(const int16_t *w, const uint8_t *const *rows, size_t n, size_t dpad, int32_t *out) {
+    for (size_t i = 0; i < n; i++) {
+        int32_t acc = 0;
+        for (size_t j = 0; j < dpad; j++) acc += (int32_t)w[j] * (int32_t)rows[i][j];
+        out[i] = acc;
+    }
+}
+
+static void sq4_dot_ptrs_scalar(const int8_t *w, const uint8_t *const *rows, size_t n, size_t dpad, int32_t *out) {
+    for (size_t i = 0; i < n; i++) {
+        int32_t acc = 0;
+        for (size_t g = 0; g < dpad / 64; g++) {
+            const uint8_t *b = rows[i] + 32 * g;
+            const int8_t *wl = w + 64 * g, *wh = wl + 32;
+            for (size_t t = 0; t < 32; t++) acc += (int32_t)wl[t] * (b[t] & 15) + (int32_t)wh[t] * (b[t] >> 4);
+        }
+        out[i] = acc;
+    }
+}
+
 const knn_kernels knn_kernels_scalar = {
     KNN_ISA_SCALAR, "scalar", l2sq_rows_scalar, dot_rows_scalar, dot_norm_rows_scalar, dot_panel_scalar,
-    l2sq_ptrs_scalar, dot_ptrs_scalar, u8_screen_block_scalar, u8_dist_block_scalar,
+    l2sq_ptrs_scalar, dot_ptrs_scalar, u8_screen_block_scalar, u8_dist_block_scalar, sq8_dot_ptrs_scalar,
+    sq4_dot_ptrs_scalar,
 };

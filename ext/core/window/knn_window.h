@@ -35,11 +35,15 @@ enum {
  * the window. *plan (may be NULL) reports the choice as a KNN_PLAN_* code. */
 knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
                                    int64_t *out_ids, float *out_dists, size_t *found, int *plan, knn_error *err);
-/* As knn_graph_search_window with the plan forced (KNN_PLAN_EXACT, _TWO_HOP or _POST; for benchmarks
- * and tests); -1 lets the cost model choose. */
-knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
-                                        int force, int64_t *out_ids, float *out_dists, size_t *found, int *plan,
-                                        knn_error *err);
+/* knn_graph_search_window with a re-rank depth for a coded graph (see knn_graph_search_rerank). */
+knn_status knn_graph_search_window_rerank(knn_graph *g, const float *query, size_t k, size_t ef, size_t rerank,
+                                          double lo, double hi, int64_t *out_ids, float *out_dists, size_t *found,
+                                          int *plan, knn_error *err);
+/* As knn_graph_search_window_rerank with the plan forced (KNN_PLAN_EXACT, _TWO_HOP or _POST; for
+ * benchmarks and tests); -1 lets the cost model choose. */
+knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t k, size_t ef, size_t rerank,
+                                        double lo, double hi, int force, int64_t *out_ids, float *out_dists,
+                                        size_t *found, int *plan, knn_error *err);
 
 /* Calibrates the window cost model and builds the bucket graphs where they pay, if not done yet for
  * this size: after a build, an optimize or a load, so the first window query does not pay for them

@@ -119,8 +119,8 @@ double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, dou
 }
 
 knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, int all_beams, const float *q, size_t k,
-                              size_t ef, double lo, double hi, int64_t *out_ids, float *out_dists, size_t *found,
-                              knn_error *err) {
+                              size_t ef, size_t rerank, double lo, double hi, int64_t *out_ids, float *out_dists,
+                              size_t *found, knn_error *err) {
     *found = 0;
     knn_topk t;
     knn_status st = knn_topk_init(&t, k, err);
@@ -156,7 +156,10 @@ knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, int
          * under half the part's, the plan is given up and the caller scans the window exactly. */
         double share = (double)(i1 - i0) / (double)h->count;
         knn_selector part = knn_graph_window_selector(h, lo, hi, share);
+        if (c) c->rerank = rerank;
         int r = c ? knn_graph_post_beam(h, c, q, &part, ef, 0.5 * share, &ntop) : 0;
+        /* a coded beam's rows get float distances before they meet the exact parts' */
+        if (r == 1 && c->coded && (ntop = knn_graph_top_finish(h, c, q, ntop, k)) == SIZE_MAX) r = 0;
         if (r == 0) st = knn_error_set(err, KNN_ENOMEM, "out of memory during a bucket search");
         for (size_t j = 0; st == KNN_OK && r == 1 && j < ntop; j++) {
             st = knn_topk_offer(&t, c->top[j].key, h->ids[c->top[j].id], err);
@@ -224,6 +227,7 @@ static int calibrate_level(knn_graph *g, knn_bucket_level *lv) {
             size_t ntop;
             double t0 = knn_now_ns();
             int ok = knn_graph_post_beam(h, c, q, &part, g->p.ef, 0, &ntop);
+            if (ok && c->coded) ok = knn_graph_top_finish(h, c, q, ntop, K) != SIZE_MAX; /* as searches pay it */
             t[i] = knn_now_ns() - t0;
             int64_t truth[K];
             float d[K];
@@ -231,8 +235,10 @@ static int calibrate_level(knn_graph *g, knn_bucket_level *lv) {
             knn_error err;
             ok = ok && knn_window_exact(g, q, K, lo, hi, p0 + s, p0 + s + len, truth, d, &found, 0, &err) == KNN_OK;
             ok = ok && knn_graph_post_beam(h, c, q, &part, EF_CHECK, 0, &ntop);
+            if (ok && c->coded) ok = (ntop = knn_graph_top_finish(h, c, q, ntop, K)) != SIZE_MAX;
             if (ok) hits_bucket += beam_hits(h, c, ntop < K ? ntop : K, truth, found);
             ok = ok && knn_graph_post_beam(g, cg, q, &whole, EF_CHECK, 0, &ntop);
+            if (ok && cg->coded) ok = (ntop = knn_graph_top_finish(g, cg, q, ntop, K)) != SIZE_MAX;
             if (ok) hits_whole += beam_hits(g, cg, ntop < K ? ntop : K, truth, found);
             knn_graph_ctx_release(h, c);
             if (!ok) goto oom;

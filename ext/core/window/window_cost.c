@@ -15,7 +15,7 @@
 int knn_window_beam(const knn_graph *g, knn_search_ctx *c, const float *q, int plan, const knn_selector *sel,
                     size_t s, size_t e, size_t ef, int all_live, size_t budget, uint32_t ep, float epd, size_t *ntop,
                     size_t *visits) {
-    if (ep == KNN_NO_NODE) knn_graph_descend(g, q, &ep, &epd);
+    if (ep == KNN_NO_NODE) knn_graph_descend(g, c, q, &ep, &epd);
     if (plan == KNN_PLAN_POST) {
         c->budget = budget;
         c->over = 0;
@@ -61,7 +61,7 @@ static long cal_hits(const knn_graph *g, knn_search_ctx *c, int j, size_t i, int
     knn_selector sel = knn_graph_window_selector(g, lo, hi, 1.0);
     if (knn_window_exact(g, v, K, lo, hi, s, e, truth, d, &found, 1, &err) != KNN_OK) return -1;
     if (!knn_window_beam(g, c, v, plan, &sel, s, e, g->p.ef, 0, 0, KNN_NO_NODE, 0, &ntop, NULL)) return -1;
-    qsort(c->top, ntop, sizeof *c->top, knn_hitem_cmp);
+    if ((ntop = knn_graph_top_finish(g, c, v, ntop, K)) == SIZE_MAX) return -1;
     size_t n = ntop < K ? ntop : K;
     for (size_t t = 0; t < n; t++) ids[t] = g->ids[c->top[t].id];
     long hits = 0;
@@ -126,11 +126,14 @@ void knn_window_calibrate(knn_graph *g, knn_search_ctx *c) {
             double t0 = knn_now_ns();
             if (time_two) {
                 ok = knn_window_beam(g, c, v, KNN_PLAN_TWO_HOP, &sel, s, e, g->p.ef, 0, 0, KNN_NO_NODE, 0, &ntop, NULL);
+                if (ok && c->coded) ok = knn_graph_top_finish(g, c, v, ntop, 10) != SIZE_MAX;
             }
             double t1 = knn_now_ns();
             size_t vis = 0;
             if (time_post) {
                 ok = ok && knn_window_beam(g, c, v, KNN_PLAN_POST, &sel, s, e, g->p.ef, 0, 0, KNN_NO_NODE, 0, &ntop, &vis);
+                /* a coded search pays its re-rank too */
+                if (ok && c->coded) ok = knn_graph_top_finish(g, c, v, ntop, 10) != SIZE_MAX;
             }
             if (j == 0) dist_n[i] = (double)vis;
             t2[i] = time_two ? t1 - t0 : (j ? 2 * two[j - 1] : INFINITY);

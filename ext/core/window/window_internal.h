@@ -37,8 +37,8 @@ double knn_buckets_cost(const knn_graph *g, const knn_buckets *b, double lo, dou
  * exactly); *found may fall short of k, and is 0 when a part lies away from the query (the caller then
  * scans the window exactly). */
 knn_status knn_buckets_search(knn_graph *g, const knn_buckets *b, int level, int all_beams, const float *q, size_t k,
-                              size_t ef, double lo, double hi, int64_t *out_ids, float *out_dists, size_t *found,
-                              knn_error *err);
+                              size_t ef, size_t rerank, double lo, double hi, int64_t *out_ids, float *out_dists,
+                              size_t *found, knn_error *err);
 
 /* ---- exact window scan (window_scan.c) ---- */
 /* The exact plan: top k of sorted positions [s, e) in [lo, hi], plus the delta when with_delta. */

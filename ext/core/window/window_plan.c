@@ -23,8 +23,15 @@
 #define NEAR_WHOLE 0.8
 knn_status knn_graph_search_window(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
                                    int64_t *out_ids, float *out_dists, size_t *found, int *plan, knn_error *err) {
-    return knn_graph_search_window_plan(g, query, k, ef, lo, hi, atomic_load(&g->forced_plan), out_ids, out_dists, found,
-                                        plan, err);
+    return knn_graph_search_window_plan(g, query, k, ef, 0, lo, hi, atomic_load(&g->forced_plan), out_ids, out_dists,
+                                        found, plan, err);
+}
+
+knn_status knn_graph_search_window_rerank(knn_graph *g, const float *query, size_t k, size_t ef, size_t rerank,
+                                          double lo, double hi, int64_t *out_ids, float *out_dists, size_t *found,
+                                          int *plan, knn_error *err) {
+    return knn_graph_search_window_plan(g, query, k, ef, rerank, lo, hi, atomic_load(&g->forced_plan), out_ids,
+                                        out_dists, found, plan, err);
 }
 
 static int near_whole(knn_graph *g, knn_search_ctx *c, const float *q, size_t k, size_t ef, const knn_selector *sel,
@@ -49,9 +56,9 @@ static int near_whole(knn_graph *g, knn_search_ctx *c, const float *q, size_t k,
     return 1;
 }
 
-knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t k, size_t ef, double lo, double hi,
-                                        int force, int64_t *out_ids, float *out_dists, size_t *found, int *plan,
-                                        knn_error *err) {
+knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t k, size_t ef, size_t rerank,
+                                        double lo, double hi, int force, int64_t *out_ids, float *out_dists,
+                                        size_t *found, int *plan, knn_error *err) {
     *found = 0;
     if (plan) *plan = KNN_PLAN_EXACT;
     if (k == 0) return knn_error_set(err, KNN_EINVAL, "k must be >= 1, got 0");
@@ -62,6 +69,7 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     if (lo > hi || g->count - g->n_deleted == 0) goto done; /* an empty window: no rows */
     const float *q;
     if ((s = knn_graph_query_begin(g, query, &c, &q, err)) != KNN_OK) goto done;
+    c->rerank = rerank;
     size_t lo_pos = knn_graph_label_bound(g->win.labels, g->win.n, lo, 0);
     size_t hi_pos = knn_graph_label_bound(g->win.labels, g->win.n, hi, 1);
     size_t w = hi_pos - lo_pos;
@@ -81,6 +89,7 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     }
     if (ef == 0) ef = knn_graph_default_ef(g);
     if (ef < k) ef = k;
+    if (c->coded && c->rerank > ef) ef = c->rerank; /* the beam holds every row to re-rank */
     /* the window's rows as a selector, its share the exact count (clamped to 1: the sorted list may still
      * count rows deleted since its rebuild) */
     knn_selector sel = knn_graph_window_selector(g, lo, hi, (double)w / (double)(g->count - g->n_deleted));
@@ -104,7 +113,7 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
              * the window, and both beams enter the window from afar with the recall of a far query. Cost
              * the postfilter at the local fraction then, without the two-hop beam: a beam is kept only
              * when it still beats the exact scan. The descent is reused by the beam. */
-            knn_graph_descend(g, q, &ep, &epd);
+            knn_graph_descend(g, c, q, &ep, &epd);
             double fl = knn_graph_local_fraction(g, &sel, ep);
             if (fl < 0.5 * f) chosen = knn_window_choose_plan(g, w, f, fl, 0, ef, lo, hi, NULL); /* buckets: far too */
         }
@@ -115,8 +124,8 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
     }
     if (plan) *plan = chosen;
     if (chosen == KNN_PLAN_BUCKET) {
-        s = knn_buckets_search(g, atomic_load(&g->buckets), level, force == KNN_PLAN_BUCKET, q, k, ef, lo, hi, out_ids,
-                               out_dists, found, err);
+        s = knn_buckets_search(g, atomic_load(&g->buckets), level, force == KNN_PLAN_BUCKET, q, k, ef, rerank, lo, hi,
+                               out_ids, out_dists, found, err);
         if (s == KNN_OK && *found < k) { /* the window decides exactly (it may hold fewer than k rows) */
             if (plan) *plan = KNN_PLAN_FALLBACK;
             s = knn_window_exact(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, 1, err);
@@ -144,7 +153,10 @@ knn_status knn_graph_search_window_plan(knn_graph *g, const float *query, size_t
         s = knn_window_exact(g, q, k, lo, hi, lo_pos, hi_pos, out_ids, out_dists, found, 1, err);
         goto done;
     }
-    qsort(c->top, ntop, sizeof *c->top, knn_hitem_cmp);
+    if (knn_graph_top_finish(g, c, q, ntop, k) == SIZE_MAX) {
+        s = knn_error_set(err, KNN_ENOMEM, "out of memory during search");
+        goto done;
+    }
     for (size_t j = 0; j < k; j++) {
         out_ids[j] = g->ids[c->top[j].id];
         out_dists[j] = c->top[j].key;
