@@ -1,12 +1,16 @@
 """kNN analytics on numpy arrays and on DuckDB relations: prediction, imputation, SMOTE, divergence,
-drift test, generative precision/recall, intrinsic dimension, importance / density sampling and the
-recall audit of an ANN index.
+drift test, generative precision/recall, intrinsic dimension, importance / density sampling, the
+recall audit of an ANN index, statistical depth and its rank test, kNN entropy, kernel density,
+prototype classification and kNN interpolation.
 
 Two kinds of entry point, one C core (``ext/core/analytics/*.c``):
 
 * numpy functions (``predict``, ``impute``, ``smote``, ``divergence``, ``lid``, ``precision_recall``,
   ``iid_test``, ``importance_sample``, ``density_sample``, ``recall_audit``) take arrays and return
   arrays or small dataclasses; no database needed.
+* ``depth``, ``depth_test``, ``entropy``, ``kde``, ``prototype_predict`` and ``interpolate`` take arrays
+  too, but run their SQL aggregate (``knn_depth``, ...) on the arrays registered as Arrow tables on an
+  in-memory DuckDB connection (or on ``db=``).
 * ``sql_*`` functions take a DuckDB connection (or ``knnsql.Database``) and a table name or a SQL
   query, run the matching SQL aggregate (``knn_predict``, ``knn_impute``, ...; see
   ``sql/reference/knn_analytics.md``) inside DuckDB and return a pandas DataFrame or a dict. A call
@@ -33,6 +37,8 @@ __all__ = [
     "precision_recall", "iid_test", "IIDResult", "importance_sample", "density_sample", "recall_audit",
     "sql_predict", "sql_impute", "sql_smote", "sql_divergence", "sql_lid", "sql_precision_recall", "sql_iid_test", "sql_iid_scores",
     "sql_importance_sample", "sql_density_sample", "sql_recall",
+    "depth", "DepthTest", "depth_test", "sql_depth", "sql_depth_test", "entropy", "sql_entropy", "kde", "KDEResult",
+    "sql_kde", "prototype_predict", "PrototypeResult", "sql_prototype", "interpolate", "sql_interpolate",
 ]
 
 _WEIGHTINGS = {"uniform": 0, "distance": 1, "inverse_distance": 1, "softmax": 2}
@@ -921,3 +927,215 @@ def sql_depth_test(db, relation: str, candidate: str, *, vec: str = "emb", metri
         raise ValueError("the relation has no rows")
     return DepthTest(float(row["q"]), float(row["w"]), float(row["p_value"]), float(row["u"]), int(row["n_ref"]),
                      int(row["n_cand"]))
+
+
+# ---- kNN estimators: entropy, kernel density, prototypes, interpolation (sql/reference/knn_estimators.md) ----
+
+def entropy(X, k: int = 3, *, db=None) -> Dict[str, float]:
+    """Differential entropy of the rows of ``X`` by the Kozachenko-Leonenko kNN estimator, and MEE's
+    manifold-entropy diversity score.
+
+    ``entropy`` (nats) is ``psi(n) - psi(k) + log V_d + (d / n) sum_i log r_i`` (Kraskov et al. 2004,
+    eq. 20), ``r_i`` the Euclidean distance from row i to its k-th nearest other row and ``V_d`` the
+    unit-ball volume. ``mee`` is ``log(mean_i r_i^2 / d)``, the diversity score of "Combating Mode
+    Collapse in GANs via Manifold Entropy Estimation" (k = 1 is theirs): a score to compare sets of one
+    dimension, not nats. ``n``: rows used.
+
+    Notes
+    -----
+    Rows with k or more exact copies make ``log r_i = -inf``: that is an error (raise ``k`` or
+    deduplicate). In high dimension the estimator is biased low (compare tables at one ``d`` and ``k``).
+    Runs ``knn_entropy``.
+    """
+    X = _matrix(X, "X")
+    k = _int("k", k, 1)
+    row = _on_tables(db, {"x": _table(X)}, lambda t: f"SELECT knn_entropy(emb, {k}) FROM {t['x']}",
+                     lambda r: r.fetchall()[0][0])
+    return {"entropy": float(row["entropy"]), "mee": float(row["mee"]), "n": int(row["n"])}
+
+
+def sql_entropy(db, relation: str, *, k: int = 3, vec: str = "emb", by: Optional[str] = None):
+    """``knn_entropy(vec, k)`` over a table or query: a dict ``entropy, mee, n``, or with ``by`` a DataFrame
+    with one row per group."""
+    agg = f"knn_entropy({_quote_ident(vec)}, {_int('k', k, 1)})"
+    if by is None:
+        row = _run(db, f"SELECT {agg} FROM {_relation(relation)}", "knn_entropy", "one")
+        if row is None:
+            raise ValueError("the relation has no rows")
+        return dict(row)
+    g = _quote_ident(by)
+    return _run(db, f"SELECT {g}, e.entropy, e.mee, e.n FROM (SELECT {g}, {agg} AS e FROM {_relation(relation)} "
+                    f"GROUP BY {g}) ORDER BY 1", "knn_entropy")
+
+
+@dataclass(frozen=True)
+class KDEResult:
+    """Kernel density at each query row: ``log_density`` (natural log), ``ess`` (effective number of
+    reference rows in the sum, (sum w)^2 / sum w^2: 1-5 is the extreme-value regime where a few
+    neighbours carry the estimate), ``trunc_err`` (upper bound on how far the k-truncated log density is
+    below the full one; 0 when exact) and the ``bandwidth`` used."""
+    log_density: np.ndarray
+    ess: np.ndarray
+    trunc_err: np.ndarray
+    bandwidth: float
+
+
+def _bandwidth(bandwidth) -> str:
+    if isinstance(bandwidth, str):
+        if bandwidth not in ("scott", "silverman"):
+            raise ValueError(f"unknown bandwidth rule {bandwidth!r}; use 'scott', 'silverman' or a positive number")
+        return bandwidth
+    h = float(bandwidth)
+    if not (h > 0 and np.isfinite(h)):
+        raise ValueError(f"bandwidth must be a positive number, got {bandwidth!r}")
+    return repr(h)
+
+
+def kde(X, Q=None, *, k: int = 100, bandwidth="scott", db=None) -> KDEResult:
+    """Gaussian kernel density of the rows of ``X`` evaluated at ``Q`` (default: at ``X`` itself, each row
+    counting itself, as scikit-learn's ``score_samples`` on the training rows).
+
+    Parameters
+    ----------
+    k : the sum runs over each query's k nearest rows of ``X`` (``k >= len(X)``: all rows, exactly).
+        In high dimension a few nearest rows carry the whole sum at useful bandwidths (Biroli & Mezard,
+        "Kernel Density Estimators in Large Dimensions"), so truncation loses little there;
+        ``trunc_err`` bounds what it loses per row.
+    bandwidth : a number (the kernel's standard deviation h), ``'scott'`` (``sigma n^(-1/(d+4))``) or
+        ``'silverman'`` (``sigma (n (d+2) / 4)^(-1/(d+4))``), sigma the root mean per-dimension variance.
+
+    Notes
+    -----
+    The log density is ``log sum exp(-||x - y||^2 / (2 h^2)) - log n - d log h - (d/2) log(2 pi)``:
+    scikit-learn's ``KernelDensity(bandwidth=h)`` exactly when ``k >= len(X)``, and in one dimension
+    scipy's ``gaussian_kde`` with the same rule. Runs ``knn_kde``.
+    """
+    X = _matrix(X, "X")
+    k = _int("k", k, 1)
+    o = _lit(_opts(bandwidth=_bandwidth(bandwidth)))
+    if Q is None:
+        tables = {"x": _table(X)}
+        agg = f"knn_kde(id, emb, {k}, {o})"
+    else:
+        Qm = _matrix(Q, "Q", X.shape[1])
+        tables = {"x": _table(np.concatenate([X, Qm]), is_query=np.arange(len(X) + len(Qm)) >= len(X))}
+        agg = f"knn_kde(id, emb, is_query, {k}, {o})"
+    out = _on_tables(db, tables, lambda t: _unnest(agg, t["x"], "r.log_density, r.ess, r.trunc_err, r.bandwidth"),
+                     lambda r: r.fetchnumpy())
+    return KDEResult(np.asarray(out["log_density"], np.float64), np.asarray(out["ess"], np.float64),
+                     np.asarray(out["trunc_err"], np.float64), float(out["bandwidth"][0]))
+
+
+def sql_kde(db, relation: str, *, k: int = 100, id: str = "id", vec: str = "emb", query: Optional[str] = None,
+            bandwidth="scott"):
+    """``knn_kde`` over a table or query: a DataFrame ``id, log_density, ess, trunc_err, bandwidth``.
+    ``query``: a boolean SQL expression marking the rows to evaluate (the density comes from the
+    others); ``None``: every row, from every row."""
+    o = _lit(_opts(bandwidth=_bandwidth(bandwidth)))
+    side = f", ({query})::BOOLEAN" if query else ""
+    return _run_list(db, f"knn_kde({_quote_ident(id)}, {_quote_ident(vec)}{side}, {_int('k', k, 1)}, {o})", relation)
+
+
+@dataclass(frozen=True)
+class PrototypeResult:
+    """Nearest-class-mean predictions: ``labels``, ``distance`` to the winning class mean (in the metric)
+    and ``prob``, the softmax of ``-distance / temperature`` over the classes (Prototypical Networks)."""
+    labels: np.ndarray
+    distance: np.ndarray
+    prob: np.ndarray
+
+
+def prototype_predict(X, y, Q, *, metric: str = "l2", temperature: float = 1.0, db=None) -> PrototypeResult:
+    """Nearest-class-mean (prototype) classification, as in Prototypical Networks (Snell et al. 2017).
+
+    Each class's prototype is the mean of its rows of ``X``; a query row takes the class of the nearest
+    prototype (``metric``: ``'l2'`` squared Euclidean, the paper's; ``'cosine'``; ``'ip'``), and ``prob`` is
+    ``softmax(-distance / temperature)`` over the classes. Labels can be of any type numpy can sort; ties
+    go to the smaller label. With ``metric='l2'`` the labels equal scikit-learn's ``NearestCentroid``.
+    Runs ``knn_prototype``.
+    """
+    X = _matrix(X, "X")
+    Qm = _matrix(Q, "Q", X.shape[1])
+    y = np.asarray(y)
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have one label per row of X: got shape {y.shape}, expected ({X.shape[0]},)")
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        raise ValueError("y has NaN (missing) labels; drop those rows first")
+    if not (temperature > 0 and np.isfinite(temperature)):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    classes, codes = np.unique(y, return_inverse=True)
+    import pandas as pd
+
+    lab = pd.array(np.concatenate([codes, np.full(len(Qm), -1)]), dtype="Int64")
+    lab[len(X):] = pd.NA
+    o = _lit(_opts(metric=metric, temperature=float(temperature)))
+    out = _on_tables(db, {"x": _table(np.concatenate([X, Qm]), label=lab)},
+                     lambda t: _unnest(f"knn_prototype(id, emb, label, {o})", t["x"], "r.label, r.distance, r.prob"),
+                     lambda r: r.fetchnumpy())
+    return PrototypeResult(classes[np.asarray(out["label"], np.int64)], np.asarray(out["distance"], np.float64),
+                           np.asarray(out["prob"], np.float64))
+
+
+def sql_prototype(db, relation: str, *, id: str = "id", vec: str = "emb", label: str = "label", metric: str = "l2",
+                  temperature: float = 1.0):
+    """``knn_prototype`` over a table or query: rows with a NULL ``label`` are classified by the nearest
+    class mean of the others; a DataFrame ``id, label, distance, prob``. Labels of any type (text, ENUM,
+    ...) are numbered in SQL sort order and mapped back, as in :func:`sql_predict`."""
+    o = _lit(_opts(metric=metric, temperature=temperature))
+    qid, qvec, qlab = _quote_ident(id), _quote_ident(vec), _quote_ident(label)
+    con = _con(db)
+    rel = _relation(relation)
+    ltype = con.execute(f"SELECT typeof({qlab}) FROM {rel} LIMIT 1").fetchone()
+    if ltype is None or ltype[0].upper() in _INTEGER_TYPES or ltype[0].upper() in ('"NULL"', "NULL"):
+        return _run_list(db, f"knn_prototype({qid}, {qvec}, {qlab}::BIGINT, {o})", relation)
+    sql = (f"WITH src AS (SELECT {qid} AS i, {qvec} AS v, {qlab} AS l FROM {rel}), "
+           "classes AS (SELECT l, (row_number() OVER (ORDER BY l) - 1)::BIGINT AS code "
+           "FROM (SELECT DISTINCT l FROM src WHERE l IS NOT NULL)), "
+           "coded AS (SELECT s.i, s.v, c.code FROM src s LEFT JOIN classes c ON s.l = c.l), "
+           f"pred AS (SELECT unnest(knn_prototype(i, v, code, {o})) AS r FROM coded) "
+           "SELECT r.id AS id, c.l AS label, r.distance AS distance, r.prob AS prob FROM pred JOIN classes c "
+           "ON r.label = c.code ORDER BY 1")
+    return _run(con, sql, "knn_prototype")
+
+
+def interpolate(X, y, Q, k: int = 3, *, power: float = 2.0, metric: str = "l2", db=None) -> Tuple[np.ndarray, np.ndarray]:
+    """kNN interpolation of values (SymPoint; PointNet++ feature propagation): the value at each query row
+    is the inverse-distance-weighted mean of its ``k`` nearest rows' values ``y``,
+    ``w = 1 / distance^power`` (Euclidean distance for ``metric='l2'``; ``'cosine'`` distances too).
+
+    ``power=2`` (default) is PointNet++'s; ``power=1`` equals scikit-learn's
+    ``KNeighborsRegressor(k, weights='distance')``; ``power=0`` the plain mean. Neighbours at distance 0,
+    when there are any, alone count (an exact match returns its value). Returns ``(values, reach)``,
+    ``reach`` the distance of each query's farthest neighbour used. Runs ``knn_interpolate``.
+    """
+    X = _matrix(X, "X")
+    Qm = _matrix(Q, "Q", X.shape[1])
+    y = np.asarray(y, dtype=np.float64)
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have one value per row of X: got shape {y.shape}, expected ({X.shape[0]},)")
+    if not np.isfinite(y).all():
+        raise ValueError("y has NaN or Inf values; every source row needs a finite value")
+    k = _int("k", k, 1)
+    if k > len(X):
+        raise ValueError(f"k = {k} is larger than the {len(X)} rows of X; lower k")
+    if not (power >= 0 and np.isfinite(power)):
+        raise ValueError(f"power must be a number >= 0, got {power!r}")
+    vals = np.concatenate([y, np.full(len(Qm), np.nan)])
+    o = _lit(_opts(metric=metric, power=float(power)))
+    import pyarrow as pa
+
+    vcol = pa.array(vals, mask=np.isnan(vals))
+    out = _on_tables(db, {"x": _table(np.concatenate([X, Qm]), value=vcol)},
+                     lambda t: _unnest(f"knn_interpolate(id, emb, value, {k}, {o})", t["x"], "r.value, r.reach"),
+                     lambda r: r.fetchnumpy())
+    return np.asarray(out["value"], np.float64), np.asarray(out["reach"], np.float64)
+
+
+def sql_interpolate(db, relation: str, *, k: int = 3, id: str = "id", vec: str = "emb", value: str = "value",
+                    power: float = 2.0, metric: str = "l2"):
+    """``knn_interpolate`` over a table or query: rows with a NULL ``value`` get the inverse-distance-weighted
+    mean of their k nearest valued rows; a DataFrame ``id, value, reach``."""
+    o = _lit(_opts(metric=metric, power=power))
+    agg = (f"knn_interpolate({_quote_ident(id)}, {_quote_ident(vec)}, ({_quote_ident(value)})::DOUBLE, "
+           f"{_int('k', k, 1)}, {o})")
+    return _run_list(db, agg, relation)

@@ -12,7 +12,8 @@ static const register_fn areas[] = {
     knn_register_exact,       knn_register_debug,        knn_register_index_admin,
     knn_register_index_write, knn_register_index_search, knn_register_among, knn_register_index_dump,
     knn_register_sample,      knn_register_analytics_predict, knn_register_analytics_drift,
-    knn_register_analytics_sampling, knn_register_analytics_depth, knn_register_recall,
+    knn_register_analytics_sampling, knn_register_analytics_depth, knn_register_analytics_estimators,
+    knn_register_recall,
 };
 
 DUCKDB_EXTENSION_ENTRYPOINT(duckdb_connection connection, duckdb_extension_info info,

@@ -23,6 +23,7 @@ bool knn_register_analytics_predict(duckdb_connection con, knn_registry *reg, kn
 bool knn_register_analytics_drift(duckdb_connection con, knn_registry *reg, knn_error *err);
 bool knn_register_analytics_sampling(duckdb_connection con, knn_registry *reg, knn_error *err);
 bool knn_register_analytics_depth(duckdb_connection con, knn_registry *reg, knn_error *err);
+bool knn_register_analytics_estimators(duckdb_connection con, knn_registry *reg, knn_error *err);
 bool knn_register_recall(duckdb_connection con, knn_registry *reg, knn_error *err);
 
 #endif

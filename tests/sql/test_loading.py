@@ -51,7 +51,7 @@ def test_extension_path_is_loadable_file():
 # kNN analytics (sql/reference/knn_analytics.md)
 ANALYTICS = {"knn_predict", "knn_impute", "knn_smote", "knn_lid", "knn_lid_estimate", "knn_divergence",
              "knn_precision_recall", "knn_iid_test", "knn_iid_scores", "knn_importance_sample", "knn_density_sample", "knn_recall",
-             "knn_depth", "knn_depth_test"}
+             "knn_depth", "knn_depth_test", "knn_entropy", "knn_kde", "knn_prototype", "knn_interpolate"}
 
 
 def test_api_surface():
