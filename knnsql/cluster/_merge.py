@@ -13,32 +13,33 @@ import numpy as np
 import pyarrow as pa
 
 
-def top_k(parts: List[pa.Table], k: int, id_column: str) -> pa.Table:
-    """The k best rows per query of the shards' answers (columns: query, id..., distance), ordered by
-    (query, distance, id)."""
-    empty = parts[0] if parts else None
-    parts = [p for p in parts if p.num_rows]
-    if not parts:
-        return empty
-    if not parts:
-        return None
-    schema = parts[0].schema
-    table = pa.concat_tables([p.select(schema.names).cast(schema) for p in parts])
-    query = np.asarray(table.column("query"), dtype=np.int64)
-    dist = np.asarray(table.column("distance").to_numpy(zero_copy_only=False), dtype=np.float64)
-    ids = np.asarray(table.column(id_column).to_numpy(zero_copy_only=False), dtype=np.int64)
+def top_k(parts: List[tuple], k: int, id_column: str) -> pa.Table:
+    """The k best rows per query of the shards' answers ((query, id, distance, other columns or None) each),
+    as one table (query, id, the other columns, distance) ordered by (query, distance, id)."""
+    query = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+    ids = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+    dist = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.float32)
     order = np.lexsort((ids, dist, query))
     q_sorted = query[order]
-    rank = np.arange(len(order)) - np.searchsorted(q_sorted, q_sorted, side="left")
-    return table.take(pa.array(order[rank < k]))
+    keep = order[(np.arange(len(order)) - np.searchsorted(q_sorted, q_sorted, side="left")) < k]
+    out = {"query": pa.array(query[keep]), id_column: pa.array(ids[keep])}
+    extra = [p[3] for p in parts if p[3] is not None]
+    if extra:
+        rest = pa.concat_tables([p[3] for p in parts if p[3] is not None]) if len(extra) == len(parts) else None
+        if rest is not None:
+            taken = rest.take(pa.array(keep))
+            for c in taken.column_names:
+                out[c] = taken.column(c)
+    out["distance"] = pa.array(dist[keep])
+    return pa.table(out)
 
 
-def vote(neigh: pa.Table, nq: int, k: int, id_column: str, target: str, task: str, weighting: str,
+def vote(parts: List[tuple], nq: int, k: int, id_column: str, target: str, task: str, weighting: str,
          squared: bool):
     """kNN predictions from the merged neighbours: majority (ties to the label that sorts first) or
     weighted majority (1 / distance; Euclidean when the metric's distances are ``squared``), or the
     (weighted) mean for regression."""
-    best = top_k([neigh], k, id_column)
+    best = top_k(parts, k, id_column)
     q = np.asarray(best.column("query"), dtype=np.int64)
     d = np.maximum(np.asarray(best.column("distance").to_numpy(zero_copy_only=False), dtype=np.float64), 0)
     d = np.sqrt(d) if squared else d

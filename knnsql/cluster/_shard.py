@@ -99,8 +99,9 @@ class ShardServer:
         return {"recall": getattr(report, "recall", None)}
 
     # -- reads ----------------------------------------------------------------------------------------
-    def search(self, Q: np.ndarray, k: int, plan: dict) -> pa.Table:
-        """The shard's top k per query: [query,] id, distance and the selected columns, best first."""
+    def search(self, Q: np.ndarray, k: int, plan: dict) -> tuple:
+        """The shard's top k per query, best first: (query, id, distance) as numpy arrays (they cross
+        processes ~4x faster than an Arrow table) and the other selected columns as an Arrow table or None."""
         s = self.t.search(Q).limit(k)
         if plan.get("where"):
             s.where(plan["where"])
@@ -114,9 +115,13 @@ class ShardServer:
         if plan.get("ef"):
             s.ef(plan["ef"])
         out = s.to_arrow()
-        if "query" not in out.column_names:
-            out = out.add_column(0, "query", pa.array(np.zeros(out.num_rows, dtype=np.int64)))
-        return out
+        n = out.num_rows
+        query = np.asarray(out.column("query"), dtype=np.int64) if "query" in out.column_names else \
+            np.zeros(n, dtype=np.int64)
+        ids = np.asarray(out.column(self.t.id_column).to_numpy(zero_copy_only=False), dtype=np.int64)
+        dist = np.asarray(out.column("distance").to_numpy(zero_copy_only=False))
+        rest = [c for c in out.column_names if c not in ("query", self.t.id_column, "distance")]
+        return query, ids, dist, (out.select(rest) if rest else None)
 
     def weighted_keys(self, n: int, weight: str, seed: int, where: Optional[str]) -> pa.Table:
         """The n largest Efraimidis-Spirakis keys u^(1/w) of this shard's rows, u drawn from (seed, id)."""
