@@ -188,6 +188,15 @@ class ShardServer:
         picks = np.asarray(r.index)
         return ids[picks], X[picks], float(r.cost)
 
+    def kernel_thinning(self, m: int, bandwidth: float, seed: int, where: Optional[str]) -> tuple:
+        """This shard's kernel-thinning coreset of m rows (Gaussian kernel of the given bandwidth)."""
+        ids, X = self.vectors(where)
+        if len(ids) == 0 or m <= 0:
+            return ids[:0], X[:0]
+        r = knnsql.sampling.kernel_thinning(X, min(m, len(ids)), bandwidth=bandwidth, seed=seed)
+        picks = np.asarray(r.index)
+        return ids[picks], X[picks]
+
     def kmeans_cost(self, centers: np.ndarray, where: Optional[str]) -> float:
         ids, X = self.vectors(where)
         if len(ids) == 0:

@@ -15,6 +15,10 @@ Distributed selection and their guarantees:
   joins the candidates with probability min(1, l d^2 / phi), l = 2n; candidates weighted by the rows
   nearest them, then weighted k-means++ over the candidates on the driver. An O(log n)-approximation
   in expectation after O(log psi) rounds, as k-means++ itself.
+- ``sample(n, "kernel_thinning")``: Compress++'s merge step (Shetty, Dwivedi & Mackey, ICLR 2022)
+  across shards: each shard thins its rows to a share of 2n proportional to its size, the driver thins
+  the union to n with the same Gaussian kernel. By the triangle inequality the MMD to the whole table is
+  at most the union's MMD (a size-weighted mix of the shards' thinning errors) plus the final thinning's.
 - ``predict(Q, target, k)``: each shard's k nearest rows with their targets, merged to the global k
   nearest, then the single-node vote (majority, ties to the label that sorts first; or the mean).
 """
@@ -240,9 +244,11 @@ class ShardedTable:
 
     # -- selection ------------------------------------------------------------------------------------
     def sample(self, n: int, method: str = "kcenter", *, seed: int = 0, weight: Optional[str] = None,
-               replace: bool = False, where: Optional[str] = None, rounds: int = 5) -> pa.Table:
+               replace: bool = False, where: Optional[str] = None, rounds: int = 5,
+               bandwidth: Optional[float] = None) -> pa.Table:
         """Distributed selection (module docstring for each method's guarantee): ``"weighted"`` (with
-        ``weight=`` an expression over the columns), ``"kcenter"``, ``"kmeans++"``. Returns
+        ``weight=`` an expression over the columns), ``"kcenter"``, ``"kmeans++"``, ``"kernel_thinning"``
+        (``bandwidth=``, default the median heuristic on a 1,000-row uniform sample). Returns
         (id, weight, pick_order)."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be an integer >= 1, got {n!r}")
@@ -254,7 +260,10 @@ class ShardedTable:
             return self._kcenter(int(n), seed, where)
         if method == "kmeans++":
             return self._kmeans_par(int(n), seed, where, rounds)
-        raise ValueError(f"unknown distributed method {method!r}; use 'weighted', 'kcenter' or 'kmeans++'")
+        if method == "kernel_thinning":
+            return self._kernel_thinning(int(n), seed, where, bandwidth)
+        raise ValueError(f"unknown distributed method {method!r}; use 'weighted', 'kcenter', 'kmeans++' or "
+                         "'kernel_thinning'")
 
     def _weighted(self, n, weight, seed, replace, where) -> pa.Table:
         if not replace:
@@ -325,6 +334,31 @@ class ShardedTable:
                 d2 = np.minimum(d2, ((C - C[nxt]) ** 2).sum(1))
             picks = np.asarray(picks)
         return pa.table({"id": pa.array(cand_ids[picks]), "weight": pa.array(weights[picks]),
+                         "pick_order": pa.array(np.arange(len(picks), dtype=np.int64))})
+
+    def _kernel_thinning(self, n, seed, where, bandwidth) -> pa.Table:
+        """Compress++'s merge, across shards: each shard thins its rows to a share of 2n proportional to its
+        size (a coreset of it), the driver thins their union to n with the same kernel."""
+        import knnsql
+
+        counts = np.asarray(self._all_reads("count", where), dtype=np.float64)
+        if counts.sum() == 0:
+            raise ValueError("no rows to pick from")
+        if bandwidth is None:   # one kernel for every shard: the median heuristic on a uniform sample
+            probe = np.asarray(self.sample(min(1000, int(counts.sum())), "weighted", weight="1", seed=seed,
+                                           where=where).column("id"))
+            Xs = np.vstack([p[1] for p in self._all_reads("vectors", where, probe)])
+            i, j = np.triu_indices(len(Xs), 1)
+            bandwidth = float(np.sqrt(np.median(((Xs[i] - Xs[j]) ** 2).sum(1)) / 2)) if len(i) else 1.0
+        share = np.maximum(np.round(2 * n * counts / counts.sum()).astype(int), np.minimum(counts, 1).astype(int))
+        waits = [self._read(s, "kernel_thinning", int(m), bandwidth, seed + s, where)
+                 for s, m in enumerate(share) if m]
+        parts = [w() for w in waits]
+        ids = np.concatenate([p[0] for p in parts])
+        X = np.vstack([p[1] for p in parts])
+        r = knnsql.sampling.kernel_thinning(X, min(n, len(ids)), bandwidth=bandwidth, seed=seed)
+        picks = np.asarray(r.index)
+        return pa.table({"id": pa.array(ids[picks]), "weight": pa.array(np.full(len(picks), counts.sum() / len(picks))),
                          "pick_order": pa.array(np.arange(len(picks), dtype=np.int64))})
 
     def predict(self, Q: Any, target: str, k: int = 5, *, task: str = "classification",

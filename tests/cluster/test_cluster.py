@@ -272,3 +272,25 @@ def test_bad_requests_are_clear(world):
         hashed.search(Q[0]).where("price; DROP TABLE x")
     with pytest.raises(ValueError, match="unknown distributed method"):
         hashed.sample(3, "dpp")
+
+
+def test_kernel_thinning_merge_beats_uniform_sampling(world):
+    c, hashed, ranged, single, X, Q, price, cls = world
+    Xs = X[:2000].astype(np.float64)
+    i, j = np.triu_indices(len(Xs), 1)
+    bw = float(np.sqrt(np.median(((Xs[i[:200000]] - Xs[j[:200000]]) ** 2).sum(1)) / 2))
+
+    def mmd2(ids):
+        def k(A, B):
+            return np.exp(-((A[:, None, :] - B[None]) ** 2).sum(-1) / (2 * bw * bw))
+        P, S = X[:2000].astype(np.float64), X[ids].astype(np.float64)
+        return k(P, P).mean() - 2 * k(P, S).mean() + k(S, S).mean()
+
+    t = c.create_table("kt", dim=X.shape[1], metric="l2", shards=2)
+    t.add({"id": np.arange(2000), "emb": X[:2000]})
+    got = np.asarray(t.sample(64, "kernel_thinning", bandwidth=bw, seed=2).column("id"))
+    assert len(set(got.tolist())) == 64
+    uniform = np.median([mmd2(np.random.default_rng(s).choice(2000, 64, replace=False)) for s in range(5)])
+    one = mmd2(knnsql.sampling.kernel_thinning(X[:2000], 64, bandwidth=bw, seed=2).index)
+    assert mmd2(got) < uniform and mmd2(got) <= 3 * one, (mmd2(got), one, uniform)
+    c.drop_table("kt")
