@@ -224,3 +224,133 @@ def test_recall_floor_on_real_embeddings(request, tmp_path, name, bits):
         for i, dist in zip(b, bd):
             if i in common:
                 assert dist == pytest.approx(common[i], rel=1e-5, abs=1e-5)
+
+
+# ---- everything the graph does, on codes (step 2 of issue 18) ----------------------------------------
+
+EXACT, TWO_HOP, POST, BUCKET = 0, 1, 3, 4
+
+
+def _window_truth(X, labels, live, Q, k, lo, hi, metric):
+    keep = np.nonzero(live & (labels >= lo) & (labels <= hi))[0]
+    d = true_distances(X[keep], Q, metric)
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return keep[order], np.take_along_axis(d, order, 1)
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    rng = np.random.default_rng(17)
+    X = clustered(rng, 8000, 32)
+    labels = rng.uniform(0, 1000, len(X))
+    Q = clustered(rng, 60, 32)
+    return X, labels, Q
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("plan", [-1, EXACT, TWO_HOP, POST, BUCKET])
+def test_window_search_under_every_plan(labelled, tmp_path, bits, plan):
+    from knnsql import _ffi
+    X, labels, Q = labelled
+    g = coded(X.shape[1], "l2", bits, tmp_path)
+    g.add(X, labels=labels)
+    lib = _ffi.lib()
+    if plan == BUCKET:
+        assert lib.knn_graph_force_buckets(g._handle, 2) == 2
+    lib.knn_graph_force_window_plan(g._handle, plan)
+    live = np.ones(len(X), bool)
+    for lo, hi in [(0, 1000), (100, 600), (300, 420), (900, 960), (500, 500.5)]:
+        want, wd = _window_truth(X, labels, live, Q, 10, lo, hi, "l2")
+        got, gd = g.search(Q, 10, ef=96, lo=lo, hi=hi)
+        inside = got[got >= 0]
+        assert ((labels[inside] >= lo) & (labels[inside] <= hi)).all()
+        hits = np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(got, want)])
+        assert hits >= (0.85 if plan == TWO_HOP else 0.93), (lo, hi, hits)
+        ok = got >= 0
+        np.testing.assert_allclose(gd[ok], np.take_along_axis(true_distances(X, Q, "l2"), np.maximum(got, 0), 1)[ok],
+                                   rtol=2e-5, atol=2e-5)
+    lib.knn_graph_force_window_plan(g._handle, -1)
+
+
+@pytest.mark.parametrize("bits", BITS)
+def test_deletes_replacements_and_optimize(synth, tmp_path, bits):
+    X, Q = synth
+    g = coded(X.shape[1], "cosine", bits, tmp_path, m=12)
+    g.add(X)
+    gone = np.arange(0, len(X), 3, dtype=np.int64)
+    assert g.delete(gone) == len(gone)
+    live = np.ones(len(X), bool)
+    live[gone] = False
+    keep = np.nonzero(live)[0]
+    exact, _ = exact_answer(X[keep], Q, "cosine", 10, keep)
+    got, d = g.search(Q, 10, ef=128)
+    assert not np.isin(got, gone).any()
+    assert recall(got, exact) >= 0.95
+    # replacing an id re-codes it: its new row is what comes back
+    g.add(X[:1] * -1.0, np.array([1], np.int64))
+    ids, dist = g.search(-X[0], 1)
+    assert ids[0, 0] == 1 and dist[0, 0] == pytest.approx(0.0, abs=1e-5)
+    before = g.memory_bytes
+    g.optimize()
+    assert g.deleted == 0 and len(g) == live.sum()
+    got2, d2 = g.search(Q, 10, ef=128)
+    X2 = X.copy()
+    X2[1] = -X[0]
+    exact2, ed2 = exact_answer(X2[keep], Q, "cosine", 10, keep)
+    assert recall(got2, exact2) >= 0.95
+    np.testing.assert_allclose(d2, np.take_along_axis(true_distances(X2, Q, "cosine"), got2, 1), rtol=2e-5,
+                               atol=2e-5)
+    assert g.memory_bytes < before
+    assert g.quantization == bits and g.disk_bytes >= live.sum() * X.shape[1] * 4
+
+
+@pytest.mark.parametrize("bits", BITS)
+def test_rows_far_outside_the_trained_ranges_stay_findable(synth, tmp_path, bits):
+    """The first batch trains the ranges; a later batch three times as wide clamps to them. Its rows keep
+    their own decoding error and rank by their float rows while the graph is walked, so queries near them
+    find them."""
+    X, Q = synth
+    g = coded(X.shape[1], "l2", bits, tmp_path, m=12)
+    g.add(X)
+    far = (X[:2000] * 3.0 + 4.0).astype(np.float32)
+    far_ids = np.arange(len(X), len(X) + len(far), dtype=np.int64)
+    g.add(far, far_ids)
+    allX = np.concatenate([X, far])
+    near = (far[:100] + 0.3 * np.random.default_rng(0).standard_normal(far[:100].shape)).astype(np.float32)
+    exact, _ = exact_answer(allX, near, "l2", 10)
+    got, d = g.search(near, 10, ef=128)
+    assert recall(got, exact) >= 0.95, recall(got, exact)
+    np.testing.assert_allclose(d, np.take_along_axis(true_distances(allX, near, "l2"), got, 1), rtol=2e-5, atol=1e-3)
+    # and the original rows are found as before
+    exact0, _ = exact_answer(allX, Q, "l2", 10)
+    assert recall(g.search(Q, 10, ef=128)[0], exact0) >= 0.95
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("share", [0.3, 0.02])
+def test_allow_list_search(synth, tmp_path, bits, share):
+    X, Q = synth
+    g = coded(X.shape[1], "l2", bits, tmp_path, m=12)
+    g.add(X)
+    rng = np.random.default_rng(4)
+    allowed = np.sort(rng.choice(len(X), int(share * len(X)), replace=False)).astype(np.int64)
+    exact, ed = exact_answer(X[allowed], Q, "l2", 10, allowed)
+    got, d = g.search_among(Q, allowed, 10, ef=128)
+    assert np.isin(got, allowed).all()
+    assert recall(got, exact) >= 0.95
+    np.testing.assert_allclose(d, np.take_along_axis(true_distances(X, Q, "l2"), got, 1), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("bits", BITS)
+def test_windows_on_real_embeddings(request, tmp_path, bits):
+    """MiniLM rows in id order with a time-like label (their position): windows of 1/4 and 1/16 of the
+    rows through the cost model, against the exact windowed answer."""
+    X, ids, Q, metric = request.getfixturevalue("minilm")
+    labels = np.arange(len(X), dtype=np.float64)
+    g = coded(X.shape[1], metric, bits, tmp_path)
+    g.add(X, ids, labels=labels)
+    live = np.ones(len(X), bool)
+    for lo, hi in [(0, len(X) / 4), (len(X) / 2, len(X) / 2 + len(X) / 16)]:
+        want_pos, _ = _window_truth(X, labels, live, Q[:100], 10, lo, hi, metric)
+        got, _ = g.search(Q[:100], 10, ef=64, lo=lo, hi=hi)
+        assert recall(got, ids[want_pos]) >= 0.95

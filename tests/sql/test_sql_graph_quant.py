@@ -92,3 +92,64 @@ def test_quantized_graph_errors(db, sql_error, tmp_path):
     assert "cannot create the vectors directory" in sql_error(
         "SELECT * FROM knn_index_create('y', dim := 4, quantization := 'sq8', vectors_dir := '/proc/no/such')",
         "SELECT knn_index_insert('y', 1, [1, 2, 3, 4]::FLOAT[4])")
+
+
+# ---- everything the graph does, through SQL, on a quantized graph ------------------------------------
+
+@pytest.fixture
+def docs(db, tmp_path):
+    rng = np.random.default_rng(9)
+    X = clustered(rng, 3000, 32)
+    n = len(X)
+    db.con.register("src", knnsql.vectors_table(X, columns={"cat": np.arange(n) % 10,
+                                                            "ts": np.arange(n).astype(np.float64)}))
+    db.execute("CREATE TABLE docs AS SELECT * FROM src")
+    db.execute(f"SELECT * FROM knn_index_create('q', dim := 32, quantization := 'sq4', vectors_dir := '{tmp_path}')"
+               ).fetchall()
+    db.execute("SELECT knn_index_insert('q', id, emb, ts, {'cat': cat}) FROM docs WHERE id < 2000").fetchall()
+    db.execute("SELECT knn_index_insert('q', id, emb, ts, {'cat': cat}) FROM docs WHERE id >= 2000").fetchall()
+    return X, rng
+
+
+def truth(X, q, keep, k=10):
+    ids = np.flatnonzero(keep)
+    d = ((X[ids].astype(np.float64) - q) ** 2).sum(1)
+    return ids[np.lexsort((ids, d))[:k]].tolist()
+
+
+def test_filters_windows_attributes_and_allow_lists(db, docs):
+    X, rng = docs
+    idx = np.arange(len(X))
+    for q in X[rng.choice(len(X), 8)] + 0.1:
+        lit = f"$q::FLOAT[32]"
+        p = {"q": q.tolist()}
+        rows = db.execute(f"SELECT id, distance, cat FROM knn_search('q', {lit}, k := 10, ef := 64, "
+                          "filter := 'cat = 3', attributes := true)", p).fetchall()
+        assert all(r[2] == 3 and r[0] % 10 == 3 for r in rows)
+        assert len(set(r[0] for r in rows) & set(truth(X, q, idx % 10 == 3))) >= 9
+        rows = db.execute(f"SELECT id FROM knn_search('q', {lit}, k := 10, ef := 64, lo := 500, hi := 1500)",
+                          p).fetchall()
+        assert all(500 <= r[0] <= 1500 for r in rows)
+        assert len(set(r[0] for r in rows) & set(truth(X, q, (idx >= 500) & (idx <= 1500)))) >= 9
+        got = db.execute(f"SELECT knn_among('q', {lit}, 10, id) FROM docs WHERE cat IN (1, 2)", p).fetchone()[0]
+        assert len(set(r["id"] for r in got) & set(truth(X, q, np.isin(idx % 10, [1, 2])))) >= 9
+        listed = db.execute(f"SELECT knn('q', {lit}, 5)", p).fetchone()[0]
+        assert [r["id"] for r in listed] == [r[0] for r in db.execute(
+            f"SELECT id FROM knn_search('q', {lit}, k := 5)", p).fetchall()]
+
+
+def test_deletes_and_optimize(db, docs):
+    X, rng = docs
+    db.execute("SELECT knn_index_delete('q', id) FROM docs WHERE id % 4 = 0").fetchall()
+    live = np.arange(len(X)) % 4 != 0
+    for q in X[:5]:
+        ids = [r[0] for r in db.execute("SELECT id FROM knn_search('q', $q::FLOAT[32], k := 10, ef := 64)",
+                                        {"q": q.tolist()}).fetchall()]
+        assert all(i % 4 != 0 for i in ids) and len(set(ids) & set(truth(X, q, live))) >= 9
+    assert db.execute("SELECT rows, deleted FROM knn_indexes() WHERE name = 'q'").fetchall() == [(2250, 750)]
+    assert db.execute("SELECT rows FROM knn_index_optimize('q')").fetchall() == [(2250,)]
+    assert db.execute("SELECT deleted, quantization FROM knn_indexes() WHERE name = 'q'").fetchall() == [(0, "sq4")]
+    q = X[7]
+    ids = [r[0] for r in db.execute("SELECT id FROM knn_search('q', $q::FLOAT[32], k := 10, ef := 64, "
+                                    "filter := 'cat = 7')", {"q": q.tolist()}).fetchall()]
+    assert ids[0] == 7 and all(i % 10 == 7 and i % 4 != 0 for i in ids)

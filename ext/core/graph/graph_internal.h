@@ -138,8 +138,9 @@ struct knn_graph {
      * stand in) and searches are refused while a live one lacks it. */
     unsigned qbits;       /* 0: float rows in the slots; 8 or 4 */
     knn_sq sq;            /* ranges: sq.lo NULL until the first batch trains them */
-    uint8_t *codes;       /* capacity x code_stride */
+    uint8_t *codes;       /* capacity x code_stride: a row's codes, its decoding error, under l2 its decoded norm^2 */
     size_t code_stride;
+    float err_cut;        /* rows decoding worse than this (twice the worst trained row) rank by float rows */
     knn_mapped fvecs;
     char *vectors_dir;
     uint8_t *missing;     /* capacity flags, NULL when no row is missing */
@@ -347,6 +348,8 @@ knn_status knn_graph_code_layout(knn_graph *g, unsigned qbits, const char *vecto
 knn_status knn_graph_code_reserve(knn_graph *g, size_t cap, knn_error *err);
 /* Codes nodes [first, count), training the ranges on them first when none are set. */
 knn_status knn_graph_encode_nodes(knn_graph *g, size_t first, knn_error *err);
+/* Bytes of a code row that carry data (codes, error, l2 norm; the rest of code_stride pads). */
+size_t knn_graph_code_row_bytes(const knn_graph *g);
 /* Heap bytes of the codes and ranges; bytes of the float rows' file mappings. */
 size_t knn_graph_code_bytes(const knn_graph *g);
 size_t knn_graph_file_bytes(const knn_graph *g);

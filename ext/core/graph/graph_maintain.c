@@ -86,6 +86,7 @@ knn_status knn_graph_optimize(knn_graph *g, size_t threads, knn_error *err) {
     g->max_level = fresh->max_level;
     g->link_ns = fresh->link_ns;
     g->codes = fresh->codes;
+    g->err_cut = fresh->err_cut;
     g->fvecs = fresh->fvecs;
     knn_sq_free(&g->sq);
     g->sq = fresh->sq;

@@ -4,15 +4,18 @@
  * IndexHNSWSQ approximates in memory: the graph walks compressed codes held in RAM, and the exact float
  * rows, kept outside the heap, are read only to re-rank the final candidates. Here the float rows live in
  * an unlinked, preallocated file mapping (base/knn_mapped.h), so the kernel pages them like a cache; the
- * heap holds the links (level-0 slots of [count | 2m links], as a bucket graph's), the codes (a row's
- * codes, then under l2 the decoded row's squared norm), ids and labels.
+ * heap holds the links (level-0 slots of [count | 2m links], as a bucket graph's), the code rows (a row's
+ * codes, its decoding error, under l2 the decoded row's squared norm), ids and labels.
  *   - Build: a new row's float vector goes to the file and its codes to the heap (ranges trained on up to
- *     TRAIN_ROWS rows of the first batch; later rows clamp to them). Linking runs on float distances read
- *     from the file, as the float graph links (a build context has `coded` cleared), so the graph is the
- *     float graph's graph.
+ *     TRAIN_ROWS rows of the first batch; later rows clamp to them, and each row keeps its own decoding
+ *     error, as quant/knn_codes.c's growable codes do). Linking runs on float distances read from the
+ *     file, as the float graph links (a build context has `coded` cleared), so the graph is the float
+ *     graph's graph.
  *   - Search: the descent and the layer-0 beam (and every filtered beam) score by codes: the query is
  *     turned once into integer weights (knn_sq_prepare), and each batch of unvisited neighbours is one
- *     integer dot-product kernel call over their code rows. knn_graph_top_finish then re-ranks: the best
+ *     integer dot-product kernel call over their code rows. A row whose decoding error is over twice the
+ *     worst of the training rows (values far outside the trained ranges, clamped) is scored by its float
+ *     row instead, so rows added after a drift stay findable. knn_graph_top_finish then re-ranks: the best
  *     `rerank` beam rows by code distance get float distances from the file, and the k nearest come back
  *     sorted by (distance, id), with distances equal to the float graph's for the same rows.
  * Why codes in their own array and not in the slots: a slot of codes plus links would pad each row to
@@ -78,7 +81,7 @@ knn_status knn_graph_code_layout(knn_graph *g, unsigned qbits, const char *vecto
     /* code rows: 16-byte multiples (the 8-bit kernel steps 16 codes, the 4-bit one 64), plus the norm */
     size_t dpad = qbits == 8 ? (g->dim + 15) / 16 * 16 : (g->dim + 63) / 64 * 64;
     size_t row = qbits == 8 ? dpad : dpad / 2;
-    g->code_stride = g->metric == KNN_METRIC_L2 ? (row + sizeof(float) + 15) / 16 * 16 : row;
+    g->code_stride = (row + (g->metric == KNN_METRIC_L2 ? 2 : 1) * sizeof(float) + 15) / 16 * 16;
     g->links_offset = 0; /* slots hold links only */
     g->slot_bytes = (1 + g->m0) * sizeof(uint32_t);
     return KNN_OK;
@@ -101,10 +104,12 @@ knn_status knn_graph_code_reserve(knn_graph *g, size_t cap, knn_error *err) {
     return KNN_OK;
 }
 
-static void encode_node(knn_graph *g, uint32_t i) {
-    uint8_t *row = g->codes + (size_t)i * g->code_stride;
-    float n2 = knn_sq_encode(&g->sq, knn_graph_vec(g, i), row);
-    if (g->metric == KNN_METRIC_L2) memcpy(row + g->sq.row_bytes, &n2, sizeof n2);
+/* The code row of float row x: codes, decoding error, (l2) decoded norm^2. Returns the error. */
+static float encode_row(const knn_graph *g, const float *x, uint8_t *row) {
+    float err, n2 = knn_sq_encode(&g->sq, x, row, &err);
+    memcpy(row + g->sq.row_bytes, &err, sizeof err);
+    if (g->metric == KNN_METRIC_L2) memcpy(row + g->sq.row_bytes + sizeof err, &n2, sizeof n2);
+    return err;
 }
 
 knn_status knn_graph_encode_nodes(knn_graph *g, size_t first, knn_error *err) {
@@ -118,8 +123,15 @@ knn_status knn_graph_encode_nodes(knn_graph *g, size_t first, knn_error *err) {
         knn_status s = knn_sq_train(&g->sq, g->qbits, sample, m, d, SQ4_TRIM, err);
         free(sample);
         if (s != KNN_OK) return s;
+        /* the trained rows' worst decoding error sets which later rows decode too badly to rank by */
+        float worst = 0;
+        for (size_t r = 0; r < m; r++) {
+            float e = encode_row(g, knn_graph_vec(g, (uint32_t)(first + r * n / m)), g->codes + first * g->code_stride);
+            worst = e > worst ? e : worst;
+        }
+        g->err_cut = 2.0f * worst;
     }
-    for (size_t i = first; i < g->count; i++) encode_node(g, (uint32_t)i);
+    for (size_t i = first; i < g->count; i++) encode_row(g, knn_graph_vec(g, (uint32_t)i), g->codes + i * g->code_stride);
     return KNN_OK;
 }
 
@@ -156,7 +168,7 @@ void knn_graph_code_dists(const knn_graph *g, knn_search_ctx *c, const float *q,
         case KNN_METRIC_L2:
             for (size_t j = 0; j < m; j++) {
                 float n2;
-                memcpy(&n2, rows[j] + rb, sizeof n2);
+                memcpy(&n2, rows[j] + rb + sizeof(float), sizeof n2);
                 o[j] = qn + n2 - 2.0f * (base + alpha * (float)S[j]);
             }
             break;
@@ -165,6 +177,12 @@ void knn_graph_code_dists(const knn_graph *g, knn_search_ctx *c, const float *q,
             break;
         default:
             for (size_t j = 0; j < m; j++) o[j] = -(base + alpha * (float)S[j]);
+        }
+        /* rows whose codes decode far worse than the trained rows' (clamped outliers) rank by their floats */
+        for (size_t j = 0; j < m; j++) {
+            float e;
+            memcpy(&e, rows[j] + rb, sizeof e);
+            if (e > s->err_cut) o[j] = knn_vdist(s, q, knn_graph_vec(g, nodes[at + j]));
         }
     }
 }
@@ -192,6 +210,10 @@ size_t knn_graph_top_finish(const knn_graph *g, knn_search_ctx *c, const float *
     qsort(c->ritems, r, sizeof *c->ritems, ritem_cmp);
     for (size_t j = 0; j < r; j++) c->top[j] = (knn_hitem){c->ritems[j].key, c->ritems[j].node};
     return r;
+}
+
+size_t knn_graph_code_row_bytes(const knn_graph *g) {
+    return g->sq.row_bytes + (g->metric == KNN_METRIC_L2 ? 2 : 1) * sizeof(float);
 }
 
 size_t knn_graph_code_bytes(const knn_graph *g) {
@@ -244,11 +266,8 @@ knn_status knn_graph_restore_vectors(knn_graph *g, const float *vecs, const int6
             if (!knn_idmap_get(&g->map, ids[i], &node) || g->deleted[node] || !g->missing[node]) continue;
             if ((s = knn_graph_prepare_vec(g, vecs + i * d, row, ids[i], i, err)) != KNN_OK) break;
             if (pass == 0) {
-                float n2 = knn_sq_encode(&g->sq, row, code);
-                const uint8_t *held = g->codes + (size_t)node * g->code_stride;
-                if (g->metric == KNN_METRIC_L2) memcpy(code + g->sq.row_bytes, &n2, sizeof n2);
-                size_t cmp = g->metric == KNN_METRIC_L2 ? g->sq.row_bytes + sizeof n2 : g->sq.row_bytes;
-                if (memcmp(code, held, cmp) != 0) {
+                encode_row(g, row, code);
+                if (memcmp(code, g->codes + (size_t)node * g->code_stride, knn_graph_code_row_bytes(g)) != 0) {
                     s = knn_error_set(err, KNN_EDATA, "the row given for id %lld (row %zu of this batch) is not the "
                                       "row the index was saved with (it codes differently); give rows from the table "
                                       "as it was when the index was saved, and re-insert changed rows with "

@@ -113,8 +113,8 @@ static inline unsigned code_of(const knn_sq *s, size_t j, float x, unsigned top)
     return c <= 0 ? 0u : c >= top ? top : (unsigned)c;
 }
 
-float knn_sq_encode(const knn_sq *s, const float *x, uint8_t *out) {
-    double n2 = 0;
+float knn_sq_encode(const knn_sq *s, const float *x, uint8_t *out, float *err) {
+    double n2 = 0, e2 = 0;
     memset(out, 0, s->row_bytes);
     if (s->bits == 8) {
         for (size_t j = 0; j < s->d; j++) {
@@ -122,6 +122,7 @@ float knn_sq_encode(const knn_sq *s, const float *x, uint8_t *out) {
             out[j] = (uint8_t)c;
             double v = (double)s->lo[j] + (double)s->step[j] * c;
             n2 += v * v;
+            e2 += ((double)x[j] - v) * ((double)x[j] - v);
         }
     } else {
         for (size_t j = 0; j < s->d; j++) {
@@ -129,8 +130,10 @@ float knn_sq_encode(const knn_sq *s, const float *x, uint8_t *out) {
             out[knn_sq4_byte(j)] |= (uint8_t)(c << knn_sq4_shift(j));
             double v = (double)s->lo[j] + (double)s->step[j] * c;
             n2 += v * v;
+            e2 += ((double)x[j] - v) * ((double)x[j] - v);
         }
     }
+    if (err) *err = (float)sqrt(e2);
     return (float)n2;
 }
 

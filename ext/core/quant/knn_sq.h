@@ -45,8 +45,8 @@ knn_status knn_sq_train(knn_sq *s, unsigned bits, const float *X, size_t n, size
 knn_status knn_sq_init(knn_sq *s, unsigned bits, size_t d, const float *lo, const float *step, knn_error *err);
 void knn_sq_free(knn_sq *s);
 /* Codes x into out (row_bytes bytes, padding zero); values outside the ranges clamp. Returns the squared
- * norm of the decoded row. */
-float knn_sq_encode(const knn_sq *s, const float *x, uint8_t *out);
+ * norm of the decoded row; *err (may be NULL) gets the row's decoding error ||x - x^||. */
+float knn_sq_encode(const knn_sq *s, const float *x, uint8_t *out, float *err);
 /* The decoded row of codes into out (d floats). */
 void knn_sq_decode(const knn_sq *s, const uint8_t *codes, float *out);
 /* Prepares query q (d floats, finite) for code distances; 0, or -1 when memory is short. */
