@@ -223,10 +223,10 @@ typedef enum knn_pair_fn {
 typedef struct knn_pair_in {
     const float *R;      /* nr reference rows (row-major, d) */
     size_t nr;
-    const int64_t *rid;  /* ids of the reference rows, or NULL */
+    const int64_t *rid;  /* ids of the reference rows, ascending, or NULL */
     const float *Q;      /* nq query rows */
     size_t nq;
-    const int64_t *qid;  /* ids of the queries, or NULL; a pair with qid == rid is left out */
+    const int64_t *qid;  /* ids of the queries, not descending, or NULL; a pair with qid == rid is left out */
     size_t d;
     knn_pair_fn fn;
     double scale;        /* KNN_PAIR_GAUSS: 1 / (2 h^2) */
