@@ -294,3 +294,16 @@ def test_kernel_thinning_merge_beats_uniform_sampling(world):
     one = mmd2(knnsql.sampling.kernel_thinning(X[:2000], 64, bandwidth=bw, seed=2).index)
     assert mmd2(got) < uniform and mmd2(got) <= 3 * one, (mmd2(got), one, uniform)
     c.drop_table("kt")
+
+
+def test_the_readme_cluster_demo_runs(tmp_path):
+    """README's two commands: the demo script runs as written (its own Ray, in a subprocess)."""
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "pip install '.[cluster]'\npython examples/cluster_demo.py" in readme
+    demo = Path(__file__).resolve().parents[2] / "examples" / "cluster_demo.py"
+    out = subprocess.run([sys.executable, str(demo)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "exact answer equals one table's: True" in out.stdout
