@@ -229,8 +229,12 @@ class ShardedTable:
         vector = vector or self.vector_column
         out = []
         for b in self._batches(queries, batch_rows):
-            tbl = b if isinstance(b, pa.Table) else to_arrow(b, id_column=id, vector_column=vector, dim=self.dim,
-                                                              columns={}, metric=self.metric)[0]
+            if isinstance(b, pa.Table):
+                tbl = b.select([id, vector])
+            else:   # only the id and vector matter here: other columns of the query table stay behind
+                picked = {id: b[id], vector: b[vector]} if isinstance(b, dict) or hasattr(b, "columns") else b
+                tbl = to_arrow(picked, id_column=id, vector_column=vector, dim=self.dim, columns={},
+                               metric=self.metric)[0]
             qid = np.asarray(tbl.column(id), dtype=np.int64)
             Q = tbl.column(vector).combine_chunks().flatten().to_numpy(zero_copy_only=False)
             Q = np.asarray(Q, dtype=np.float32).reshape(len(qid), self.dim)

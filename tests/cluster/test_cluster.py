@@ -114,6 +114,11 @@ def test_knn_join_equals_a_batch_search(world):
     ids, _ = single.search(Q[:10]).exact().limit(3).to_numpy()
     got = np.asarray(joined.column("id")).reshape(10, 3)
     assert np.array_equal(got, ids) and np.asarray(joined.column("query_id"))[::3].tolist() == list(range(100, 110))
+    frame = {"qid": np.arange(100, 110), "vec": Q[:10], "note": ["x"] * 10}   # other columns are ignored
+    again = hashed.knn_join(frame, k=3, id="qid", vector="vec", exact=True)
+    assert np.array_equal(np.asarray(again.column("id")).reshape(10, 3), ids)
+    streamed = hashed.knn_join(ray.data.from_arrow(qt), k=3, exact=True)
+    assert sorted(np.asarray(streamed.column("id")).tolist()) == sorted(got.reshape(-1).tolist())
 
 
 def test_predict_equals_the_single_node_vote(world):
