@@ -65,30 +65,35 @@ static knn_status row_norm(const float *x, size_t d, size_t row, double *out, kn
 
 static knn_status depth_cosine(const float *X, size_t n, size_t d, const uint8_t *is_ref, size_t nref, double *out,
                                knn_error *err) {
-    double *S = calloc(d, sizeof *S);
-    if (!S) return knn_error_set(err, KNN_ENOMEM, "out of memory for a %zu-dimensional sum", d);
-    for (size_t i = 0; i < n; i++) {
-        if (is_ref && !is_ref[i]) continue;
+    double *S = calloc(d, sizeof *S), *inv = malloc(n * sizeof *inv);
+    if (!S || !inv) {
+        free(S);
+        free(inv);
+        return knn_error_set(err, KNN_ENOMEM, "out of memory for the depth of %zu rows", n);
+    }
+    for (size_t i = 0; i < n; i++) { /* 1 / ||x_i||, and S over the reference rows */
         double nrm = 1.0;
         if (row_norm(X + i * d, d, i, &nrm, err) != KNN_OK) goto cleanup;
+        inv[i] = 1.0 / nrm;
+        if (is_ref && !is_ref[i]) continue;
         const float *x = X + i * d;
-        for (size_t k = 0; k < d; k++) S[k] += x[k] / nrm;
+        for (size_t k = 0; k < d; k++) S[k] += x[k] * inv[i];
     }
     for (size_t i = 0; i < n; i++) {
-        double nrm = 1.0;
-        if (row_norm(X + i * d, d, i, &nrm, err) != KNN_OK) goto cleanup;
         const float *x = X + i * d;
-        double dot = 0, self = 0;
+        double dot = 0, sq = 0;
         for (size_t k = 0; k < d; k++) {
-            double u = x[k] / nrm;
-            dot += u * S[k];
-            self += u * u;
+            dot += x[k] * S[k];
+            sq += (double)x[k] * x[k];
         }
+        dot *= inv[i];
+        const double self = sq * inv[i] * inv[i]; /* x^ . x^, 1 up to rounding */
         if (!is_ref || is_ref[i]) out[i] = 1.0 + (dot - self) / (double)(nref - 1);
         else out[i] = 1.0 + dot / (double)nref;
     }
 cleanup:
     free(S);
+    free(inv);
     return err->status;
 }
 
