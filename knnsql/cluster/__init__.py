@@ -131,6 +131,10 @@ def connect(address: Optional[str] = None, *, root: Optional[str] = None, num_cp
         if address is None:
             opts = {"include_dashboard": False, "_node_ip_address": "127.0.0.1", "log_to_driver": False}
             opts.update(ray_options)
+            # Ray puts the driver's current directory first on its workers' import path unless the job has a
+            # working_dir; from a source checkout that would make the shard actors import the unbuilt
+            # knnsql/ folder there instead of the installed package. An empty working_dir avoids it.
+            opts.setdefault("runtime_env", {"working_dir": tempfile.mkdtemp(prefix="knnsql-ray-wd-")})
             ray.init(num_cpus=num_cpus, **opts)
             started = True
         else:
