@@ -45,9 +45,10 @@ knn_status knn_an_rank_sum(const double *x, size_t n, const double *y, size_t m,
     for (size_t j = 0; j < m; j++) all[n + j] = (ranked){y[j], 0};
     for (size_t i = 0; i < N; i++) {
         if (isnan(all[i].v)) {
+            const int ref = all[i].from_x;
             free(all);
             return knn_error_set(err, KNN_EDATA, "score %zu of the %s side is NaN; ranks need numbers",
-                                 all[i].from_x ? i : i - n, all[i].from_x ? "reference" : "candidate");
+                                 ref ? i : i - n, ref ? "reference" : "candidate");
         }
     }
     qsort(all, N, sizeof *all, cmp_ranked);
