@@ -5,7 +5,9 @@
  * loading, so mutations get past the checksum and reach every structural check (counts, levels,
  * links, entry point, duplicate ids); even -> the bytes are loaded as given (checksum path). A buffer
  * that loads must then behave as an index: it is searched (plain and windowed), serialised again
- * (the bytes must come back identical), grown, pruned and optimized. Build and run: scripts/fuzz.sh. */
+ * (the bytes must come back identical), grown, pruned and optimized. A quantized graph (format 3) loads
+ * without its float rows: its searches must then fail cleanly, never read past its rows. Build and run:
+ * scripts/fuzz.sh. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

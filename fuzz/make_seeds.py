@@ -1,7 +1,8 @@
 """Writes the small seed corpora under fuzz/corpus/ (committed; rerun after a format change).
 
 graph_load seeds: byte 0 selects the harness mode (1: recompute the checksum after mutation), then a
-serialised graph: empty, one row, labelled rows, rows with tombstones, a cosine index.
+serialised graph: empty, one row, labelled rows, rows with tombstones, a cosine index, and quantized graphs
+(format 3: code ranges and code rows, 8- and 4-bit, l2 and cosine, empty and with tombstones).
 sql seeds: a few fixed byte strings the atheris harness decodes into SQL programs.
 """
 
@@ -29,6 +30,12 @@ def graph_seeds():
     c = knnsql.Index(5, "cosine", kind="graph", m=2, ef_construction=8)
     c.add(rng.normal(size=(12, 5)).astype(np.float32), ids=np.arange(100, 112))
     out["cosine"] = c.to_bytes()
+    for bits, metric, dim in (("sq8", "l2", 6), ("sq4", "cosine", 3)):
+        q = knnsql.Index(dim, metric, kind="graph", m=2, ef_construction=8, quantization=bits)
+        out[f"{bits}_empty"] = q.to_bytes()
+        q.add(rng.normal(size=(10, dim)).astype(np.float32), labels=np.arange(10))
+        q.delete([2, 7])
+        out[f"{bits}_{metric}"] = q.to_bytes()
     return out
 
 

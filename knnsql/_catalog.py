@@ -266,10 +266,13 @@ def open_index(con, info: IndexInfo, id_column: str, dim: int, metric: str) -> F
                         [info.name]).fetchall()[0][0]
     if info.kind == "graph" and parts:
         try:
-            con.execute("SELECT knn_index_restore(?, part, bytes, ?) FROM "
+            con.execute("SELECT knn_index_restore(?, part, bytes, ?, ?) FROM "
                         "(SELECT * FROM _knnsql_index_parts WHERE index_name = ? ORDER BY part)",
-                        [info.name, info.table, info.name]).fetchall()
+                        [info.name, info.table, info.params.get("vectors_dir"), info.name]).fetchall()
+            _restore_vectors(con, info, id_column)
         except duckdb.Error as exc:
+            if registered(con, info.name):  # restored, but its float rows were not given back
+                con.execute("SELECT * FROM knn_index_drop(?)", [info.name]).fetchall()
             reason = f"saved bytes unusable ({str(exc).splitlines()[0]}); rebuilt from the table"
         else:
             con.execute("DELETE FROM _knnsql_index_live WHERE index_name = ?", [info.name]).fetchall()
@@ -282,6 +285,18 @@ def open_index(con, info: IndexInfo, id_column: str, dim: int, metric: str) -> F
     report = create_index(con, info, id_column, dim, metric)
     report.action, report.reason = "rebuilt", reason
     return report
+
+
+def _restore_vectors(con, info: IndexInfo, id_column: str) -> None:
+    """A quantized graph's saved bytes hold its codes, not its float rows: those come back from the table,
+    for the rows unchanged since the save (the saved rows' hashes say which); the freshness check then
+    re-inserts the changed rows and deletes the gone ones, so every live row has its float row again."""
+    quant = con.execute("SELECT quantization FROM knn_indexes() WHERE name = ?", [info.name]).fetchall()
+    if not quant or quant[0][0] == "none":
+        return
+    con.execute(f"SELECT knn_index_restore_vectors(?, t.{q(id_column)}, t.{q(info.vector_column)}) "
+                f"FROM {q(info.table)} t SEMI JOIN (SELECT id, h FROM _knnsql_index_rows WHERE index_name = ?) r "
+                f"ON t.{q(id_column)} = r.id AND {_row_hash(info, id_column)} = r.h", [info.name, info.name]).fetchall()
 
 
 def drop_index(con, info: IndexInfo) -> None:

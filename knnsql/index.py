@@ -448,17 +448,43 @@ class Index:
             _ffi.lib().knn_bytes_free(out[0])
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Index":
-        """Rebuilds a graph index from :meth:`to_bytes` output; corrupt bytes raise KnnError."""
+    def from_bytes(cls, data: bytes, vectors_dir: Optional[str] = None) -> "Index":
+        """Rebuilds a graph index from :meth:`to_bytes` output; corrupt bytes raise KnnError.
+
+        A quantized graph's bytes hold its codes, ranges and links but not its float rows: it comes back
+        without them (its vectors file is created in ``vectors_dir``, default the system temp directory),
+        and searches raise until :meth:`restore_vectors` has given every live row its float row."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data must be bytes, got {type(data).__name__}")
         lib = _ffi.lib()  # first: it declares the core's types (from_bytes may be a process's first call)
         ffi, buf = _ffi.ffi, _ffi.errbuf()
         out = ffi.new("knn_graph **")
         raw = bytes(data)
-        _ffi.check(lib.knn_graph_from_bytes(ffi.from_buffer("uint8_t[]", raw) if raw else ffi.NULL, len(raw),
-                                                   out, buf, _ffi.ERRMSG_LEN), buf)
+        _ffi.check(lib.knn_graph_from_bytes_at(ffi.from_buffer("uint8_t[]", raw) if raw else ffi.NULL, len(raw),
+                                               str(vectors_dir or tempfile.gettempdir()).encode(), out, buf,
+                                               _ffi.ERRMSG_LEN), buf)
         return cls._from_graph_handle(out[0])
+
+    def restore_vectors(self, X, ids) -> int:
+        """Gives a quantized graph loaded by :meth:`from_bytes` the float rows of its live ids (as they were
+        added). Each row must code to the codes the index holds for its id (a row that changed since the save
+        is refused: re-add it with :meth:`add` instead, after the others); ids the index does not hold, or
+        whose row it has, are skipped. Returns how many rows were taken."""
+        if self.kind != "graph":
+            raise ValueError("restore_vectors applies to a quantized graph index")
+        X = self._matrix(X, "X")
+        ids = self._ids(ids, X.shape[0])
+        ffi, buf = _ffi.ffi, _ffi.errbuf()
+        taken = ffi.new("size_t *")
+        _ffi.check(_ffi.lib().knn_graph_fill_vectors(self._handle, ffi.from_buffer("float[]", X),
+                                                     ffi.from_buffer("int64_t[]", ids), X.shape[0], taken, buf,
+                                                     _ffi.ERRMSG_LEN), buf)
+        return int(taken[0])
+
+    @property
+    def missing_vectors(self) -> int:
+        """Live rows of a quantized graph loaded by :meth:`from_bytes` still waiting for their float rows."""
+        return 0 if self.kind == "flat" else int(_ffi.lib().knn_graph_missing_vectors(self._handle))
 
     def save(self, path: "str | os.PathLike") -> None:
         """Writes :meth:`to_bytes` to a file (atomically, via a temporary file)."""
@@ -468,7 +494,7 @@ class Index:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: "str | os.PathLike") -> "Index":
-        """Reads an index written by :meth:`save`."""
+    def load(cls, path: "str | os.PathLike", vectors_dir: Optional[str] = None) -> "Index":
+        """Reads an index written by :meth:`save` (a quantized graph then needs :meth:`restore_vectors`)."""
         with open(path, "rb") as f:
-            return cls.from_bytes(f.read())
+            return cls.from_bytes(f.read(), vectors_dir=vectors_dir)

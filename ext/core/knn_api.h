@@ -97,6 +97,10 @@ void knn_graph_list_ids(knn_graph *index, int64_t *out);
 /* Serialised bytes (free with knn_bytes_free) and back. */
 int knn_graph_to_bytes(knn_graph *index, uint8_t **buf, size_t *len, char *errmsg, size_t errmsg_len);
 int knn_graph_from_bytes(const uint8_t *buf, size_t len, knn_graph **out, char *errmsg, size_t errmsg_len);
+/* As knn_graph_from_bytes, a coded graph's float-row file created in vectors_dir; it comes back without its
+ * float rows (knn_graph_fill_vectors gives them). */
+int knn_graph_from_bytes_at(const uint8_t *buf, size_t len, const char *vectors_dir, knn_graph **out, char *errmsg,
+                            size_t errmsg_len);
 void knn_bytes_free(uint8_t *buf);
 /* Sampling and selection (api/sample.c). Picks are row positions 0..rows-1 in pick order. */
 /* Runs sampler `method` (see knn_sample_methods) on rows x dim float32 rows X. weights (may be NULL)

@@ -3,13 +3,21 @@
  *   CREATE TABLE docs_idx AS SELECT * FROM knn_index_dump('docs');       -- rows (part INTEGER, bytes BLOB)
  *   SELECT knn_index_restore('docs', part, bytes) FROM docs_idx;         -- BIGINT rows restored
  *   SELECT knn_index_restore('docs', part, bytes, 'docs') FROM docs_idx; -- and the source table
+ *   SELECT knn_index_restore('docs', part, bytes, 'docs', '/ssd/vec') FROM docs_idx; -- and a vectors_dir
  *
  * The optional fourth argument sets the restored index's source table (knn_indexes().source), which the
- * bytes do not hold: the same name for every row.
+ * bytes do not hold: the same name for every row. The fifth is where a quantized graph's float-row file is
+ * created (default: DuckDB's temp_directory, as for knn_index_create).
  *
  * The bytes are the core's versioned, checksummed graph format (knn_graph_io.c), cut into parts of
  * at most 16 MiB so no single BLOB grows unwieldy. Restore reassembles the parts in part order, and
- * checks that none is missing, before any byte is parsed. */
+ * checks that none is missing, before any byte is parsed.
+ *
+ * A quantized graph (quantization := 'sq8' / 'sq4') dumps its codes, ranges and links, not its float rows:
+ * those are in the table it was built from, as a flat index's are. After knn_index_restore, give them back
+ * (each row must code to what the index holds for its id; searches wait until no live row lacks one):
+ *   SELECT knn_index_restore_vectors('docs', id, emb) FROM docs;        -- BIGINT rows taken
+ * Rows are taken a chunk at a time (nothing is buffered); ids the index does not hold are skipped. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +26,7 @@
 #include "knn_glue.h"
 #include "knn_kit.h"
 #include "index/knn_registry.h"
+#include "window/knn_window.h"
 #include "sql_register.h"
 
 DUCKDB_EXTENSION_EXTERN
@@ -91,6 +100,7 @@ typedef struct part_buf {
 typedef struct restore_acc {
     char name[KNN_NAME_MAX + 1];
     char source[KNN_SOURCE_MAX + 1]; /* "" : none given */
+    char dir[KNN_DIR_MAX + 1];       /* "" : none given */
     part_buf *parts;
     size_t n, cap;
 } restore_acc;
@@ -151,11 +161,26 @@ static knn_status restore_source(restore_acc *a, const char *src, size_t len, kn
     return KNN_OK;
 }
 
+/* Records the optional vectors_dir argument; every row must give the same one. */
+static knn_status restore_dir(restore_acc *a, const char *dir, size_t len, knn_error *err) {
+    if (len == 0 || len > KNN_DIR_MAX) {
+        return knn_error_set(err, KNN_EINVAL, "knn_index_restore: vectors_dir must name a directory (1 to %d bytes), "
+                             "got %zu bytes", KNN_DIR_MAX, len);
+    }
+    if (a->dir[0] && (strlen(a->dir) != len || memcmp(a->dir, dir, len) != 0)) {
+        return knn_error_set(err, KNN_EINVAL, "knn_index_restore: every row of one call must give the same vectors_dir");
+    }
+    memcpy(a->dir, dir, len);
+    a->dir[len] = 0;
+    return KNN_OK;
+}
+
 static knn_status restore_update(const knn_agg_ctx *cx, duckdb_data_chunk input, duckdb_aggregate_state *states,
                                  knn_error *err) {
     (void)cx;
     idx_t n = duckdb_data_chunk_get_size(input);
     duckdb_vector sourcev = duckdb_data_chunk_get_column_count(input) > 3 ? duckdb_data_chunk_get_vector(input, 3) : NULL;
+    duckdb_vector dirv = duckdb_data_chunk_get_column_count(input) > 4 ? duckdb_data_chunk_get_vector(input, 4) : NULL;
     duckdb_vector names = duckdb_data_chunk_get_vector(input, 0);
     duckdb_vector partv = duckdb_data_chunk_get_vector(input, 1);
     duckdb_vector blobv = duckdb_data_chunk_get_vector(input, 2);
@@ -178,6 +203,9 @@ static knn_status restore_update(const knn_agg_ctx *cx, duckdb_data_chunk input,
         if (sourcev && knn_get_varchar(sourcev, i, &src, &src_len) && restore_source(a, src, src_len, err) != KNN_OK) {
             return err->status;
         }
+        if (dirv && knn_get_varchar(dirv, i, &src, &src_len) && restore_dir(a, src, src_len, err) != KNN_OK) {
+            return err->status;
+        }
         if (add_part(a, part, duckdb_string_t_data(&blobs[i]), duckdb_string_t_length(blobs[i]), err) != KNN_OK) {
             return err->status;
         }
@@ -190,6 +218,7 @@ static knn_status restore_merge(const knn_agg_ctx *cx, knn_agg_state *source, kn
     restore_acc *src = source->acc;
     restore_acc *dst = restore_acc_for(target, src->name, strlen(src->name), err);
     if (dst && src->source[0]) restore_source(dst, src->source, strlen(src->source), err);
+    if (dst && src->dir[0] && err->status == KNN_OK) restore_dir(dst, src->dir, strlen(src->dir), err);
     for (size_t j = 0; dst && j < src->n && err->status == KNN_OK; j++) {
         add_part(dst, src->parts[j].part, src->parts[j].bytes, src->parts[j].len, err);
     }
@@ -231,7 +260,7 @@ static knn_status restore_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duc
         pos += a->parts[j].len;
     }
     knn_graph *g = NULL;
-    knn_status s = knn_graph_load(all, total, &g, err);
+    knn_status s = knn_graph_load_at(all, total, a->dir[0] ? a->dir : knn_registry_vectors_dir(cx->reg), &g, err);
     free(all);
     if (s != KNN_OK) return s;
     size_t rows = knn_graph_live(g);
@@ -248,6 +277,121 @@ static knn_status restore_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duc
     return KNN_OK;
 }
 
+/* ---- knn_index_restore_vectors ----------------------------------------------------------------- */
+
+typedef struct vectors_acc {
+    knn_entry *e; /* retained */
+    int64_t taken;
+} vectors_acc;
+
+static void vectors_acc_free(void *p) {
+    vectors_acc *a = p;
+    knn_entry_release(a->e);
+    free(a);
+}
+
+/* Takes the chunk's rows as they come: rows of one index, applied per chunk, so no table is buffered. */
+static knn_status vectors_update(const knn_agg_ctx *cx, duckdb_data_chunk input, duckdb_aggregate_state *states,
+                                 knn_error *err) {
+    const char *fn = cx->def->name;
+    idx_t n = duckdb_data_chunk_get_size(input);
+    duckdb_vector names = duckdb_data_chunk_get_vector(input, 0);
+    duckdb_vector idv = duckdb_data_chunk_get_vector(input, 1);
+    const int64_t *id_data = duckdb_vector_get_data(idv);
+    const uint64_t *id_valid = duckdb_vector_get_validity(idv);
+    knn_vreader vr;
+    if (knn_vreader_init(&vr, duckdb_data_chunk_get_vector(input, 2), fn, "vec", err) != KNN_OK) return err->status;
+    vectors_acc *a = NULL;
+    float *vecs = NULL;
+    int64_t *ids = NULL;
+    size_t m = 0;
+    knn_status s = KNN_OK;
+    for (idx_t i = 0; i < n && s == KNN_OK; i++) {
+        const char *name;
+        size_t len;
+        if (!knn_get_varchar(names, i, &name, &len)) {
+            s = knn_error_set(err, KNN_EINVAL, "index name must not be NULL");
+            break;
+        }
+        knn_agg_state *st = knn_agg_at(states, i);
+        if (st->acc == NULL) {
+            vectors_acc *fresh = calloc(1, sizeof *fresh);
+            if (fresh == NULL || (fresh->e = knn_registry_get(cx->reg, name, len, err)) == NULL) {
+                if (fresh == NULL) knn_error_set(err, KNN_ENOMEM, "out of memory");
+                free(fresh);
+                s = err->status;
+                break;
+            }
+            if (fresh->e->kind != KNN_KIND_GRAPH) {
+                s = knn_error_set(err, KNN_EINVAL, "index '%s' is flat: it keeps its float rows and is rebuilt from its "
+                                  "table by one knn_index_insert", fresh->e->name);
+                vectors_acc_free(fresh);
+                break;
+            }
+            st->acc = fresh;
+        }
+        vectors_acc *ai = st->acc;
+        if (a == NULL) {
+            a = ai;
+            vecs = malloc(n * a->e->dim * sizeof *vecs);
+            ids = malloc(n * sizeof *ids);
+            if (!vecs || !ids) s = knn_error_set(err, KNN_ENOMEM, "out of memory for %llu rows", (unsigned long long)n);
+        }
+        if (s != KNN_OK) break;
+        if (ai->e != a->e) {
+            s = knn_error_set(err, KNN_EINVAL, "every row of one call must name the same index");
+            break;
+        }
+        if (!knn_valid(id_valid, i)) continue;
+        const size_t d = a->e->dim;
+        const float *v;
+        size_t got = 0;
+        knn_row_state rs = knn_vreader_get(&vr, i, d, vecs + m * d, &v, &got);
+        if (rs == KNN_ROW_NULL) continue;
+        if (rs == KNN_ROW_DIM_MISMATCH) {
+            s = knn_error_set(err, KNN_EDATA, "dimension mismatch: the vector of id %lld has %zu elements but index "
+                              "'%s' has dim %zu", (long long)id_data[i], got, a->e->name, d);
+        } else if (rs == KNN_ROW_NULL_ELEMENT) {
+            s = knn_error_set(err, KNN_EDATA, "the vector of id %lld contains a NULL element", (long long)id_data[i]);
+        } else {
+            if (v != vecs + m * d) memcpy(vecs + m * d, v, d * sizeof(float));
+            ids[m++] = id_data[i];
+        }
+    }
+    if (s == KNN_OK && a && m) {
+        size_t taken = 0;
+        s = knn_graph_restore_vectors(a->e->graph, vecs, ids, m, &taken, err);
+        a->taken += (int64_t)taken;
+        if (s == KNN_OK && knn_graph_missing_vectors(a->e->graph) == 0) knn_window_prepare(a->e->graph);
+    }
+    free(vecs);
+    free(ids);
+    return s;
+}
+
+static knn_status vectors_merge(const knn_agg_ctx *cx, knn_agg_state *source, knn_agg_state *target, knn_error *err) {
+    (void)cx;
+    vectors_acc *src = source->acc;
+    if (target->acc == NULL) {
+        target->acc = src;
+        source->acc = NULL;
+        return KNN_OK;
+    }
+    vectors_acc *dst = target->acc;
+    if (dst->e != src->e) return knn_error_set(err, KNN_EINVAL, "every row of one call must name the same index");
+    dst->taken += src->taken;
+    return KNN_OK;
+}
+
+static knn_status vectors_finalize(const knn_agg_ctx *cx, knn_agg_state *st, duckdb_vector result, idx_t row,
+                                   knn_error *err) {
+    (void)cx;
+    (void)err;
+    vectors_acc *a = st->acc;
+    ((int64_t *)duckdb_vector_get_data(result))[row] = a ? a->taken : 0;
+    return KNN_OK;
+}
+
 static const knn_table_def dump_table[] = {
     {.name = "knn_index_dump", .bind = dump_bind_fn, .run = dump_run, .positional = {DUCKDB_TYPE_VARCHAR},
      .n_positional = 1, .state_size = sizeof(dump_state), .state_free = dump_state_free},
@@ -255,11 +399,15 @@ static const knn_table_def dump_table[] = {
 
 static const knn_agg_def restore_agg[] = {
     {.name = "knn_index_restore", .params = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_BLOB,
-                                             DUCKDB_TYPE_VARCHAR},
-     .min_params = 3, .n_params = 4, .result = DUCKDB_TYPE_BIGINT, .free_acc = restore_acc_free,
+                                             DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_VARCHAR},
+     .min_params = 3, .n_params = 5, .result = DUCKDB_TYPE_BIGINT, .free_acc = restore_acc_free,
      .update = restore_update, .merge = restore_merge, .finalize = restore_finalize},
+    {.name = "knn_index_restore_vectors", .params = {DUCKDB_TYPE_VARCHAR, DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_ANY},
+     .min_params = 3, .n_params = 3, .result = DUCKDB_TYPE_BIGINT, .free_acc = vectors_acc_free,
+     .update = vectors_update, .merge = vectors_merge, .finalize = vectors_finalize},
 };
 
 bool knn_register_index_dump(duckdb_connection con, knn_registry *reg, knn_error *err) {
-    return knn_register_tables(con, reg, dump_table, 1, err) && knn_register_aggregates(con, reg, restore_agg, 1, err);
+    return knn_register_tables(con, reg, dump_table, 1, err) &&
+           knn_register_aggregates(con, reg, restore_agg, sizeof restore_agg / sizeof restore_agg[0], err);
 }

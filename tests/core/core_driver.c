@@ -489,6 +489,39 @@ static void test_graph_quant(void) {
         }
         OK(knn_graph_query_rerank(g, Q, nq, k, 16, 3, 0, 0, 0, 1, oid, od, found, EB)); /* rerank < k: raised */
         for (size_t q = 0; q < nq; q++) CHECK(found[q] == k, "%s shallow re-rank found %zu", kinds[kind], found[q]);
+        /* bytes: codes and links come back without float rows; searches wait for them, then answer alike */
+        uint8_t *raw = NULL, *again = NULL;
+        size_t len = 0, len2 = 0, taken = 0;
+        OK(knn_graph_to_bytes(g, &raw, &len, EB));
+        knn_graph *h = NULL;
+        OK(knn_graph_from_bytes_at(raw, len, NULL, &h, EB));
+        CHECK(knn_graph_missing_vectors(h) == n, "%s missing %zu", kinds[kind], knn_graph_missing_vectors(h));
+        int64_t hid[8 * 4];
+        float hd[8 * 4];
+        size_t hfound[4];
+        CHECK(knn_graph_query(h, Q, nq, k, 16, 1, hid, hd, hfound, eb, ERR) != 0 && strstr(eb, "float rows") != NULL,
+              "%s search before restore: %s", kinds[kind], eb);
+        OK(knn_graph_fill_vectors(h, X, ids, n, &taken, EB));
+        CHECK(taken == n && knn_graph_missing_vectors(h) == 0, "%s restored %zu", kinds[kind], taken);
+        OK(knn_graph_query_rerank(g, Q, nq, k, 16, 0, 0, 0, 0, 1, oid, od, found, EB));
+        OK(knn_graph_query_rerank(h, Q, nq, k, 16, 0, 0, 0, 0, 1, hid, hd, hfound, EB));
+        CHECK(memcmp(oid, hid, sizeof oid) == 0 && memcmp(od, hd, sizeof od) == 0, "%s restored answers", kinds[kind]);
+        OK(knn_graph_to_bytes(h, &again, &len2, EB));
+        CHECK(len2 == len && memcmp(raw, again, len) == 0, "%s bytes differ after a restore", kinds[kind]);
+        knn_bytes_free(again);
+        knn_graph_destroy(h);
+        for (size_t t = 0; t < 400; t++) { /* damaged code sections: errors, never a crash */
+            size_t at = 96 + (size_t)((frand() + 1.0f) * 0.5f * (float)(len - 104));
+            raw[at < len - 8 ? at : len - 9] ^= (uint8_t)(1u << (t % 8));
+            patch_checksum(raw, len);
+            h = NULL;
+            if (knn_graph_from_bytes_at(raw, len, NULL, &h, eb, ERR) == 0) {
+                CHECK(knn_graph_query(h, Q, 1, k, 16, 1, hid, hd, hfound, eb, ERR) != 0 || knn_graph_count(h) == 0,
+                      "%s damaged bytes searched without float rows", kinds[kind]);
+                knn_graph_destroy(h);
+            }
+        }
+        knn_bytes_free(raw);
         int64_t del[300];
         size_t nd = 0, removed;
         for (size_t i = 0; i < n; i += 4) { del[nd++] = (int64_t)i; live[i] = 0; }

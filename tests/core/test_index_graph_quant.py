@@ -354,3 +354,59 @@ def test_windows_on_real_embeddings(request, tmp_path, bits):
         want_pos, _ = _window_truth(X, labels, live, Q[:100], 10, lo, hi, metric)
         got, _ = g.search(Q[:100], 10, ef=64, lo=lo, hi=hi)
         assert recall(got, ids[want_pos]) >= 0.95
+
+
+# ---- persistence (step 3 of issue 18) ----------------------------------------------------------------
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+def test_bytes_hold_codes_not_floats_and_restore_without_re_encoding(labelled, tmp_path, bits, metric):
+    X, labels, Q = labelled
+    g = coded(X.shape[1], metric, bits, tmp_path)
+    g.add(X, labels=labels)
+    g.delete(np.arange(0, len(X), 9, dtype=np.int64))
+    raw = g.to_bytes()
+    f = knnsql.Index(X.shape[1], metric, "graph")
+    f.add(X)
+    assert len(raw) < 0.7 * len(f.to_bytes())  # codes, not float rows (at 32 dimensions the links weigh most)
+    h = knnsql.Index.from_bytes(raw, vectors_dir=str(tmp_path))
+    assert h.quantization == bits and h.missing_vectors == len(h) == len(g)
+    with pytest.raises(knnsql.KnnError, match="restored without its float rows .* knn_index_restore_vectors"):
+        h.search(Q, 10)
+    with pytest.raises(knnsql.KnnError, match="give them first"):
+        h.optimize()
+    # a row that is not the saved one is refused, and nothing is taken
+    bad = X.copy()
+    bad[100] += 0.5
+    with pytest.raises(knnsql.KnnError, match="the row given for id 100 .* is not the row the index was saved with"):
+        h.restore_vectors(bad, np.arange(len(X)))
+    assert h.missing_vectors == len(h)
+    # rows arrive in any order and batches; deleted and unknown ids are skipped
+    order = np.random.default_rng(1).permutation(len(X))
+    assert h.restore_vectors(X[order[:3000]], order[:3000]) + h.restore_vectors(X[order[3000:]], order[3000:]) == len(h)
+    assert h.missing_vectors == 0
+    assert h.restore_vectors(X[:10], np.arange(10)) == 0
+    # the same codes, ranges and links: the same bytes and the same answers, windows included
+    assert h.to_bytes() == raw
+    a, ad = g.search(Q, 10)
+    b, bd = h.search(Q, 10)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ad, bd)
+    # windows: the same rows (each side's cost model may pick another plan, whose kernels round differently)
+    a, ad = g.search(Q, 10, lo=200.0, hi=400.0)
+    b, bd = h.search(Q, 10, lo=200.0, hi=400.0)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(ad, bd, rtol=1e-6)
+
+
+def test_restore_of_an_empty_and_of_a_float_graph(tmp_path):
+    e = coded(8, "l2", "sq4", tmp_path)
+    h = knnsql.Index.from_bytes(e.to_bytes(), vectors_dir=str(tmp_path))
+    assert len(h) == 0 and h.quantization == "sq4" and h.missing_vectors == 0
+    h.add(np.eye(8, dtype=np.float32))  # the first batch trains the ranges of a restored empty index
+    assert h.search(np.eye(8, dtype=np.float32)[2], 1)[0][0, 0] == 2
+    f = knnsql.Index(8, "l2", "graph")
+    f.add(np.eye(8, dtype=np.float32))
+    with pytest.raises(knnsql.KnnError, match="keeps its float rows itself"):
+        knnsql.Index.from_bytes(f.to_bytes()).restore_vectors(np.eye(8, dtype=np.float32), np.arange(8))
+    assert f.to_bytes()[8] == 2  # float graphs still write format 2

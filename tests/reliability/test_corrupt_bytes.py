@@ -139,3 +139,71 @@ def test_damaged_attribute_section_is_refused(db):
             assert len(g) == 300  # a flipped value byte is still a valid value
     with pytest.raises(KnnError):
         knnsql.Index.from_bytes(reseal(bytearray(raw[:start + cut // 2]) + bytearray(raw[alen_at:])))
+
+
+# ---- a quantized graph's code section (format 3) ----------------------------------------------------
+
+CODED_SETTINGS = 16  # u32 bits | u32 trained | f32 error cut | u32 0, after the header
+
+
+def _coded(bits="sq8", metric="l2", dim=20):
+    rng = np.random.default_rng(8)
+    g = knnsql.Index(dim, metric, kind="graph", m=4, ef_construction=32, quantization=bits)
+    g.add(rng.normal(size=(300, dim)).astype(np.float32))
+    return g.to_bytes()
+
+
+def _first_code_row(raw: bytes, dim: int) -> int:
+    return HEADER + CODED_SETTINGS + 8 * dim + 20  # ranges, then node 0's id, label, flags
+
+
+@pytest.mark.parametrize("offset,value,message", [
+    (HEADER, 5, r"code settings invalid \(5 bits"),
+    (HEADER + 4, 2, r"code settings invalid \(8 bits, trained 2"),
+    (HEADER + 12, 1, "code settings invalid"),
+])
+def test_bad_code_settings_are_corrupt(offset, value, message):
+    body = bytearray(_coded())
+    struct.pack_into("<I", body, offset, value)
+    with pytest.raises(KnnError, match=rf"corrupt graph index bytes: {message}"):
+        knnsql.Index.from_bytes(reseal(body))
+
+
+def test_bad_code_ranges_and_rows_are_corrupt():
+    raw = _coded("sq8", "l2", 20)
+    body = bytearray(raw)
+    struct.pack_into("<f", body, HEADER + CODED_SETTINGS + 4 * 20 + 4 * 3, -1.0)  # a negative step
+    with pytest.raises(KnnError, match="corrupt graph index bytes: code range of dimension 3 is invalid"):
+        knnsql.Index.from_bytes(reseal(body))
+    row = _first_code_row(raw, 20)  # 20 codes padded to 32, then the error and the decoded norm
+    body = bytearray(raw)
+    body[row + 25] = 7  # a code in a padding dimension
+    with pytest.raises(KnnError, match="corrupt graph index bytes: node 0 has codes in its padding dimensions"):
+        knnsql.Index.from_bytes(reseal(body))
+    body = bytearray(raw)
+    body[row + 2] ^= 0x40  # a changed code no longer decodes to the stored norm
+    with pytest.raises(KnnError, match="corrupt graph index bytes: node 0: its codes decode to a squared norm of"):
+        knnsql.Index.from_bytes(reseal(body))
+    body = bytearray(raw)
+    struct.pack_into("<f", body, row + 32, float("nan"))
+    with pytest.raises(KnnError, match="corrupt graph index bytes: node 0 has a decoding error of nan"):
+        knnsql.Index.from_bytes(reseal(body))
+    with pytest.raises(KnnError, match="corrupt graph index bytes"):  # cut inside the code rows
+        knnsql.Index.from_bytes(reseal(bytearray(raw[:row + 10]) + bytearray(8)))
+    struct.pack_into("<I", body, HEADER + 4, 0)  # code rows without ranges
+    with pytest.raises(KnnError, match="corrupt graph index bytes"):
+        knnsql.Index.from_bytes(reseal(body))
+
+
+def test_bit_flips_anywhere_in_coded_bytes_never_crash():
+    raw = _coded("sq4", "cosine", 70)
+    rng = np.random.default_rng(0)
+    for pos in rng.choice(len(raw) - 8, 300, replace=False):
+        body = bytearray(raw)
+        body[pos] ^= 1 << int(rng.integers(0, 8))
+        try:
+            g = knnsql.Index.from_bytes(reseal(body))
+        except KnnError as exc:
+            assert "corrupt" in str(exc) or "format version" in str(exc) or "not a knnsql" in str(exc)
+        else:
+            assert g.missing_vectors == len(g)  # loaded: it still waits for its float rows

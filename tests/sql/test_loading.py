@@ -67,7 +67,7 @@ def test_api_surface():
     assert not missing, f"functions without a reference page: {sorted(missing)}"
     assert names == {"knn_debug", "knn_exact", "knn_exact_join", "knn_index_create", "knn_index_drop",
                      "knn_index_optimize", "knn_indexes", "knn_index_ids", "knn_index_insert", "knn_index_delete", "knn_index_recall", "knn_index_tune",
-                     "knn_index_dump", "knn_index_restore", "knn_search", "knn", "knn_among", "knn_among_join",
+                     "knn_index_dump", "knn_index_restore", "knn_index_restore_vectors", "knn_search", "knn", "knn_among", "knn_among_join",
                      "knn_sample_agg", "knn_sample_weighted", "knn_sample", "knn_registry_handle"} | ANALYTICS
 
 

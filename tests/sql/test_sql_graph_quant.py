@@ -153,3 +153,71 @@ def test_deletes_and_optimize(db, docs):
     ids = [r[0] for r in db.execute("SELECT id FROM knn_search('q', $q::FLOAT[32], k := 10, ef := 64, "
                                     "filter := 'cat = 7')", {"q": q.tolist()}).fetchall()]
     assert ids[0] == 7 and all(i % 10 == 7 and i % 4 != 0 for i in ids)
+
+
+# ---- persistence ------------------------------------------------------------------------------------
+
+def test_dump_restore_and_restore_vectors(db, docs, tmp_path):
+    X, rng = docs
+    q = X[11] + 0.05
+    p = {"q": q.tolist()}
+    before = db.execute("SELECT id, distance FROM knn_search('q', $q::FLOAT[32], k := 10)", p).fetchall()
+    db.execute("CREATE TABLE saved AS SELECT * FROM knn_index_dump('q')")
+    db.execute("SELECT * FROM knn_index_drop('q')").fetchall()
+    (sub := tmp_path / "restored").mkdir()
+    assert db.execute(f"SELECT knn_index_restore('q', part, bytes, 'docs', '{sub}') FROM saved").fetchall() == [(3000,)]
+    info = db.execute("SELECT quantization, rows, source FROM knn_indexes() WHERE name = 'q'").fetchall()
+    assert info == [("sq4", 3000, "docs")]
+    with pytest.raises(duckdb.Error, match="restored without its float rows and 3000 live rows still lack theirs; "
+                                           "give them .* knn_index_restore_vectors"):
+        db.execute("SELECT * FROM knn_search('q', $q::FLOAT[32])", p).fetchall()
+    db.execute("CREATE TABLE changed AS SELECT * FROM docs WHERE id < 100")
+    db.execute("UPDATE changed SET emb = (SELECT emb FROM docs WHERE id = 8) WHERE id = 7")
+    with pytest.raises(duckdb.Error, match="knn_index_restore_vectors: the row given for id 7 .* is not the row the "
+                                           "index was saved with"):
+        db.execute("SELECT knn_index_restore_vectors('q', id, emb) FROM changed").fetchall()
+    assert db.execute("SELECT knn_index_restore_vectors('q', id, emb) FROM docs").fetchall() == [(3000,)]
+    assert db.execute("SELECT knn_index_restore_vectors('q', id, emb) FROM docs").fetchall() == [(0,)]
+    after = db.execute("SELECT id, distance FROM knn_search('q', $q::FLOAT[32], k := 10)", p).fetchall()
+    assert after == before
+    redump = db.execute("SELECT bytes FROM knn_index_dump('q') ORDER BY part").fetchall()
+    assert [r[0] for r in redump] == [r[0] for r in db.execute("SELECT bytes FROM saved ORDER BY part").fetchall()]
+    rows = db.execute("SELECT id, cat FROM knn_search('q', $q::FLOAT[32], k := 5, filter := 'cat = 1', "
+                      "attributes := true)", p).fetchall()
+    assert rows and all(c == 1 for _, c in rows)
+
+
+def test_restore_vectors_errors(db, vecs, sql_error):
+    X, _ = vecs
+    load(db, X)
+    build(db, "fl", kind="'flat'")
+    build(db, "gf", kind="'graph'")
+    assert "index 'fl' is flat: it keeps its float rows" in sql_error(
+        "SELECT knn_index_restore_vectors('fl', id, emb) FROM t")
+    assert "keeps its float rows itself (quantization 'none')" in sql_error(
+        "SELECT knn_index_restore_vectors('gf', id, emb) FROM t")
+    assert "unknown index 'nope'" in sql_error("SELECT knn_index_restore_vectors('nope', id, emb) FROM t")
+
+
+def test_a_database_file_brings_a_quantized_index_back(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((2500, 24)).astype(np.float32)
+    path = str(tmp_path / "q.duckdb")
+    with knnsql.connect(path) as db:
+        t = db.create_table("docs", dim=24, metric="cosine")
+        t.add({"id": np.arange(len(X)), "emb": X})
+        t.create_index(kind="graph", quantization="sq8", vectors_dir=str(tmp_path))
+        want = t.search(X[3]).limit(5).to_list()
+        db.checkpoint()
+    with knnsql.connect(path) as db:
+        assert db.open_report[0]["action"] == "restored"
+        assert db.sql("SELECT quantization FROM knn_indexes()").fetchall() == [("sq8",)]
+        assert db.table("docs").search(X[3]).limit(5).to_list() == want
+        db.execute("UPDATE docs SET emb = (SELECT emb FROM docs WHERE id = 3) WHERE id = 4")
+        db.execute("DELETE FROM docs WHERE id = 9")
+        db.checkpoint()
+    with knnsql.connect(path) as db:  # changed rows re-inserted, gone ones deleted: every row has its floats
+        rep = db.open_report[0]
+        assert (rep["action"], rep["updated"], rep["removed"]) == ("restored", 1, 1)
+        got = db.table("docs").search(X[3]).limit(2).to_list()
+        assert {r["id"] for r in got} == {3, 4} and all(r["distance"] == pytest.approx(0, abs=1e-6) for r in got)

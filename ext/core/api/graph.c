@@ -136,7 +136,7 @@ int knn_graph_fill_vectors(knn_graph *index, const float *vecs, const int64_t *i
                            char *errmsg, size_t errmsg_len) {
     knn_error err;
     knn_error_clear(&err);
-    knn_graph_restore_vectors(index, vecs, ids, n, filled, &err);
+    if (knn_graph_restore_vectors(index, vecs, ids, n, filled, &err) == KNN_OK) knn_window_prepare(index);
     return knn_error_export(&err, errmsg, errmsg_len);
 }
 
@@ -197,9 +197,14 @@ int knn_graph_to_bytes(knn_graph *index, uint8_t **buf, size_t *len, char *errms
 }
 
 int knn_graph_from_bytes(const uint8_t *buf, size_t len, knn_graph **out, char *errmsg, size_t errmsg_len) {
+    return knn_graph_from_bytes_at(buf, len, NULL, out, errmsg, errmsg_len);
+}
+
+int knn_graph_from_bytes_at(const uint8_t *buf, size_t len, const char *vectors_dir, knn_graph **out, char *errmsg,
+                            size_t errmsg_len) {
     knn_error err;
     knn_error_clear(&err);
-    if (knn_graph_load(buf, len, out, &err) == KNN_OK) knn_window_prepare(*out);
+    if (knn_graph_load_at(buf, len, vectors_dir, out, &err) == KNN_OK) knn_window_prepare(*out);
     return knn_error_export(&err, errmsg, errmsg_len);
 }
 

@@ -126,5 +126,10 @@ size_t knn_graph_missing_vectors(const knn_graph *g);
 knn_status knn_graph_save(knn_graph *g, uint8_t **buf, size_t *len, knn_error *err);
 /* Rebuilds an index from bytes; every length and link is bounds-checked, corrupt input is an error. */
 knn_status knn_graph_load(const uint8_t *buf, size_t len, knn_graph **out, knn_error *err);
+/* knn_graph_load with the directory a coded graph's float-row file is created in ("." when NULL or empty).
+ * A coded graph comes back with its codes, ranges and links, not re-encoded, and without its float rows:
+ * knn_graph_restore_vectors gives them back (searches are refused until then). */
+knn_status knn_graph_load_at(const uint8_t *buf, size_t len, const char *vectors_dir, knn_graph **out,
+                             knn_error *err);
 
 #endif

@@ -137,6 +137,26 @@ float knn_sq_encode(const knn_sq *s, const float *x, uint8_t *out, float *err) {
     return (float)n2;
 }
 
+static inline unsigned code_at(const knn_sq *s, const uint8_t *codes, size_t j) {
+    return s->bits == 8 ? codes[j] : (codes[knn_sq4_byte(j)] >> knn_sq4_shift(j)) & 15u;
+}
+
+float knn_sq_decoded_norm2(const knn_sq *s, const uint8_t *codes) {
+    double n2 = 0;
+    for (size_t j = 0; j < s->d; j++) {
+        double v = (double)s->lo[j] + (double)s->step[j] * code_at(s, codes, j);
+        n2 += v * v;
+    }
+    return (float)n2;
+}
+
+int knn_sq_pad_clear(const knn_sq *s, const uint8_t *codes) {
+    for (size_t j = s->d; j < s->dpad; j++) {
+        if (code_at(s, codes, j)) return 0;
+    }
+    return 1;
+}
+
 void knn_sq_decode(const knn_sq *s, const uint8_t *codes, float *out) {
     for (size_t j = 0; j < s->d; j++) {
         unsigned c = s->bits == 8 ? codes[j] : (codes[knn_sq4_byte(j)] >> knn_sq4_shift(j)) & 15u;

@@ -47,6 +47,10 @@ void knn_sq_free(knn_sq *s);
 /* Codes x into out (row_bytes bytes, padding zero); values outside the ranges clamp. Returns the squared
  * norm of the decoded row; *err (may be NULL) gets the row's decoding error ||x - x^||. */
 float knn_sq_encode(const knn_sq *s, const float *x, uint8_t *out, float *err);
+/* The squared norm of the decoded row (what knn_sq_encode returns, bit for bit). */
+float knn_sq_decoded_norm2(const knn_sq *s, const uint8_t *codes);
+/* 1 when the codes of the padding dimensions (d .. dpad-1) are zero, as knn_sq_encode writes them. */
+int knn_sq_pad_clear(const knn_sq *s, const uint8_t *codes);
 /* The decoded row of codes into out (d floats). */
 void knn_sq_decode(const knn_sq *s, const uint8_t *codes, float *out);
 /* Prepares query q (d floats, finite) for code distances; 0, or -1 when memory is short. */
