@@ -221,3 +221,34 @@ def test_a_database_file_brings_a_quantized_index_back(tmp_path):
         assert (rep["action"], rep["updated"], rep["removed"]) == ("restored", 1, 1)
         got = db.table("docs").search(X[3]).limit(2).to_list()
         assert {r["id"] for r in got} == {3, 4} and all(r["distance"] == pytest.approx(0, abs=1e-6) for r in got)
+
+
+# ---- memory: heap bytes against the cap, file bytes apart --------------------------------------------
+
+VEC64 = "list_transform(range(64), lambda j: cos(i * 0.01 * j + i))::FLOAT[64]"
+
+
+@pytest.mark.parametrize("labelled", [False, True])
+def test_the_memory_cap_counts_the_heap_only(db, tmp_path, labelled):
+    """memory_limit caps the heap bytes; a quantized graph's float rows are in its file, so more rows fit
+    under the same cap, and its projection still never lets the heap pass the cap."""
+    cap = 3_000_000
+    label = ", i" if labelled else ""
+    fitted = {}
+    for name, opts in (("f", ""), ("c", f", quantization := 'sq4', vectors_dir := '{tmp_path}'")):
+        db.execute(f"SELECT * FROM knn_index_create('{name}', dim := 64, memory_limit := {cap}{opts})").fetchall()
+        added = 0
+        for _ in range(60):
+            try:
+                db.execute(f"SELECT knn_index_insert('{name}', i, {VEC64}{label}) FROM range({added}, {added + 500}) "
+                           "r(i)").fetchall()
+            except duckdb.Error as exc:
+                assert "memory_limit" in str(exc)
+                break
+            added += 500
+            mem, disk = db.execute(f"SELECT memory_bytes, disk_bytes FROM knn_indexes() WHERE name = '{name}'"
+                                   ).fetchone()
+            assert mem <= cap, (name, added, mem)
+            assert (disk >= added * 64 * 4) if name == "c" else disk == 0
+        fitted[name] = added
+    assert fitted["c"] >= 1.5 * fitted["f"], fitted
