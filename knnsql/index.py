@@ -177,7 +177,9 @@ class Index:
         return int(lib.knn_flat_count(self._handle) if self.kind == "flat" else lib.knn_graph_count(self._handle))
 
     def __repr__(self) -> str:
-        return f"knnsql.Index(dim={self.dim}, metric={self.metric!r}, kind={self.kind!r}, rows={len(self)})"
+        q = self.quantization
+        extra = "" if q == "none" else f", quantization={q!r}"
+        return f"knnsql.Index(dim={self.dim}, metric={self.metric!r}, kind={self.kind!r}{extra}, rows={len(self)})"
 
     # ---- data -------------------------------------------------------------------------------------
     def _matrix(self, X, what: str) -> np.ndarray:

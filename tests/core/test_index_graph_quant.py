@@ -410,3 +410,17 @@ def test_restore_of_an_empty_and_of_a_float_graph(tmp_path):
     with pytest.raises(knnsql.KnnError, match="keeps its float rows itself"):
         knnsql.Index.from_bytes(f.to_bytes()).restore_vectors(np.eye(8, dtype=np.float32), np.arange(8))
     assert f.to_bytes()[8] == 2  # float graphs still write format 2
+
+
+def test_python_surface(tmp_path):
+    g = coded(4, "l2", "sq4", tmp_path)
+    g.add(np.eye(4, dtype=np.float32))
+    assert repr(g) == "knnsql.Index(dim=4, metric='l2', kind='graph', quantization='sq4', rows=4)"
+    assert g.missing_vectors == 0 and g.quantization == "sq4"
+    assert repr(knnsql.Index(4)) == "knnsql.Index(dim=4, metric='l2', kind='flat', rows=0)"
+    with pytest.raises(ValueError, match="restore_vectors applies to a quantized graph"):
+        knnsql.Index(4).restore_vectors(np.eye(4, dtype=np.float32), np.arange(4))
+    with pytest.raises(knnsql.KnnError, match="chosen before its first rows"):
+        from knnsql import _ffi
+        buf = _ffi.errbuf()
+        _ffi.check(_ffi.lib().knn_graph_storage(g._handle, b"sq8", b".", buf, _ffi.ERRMSG_LEN), buf)
